@@ -1,0 +1,92 @@
+/**
+ * Every error the API answers with, as RFC 9457 problem documents
+ * (`application/problem+json`). Each kind has its own stable `type`.
+ * `requestId` is filled in by the server for every problem it sends.
+ */
+import { Schema } from "effect"
+import { HttpApiError } from "effect/http-api"
+
+const requestId = { requestId: Schema.optionalKey(Schema.String) }
+
+export const FieldError = Schema.Struct({
+  path: Schema.String,
+  message: Schema.String
+}).annotate({ identifier: "FieldError", description: "One invalid field, e.g. `records[3].stream`." })
+export type FieldError = typeof FieldError.Type
+
+export class InvalidJson extends HttpApiError.Problem<InvalidJson>()("InvalidJson", {
+  type: "/problems/invalid-json",
+  status: 400,
+  title: "Body is not valid JSON"
+}, requestId) {}
+
+export class ValidationFailed extends HttpApiError.Problem<ValidationFailed>()("ValidationFailed", {
+  type: "/problems/validation",
+  status: 400,
+  title: "Invalid request"
+}, { ...requestId, errors: Schema.Array(FieldError) }) {}
+
+export class Unauthorized extends HttpApiError.Problem<Unauthorized>()("Unauthorized", {
+  type: "/problems/unauthorized",
+  status: 401,
+  title: "Missing or unknown API key"
+}, requestId) {}
+
+export class Forbidden extends HttpApiError.Problem<Forbidden>()("Forbidden", {
+  type: "/problems/forbidden",
+  status: 403,
+  title: "The API key lacks the scope this route needs"
+}, requestId) {}
+
+export class NotFound extends HttpApiError.Problem<NotFound>()("NotFound", {
+  type: "/problems/not-found",
+  status: 404,
+  title: "Not found"
+}, requestId) {}
+
+export class IdempotencyKeyInFlight extends HttpApiError.Problem<IdempotencyKeyInFlight>()("IdempotencyKeyInFlight", {
+  type: "/problems/idempotency-key-in-flight",
+  status: 409,
+  title: "A request with this Idempotency-Key is still running"
+}, requestId) {}
+
+export class PayloadTooLarge extends HttpApiError.Problem<PayloadTooLarge>()("PayloadTooLarge", {
+  type: "/problems/payload-too-large",
+  status: 413,
+  title: "Body too large"
+}, requestId) {}
+
+export class UnsupportedMediaType extends HttpApiError.Problem<UnsupportedMediaType>()("UnsupportedMediaType", {
+  type: "/problems/unsupported-media-type",
+  status: 415,
+  title: "Body must be application/json"
+}, requestId) {}
+
+export class IdempotencyKeyReused extends HttpApiError.Problem<IdempotencyKeyReused>()("IdempotencyKeyReused", {
+  type: "/problems/idempotency-key-reused",
+  status: 422,
+  title: "This Idempotency-Key was used with a different body"
+}, requestId) {}
+
+export class RateLimited extends HttpApiError.Problem<RateLimited>()("RateLimited", {
+  type: "/problems/rate-limited",
+  status: 429,
+  title: "Rate limit exceeded"
+}, requestId) {}
+
+export class InternalError extends HttpApiError.Problem<InternalError>()("InternalError", {
+  type: "/problems/internal",
+  status: 500,
+  title: "Internal error"
+}, requestId) {}
+
+export class Unavailable extends HttpApiError.Problem<Unavailable>()("Unavailable", {
+  type: "/problems/unavailable",
+  status: 503,
+  title: "Service unavailable"
+}, requestId) {}
+
+/** Problems any route may answer with. */
+export const CommonProblems = [InternalError, Unavailable] as const
+/** Problems of a route that reads a JSON body. */
+export const BodyProblems = [InvalidJson, ValidationFailed, PayloadTooLarge, UnsupportedMediaType] as const

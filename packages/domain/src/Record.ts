@@ -1,0 +1,116 @@
+/**
+ * The record as clients send it and as the API returns it (SPEC §1).
+ */
+import { Schema } from "effect"
+
+export const STREAM_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
+/** ISO 8601 date-time with an explicit zone, e.g. `2026-11-24T10:00:00.000Z` or `…+01:00`. */
+export const ISO_DATE_TIME_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/
+export const MAX_DATA_DEPTH = 32
+/** How far into the future `occurredAt` may lie. */
+export const MAX_FUTURE_MS = 24 * 60 * 60 * 1000
+
+export const StreamName = Schema.String.check(
+  Schema.isPattern(STREAM_PATTERN, { message: `must match ${STREAM_PATTERN.source}` })
+).annotate({ description: "The kind of record, e.g. `orders` or `sensor.temp`.", examples: ["orders"] })
+
+export const RecordKey = Schema.String.check(
+  Schema.isMinLength(1, { message: "must be 1 to 256 characters" }),
+  Schema.isMaxLength(256, { message: "must be 1 to 256 characters" }),
+  Schema.makeFilter((s) => isCleanString(s) || "must not contain NUL or unpaired surrogates")
+).annotate({ description: "The entity the record is about; events with one key keep their order." })
+
+const isValidInstant = (s: string): boolean => {
+  const ms = Date.parse(s)
+  return !Number.isNaN(ms)
+}
+
+/** An ISO 8601 instant with a zone. */
+export const IsoDateTime = Schema.String.check(
+  Schema.isPattern(ISO_DATE_TIME_PATTERN, {
+    message: "must be an ISO 8601 date-time with a zone, e.g. 2026-11-24T10:00:00Z"
+  }),
+  Schema.makeFilter((s) => isValidInstant(s) || "is not a valid date-time")
+).annotate({ format: "date-time" })
+
+/** `occurredAt` as accepted on input: from 1970-01-01 up to 24 h ahead of the server's clock. */
+export const OccurredAt = IsoDateTime.check(
+  Schema.makeFilter((s) => {
+    const ms = Date.parse(s)
+    return (ms >= 0 && ms <= Date.now() + MAX_FUTURE_MS) || "must lie between 1970-01-01 and 24 hours from now"
+  })
+)
+
+/** True when a string holds no NUL and no lone surrogate (PostgreSQL's jsonb rejects both). */
+export const isCleanString = (s: string): boolean => s.isWellFormed() && !s.includes("\u0000")
+
+/**
+ * Walks a JSON value without recursion and reports the first reason it cannot be stored:
+ * nesting deeper than {@link MAX_DATA_DEPTH}, or a string or key with NUL / a lone surrogate.
+ */
+export const checkJsonValue = (value: unknown): string | undefined => {
+  const stack: Array<[unknown, number]> = [[value, 1]]
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!
+    if (typeof node === "string") {
+      if (!isCleanString(node)) return "must not contain strings with NUL or unpaired surrogates"
+    } else if (node !== null && typeof node === "object") {
+      if (depth > MAX_DATA_DEPTH) return `must not nest deeper than ${MAX_DATA_DEPTH} levels`
+      if (Array.isArray(node)) {
+        for (const item of node) stack.push([item, depth + 1])
+      } else {
+        for (const key of Object.keys(node)) {
+          if (!isCleanString(key)) return "must not contain keys with NUL or unpaired surrogates"
+          stack.push([(node as Record<string, unknown>)[key], depth + 1])
+        }
+      }
+    }
+  }
+  return undefined
+}
+
+export const RecordData = Schema.JsonObject.check(
+  Schema.makeFilter((data) => checkJsonValue(data) ?? true)
+).annotate({ description: "Any JSON object, at most MAX_RECORD_BYTES serialised and 32 levels deep." })
+
+/** A UUID in canonical text form. Ids issued by Strata are UUIDv7. */
+export const RecordId = Schema.String.check(
+  Schema.isPattern(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, {
+    message: "must be a UUID"
+  })
+).annotate({ description: "A UUIDv7 whose time prefix is occurredAt.", format: "uuid" })
+
+/** The body of `POST /data`, and one item of `POST /data/batch`. */
+export const NewRecord = Schema.Struct({
+  stream: StreamName,
+  key: Schema.optionalKey(Schema.NullOr(RecordKey)),
+  occurredAt: Schema.optionalKey(OccurredAt),
+  data: RecordData
+}).annotate({ identifier: "NewRecord" })
+export type NewRecord = typeof NewRecord.Type
+
+/** A stored record, as every read returns it. */
+export const StoredRecord = Schema.Struct({
+  id: RecordId,
+  stream: Schema.String,
+  key: Schema.NullOr(Schema.String),
+  occurredAt: IsoDateTime,
+  ingestedAt: IsoDateTime,
+  data: Schema.JsonObject
+}).annotate({ identifier: "Record" })
+export type StoredRecord = typeof StoredRecord.Type
+
+export const BatchRequest = Schema.Struct({
+  records: Schema.Array(NewRecord)
+}).annotate({ identifier: "BatchRequest" })
+export type BatchRequest = typeof BatchRequest.Type
+
+export const RecordList = Schema.Struct({
+  records: Schema.Array(StoredRecord)
+}).annotate({ identifier: "RecordList" })
+
+export const RecordPage = Schema.Struct({
+  records: Schema.Array(StoredRecord),
+  nextCursor: Schema.NullOr(Schema.String)
+}).annotate({ identifier: "RecordPage" })
+export type RecordPage = typeof RecordPage.Type

@@ -1,0 +1,59 @@
+/**
+ * Every setting of the server, read from the environment and checked at startup.
+ * The README's configuration table lists each variable with its default.
+ */
+import { Config, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { bytes, duration, intBetween } from "./Units.ts"
+
+export const PartitionInterval = ["day", "week", "month"] as const
+export type PartitionInterval = (typeof PartitionInterval)[number]
+
+const settings = Config.all({
+  host: Config.String("HOST").pipe(Config.withDefault("0.0.0.0")),
+  port: Config.Port("PORT").pipe(Config.withDefault(8080)),
+  databaseUrl: Config.option(Config.Redacted("DATABASE_URL")),
+  dataDir: Config.String("DATA_DIR").pipe(Config.withDefault("./.strata")),
+  databasePoolMax: intBetween("DATABASE_POOL_MAX", 1, 1000).pipe(Config.withDefault(10)),
+  migrateOnStart: Config.Boolean("MIGRATE_ON_START").pipe(Config.withDefault(true)),
+  maxBodyBytes: bytes("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
+  maxRecordBytes: bytes("MAX_RECORD_BYTES").pipe(Config.withDefault(64 * 1024)),
+  maxBatch: intBetween("MAX_BATCH", 1, 100_000).pipe(Config.withDefault(1000)),
+  partitionInterval: Config.Literals(PartitionInterval, "PARTITION_INTERVAL").pipe(Config.withDefault("month")),
+  dbTimeout: duration("DB_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
+  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info")),
+  logFormat: Config.Literals(["json", "pretty"], "LOG_FORMAT").pipe(Config.withDefault("json")),
+  accessLog: Config.Boolean("ACCESS_LOG").pipe(Config.withDefault(false))
+})
+
+export type Settings = Config.Success<typeof settings>
+
+export class AppConfig extends Context.Service<AppConfig, Settings>()("strata/AppConfig") {
+  /** Reads the environment (through the current ConfigProvider). */
+  static readonly layer: Layer.Layer<AppConfig, Config.ConfigError> = Layer.effect(
+    AppConfig,
+    Effect.gen(function*() {
+      return yield* settings
+    })
+  )
+
+  /** Defaults with overrides, for tests and tools that do not read the environment. */
+  static readonly layerWith = (overrides: Partial<Settings> = {}): Layer.Layer<AppConfig, Config.ConfigError> =>
+    Layer.effect(
+      AppConfig,
+      Effect.gen(function*() {
+        return { ...(yield* settings), ...overrides }
+      })
+    )
+}
+
+/** The database URL with its password hidden, for logs. */
+export const describeDatabase = (url: Option.Option<Redacted.Redacted>): string =>
+  Option.match(url, {
+    onNone: () => "embedded PGlite",
+    onSome: (u) => {
+      const parsed = URL.parse(Redacted.value(u))
+      if (parsed === null) return "(unparseable DATABASE_URL)"
+      if (parsed.password !== "") parsed.password = "***"
+      return parsed.toString()
+    }
+  })

@@ -1,0 +1,50 @@
+/**
+ * The PostgreSQL connection: a pool on DATABASE_URL, or, when none is given, an
+ * embedded PGlite kept in DATA_DIR and served over a local socket so the same
+ * `@effect/sql-pg` client and the same SQL run against it (SPEC §5).
+ */
+import { PGlite } from "@electric-sql/pglite"
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Option, Redacted } from "effect"
+import type { SqlClient } from "effect/sql"
+import { mkdirSync } from "node:fs"
+import { AppConfig } from "../config/AppConfig.ts"
+import { runMigrations } from "./Migrations.ts"
+
+/** Opens PGlite in `dataDir` and serves it on a loopback port; answers its URL. */
+export const startEmbedded = (dataDir: string) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      mkdirSync(dataDir, { recursive: true })
+      const db = await PGlite.create(dataDir)
+      // PGlite runs one query at a time; one connection with a pool of one is
+      // the configuration that never stalls (more connections only queue).
+      const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 })
+      await server.start()
+      return { db, server, url: `postgres://postgres@${server.getServerConn()}/postgres` }
+    }),
+    ({ db, server }) => Effect.promise(async () => {
+      await server.stop()
+      await db.close()
+    })
+  )
+
+/** A pool on `url` with the configured size. */
+const pool = (url: Redacted.Redacted, maxConnections: number) =>
+  PgClient.layer({ url, maxConnections, applicationName: "strata" })
+
+/** PgClient and SqlClient for the configured database, migrated when MIGRATE_ON_START is on. */
+export const DatabaseLive: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown, AppConfig> = Layer.unwrap(
+  Effect.gen(function*() {
+    const config = yield* AppConfig
+    const client = yield* Option.match(config.databaseUrl, {
+      onSome: (url) => Effect.succeed(pool(url, config.databasePoolMax)),
+      onNone: () =>
+        Effect.map(startEmbedded(config.dataDir), ({ url }) => pool(Redacted.make(url), 1))
+    })
+    return config.migrateOnStart
+      ? Layer.effectDiscard(runMigrations).pipe(Layer.provideMerge(client))
+      : client
+  })
+)

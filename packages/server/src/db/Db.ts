@@ -1,0 +1,276 @@
+/**
+ * The records store (SPEC §5). `Db.layerPg` runs on PostgreSQL (or the embedded
+ * PGlite, which speaks the same SQL); `Db.layerMemory` keeps everything in
+ * process with the same behaviour, for tests.
+ */
+import type { StoredRecord } from "@strata/domain"
+import { Array as Arr, Context, Duration, Effect, Layer, Option, Ref } from "effect"
+import type { SqlError } from "effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { randomBytes } from "node:crypto"
+import { AppConfig } from "../config/AppConfig.ts"
+import { recordIdTime } from "../records/RecordId.ts"
+import { DbError } from "./DbError.ts"
+import { type PartitionBounds, partitionFor } from "./Partitions.ts"
+
+/** A validated record with its id, ready to be written. */
+export interface RecordToStore {
+  readonly tenant: string
+  readonly id: string
+  readonly stream: string
+  readonly key: string | null
+  readonly occurredAt: Date
+  readonly data: StoredRecord["data"]
+}
+
+/** One page of a stream, keyset-paginated on (occurredAt, id). */
+export interface ListQuery {
+  readonly tenant: string
+  readonly stream: string
+  readonly key?: string | undefined
+  readonly from?: Date | undefined
+  readonly to?: Date | undefined
+  readonly order: "asc" | "desc"
+  readonly limit: number
+  /** The last row of the previous page: results start strictly after it. */
+  readonly after?: { readonly occurredAt: Date; readonly id: string } | undefined
+}
+
+export class Db extends Context.Service<Db, {
+  /** Writes the records and one outbox event each, in one transaction: all or none. */
+  readonly insert: (
+    records: Arr.NonEmptyReadonlyArray<RecordToStore>
+  ) => Effect.Effect<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>
+  readonly findById: (tenant: string, id: string) => Effect.Effect<Option.Option<StoredRecord>, DbError>
+  readonly list: (query: ListQuery) => Effect.Effect<ReadonlyArray<StoredRecord>, DbError>
+  /** Succeeds when the database answers. */
+  readonly ping: Effect.Effect<void, DbError>
+  /** A secret shared by every replica on this database, made on first use. */
+  readonly sharedSecret: (name: string) => Effect.Effect<string, DbError>
+}>()("strata/Db") {
+  static readonly layerPg: Layer.Layer<Db, never, PgClient.PgClient | AppConfig> = Layer.effect(
+    Db,
+    Effect.gen(function*() {
+      const sql = yield* PgClient.PgClient
+      const config = yield* AppConfig
+      const partitions = yield* makePartitionCache(sql, config.partitionInterval)
+      const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
+        effect.pipe(
+          Effect.timeoutOrElse({
+            duration: config.dbTimeout,
+            orElse: () =>
+              Effect.fail(
+                new DbError({ transient: true, message: `${name} timed out after ${Duration.format(config.dbTimeout)}` })
+              )
+          }),
+          Effect.catchTag("SqlError", (e) => Effect.fail(fromSqlError(e))),
+          Effect.withSpan(`Db.${name}`)
+        )
+
+      const insert = (records: Arr.NonEmptyReadonlyArray<RecordToStore>) =>
+        guard(
+          "insert",
+          Effect.gen(function*() {
+            yield* partitions.ensure(records.map((r) => r.occurredAt.getTime()))
+            const rows = yield* sql.withTransaction(Effect.gen(function*() {
+              const inserted = yield* sql<RecordRow>`
+                INSERT INTO records ${
+                sql.insert(Arr.map(records, (r) => ({
+                  tenant_id: r.tenant,
+                  id: r.id,
+                  stream: r.stream,
+                  key: r.key,
+                  occurred_at: r.occurredAt,
+                  data: sql.json(r.data)
+                })))
+              }
+                RETURNING ${sql.literal(COLUMNS)}`
+              const byId = new Map(inserted.map((row) => [row.id, toRecord(row)]))
+              const stored = Arr.map(records, (r) => byId.get(r.id)!)
+              yield* sql`INSERT INTO outbox ${
+                sql.insert(Arr.map(stored, (record, i) => ({
+                  tenant_id: records[i].tenant,
+                  record_id: record.id,
+                  message_key: `${records[i].tenant}/${record.stream}/${record.key ?? record.id}`,
+                  payload: sql.json(record)
+                })))
+              }`
+              return stored
+            }))
+            return rows
+          })
+        )
+
+      const findById = (tenant: string, id: string) => {
+        const ms = recordIdTime(id)
+        if (ms === undefined) return Effect.succeed(Option.none())
+        return guard(
+          "findById",
+          Effect.map(
+            sql<RecordRow>`SELECT ${sql.literal(COLUMNS)} FROM records
+              WHERE id = ${id} AND occurred_at = ${new Date(ms)} AND tenant_id = ${tenant}`,
+            (rows) => Option.map(Arr.head(rows), toRecord)
+          )
+        )
+      }
+
+      const list = (q: ListQuery) => {
+        const desc = q.order === "desc"
+        const clauses = [
+          sql`tenant_id = ${q.tenant}`,
+          sql`stream = ${q.stream}`,
+          ...(q.key !== undefined ? [sql`key = ${q.key}`] : []),
+          ...(q.from !== undefined ? [sql`occurred_at >= ${q.from}`] : []),
+          ...(q.to !== undefined ? [sql`occurred_at < ${q.to}`] : []),
+          ...(q.after !== undefined
+            ? [desc
+              ? sql`(occurred_at, id) < (${q.after.occurredAt}, ${q.after.id}::uuid)`
+              : sql`(occurred_at, id) > (${q.after.occurredAt}, ${q.after.id}::uuid)`]
+            : [])
+        ]
+        const direction = sql.literal(desc ? "DESC" : "ASC")
+        return guard(
+          "list",
+          Effect.map(
+            sql<RecordRow>`SELECT ${sql.literal(COLUMNS)} FROM records WHERE ${sql.and(clauses)}
+              ORDER BY occurred_at ${direction}, id ${direction} LIMIT ${q.limit}`,
+            (rows) => rows.map(toRecord)
+          )
+        )
+      }
+
+      const ping = guard("ping", Effect.asVoid(sql`SELECT 1`))
+
+      const sharedSecret = (name: string) =>
+        guard(
+          "sharedSecret",
+          Effect.gen(function*() {
+            yield* sql`INSERT INTO strata_secrets (name, value)
+              VALUES (${name}, ${randomBytes(32).toString("base64url")}) ON CONFLICT (name) DO NOTHING`
+            const rows = yield* sql<{ readonly value: string }>`SELECT value FROM strata_secrets WHERE name = ${name}`
+            return rows[0].value
+          })
+        )
+
+      return Db.of({ insert, findById, list, ping, sharedSecret })
+    })
+  )
+
+  static readonly layerMemory: Layer.Layer<Db> = Layer.effect(
+    Db,
+    Effect.gen(function*() {
+      const store = yield* Ref.make(new Map<string, { readonly tenant: string; readonly record: StoredRecord }>())
+
+      const insert = (records: Arr.NonEmptyReadonlyArray<RecordToStore>) =>
+        Ref.modify(store, (current) => {
+          const ingestedAt = new Date().toISOString()
+          const next = new Map(current)
+          const stored = Arr.map(records, (r) => {
+            const record: StoredRecord = {
+              id: r.id,
+              stream: r.stream,
+              key: r.key,
+              occurredAt: r.occurredAt.toISOString(),
+              ingestedAt,
+              data: r.data
+            }
+            next.set(r.id, { tenant: r.tenant, record })
+            return record
+          })
+          return [stored, next]
+        })
+
+      const findById = (tenant: string, id: string) =>
+        Effect.map(Ref.get(store), (m) => {
+          const entry = m.get(id.toLowerCase())
+          return entry !== undefined && entry.tenant === tenant ? Option.some(entry.record) : Option.none()
+        })
+
+      const list = (q: ListQuery) =>
+        Effect.map(Ref.get(store), (m) => {
+          const sign = q.order === "desc" ? -1 : 1
+          const compare = (a: { occurredAt: string; id: string }, b: { occurredAt: string; id: string }) =>
+            a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
+          const after = q.after && { occurredAt: q.after.occurredAt.toISOString(), id: q.after.id.toLowerCase() }
+          return Array.from(m.values())
+            .filter(({ record: r, tenant }) =>
+              tenant === q.tenant && r.stream === q.stream &&
+              (q.key === undefined || r.key === q.key) &&
+              (q.from === undefined || r.occurredAt >= q.from.toISOString()) &&
+              (q.to === undefined || r.occurredAt < q.to.toISOString()) &&
+              (after === undefined || sign * compare(r, after) > 0)
+            )
+            .map((e) => e.record)
+            .sort((a, b) => sign * compare(a, b))
+            .slice(0, q.limit)
+        })
+
+      const secrets = new Map<string, string>()
+      const sharedSecret = (name: string) =>
+        Effect.sync(() => {
+          if (!secrets.has(name)) secrets.set(name, randomBytes(32).toString("base64url"))
+          return secrets.get(name)!
+        })
+
+      return Db.of({ insert, findById, list, ping: Effect.void, sharedSecret })
+    })
+  )
+}
+
+const COLUMNS = "id::text AS id, stream, key, occurred_at, ingested_at, data"
+
+interface RecordRow {
+  readonly id: string
+  readonly stream: string
+  readonly key: string | null
+  readonly occurred_at: Date
+  readonly ingested_at: Date
+  readonly data: StoredRecord["data"]
+}
+
+const toRecord = (row: RecordRow): StoredRecord => ({
+  id: row.id,
+  stream: row.stream,
+  key: row.key,
+  occurredAt: row.occurred_at.toISOString(),
+  ingestedAt: row.ingested_at.toISOString(),
+  data: row.data
+})
+
+const fromSqlError = (error: SqlError.SqlError): DbError =>
+  new DbError({ transient: error.isRetryable, message: error.message, cause: error })
+
+/**
+ * Knows which partitions exist and creates missing ones on first need
+ * (a backfill into 2019 works). Creation races between replicas are harmless.
+ */
+const makePartitionCache = Effect.fnUntraced(function*(
+  sql: PgClient.PgClient,
+  interval: AppConfig["Service"]["partitionInterval"]
+) {
+  const known = new Set<string>()
+  const create = (p: PartitionBounds) =>
+    sql`CREATE TABLE IF NOT EXISTS ${sql(p.name)} PARTITION OF records
+        FOR VALUES FROM (${sql.literal(`'${p.from.toISOString()}'`)}) TO (${sql.literal(`'${p.to.toISOString()}'`)})`.pipe(
+      // Another process created it between our check and our CREATE.
+      Effect.catchTag("SqlError", (e) => partitionExists(sql, p.name).pipe(
+        Effect.flatMap((exists) => exists ? Effect.void : Effect.fail(e))
+      )),
+      Effect.tap(() => Effect.sync(() => known.add(p.name)))
+    )
+  const ensure = (instants: ReadonlyArray<number>) => {
+    const missing = new Map<string, PartitionBounds>()
+    for (const ms of instants) {
+      const p = partitionFor(interval, ms)
+      if (!known.has(p.name)) missing.set(p.name, p)
+    }
+    return missing.size === 0 ? Effect.void : Effect.forEach(missing.values(), create, { discard: true })
+  }
+  return { ensure, known }
+})
+
+const partitionExists = (sql: PgClient.PgClient, name: string) =>
+  Effect.map(
+    sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_class WHERE relname = ${name}`,
+    (rows) => rows[0].n > 0
+  )

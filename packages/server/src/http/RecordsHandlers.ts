@@ -1,0 +1,134 @@
+/**
+ * The `/data` routes (SPEC §2). Bodies are read by hand (`handleRaw`) so that
+ * every bad input gets its own problem: 415, 413, invalid-json, validation.
+ */
+import { Api, BatchRequest, IsoDateTime, NewRecord, NotFound, type StoredRecord, Unavailable } from "@strata/domain"
+import { Array as Arr, Effect, Option, Result, Schema } from "effect"
+import { HttpServerResponse } from "effect/http"
+import { HttpApiBuilder } from "effect/http-api"
+import { AppConfig } from "../config/AppConfig.ts"
+import { Db } from "../db/Db.ts"
+import type { DbError } from "../db/DbError.ts"
+import { makeCursorCodec } from "../records/Cursor.ts"
+import { prepareRecord } from "../records/Prepare.ts"
+import { recordIdTime } from "../records/RecordId.ts"
+import { CurrentTenant } from "../records/Tenant.ts"
+import { readJsonBody } from "./JsonBody.ts"
+import { decodeAll, validationFailed } from "./Validation.ts"
+
+/** A database that is down or slow is a 503 the client may retry; anything else is a bug (500). */
+const unavailableOnTransient = (error: DbError): Effect.Effect<never, Unavailable> =>
+  error.transient
+    ? Effect.andThen(
+      Effect.logWarning("Database unavailable", error.message),
+      Effect.fail(new Unavailable({ detail: "The database is unavailable; retry shortly." }))
+    )
+    : Effect.die(error)
+
+const created = (body: unknown, location?: string) =>
+  HttpServerResponse.jsonUnsafe(body, {
+    status: 201,
+    ...(location !== undefined ? { headers: { location } } : {})
+  })
+
+/** Records never change, so the id is a strong validator. */
+const etagOf = (record: StoredRecord) => `"${record.id}"`
+
+const ListParams = Schema.Struct({
+  stream: Schema.String.check(Schema.isPattern(/^[a-z0-9][a-z0-9._-]{0,63}$/, { message: "must match ^[a-z0-9][a-z0-9._-]{0,63}$" })),
+  key: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1, { message: "must be 1 to 256 characters" }), Schema.isMaxLength(256, { message: "must be 1 to 256 characters" }))),
+  from: Schema.optionalKey(IsoDateTime),
+  to: Schema.optionalKey(IsoDateTime),
+  order: Schema.optionalKey(Schema.Literals(["asc", "desc"])),
+  limit: Schema.optionalKey(
+    Schema.String.check(Schema.isPattern(/^(?:[1-9]\d{0,2}|1000)$/, { message: "must be a whole number from 1 to 1000" }))
+  ),
+  cursor: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(512, { message: "is not a cursor we issued" })))
+})
+
+export const RecordsHandlers = HttpApiBuilder.group(
+  Api,
+  "records",
+  Effect.fn(function*(handlers) {
+    const db = yield* Db
+    const config = yield* AppConfig
+    const cursors = makeCursorCodec(yield* Effect.orDie(db.sharedSecret("cursor")))
+    const decodeRecord = decodeAll(NewRecord)
+    const decodeBatch = decodeAll(BatchRequest)
+    const decodeList = decodeAll(ListParams)
+
+    return handlers
+      .handleRaw("create", ({ request }) =>
+        Effect.gen(function*() {
+          const body = yield* readJsonBody(request, config.maxBodyBytes)
+          const input = yield* decodeRecord(body)
+          const tenant = yield* CurrentTenant
+          const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes)
+          if (Result.isFailure(row)) return yield* validationFailed([row.failure])
+          const [stored] = yield* db.insert([row.success])
+          return created(stored, `/data/${stored.id}`)
+        }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
+      .handleRaw("createBatch", ({ request }) =>
+        Effect.gen(function*() {
+          const body = yield* readJsonBody(request, config.maxBodyBytes)
+          const input = yield* decodeBatch(body)
+          if (input.records.length === 0 || input.records.length > config.maxBatch) {
+            return yield* validationFailed([{
+              path: "records",
+              message: `must hold 1 to ${config.maxBatch} records (MAX_BATCH)`
+            }])
+          }
+          const tenant = yield* CurrentTenant
+          const now = Date.now()
+          const rows = input.records.map((r, i) => prepareRecord(tenant, r, now, config.maxRecordBytes, `records[${i}]`))
+          const invalid = Arr.getFailures(rows)
+          if (invalid.length > 0) return yield* validationFailed(invalid)
+          const valid = Arr.getSuccesses(rows)
+          if (!Arr.isArrayNonEmpty(valid)) return yield* Effect.die("a non-empty batch has rows")
+          const stored = yield* db.insert(valid)
+          return created({ records: stored })
+        }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
+      .handle("get", ({ params, headers }) =>
+        Effect.gen(function*() {
+          const id = params.id.toLowerCase()
+          const found = recordIdTime(id) === undefined
+            ? Option.none()
+            : yield* db.findById(yield* CurrentTenant, id)
+          if (Option.isNone(found)) return yield* new NotFound({ detail: `No record ${params.id}` })
+          const etag = etagOf(found.value)
+          const cacheHeaders = { etag, "cache-control": "private, max-age=31536000, immutable" }
+          if (headers["if-none-match"] !== undefined && matchesEtag(headers["if-none-match"], etag)) {
+            return HttpServerResponse.empty({ status: 304, headers: cacheHeaders })
+          }
+          return HttpServerResponse.jsonUnsafe(found.value, { headers: cacheHeaders })
+        }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
+      .handle("list", ({ query }) =>
+        Effect.gen(function*() {
+          const q = yield* decodeList(query)
+          const tenant = yield* CurrentTenant
+          const order = q.order ?? "desc"
+          const scope = { tenant, stream: q.stream, key: q.key, order }
+          const from = q.from !== undefined ? new Date(Date.parse(q.from)) : undefined
+          const to = q.to !== undefined ? new Date(Date.parse(q.to)) : undefined
+          if (from !== undefined && to !== undefined && from.getTime() > to.getTime()) {
+            return yield* validationFailed([{ path: "to", message: "must not be before from" }])
+          }
+          const after = q.cursor !== undefined ? cursors.decode(scope, q.cursor) : undefined
+          if (q.cursor !== undefined && after === undefined) {
+            return yield* validationFailed([{ path: "cursor", message: "is not a cursor we issued for this query" }])
+          }
+          const limit = q.limit !== undefined ? Number(q.limit) : 100
+          const rows = yield* db.list({ tenant, stream: q.stream, key: q.key, from, to, order, limit: limit + 1, after })
+          const page = rows.slice(0, limit)
+          const last = page.at(-1)
+          const nextCursor = rows.length > limit && last !== undefined
+            ? cursors.encode(scope, { occurredAt: new Date(last.occurredAt), id: last.id })
+            : null
+          return HttpServerResponse.jsonUnsafe({ records: page, nextCursor })
+        }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
+  })
+)
+
+/** RFC 9110 If-None-Match: `*` or a list of entity tags (weak comparison). */
+const matchesEtag = (header: string, etag: string): boolean =>
+  header.trim() === "*" || header.split(",").some((tag) => tag.trim().replace(/^W\//, "") === etag)

@@ -1,0 +1,33 @@
+/**
+ * Turns a validated `NewRecord` into the row to store: assigns `occurredAt`
+ * (default: now) and the UUIDv7 id, and checks the serialised size of `data`.
+ */
+import type { FieldError, NewRecord } from "@strata/domain"
+import { Result } from "effect"
+import type { RecordToStore } from "../db/Db.ts"
+import { makeRecordId } from "./RecordId.ts"
+
+export const prepareRecord = (
+  tenant: string,
+  input: NewRecord,
+  nowMs: number,
+  maxRecordBytes: number,
+  path = ""
+): Result.Result<RecordToStore, FieldError> => {
+  const size = Buffer.byteLength(JSON.stringify(input.data))
+  if (size > maxRecordBytes) {
+    return Result.fail({
+      path: path === "" ? "data" : `${path}.data`,
+      message: `is ${size} bytes serialised; at most ${maxRecordBytes} are allowed (MAX_RECORD_BYTES)`
+    })
+  }
+  const occurredAt = input.occurredAt !== undefined ? Date.parse(input.occurredAt) : nowMs
+  return Result.succeed({
+    tenant,
+    id: makeRecordId(occurredAt),
+    stream: input.stream,
+    key: input.key ?? null,
+    occurredAt: new Date(occurredAt),
+    data: input.data
+  })
+}
