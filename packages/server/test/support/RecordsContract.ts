@@ -1,0 +1,227 @@
+/**
+ * SPEC §2 for `POST /data`, `POST /data/batch` and `GET /data/{id}`, written once
+ * and run against every Db layer (in memory, PostgreSQL, PGlite).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import type { TestApp } from "./TestApp.ts"
+
+const order = { stream: "orders", key: "customer-42", occurredAt: "2026-11-24T10:00:00.000Z", data: { amount: 1250, currency: "EUR" } }
+
+const problem = async (res: Response, status: number, type: string) => {
+  expect(res.status).toBe(status)
+  expect(res.headers.get("content-type")).toContain("application/problem+json")
+  const body = await res.json() as { type: string; status: number; requestId: string; errors?: Array<{ path: string; message: string }> }
+  expect(body.type).toBe(`/problems/${type}`)
+  expect(body.status).toBe(status)
+  expect(body.requestId).toBe(res.headers.get("x-request-id"))
+  return body
+}
+
+export const describeRecordsApi = (
+  name: string,
+  setup: () => Promise<TestApp | undefined>,
+  teardown: () => Promise<void> = async () => {}
+) =>
+  describe(name, () => {
+    let app: TestApp | undefined
+    beforeAll(async () => {
+      app = await setup()
+    }, 60_000)
+    afterAll(async () => {
+      await app?.dispose()
+      await teardown()
+    }, 60_000)
+    const test = (title: string, f: (app: TestApp) => Promise<void>) =>
+      it(title, async (ctx) => {
+        if (app === undefined) return ctx.skip()
+        await f(app)
+      }, 30_000)
+
+    describe("POST /data", () => {
+      test("stores a record and answers 201 with Location and the stored record", async (app) => {
+        const res = await app.json("/data", order)
+        expect(res.status).toBe(201)
+        const body = await res.json() as any
+        expect(res.headers.get("location")).toBe(`/data/${body.id}`)
+        expect(body).toMatchObject({ stream: "orders", key: "customer-42", occurredAt: order.occurredAt, data: order.data })
+        expect(Date.parse(body.ingestedAt)).toBeGreaterThan(0)
+      })
+
+      test("assigns a UUIDv7 id whose time prefix is occurredAt", async (app) => {
+        const body = await (await app.json("/data", order)).json() as any
+        expect(body.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+        const prefix = Number.parseInt(body.id.replaceAll("-", "").slice(0, 12), 16)
+        expect(prefix).toBe(Date.parse(order.occurredAt))
+      })
+
+      test("defaults occurredAt to the time of ingestion and key to null", async (app) => {
+        const before = Date.now()
+        const body = await (await app.json("/data", { stream: "sensor.temp", data: { c: 21.5 } })).json() as any
+        expect(body.key).toBeNull()
+        expect(Date.parse(body.occurredAt)).toBeGreaterThanOrEqual(before - 5)
+        expect(Date.parse(body.occurredAt)).toBeLessThanOrEqual(Date.now() + 5)
+      })
+
+      test("answers invalid JSON with an invalid-json problem", async (app) => {
+        await problem(await app.json("/data", "{\"stream\": "), 400, "invalid-json")
+        await problem(await app.json("/data", ""), 400, "invalid-json")
+      })
+
+      test("lists every invalid field in one validation problem", async (app) => {
+        const body = await problem(
+          await app.json("/data", { stream: "Not Valid", occurredAt: "yesterday", data: [1], extra: true }),
+          400,
+          "validation"
+        )
+        expect(body.errors?.map((e) => e.path).sort()).toEqual(["data", "extra", "occurredAt", "stream"])
+      })
+
+      test("rejects a missing stream, a non-object body and an empty key", async (app) => {
+        expect((await problem(await app.json("/data", { data: {} }), 400, "validation")).errors).toEqual([
+          { path: "stream", message: "is required" }
+        ])
+        await problem(await app.json("/data", [order]), 400, "validation")
+        await problem(await app.json("/data", { ...order, key: "" }), 400, "validation")
+      })
+
+      test("rejects occurredAt before 1970 or more than 24 hours ahead", async (app) => {
+        await problem(await app.json("/data", { ...order, occurredAt: "1969-12-31T23:59:59Z" }), 400, "validation")
+        const future = new Date(Date.now() + 25 * 3600_000).toISOString()
+        await problem(await app.json("/data", { ...order, occurredAt: future }), 400, "validation")
+        expect((await app.json("/data", { ...order, occurredAt: "1970-01-01T00:00:00Z" })).status).toBe(201)
+      })
+
+      test("rejects an occurredAt without a zone", async (app) => {
+        await problem(await app.json("/data", { ...order, occurredAt: "2026-11-24T10:00:00" }), 400, "validation")
+      })
+
+      test("rejects data nested deeper than 32 levels or holding NUL", async (app) => {
+        let deep: Record<string, unknown> = {}
+        for (let i = 0; i < 40; i++) deep = { d: deep }
+        await problem(await app.json("/data", { stream: "s", data: deep }), 400, "validation")
+        await problem(await app.json("/data", { stream: "s", data: { a: "x\u0000y" } }), 400, "validation")
+        await problem(await app.json("/data", { stream: "s", data: { a: "\ud800" } }), 400, "validation")
+      })
+
+      test("stores __proto__ keys as plain data", async (app) => {
+        const res = await app.json("/data", "{\"stream\":\"s\",\"data\":{\"__proto__\":{\"polluted\":true}}}")
+        expect(res.status).toBe(201)
+        const body = await res.json() as any
+        expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+        const again = await (await app.request(`/data/${body.id}`)).text()
+        expect(again).toContain("\"__proto__\":{\"polluted\":true}")
+      })
+
+      test("answers a record over MAX_RECORD_BYTES with a validation problem", async (app) => {
+        const body = await problem(await app.json("/data", { stream: "s", data: { blob: "x".repeat(70_000) } }), 400, "validation")
+        expect(body.errors?.[0]?.path).toBe("data")
+      })
+
+      test("answers a body over MAX_BODY_BYTES with 413", async (app) => {
+        await problem(await app.json("/data", { stream: "s", data: { blob: "x".repeat(1_100_000) } }), 413, "payload-too-large")
+      })
+
+      test("answers a body that is not JSON with 415", async (app) => {
+        await problem(await app.request("/data", { method: "POST", headers: { "content-type": "text/plain" }, body: "hi" }), 415, "unsupported-media-type")
+        await problem(await app.request("/data", { method: "POST", body: "{}" }), 415, "unsupported-media-type")
+      })
+
+      test("accepts application/json with a charset", async (app) => {
+        const res = await app.json("/data", order, { headers: { "content-type": "application/json; charset=utf-8" } })
+        expect(res.status).toBe(201)
+      })
+    })
+
+    describe("POST /data/batch", () => {
+      test("stores every record and answers them in input order", async (app) => {
+        const records = Array.from({ length: 5 }, (_, i) => ({ stream: "orders", key: `k${i}`, data: { i } }))
+        const res = await app.json("/data/batch", { records })
+        expect(res.status).toBe(201)
+        const body = await res.json() as any
+        expect(body.records.map((r: { key: string }) => r.key)).toEqual(["k0", "k1", "k2", "k3", "k4"])
+        for (const r of body.records) expect((await app.request(`/data/${r.id}`)).status).toBe(200)
+      })
+
+      test("names the index of each invalid record and stores none of them", async (app) => {
+        const stream = `atomic-${Date.now()}`
+        const body = await problem(
+          await app.json("/data/batch", { records: [{ stream, data: {} }, { stream: "BAD", data: {} }, { stream, occurredAt: "x", data: {} }] }),
+          400,
+          "validation"
+        )
+        expect(body.errors?.map((e) => e.path)).toEqual(["records[1].stream", "records[2].occurredAt"])
+        const page = await (await app.request(`/data?stream=${stream}`)).json() as any
+        expect(page.records).toEqual([])
+      })
+
+      test("rejects an empty batch and one over MAX_BATCH", async (app) => {
+        await problem(await app.json("/data/batch", { records: [] }), 400, "validation")
+        const tooMany = Array.from({ length: 1001 }, () => ({ stream: "s", data: {} }))
+        await problem(await app.json("/data/batch", { records: tooMany }), 400, "validation")
+      })
+    })
+
+    describe("GET /data/{id}", () => {
+      test("answers the stored record with a strong ETag", async (app) => {
+        const stored = await (await app.json("/data", order)).json() as any
+        const res = await app.request(`/data/${stored.id}`)
+        expect(res.status).toBe(200)
+        expect(await res.json()).toEqual(stored)
+        expect(res.headers.get("etag")).toBe(`"${stored.id}"`)
+      })
+
+      test("answers If-None-Match with the ETag with 304", async (app) => {
+        const stored = await (await app.json("/data", order)).json() as any
+        const res = await app.request(`/data/${stored.id}`, { headers: { "if-none-match": `"${stored.id}"` } })
+        expect(res.status).toBe(304)
+      })
+
+      test("answers an unknown id with a not-found problem", async (app) => {
+        await problem(await app.request("/data/019a5f0e-7c4b-7d1e-9a2f-3c4d5e6f7a8b"), 404, "not-found")
+        await problem(await app.request("/data/6f1c2f7e-3a4b-4c5d-8e9f-0a1b2c3d4e5f"), 404, "not-found")
+      })
+
+      test("answers a malformed id with a validation problem", async (app) => {
+        const body = await problem(await app.request("/data/not-a-uuid"), 400, "validation")
+        expect(body.errors?.[0]?.path).toBe("id")
+      })
+    })
+
+    describe("request ids", () => {
+      test("echoes a sane X-Request-Id and replaces an insane one", async (app) => {
+        const mine = await app.request("/health/live", { headers: { "x-request-id": "abc-123" } })
+        expect(mine.headers.get("x-request-id")).toBe("abc-123")
+        const bad = await app.request("/health/live", { headers: { "x-request-id": "a b\u00e9".repeat(50) } })
+        expect(bad.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
+      })
+
+      test("answers an unknown route with a not-found problem", async (app) => {
+        await problem(await app.request("/nope"), 404, "not-found")
+      })
+    })
+
+    describe("operations", () => {
+      test("GET /health/live and /health/ready answer 200 with each dependency", async (app) => {
+        expect((await app.request("/health/live")).status).toBe(200)
+        const ready = await app.request("/health/ready")
+        expect(ready.status).toBe(200)
+        expect(await ready.json()).toEqual({ status: "up", dependencies: { database: "up", server: "up" } })
+      })
+
+      test("GET /openapi.json is OpenAPI 3.1 and lists every route and problem type", async (app) => {
+        const doc = await (await app.request("/openapi.json")).json() as any
+        expect(doc.openapi).toBe("3.1.0")
+        expect(Object.keys(doc.paths).sort()).toEqual(["/data", "/data/batch", "/data/{id}", "/health/live", "/health/ready"])
+        const text = JSON.stringify(doc)
+        for (const type of ["invalid-json", "validation", "payload-too-large", "unsupported-media-type", "not-found", "unavailable"]) {
+          expect(text).toContain(`/problems/${type}`)
+        }
+      })
+
+      test("GET /docs serves a page to read the API", async (app) => {
+        const res = await app.request("/docs")
+        expect(res.status).toBe(200)
+        expect(res.headers.get("content-type")).toContain("text/html")
+      })
+    })
+  })

@@ -1,0 +1,57 @@
+/**
+ * Builds the whole HTTP app from layers, in process, as a fetch-style handler:
+ * requests go through routing, middleware, handlers and encoding exactly as
+ * over a socket. Tests choose the Db: in memory, a real PostgreSQL, or PGlite.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Redacted } from "effect"
+import { HttpRouter, HttpServer } from "effect/http"
+import { AppConfig, type Settings } from "../../src/config/AppConfig.ts"
+import { startEmbedded } from "../../src/db/Database.ts"
+import { Db } from "../../src/db/Db.ts"
+import { runMigrations } from "../../src/db/Migrations.ts"
+import { AppRoutes } from "../../src/http/App.ts"
+
+export interface TestApp {
+  readonly request: (path: string, init?: RequestInit) => Promise<Response>
+  readonly json: (path: string, body: unknown, init?: RequestInit) => Promise<Response>
+  readonly dispose: () => Promise<void>
+}
+
+export type DbLayer = Layer.Layer<Db, unknown, AppConfig>
+
+export const memoryDb: DbLayer = Db.layerMemory
+
+/** Db on PostgreSQL at `url`, migrated. */
+export const pgDb = (url: string): DbLayer =>
+  Db.layerPg.pipe(
+    Layer.provideMerge(Layer.effectDiscard(runMigrations)),
+    Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 4 }))
+  )
+
+/** Db on an embedded PGlite in `dataDir`, migrated, through the same client. */
+export const pgliteDb = (dataDir: string): DbLayer =>
+  Layer.unwrap(Effect.map(startEmbedded(dataDir), ({ url }) =>
+    Db.layerPg.pipe(
+      Layer.provideMerge(Layer.effectDiscard(runMigrations)),
+      Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 }))
+    )))
+
+export const makeTestApp = (db: DbLayer, settings: Partial<Settings> = {}): TestApp => {
+  const services = db.pipe(Layer.provideMerge(AppConfig.layerWith(settings)), Layer.provideMerge(HttpServer.layerServices))
+  const { dispose, handler } = HttpRouter.toWebHandler(AppRoutes.pipe(Layer.provide(services)) as any, {
+    disableLogger: true
+  })
+  const request = (path: string, init?: RequestInit) => handler(new Request(`http://strata.test${path}`, init))
+  return {
+    request,
+    json: (path, body, init) =>
+      request(path, {
+        method: "POST",
+        ...init,
+        headers: { "content-type": "application/json", ...init?.headers },
+        body: typeof body === "string" ? body : JSON.stringify(body)
+      }),
+    dispose
+  }
+}
