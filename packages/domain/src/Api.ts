@@ -44,7 +44,10 @@ export class RecordsGroup extends HttpApiGroup.make("records")
       payload: NewRecord,
       success: StoredRecord.pipe(HttpApiSchema.status(201)),
       error: WriteProblems
-    }).annotate(OpenApi.Description, "Stores one record. The 201 is sent only once the record and its event are committed."),
+    }).annotate(
+      OpenApi.Description,
+      "Stores one record. The 201 is sent only once the record and its event are committed."
+    ),
     HttpApiEndpoint.post("createBatch", "/data/batch", {
       headers: IdempotencyHeaders,
       payload: BatchRequest,
@@ -56,7 +59,10 @@ export class RecordsGroup extends HttpApiGroup.make("records")
       headers: ConditionalHeaders,
       success: StoredRecord,
       error: [NotFound, ValidationFailed, RateLimited, ...CommonProblems]
-    }).annotate(OpenApi.Description, "One record by id. Records never change: the ETag is strong and If-None-Match gives 304."),
+    }).annotate(
+      OpenApi.Description,
+      "One record by id. Records never change: the ETag is strong and If-None-Match gives 304."
+    ),
     HttpApiEndpoint.get("list", "/data", {
       query: ListQuery,
       success: RecordPage,

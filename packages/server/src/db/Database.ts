@@ -3,9 +3,9 @@
  * embedded PGlite kept in DATA_DIR and served over a local socket so the same
  * `@effect/sql-pg` client and the same SQL run against it (SPEC §5).
  */
+import { PgClient } from "@effect/sql-pg"
 import { PGlite } from "@electric-sql/pglite"
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
-import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Option, Redacted } from "effect"
 import type { SqlClient } from "effect/sql"
 import { mkdirSync } from "node:fs"
@@ -24,10 +24,11 @@ export const startEmbedded = (dataDir: string) =>
       await server.start()
       return { db, server, url: `postgres://postgres@${server.getServerConn()}/postgres` }
     }),
-    ({ db, server }) => Effect.promise(async () => {
-      await server.stop()
-      await db.close()
-    })
+    ({ db, server }) =>
+      Effect.promise(async () => {
+        await server.stop()
+        await db.close()
+      })
   )
 
 /** A pool on `url` with the configured size. */
@@ -40,8 +41,7 @@ export const DatabaseLive: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, 
     const config = yield* AppConfig
     const client = yield* Option.match(config.databaseUrl, {
       onSome: (url) => Effect.succeed(pool(url, config.databasePoolMax)),
-      onNone: () =>
-        Effect.map(startEmbedded(config.dataDir), ({ url }) => pool(Redacted.make(url), 1))
+      onNone: () => Effect.map(startEmbedded(config.dataDir), ({ url }) => pool(Redacted.make(url), 1))
     })
     return config.migrateOnStart
       ? Layer.effectDiscard(runMigrations).pipe(Layer.provideMerge(client))

@@ -3,10 +3,10 @@
  * PGlite, which speaks the same SQL); `Db.layerMemory` keeps everything in
  * process with the same behaviour, for tests.
  */
+import { PgClient } from "@effect/sql-pg"
 import type { StoredRecord } from "@strata/domain"
 import { Array as Arr, Context, Duration, Effect, Layer, Option, Ref } from "effect"
 import type { SqlError } from "effect/sql"
-import { PgClient } from "@effect/sql-pg"
 import { randomBytes } from "node:crypto"
 import { AppConfig } from "../config/AppConfig.ts"
 import { recordIdTime } from "../records/RecordId.ts"
@@ -53,14 +53,17 @@ export class Db extends Context.Service<Db, {
     Effect.gen(function*() {
       const sql = yield* PgClient.PgClient
       const config = yield* AppConfig
-      const partitions = yield* makePartitionCache(sql, config.partitionInterval)
+      const partitions = makePartitionCache(sql, config.partitionInterval)
       const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
         effect.pipe(
           Effect.timeoutOrElse({
             duration: config.dbTimeout,
             orElse: () =>
               Effect.fail(
-                new DbError({ transient: true, message: `${name} timed out after ${Duration.format(config.dbTimeout)}` })
+                new DbError({
+                  transient: true,
+                  message: `${name} timed out after ${Duration.format(config.dbTimeout)}`
+                })
               )
           }),
           Effect.catchTag("SqlError", (e) => Effect.fail(fromSqlError(e))),
@@ -123,9 +126,11 @@ export class Db extends Context.Service<Db, {
           ...(q.from !== undefined ? [sql`occurred_at >= ${q.from}`] : []),
           ...(q.to !== undefined ? [sql`occurred_at < ${q.to}`] : []),
           ...(q.after !== undefined
-            ? [desc
-              ? sql`(occurred_at, id) < (${q.after.occurredAt}, ${q.after.id}::uuid)`
-              : sql`(occurred_at, id) > (${q.after.occurredAt}, ${q.after.id}::uuid)`]
+            ? [
+              desc
+                ? sql`(occurred_at, id) < (${q.after.occurredAt}, ${q.after.id}::uuid)`
+                : sql`(occurred_at, id) > (${q.after.occurredAt}, ${q.after.id}::uuid)`
+            ]
             : [])
         ]
         const direction = sql.literal(desc ? "DESC" : "ASC")
@@ -189,8 +194,6 @@ export class Db extends Context.Service<Db, {
       const list = (q: ListQuery) =>
         Effect.map(Ref.get(store), (m) => {
           const sign = q.order === "desc" ? -1 : 1
-          const compare = (a: { occurredAt: string; id: string }, b: { occurredAt: string; id: string }) =>
-            a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
           const after = q.after && { occurredAt: q.after.occurredAt.toISOString(), id: q.after.id.toLowerCase() }
           return Array.from(m.values())
             .filter(({ record: r, tenant }) =>
@@ -198,10 +201,10 @@ export class Db extends Context.Service<Db, {
               (q.key === undefined || r.key === q.key) &&
               (q.from === undefined || r.occurredAt >= q.from.toISOString()) &&
               (q.to === undefined || r.occurredAt < q.to.toISOString()) &&
-              (after === undefined || sign * compare(r, after) > 0)
+              (after === undefined || sign * compareKeyset(r, after) > 0)
             )
             .map((e) => e.record)
-            .sort((a, b) => sign * compare(a, b))
+            .toSorted((a, b) => sign * compareKeyset(a, b))
             .slice(0, q.limit)
         })
 
@@ -216,6 +219,10 @@ export class Db extends Context.Service<Db, {
     })
   )
 }
+
+/** The order of GET /data pages: by occurredAt, then id. */
+const compareKeyset = (a: { occurredAt: string; id: string }, b: { occurredAt: string; id: string }) =>
+  a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
 
 const COLUMNS = "id::text AS id, stream, key, occurred_at, ingested_at, data"
 
@@ -244,20 +251,22 @@ const fromSqlError = (error: SqlError.SqlError): DbError =>
  * Knows which partitions exist and creates missing ones on first need
  * (a backfill into 2019 works). Creation races between replicas are harmless.
  */
-const makePartitionCache = Effect.fnUntraced(function*(
+const makePartitionCache = (
   sql: PgClient.PgClient,
   interval: AppConfig["Service"]["partitionInterval"]
-) {
+) => {
   const known = new Set<string>()
   const create = (p: PartitionBounds) =>
     sql`CREATE TABLE IF NOT EXISTS ${sql(p.name)} PARTITION OF records
-        FOR VALUES FROM (${sql.literal(`'${p.from.toISOString()}'`)}) TO (${sql.literal(`'${p.to.toISOString()}'`)})`.pipe(
-      // Another process created it between our check and our CREATE.
-      Effect.catchTag("SqlError", (e) => partitionExists(sql, p.name).pipe(
-        Effect.flatMap((exists) => exists ? Effect.void : Effect.fail(e))
-      )),
-      Effect.tap(() => Effect.sync(() => known.add(p.name)))
-    )
+        FOR VALUES FROM (${sql.literal(`'${p.from.toISOString()}'`)}) TO (${sql.literal(`'${p.to.toISOString()}'`)})`
+      .pipe(
+        // Another process created it between our check and our CREATE.
+        Effect.catchTag("SqlError", (e) =>
+          partitionExists(sql, p.name).pipe(
+            Effect.flatMap((exists) => exists ? Effect.void : Effect.fail(e))
+          )),
+        Effect.tap(() => Effect.sync(() => known.add(p.name)))
+      )
   const ensure = (instants: ReadonlyArray<number>) => {
     const missing = new Map<string, PartitionBounds>()
     for (const ms of instants) {
@@ -267,7 +276,7 @@ const makePartitionCache = Effect.fnUntraced(function*(
     return missing.size === 0 ? Effect.void : Effect.forEach(missing.values(), create, { discard: true })
   }
   return { ensure, known }
-})
+}
 
 const partitionExists = (sql: PgClient.PgClient, name: string) =>
   Effect.map(

@@ -35,13 +35,22 @@ const created = (body: unknown, location?: string) =>
 const etagOf = (record: StoredRecord) => `"${record.id}"`
 
 const ListParams = Schema.Struct({
-  stream: Schema.String.check(Schema.isPattern(/^[a-z0-9][a-z0-9._-]{0,63}$/, { message: "must match ^[a-z0-9][a-z0-9._-]{0,63}$" })),
-  key: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1, { message: "must be 1 to 256 characters" }), Schema.isMaxLength(256, { message: "must be 1 to 256 characters" }))),
+  stream: Schema.String.check(
+    Schema.isPattern(/^[a-z0-9][a-z0-9._-]{0,63}$/, { message: "must match ^[a-z0-9][a-z0-9._-]{0,63}$" })
+  ),
+  key: Schema.optionalKey(
+    Schema.String.check(
+      Schema.isMinLength(1, { message: "must be 1 to 256 characters" }),
+      Schema.isMaxLength(256, { message: "must be 1 to 256 characters" })
+    )
+  ),
   from: Schema.optionalKey(IsoDateTime),
   to: Schema.optionalKey(IsoDateTime),
   order: Schema.optionalKey(Schema.Literals(["asc", "desc"])),
   limit: Schema.optionalKey(
-    Schema.String.check(Schema.isPattern(/^(?:[1-9]\d{0,2}|1000)$/, { message: "must be a whole number from 1 to 1000" }))
+    Schema.String.check(
+      Schema.isPattern(/^(?:[1-9]\d{0,2}|1000)$/, { message: "must be a whole number from 1 to 1000" })
+    )
   ),
   cursor: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(512, { message: "is not a cursor we issued" })))
 })
@@ -80,7 +89,9 @@ export const RecordsHandlers = HttpApiBuilder.group(
           }
           const tenant = yield* CurrentTenant
           const now = Date.now()
-          const rows = input.records.map((r, i) => prepareRecord(tenant, r, now, config.maxRecordBytes, `records[${i}]`))
+          const rows = input.records.map((r, i) =>
+            prepareRecord(tenant, r, now, config.maxRecordBytes, `records[${i}]`)
+          )
           const invalid = Arr.getFailures(rows)
           if (invalid.length > 0) return yield* validationFailed(invalid)
           const valid = Arr.getSuccesses(rows)
@@ -118,7 +129,16 @@ export const RecordsHandlers = HttpApiBuilder.group(
             return yield* validationFailed([{ path: "cursor", message: "is not a cursor we issued for this query" }])
           }
           const limit = q.limit !== undefined ? Number(q.limit) : 100
-          const rows = yield* db.list({ tenant, stream: q.stream, key: q.key, from, to, order, limit: limit + 1, after })
+          const rows = yield* db.list({
+            tenant,
+            stream: q.stream,
+            key: q.key,
+            from,
+            to,
+            order,
+            limit: limit + 1,
+            after
+          })
           const page = rows.slice(0, limit)
           const last = page.at(-1)
           const nextCursor = rows.length > limit && last !== undefined

@@ -18,7 +18,6 @@ const isRouteNotFound = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "_tag" in error && error._tag === "HttpServerError" &&
   (error as { reason?: { _tag?: string } }).reason?._tag === "RouteNotFound"
 
-
 /** Adds the request id to the headers and, for problem documents, to the body. */
 const finish = (response: HttpServerResponse.HttpServerResponse, requestId: string) => {
   let out = HttpServerResponse.setHeader(response, "x-request-id", requestId)
@@ -46,11 +45,15 @@ export const RequestIdMiddleware = HttpRouter.middleware((app) =>
         if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
         const failure = Cause.findErrorOption(cause)
         if (failure._tag === "Some" && isRouteNotFound(failure.value)) {
-          return HttpServerRespondable.toResponse(new NotFound({ detail: `No route for ${request.method} ${request.url}` }))
+          return HttpServerRespondable.toResponse(
+            new NotFound({ detail: `No route for ${request.method} ${request.url}` })
+          )
         }
         return Effect.andThen(
           Effect.logError("Unhandled failure", cause),
-          HttpServerRespondable.toResponse(new InternalError({ detail: "Something went wrong on our side; quote the requestId." }))
+          HttpServerRespondable.toResponse(
+            new InternalError({ detail: "Something went wrong on our side; quote the requestId." })
+          )
         )
       }),
       Effect.map((response) => finish(response, requestId)),

@@ -11,10 +11,12 @@ import { randomBytes } from "node:crypto"
 export const ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://root@127.0.0.1:5432/postgres"
 
 const withAdmin = <A, E>(f: (sql: PgClient.PgClient) => Effect.Effect<A, E>) =>
-  Effect.runPromise(Effect.scoped(Effect.flatMap(
-    PgClient.make({ url: Redacted.make(ADMIN_URL), maxConnections: 1, connectTimeout: "3 seconds" }),
-    f
-  )).pipe(Effect.provide(Reactivity.layer)))
+  Effect.runPromise(
+    Effect.scoped(Effect.flatMap(
+      PgClient.make({ url: Redacted.make(ADMIN_URL), maxConnections: 1, connectTimeout: "3 seconds" }),
+      f
+    )).pipe(Effect.provide(Reactivity.layer))
+  )
 
 /** True when the local PostgreSQL answers; under CI=true, throws when it does not. */
 export const postgresAvailable = async (): Promise<boolean> => {
@@ -22,7 +24,9 @@ export const postgresAvailable = async (): Promise<boolean> => {
     await withAdmin((sql) => sql`SELECT 1`)
     return true
   } catch (error) {
-    if (process.env.CI === "true") throw new Error(`PostgreSQL at ${ADMIN_URL} is required under CI=true: ${error}`)
+    if (process.env.CI === "true") {
+      throw new Error(`PostgreSQL at ${ADMIN_URL} is required under CI=true`, { cause: error })
+    }
     console.warn(`\n!!! PostgreSQL at ${ADMIN_URL} is unreachable: SKIPPING the PostgreSQL suites !!!\n`)
     return false
   }

@@ -5,12 +5,22 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import type { TestApp } from "./TestApp.ts"
 
-const order = { stream: "orders", key: "customer-42", occurredAt: "2026-11-24T10:00:00.000Z", data: { amount: 1250, currency: "EUR" } }
+const order = {
+  stream: "orders",
+  key: "customer-42",
+  occurredAt: "2026-11-24T10:00:00.000Z",
+  data: { amount: 1250, currency: "EUR" }
+}
 
 const problem = async (res: Response, status: number, type: string) => {
   expect(res.status).toBe(status)
   expect(res.headers.get("content-type")).toContain("application/problem+json")
-  const body = await res.json() as { type: string; status: number; requestId: string; errors?: Array<{ path: string; message: string }> }
+  const body = await res.json() as {
+    type: string
+    status: number
+    requestId: string
+    errors?: Array<{ path: string; message: string }>
+  }
   expect(body.type).toBe(`/problems/${type}`)
   expect(body.status).toBe(status)
   expect(body.requestId).toBe(res.headers.get("x-request-id"))
@@ -43,7 +53,12 @@ export const describeRecordsApi = (
         expect(res.status).toBe(201)
         const body = await res.json() as any
         expect(res.headers.get("location")).toBe(`/data/${body.id}`)
-        expect(body).toMatchObject({ stream: "orders", key: "customer-42", occurredAt: order.occurredAt, data: order.data })
+        expect(body).toMatchObject({
+          stream: "orders",
+          key: "customer-42",
+          occurredAt: order.occurredAt,
+          data: order.data
+        })
         expect(Date.parse(body.ingestedAt)).toBeGreaterThan(0)
       })
 
@@ -73,7 +88,7 @@ export const describeRecordsApi = (
           400,
           "validation"
         )
-        expect(body.errors?.map((e) => e.path).sort()).toEqual(["data", "extra", "occurredAt", "stream"])
+        expect(body.errors?.map((e) => e.path).toSorted()).toEqual(["data", "extra", "occurredAt", "stream"])
       })
 
       test("rejects a missing stream, a non-object body and an empty key", async (app) => {
@@ -113,16 +128,28 @@ export const describeRecordsApi = (
       })
 
       test("answers a record over MAX_RECORD_BYTES with a validation problem", async (app) => {
-        const body = await problem(await app.json("/data", { stream: "s", data: { blob: "x".repeat(70_000) } }), 400, "validation")
+        const body = await problem(
+          await app.json("/data", { stream: "s", data: { blob: "x".repeat(70_000) } }),
+          400,
+          "validation"
+        )
         expect(body.errors?.[0]?.path).toBe("data")
       })
 
       test("answers a body over MAX_BODY_BYTES with 413", async (app) => {
-        await problem(await app.json("/data", { stream: "s", data: { blob: "x".repeat(1_100_000) } }), 413, "payload-too-large")
+        await problem(
+          await app.json("/data", { stream: "s", data: { blob: "x".repeat(1_100_000) } }),
+          413,
+          "payload-too-large"
+        )
       })
 
       test("answers a body that is not JSON with 415", async (app) => {
-        await problem(await app.request("/data", { method: "POST", headers: { "content-type": "text/plain" }, body: "hi" }), 415, "unsupported-media-type")
+        await problem(
+          await app.request("/data", { method: "POST", headers: { "content-type": "text/plain" }, body: "hi" }),
+          415,
+          "unsupported-media-type"
+        )
         await problem(await app.request("/data", { method: "POST", body: "{}" }), 415, "unsupported-media-type")
       })
 
@@ -145,7 +172,9 @@ export const describeRecordsApi = (
       test("names the index of each invalid record and stores none of them", async (app) => {
         const stream = `atomic-${Date.now()}`
         const body = await problem(
-          await app.json("/data/batch", { records: [{ stream, data: {} }, { stream: "BAD", data: {} }, { stream, occurredAt: "x", data: {} }] }),
+          await app.json("/data/batch", {
+            records: [{ stream, data: {} }, { stream: "BAD", data: {} }, { stream, occurredAt: "x", data: {} }]
+          }),
           400,
           "validation"
         )
@@ -211,9 +240,24 @@ export const describeRecordsApi = (
       test("GET /openapi.json is OpenAPI 3.1 and lists every route and problem type", async (app) => {
         const doc = await (await app.request("/openapi.json")).json() as any
         expect(doc.openapi).toBe("3.1.0")
-        expect(Object.keys(doc.paths).sort()).toEqual(["/data", "/data/batch", "/data/{id}", "/health/live", "/health/ready"])
+        expect(Object.keys(doc.paths).toSorted()).toEqual([
+          "/data",
+          "/data/batch",
+          "/data/{id}",
+          "/health/live",
+          "/health/ready"
+        ])
         const text = JSON.stringify(doc)
-        for (const type of ["invalid-json", "validation", "payload-too-large", "unsupported-media-type", "not-found", "unavailable"]) {
+        for (
+          const type of [
+            "invalid-json",
+            "validation",
+            "payload-too-large",
+            "unsupported-media-type",
+            "not-found",
+            "unavailable"
+          ]
+        ) {
           expect(text).toContain(`/problems/${type}`)
         }
       })

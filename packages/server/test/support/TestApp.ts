@@ -38,7 +38,10 @@ export const pgliteDb = (dataDir: string): DbLayer =>
     )))
 
 export const makeTestApp = (db: DbLayer, settings: Partial<Settings> = {}): TestApp => {
-  const services = db.pipe(Layer.provideMerge(AppConfig.layerWith(settings)), Layer.provideMerge(HttpServer.layerServices))
+  const services = db.pipe(
+    Layer.provideMerge(AppConfig.layerWith(settings)),
+    Layer.provideMerge(HttpServer.layerServices)
+  )
   const { dispose, handler } = HttpRouter.toWebHandler(AppRoutes.pipe(Layer.provide(services)) as any, {
     disableLogger: true
   })
