@@ -9,10 +9,10 @@ import { createServer } from "node:http"
 import { AppConfig, describeDatabase } from "./config/AppConfig.ts"
 import { DatabaseLive } from "./db/Database.ts"
 import { Db } from "./db/Db.ts"
-import { AppRoutes } from "./http/App.ts"
+import { AppRoutes, withServices } from "./http/App.ts"
 import { LoggingLive } from "./observability/Logging.ts"
 
-const Services = Db.layerPg.pipe(Layer.provideMerge(DatabaseLive), Layer.provideMerge(AppConfig.layer))
+const Services = withServices(Db.layerPg).pipe(Layer.provideMerge(DatabaseLive), Layer.provideMerge(AppConfig.layer))
 
 const Server = Layer.unwrap(Effect.gen(function*() {
   const config = yield* AppConfig

@@ -17,7 +17,10 @@ const settings = Config.all({
   migrateOnStart: Config.Boolean("MIGRATE_ON_START").pipe(Config.withDefault(true)),
   maxBodyBytes: bytes("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
   maxRecordBytes: bytes("MAX_RECORD_BYTES").pipe(Config.withDefault(64 * 1024)),
-  maxBatch: intBetween("MAX_BATCH", 1, 100_000).pipe(Config.withDefault(1000)),
+  // PostgreSQL takes at most 65,535 parameters per statement: 6 per record.
+  maxBatch: intBetween("MAX_BATCH", 1, 10_000).pipe(Config.withDefault(1000)),
+  writeBatchWindow: duration("WRITE_BATCH_WINDOW").pipe(Config.withDefault(Duration.millis(2))),
+  writeBatchMax: intBetween("WRITE_BATCH_MAX", 1, 10_000).pipe(Config.withDefault(500)),
   partitionInterval: Config.Literals(PartitionInterval, "PARTITION_INTERVAL").pipe(Config.withDefault("month")),
   dbTimeout: duration("DB_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
   logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info")),

@@ -5,6 +5,8 @@
  */
 import { Api, RequestValidation } from "@strata/domain"
 import { Effect, Layer } from "effect"
+import type { Db } from "../db/Db.ts"
+import { RecordWriter } from "../records/RecordWriter.ts"
 import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-api"
 import { HealthHandlers } from "./HealthHandlers.ts"
 import { RecordsHandlers } from "./RecordsHandlers.ts"
@@ -31,3 +33,6 @@ export const AppRoutes = Layer.mergeAll(
   HttpApiScalar.layer(Api, { path: "/docs" }),
   RequestIdMiddleware
 )
+
+/** The services the routes use, built around a Db layer (real or in memory). */
+export const withServices = <E, R>(db: Layer.Layer<Db, E, R>) => RecordWriter.layer.pipe(Layer.provideMerge(db))

@@ -12,6 +12,7 @@ import type { DbError } from "../db/DbError.ts"
 import { makeCursorCodec } from "../records/Cursor.ts"
 import { prepareRecord } from "../records/Prepare.ts"
 import { recordIdTime } from "../records/RecordId.ts"
+import { RecordWriter } from "../records/RecordWriter.ts"
 import { CurrentTenant } from "../records/Tenant.ts"
 import { readJsonBody } from "./JsonBody.ts"
 import { decodeAll, validationFailed } from "./Validation.ts"
@@ -60,6 +61,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
   "records",
   Effect.fn(function*(handlers) {
     const db = yield* Db
+    const writer = yield* RecordWriter
     const config = yield* AppConfig
     const cursors = makeCursorCodec(yield* Effect.orDie(db.sharedSecret("cursor")))
     const decodeRecord = decodeAll(NewRecord)
@@ -74,7 +76,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
           const tenant = yield* CurrentTenant
           const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes)
           if (Result.isFailure(row)) return yield* validationFailed([row.failure])
-          const [stored] = yield* db.insert([row.success])
+          const [stored] = yield* writer.write([row.success])
           return created(stored, `/data/${stored.id}`)
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
       .handleRaw("createBatch", ({ request }) =>
@@ -96,7 +98,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
           if (invalid.length > 0) return yield* validationFailed(invalid)
           const valid = Arr.getSuccesses(rows)
           if (!Arr.isArrayNonEmpty(valid)) return yield* Effect.die("a non-empty batch has rows")
-          const stored = yield* db.insert(valid)
+          const stored = yield* writer.write(valid)
           return created({ records: stored })
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
       .handle("get", ({ params, headers }) =>

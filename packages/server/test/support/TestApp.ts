@@ -10,7 +10,7 @@ import { AppConfig, type Settings } from "../../src/config/AppConfig.ts"
 import { startEmbedded } from "../../src/db/Database.ts"
 import { Db } from "../../src/db/Db.ts"
 import { runMigrations } from "../../src/db/Migrations.ts"
-import { AppRoutes } from "../../src/http/App.ts"
+import { AppRoutes, withServices } from "../../src/http/App.ts"
 
 export interface TestApp {
   readonly request: (path: string, init?: RequestInit) => Promise<Response>
@@ -38,7 +38,7 @@ export const pgliteDb = (dataDir: string): DbLayer =>
     )))
 
 export const makeTestApp = (db: DbLayer, settings: Partial<Settings> = {}): TestApp => {
-  const services = db.pipe(
+  const services = withServices(db).pipe(
     Layer.provideMerge(AppConfig.layerWith(settings)),
     Layer.provideMerge(HttpServer.layerServices)
   )
