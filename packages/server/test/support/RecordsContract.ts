@@ -216,6 +216,94 @@ export const describeRecordsApi = (
       })
     })
 
+    describe("GET /data", () => {
+      const seed = async (app: TestApp, stream: string, times: ReadonlyArray<string>, key?: string) => {
+        const records = times.map((occurredAt, i) => ({ stream, occurredAt, data: { i }, ...(key ? { key } : {}) }))
+        const res = await app.json("/data/batch", { records })
+        expect(res.status).toBe(201)
+        return ((await res.json()) as any).records as Array<{ id: string; occurredAt: string; key: string | null }>
+      }
+      const hours = (n: number) => Array.from({ length: n }, (_, i) => new Date(Date.UTC(2026, 0, 1, i)).toISOString())
+
+      test("answers newest first by default and oldest first with order=asc", async (app) => {
+        const stream = `list-order-${Math.random().toString(36).slice(2)}`
+        await seed(app, stream, hours(5))
+        const desc = await (await app.request(`/data?stream=${stream}`)).json() as any
+        expect(desc.records.map((r: any) => r.data.i)).toEqual([4, 3, 2, 1, 0])
+        expect(desc.nextCursor).toBeNull()
+        const asc = await (await app.request(`/data?stream=${stream}&order=asc`)).json() as any
+        expect(asc.records.map((r: any) => r.data.i)).toEqual([0, 1, 2, 3, 4])
+      })
+
+      test("treats from/to as the half-open range [from, to)", async (app) => {
+        const stream = `list-range-${Math.random().toString(36).slice(2)}`
+        await seed(app, stream, hours(6))
+        const page = await (await app.request(
+          `/data?stream=${stream}&order=asc&from=2026-01-01T01:00:00Z&to=2026-01-01T04:00:00Z`
+        )).json() as any
+        expect(page.records.map((r: any) => r.data.i)).toEqual([1, 2, 3])
+      })
+
+      test("filters by key", async (app) => {
+        const stream = `list-key-${Math.random().toString(36).slice(2)}`
+        await seed(app, stream, hours(2), "a")
+        await seed(app, stream, hours(3), "b")
+        const page = await (await app.request(`/data?stream=${stream}&key=b`)).json() as any
+        expect(page.records).toHaveLength(3)
+        expect(page.records.every((r: any) => r.key === "b")).toBe(true)
+      })
+
+      test("pages with cursors, seeing every record exactly once, also when the same instant repeats", async (app) => {
+        const stream = `list-pages-${Math.random().toString(36).slice(2)}`
+        const same = Array.from({ length: 7 }, () => "2026-02-01T00:00:00.000Z")
+        const stored = await seed(app, stream, [...hours(8), ...same])
+        const seen: Array<string> = []
+        let cursor: string | null = null
+        do {
+          const q: string = cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`
+          const page = await (await app.request(`/data?stream=${stream}&limit=4${q}`)).json() as any
+          expect(page.records.length).toBeLessThanOrEqual(4)
+          seen.push(...page.records.map((r: any) => r.id))
+          cursor = page.nextCursor
+        } while (cursor !== null)
+        expect(seen.toSorted()).toEqual(stored.map((r) => r.id).toSorted())
+        expect(new Set(seen).size).toBe(seen.length)
+      })
+
+      test("keeps pages stable while new records arrive", async (app) => {
+        const stream = `list-live-${Math.random().toString(36).slice(2)}`
+        const stored = await seed(app, stream, hours(10))
+        const first = await (await app.request(`/data?stream=${stream}&limit=5&order=asc`)).json() as any
+        // newer and older arrivals while the client pages
+        await seed(app, stream, ["2026-06-01T00:00:00Z", "2026-06-02T00:00:00Z"])
+        const second = await (await app.request(
+          `/data?stream=${stream}&limit=5&order=asc&cursor=${encodeURIComponent(first.nextCursor)}`
+        )).json() as any
+        expect([...first.records, ...second.records].map((r: any) => r.id)).toEqual(stored.map((r) => r.id))
+      })
+
+      test("rejects a cursor that was tampered with or belongs to another query", async (app) => {
+        const stream = `list-cursor-${Math.random().toString(36).slice(2)}`
+        await seed(app, stream, hours(3))
+        const page = await (await app.request(`/data?stream=${stream}&limit=1`)).json() as any
+        const cursor: string = page.nextCursor
+        const tampered = cursor.slice(0, -2) + (cursor.endsWith("A") ? "BB" : "AA")
+        await problem(await app.request(`/data?stream=${stream}&cursor=${encodeURIComponent(tampered)}`), 400, "validation")
+        await problem(await app.request(`/data?stream=other&cursor=${encodeURIComponent(cursor)}`), 400, "validation")
+        await problem(await app.request(`/data?stream=${stream}&order=asc&cursor=${encodeURIComponent(cursor)}`), 400, "validation")
+        await problem(await app.request(`/data?stream=${stream}&cursor=garbage`), 400, "validation")
+      })
+
+      test("rejects bad parameters with a validation problem naming each", async (app) => {
+        const body = await problem(await app.request("/data?stream=BAD&limit=0&from=yesterday"), 400, "validation")
+        expect(body.errors?.map((e) => e.path).toSorted()).toEqual(["from", "limit", "stream"])
+        await problem(await app.request("/data"), 400, "validation")
+        await problem(await app.request("/data?stream=s&limit=1001"), 400, "validation")
+        await problem(await app.request("/data?stream=s&order=sideways"), 400, "validation")
+        await problem(await app.request("/data?stream=s&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"), 400, "validation")
+      })
+    })
+
     describe("request ids", () => {
       test("echoes a sane X-Request-Id and replaces an insane one", async (app) => {
         const mine = await app.request("/health/live", { headers: { "x-request-id": "abc-123" } })
