@@ -12,7 +12,10 @@ import { Db } from "./db/Db.ts"
 import { AppRoutes, withServices } from "./http/App.ts"
 import { LoggingLive } from "./observability/Logging.ts"
 
-const Services = withServices(Db.layerPg).pipe(Layer.provideMerge(DatabaseLive), Layer.provideMerge(AppConfig.layer))
+const Services = withServices(Db.layerPg).pipe(
+  Layer.provideMerge(DatabaseLive),
+  Layer.provideMerge(AppConfig.layer)
+)
 
 const Server = Layer.unwrap(Effect.gen(function*() {
   const config = yield* AppConfig

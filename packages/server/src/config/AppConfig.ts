@@ -2,8 +2,8 @@
  * Every setting of the server, read from the environment and checked at startup.
  * The README's configuration table lists each variable with its default.
  */
-import { Config, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
-import { bytes, duration, intBetween } from "./Units.ts"
+import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { bytes, duration, intBetween, parseDuration } from "./Units.ts"
 
 export const PartitionInterval = ["day", "week", "month"] as const
 export type PartitionInterval = (typeof PartitionInterval)[number]
@@ -22,6 +22,16 @@ const settings = Config.all({
   writeBatchWindow: duration("WRITE_BATCH_WINDOW").pipe(Config.withDefault(Duration.millis(2))),
   writeBatchMax: intBetween("WRITE_BATCH_MAX", 1, 10_000).pipe(Config.withDefault(500)),
   partitionInterval: Config.Literals(PartitionInterval, "PARTITION_INTERVAL").pipe(Config.withDefault("month")),
+  retention: Config.schema(
+    Schema.String.check(Schema.isPattern(/^(?:off|\d+(?:\.\d+)?\s*(?:ms|s|m|h|d))$/, {
+      message: "expected off or a duration such as 400d"
+    })),
+    "RETENTION"
+  ).pipe(
+    Config.withDefault("off"),
+    Config.map((text) => text === "off" ? Option.none<Duration.Duration>() : Option.some(parseDuration(text)))
+  ),
+  partitionMaintenanceEvery: duration("PARTITION_MAINTENANCE_EVERY").pipe(Config.withDefault(Duration.hours(1))),
   dbTimeout: duration("DB_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
   logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info")),
   logFormat: Config.Literals(["json", "pretty"], "LOG_FORMAT").pipe(Config.withDefault("json")),

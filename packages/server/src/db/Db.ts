@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto"
 import { AppConfig } from "../config/AppConfig.ts"
 import { recordIdTime } from "../records/RecordId.ts"
 import { DbError } from "./DbError.ts"
-import { type PartitionBounds, partitionFor } from "./Partitions.ts"
+import { nextPartition, type PartitionBounds, partitionFor, partitionStart } from "./Partitions.ts"
 
 /** A validated record with its id, ready to be written. */
 export interface RecordToStore {
@@ -45,6 +45,15 @@ export class Db extends Context.Service<Db, {
   readonly list: (query: ListQuery) => Effect.Effect<ReadonlyArray<StoredRecord>, DbError>
   /** Succeeds when the database answers. */
   readonly ping: Effect.Effect<void, DbError>
+  /**
+   * Creates the partitions that hold [now, aheadUntil] ahead of need, and drops
+   * whole partitions that end before `dropBefore` (retention). Answers the names.
+   */
+  readonly maintainPartitions: (options: {
+    readonly now: Date
+    readonly aheadUntil: Date
+    readonly dropBefore: Date | undefined
+  }) => Effect.Effect<{ readonly created: ReadonlyArray<string>; readonly dropped: ReadonlyArray<string> }, DbError>
   /** A secret shared by every replica on this database, made on first use. */
   readonly sharedSecret: (name: string) => Effect.Effect<string, DbError>
 }>()("strata/Db") {
@@ -157,7 +166,42 @@ export class Db extends Context.Service<Db, {
           })
         )
 
-      return Db.of({ insert, findById, list, ping, sharedSecret })
+      const maintainPartitions = (options: { now: Date; aheadUntil: Date; dropBefore: Date | undefined }) =>
+        guard(
+          "maintainPartitions",
+          Effect.gen(function*() {
+            const wanted: Array<number> = []
+            for (
+              let p = partitionFor(config.partitionInterval, options.now.getTime());
+              p.from.getTime() <= options.aheadUntil.getTime();
+              p = nextPartition(config.partitionInterval, p)
+            ) wanted.push(p.from.getTime())
+            const created = yield* partitions.ensure(wanted)
+            const dropped: Array<string> = []
+            if (options.dropBefore !== undefined) {
+              const existing = yield* sql<{ readonly name: string }>`
+                SELECT c.relname AS name FROM pg_inherits i
+                JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+                WHERE p.relname = 'records'`
+              for (const { name } of existing) {
+                const start = partitionStart(name)
+                if (start === undefined) continue
+                const end = nextPartition(
+                  config.partitionInterval,
+                  partitionFor(config.partitionInterval, start.getTime())
+                )
+                if (end.from.getTime() <= options.dropBefore.getTime()) {
+                  yield* sql`DROP TABLE IF EXISTS ${sql(name)}`
+                  partitions.known.delete(name)
+                  dropped.push(name)
+                }
+              }
+            }
+            return { created, dropped }
+          })
+        )
+
+      return Db.of({ insert, findById, list, ping, sharedSecret, maintainPartitions })
     })
   )
 
@@ -215,7 +259,17 @@ export class Db extends Context.Service<Db, {
           return secrets.get(name)!
         })
 
-      return Db.of({ insert, findById, list, ping: Effect.void, sharedSecret })
+      // In memory there are no partitions to make; retention drops what a
+      // partition ending before `dropBefore` would have held.
+      const maintainPartitions = (options: { now: Date; aheadUntil: Date; dropBefore: Date | undefined }) =>
+        Ref.modify(store, (current) => {
+          if (options.dropBefore === undefined) return [{ created: [], dropped: [] }, current]
+          const cutoff = options.dropBefore.toISOString()
+          const next = new Map(Array.from(current).filter(([, e]) => e.record.occurredAt >= cutoff))
+          return [{ created: [], dropped: current.size === next.size ? [] : ["(memory)"] }, next]
+        })
+
+      return Db.of({ insert, findById, list, ping: Effect.void, sharedSecret, maintainPartitions })
     })
   )
 }
@@ -273,7 +327,9 @@ const makePartitionCache = (
       const p = partitionFor(interval, ms)
       if (!known.has(p.name)) missing.set(p.name, p)
     }
-    return missing.size === 0 ? Effect.void : Effect.forEach(missing.values(), create, { discard: true })
+    return missing.size === 0
+      ? Effect.succeed([] as ReadonlyArray<string>)
+      : Effect.forEach(missing.values(), (p) => Effect.as(create(p), p.name))
   }
   return { ensure, known }
 }

@@ -5,9 +5,10 @@
  */
 import { Api, RequestValidation } from "@strata/domain"
 import { Effect, Layer } from "effect"
-import type { Db } from "../db/Db.ts"
-import { RecordWriter } from "../records/RecordWriter.ts"
 import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-api"
+import type { Db } from "../db/Db.ts"
+import { PartitionMaintenanceLive } from "../db/PartitionMaintenance.ts"
+import { RecordWriter } from "../records/RecordWriter.ts"
 import { HealthHandlers } from "./HealthHandlers.ts"
 import { RecordsHandlers } from "./RecordsHandlers.ts"
 import { RequestIdMiddleware } from "./RequestId.ts"
@@ -34,5 +35,6 @@ export const AppRoutes = Layer.mergeAll(
   RequestIdMiddleware
 )
 
-/** The services the routes use, built around a Db layer (real or in memory). */
-export const withServices = <E, R>(db: Layer.Layer<Db, E, R>) => RecordWriter.layer.pipe(Layer.provideMerge(db))
+/** The services the routes use, and the partition maintenance, around a Db layer (real or in memory). */
+export const withServices = <E, R>(db: Layer.Layer<Db, E, R>) =>
+  Layer.mergeAll(RecordWriter.layer, PartitionMaintenanceLive).pipe(Layer.provideMerge(db))

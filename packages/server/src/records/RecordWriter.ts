@@ -77,7 +77,10 @@ export class RecordWriter extends Context.Service<RecordWriter, {
                 ? Effect.sync(() => entries.forEach((entry) => entry.completeUnsafe(Exit.fail(error))))
                 : Effect.forEach(
                   entries,
-                  (entry) => Effect.exit(db.insert(entry.request.records)).pipe(Effect.map((exit) => entry.completeUnsafe(exit))),
+                  (entry) =>
+                    Effect.exit(db.insert(entry.request.records)).pipe(
+                      Effect.map((exit) => entry.completeUnsafe(exit))
+                    ),
                   { discard: true }
                 )
           })

@@ -288,9 +288,17 @@ export const describeRecordsApi = (
         const page = await (await app.request(`/data?stream=${stream}&limit=1`)).json() as any
         const cursor: string = page.nextCursor
         const tampered = cursor.slice(0, -2) + (cursor.endsWith("A") ? "BB" : "AA")
-        await problem(await app.request(`/data?stream=${stream}&cursor=${encodeURIComponent(tampered)}`), 400, "validation")
+        await problem(
+          await app.request(`/data?stream=${stream}&cursor=${encodeURIComponent(tampered)}`),
+          400,
+          "validation"
+        )
         await problem(await app.request(`/data?stream=other&cursor=${encodeURIComponent(cursor)}`), 400, "validation")
-        await problem(await app.request(`/data?stream=${stream}&order=asc&cursor=${encodeURIComponent(cursor)}`), 400, "validation")
+        await problem(
+          await app.request(`/data?stream=${stream}&order=asc&cursor=${encodeURIComponent(cursor)}`),
+          400,
+          "validation"
+        )
         await problem(await app.request(`/data?stream=${stream}&cursor=garbage`), 400, "validation")
       })
 
@@ -300,7 +308,11 @@ export const describeRecordsApi = (
         await problem(await app.request("/data"), 400, "validation")
         await problem(await app.request("/data?stream=s&limit=1001"), 400, "validation")
         await problem(await app.request("/data?stream=s&order=sideways"), 400, "validation")
-        await problem(await app.request("/data?stream=s&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"), 400, "validation")
+        await problem(
+          await app.request("/data?stream=s&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"),
+          400,
+          "validation"
+        )
       })
     })
 
