@@ -8,12 +8,11 @@ import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { createServer } from "node:http"
 import { AppConfig } from "../../server/src/config/AppConfig.ts"
-import { Db } from "../../server/src/db/Db.ts"
-import { AppRoutes, withServices } from "../../server/src/http/App.ts"
+import { AppRoutes, StorageMemory, withServices } from "../../server/src/http/App.ts"
 import { StrataClient } from "../src/Client.ts"
 
 const LiveServer = HttpRouter.serve(AppRoutes, { disableLogger: true, disableListenLog: true }).pipe(
-  Layer.provide(withServices(Db.layerMemory)),
+  Layer.provide(withServices(StorageMemory)),
   Layer.provide(AppConfig.layerWith()),
   Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
 )

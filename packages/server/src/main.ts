@@ -8,11 +8,10 @@ import { HttpRouter } from "effect/http"
 import { createServer } from "node:http"
 import { AppConfig, describeDatabase } from "./config/AppConfig.ts"
 import { DatabaseLive } from "./db/Database.ts"
-import { Db } from "./db/Db.ts"
-import { AppRoutes, withServices } from "./http/App.ts"
+import { AppRoutes, StorageLive, withServices } from "./http/App.ts"
 import { LoggingLive } from "./observability/Logging.ts"
 
-const Services = withServices(Db.layerPg).pipe(
+const Services = withServices(StorageLive).pipe(
   Layer.provideMerge(DatabaseLive),
   Layer.provideMerge(AppConfig.layer)
 )

@@ -7,12 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { AppConfig } from "../src/config/AppConfig.ts"
 import { Db, type RecordToStore } from "../src/db/Db.ts"
+import type { IdempotencyStore } from "../src/db/IdempotencyStore.ts"
+import { maintainOnce } from "../src/db/Maintenance.ts"
 import { runMigrations } from "../src/db/Migrations.ts"
-import { maintainOnce } from "../src/db/PartitionMaintenance.ts"
+import { StorageLive } from "../src/http/App.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordWriter } from "../src/records/RecordWriter.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { makeTestApp, pgDb, type TestApp } from "./support/TestApp.ts"
+
+type Services = Db | IdempotencyStore | RecordWriter | PgClient.PgClient | AppConfig
 
 const available = await postgresAvailable()
 const suite = available ? describe : describe.skip
@@ -39,9 +43,8 @@ const relationsIn = (plan: unknown): Array<{ relation: string; node: string }> =
 
 suite("storage on PostgreSQL", () => {
   let db: Awaited<ReturnType<typeof freshDatabase>>
-  let runtime: ManagedRuntime.ManagedRuntime<Db | RecordWriter | PgClient.PgClient | AppConfig, unknown>
-  const run = <A, E>(effect: Effect.Effect<A, E, Db | RecordWriter | PgClient.PgClient | AppConfig>) =>
-    runtime.runPromise(effect)
+  let runtime: ManagedRuntime.ManagedRuntime<Services, unknown>
+  const run = <A, E>(effect: Effect.Effect<A, E, Services>) => runtime.runPromise(effect)
   const explain = (query: string) =>
     run(
       Effect.flatMap(
@@ -57,7 +60,7 @@ suite("storage on PostgreSQL", () => {
     const Config = AppConfig.layerWith({ retention: Option.some(Duration.days(365)) })
     runtime = ManagedRuntime.make(
       RecordWriter.layer.pipe(
-        Layer.provideMerge(Db.layerPg),
+        Layer.provideMerge(StorageLive),
         Layer.provideMerge(Layer.effectDiscard(runMigrations)),
         Layer.provideMerge(Sql),
         Layer.provideMerge(Config)

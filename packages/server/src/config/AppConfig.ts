@@ -31,7 +31,9 @@ const settings = Config.all({
     Config.withDefault("off"),
     Config.map((text) => text === "off" ? Option.none<Duration.Duration>() : Option.some(parseDuration(text)))
   ),
-  partitionMaintenanceEvery: duration("PARTITION_MAINTENANCE_EVERY").pipe(Config.withDefault(Duration.hours(1))),
+  maintenanceEvery: duration("MAINTENANCE_EVERY").pipe(Config.withDefault(Duration.hours(1))),
+  idempotencyTtl: duration("IDEMPOTENCY_TTL").pipe(Config.withDefault(Duration.hours(24))),
+  idempotencyLease: duration("IDEMPOTENCY_LEASE").pipe(Config.withDefault(Duration.minutes(1))),
   dbTimeout: duration("DB_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
   logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info")),
   logFormat: Config.Literals(["json", "pretty"], "LOG_FORMAT").pipe(Config.withDefault("json")),

@@ -38,6 +38,23 @@ export const migrations = Migrator.fromRecord({
       )`
     // Secrets every replica must share, e.g. the key that signs page cursors.
     yield* sql`CREATE TABLE strata_secrets (name text PRIMARY KEY, value text NOT NULL)`
+  }),
+  "0002_idempotency_keys": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // status/body stay NULL while the first request runs (409 for the others).
+    yield* sql`
+      CREATE TABLE idempotency_keys (
+        tenant_id text NOT NULL,
+        key text NOT NULL,
+        request_hash text NOT NULL,
+        status int,
+        body text,
+        location text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL,
+        PRIMARY KEY (tenant_id, key)
+      )`
+    yield* sql`CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at)`
   })
 })
 

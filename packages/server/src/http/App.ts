@@ -6,8 +6,9 @@
 import { Api, RequestValidation } from "@strata/domain"
 import { Effect, Layer } from "effect"
 import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-api"
-import type { Db } from "../db/Db.ts"
-import { PartitionMaintenanceLive } from "../db/PartitionMaintenance.ts"
+import { Db } from "../db/Db.ts"
+import { IdempotencyStore } from "../db/IdempotencyStore.ts"
+import { MaintenanceLive } from "../db/Maintenance.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
 import { HealthHandlers } from "./HealthHandlers.ts"
 import { RecordsHandlers } from "./RecordsHandlers.ts"
@@ -35,6 +36,12 @@ export const AppRoutes = Layer.mergeAll(
   RequestIdMiddleware
 )
 
-/** The services the routes use, and the partition maintenance, around a Db layer (real or in memory). */
-export const withServices = <E, R>(db: Layer.Layer<Db, E, R>) =>
-  Layer.mergeAll(RecordWriter.layer, PartitionMaintenanceLive).pipe(Layer.provideMerge(db))
+/** The stores on PostgreSQL (or PGlite): need PgClient and AppConfig. */
+export const StorageLive = Layer.mergeAll(Db.layerPg, IdempotencyStore.layerPg)
+
+/** The stores in memory, for tests. */
+export const StorageMemory = Layer.mergeAll(Db.layerMemory, IdempotencyStore.layerMemory)
+
+/** The services the routes use, and the background maintenance, around the stores (real or in memory). */
+export const withServices = <E, R>(storage: Layer.Layer<Db | IdempotencyStore, E, R>) =>
+  Layer.mergeAll(RecordWriter.layer, MaintenanceLive).pipe(Layer.provideMerge(storage))

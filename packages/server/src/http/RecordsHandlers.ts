@@ -9,11 +9,13 @@ import { HttpApiBuilder } from "effect/http-api"
 import { AppConfig } from "../config/AppConfig.ts"
 import { Db } from "../db/Db.ts"
 import type { DbError } from "../db/DbError.ts"
+import { IdempotencyStore } from "../db/IdempotencyStore.ts"
 import { makeCursorCodec } from "../records/Cursor.ts"
 import { prepareRecord } from "../records/Prepare.ts"
 import { recordIdTime } from "../records/RecordId.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
 import { CurrentTenant } from "../records/Tenant.ts"
+import { idempotently } from "./Idempotency.ts"
 import { readJsonBody } from "./JsonBody.ts"
 import { decodeAll, validationFailed } from "./Validation.ts"
 
@@ -25,12 +27,6 @@ const unavailableOnTransient = (error: DbError): Effect.Effect<never, Unavailabl
       Effect.fail(new Unavailable({ detail: "The database is unavailable; retry shortly." }))
     )
     : Effect.die(error)
-
-const created = (body: unknown, location?: string) =>
-  HttpServerResponse.jsonUnsafe(body, {
-    status: 201,
-    ...(location !== undefined ? { headers: { location } } : {})
-  })
 
 /** Records never change, so the id is a strong validator. */
 const etagOf = (record: StoredRecord) => `"${record.id}"`
@@ -62,44 +58,55 @@ export const RecordsHandlers = HttpApiBuilder.group(
   Effect.fn(function*(handlers) {
     const db = yield* Db
     const writer = yield* RecordWriter
+    const idempotency = yield* IdempotencyStore
     const config = yield* AppConfig
     const cursors = makeCursorCodec(yield* Effect.orDie(db.sharedSecret("cursor")))
     const decodeRecord = decodeAll(NewRecord)
     const decodeBatch = decodeAll(BatchRequest)
     const decodeList = decodeAll(ListParams)
 
+    const storeBatch = (tenant: string, body: unknown) =>
+      Effect.gen(function*() {
+        const input = yield* decodeBatch(body)
+        if (input.records.length === 0 || input.records.length > config.maxBatch) {
+          return yield* validationFailed([{
+            path: "records",
+            message: `must hold 1 to ${config.maxBatch} records (MAX_BATCH)`
+          }])
+        }
+        const now = Date.now()
+        const rows = input.records.map((r, i) => prepareRecord(tenant, r, now, config.maxRecordBytes, `records[${i}]`))
+        const invalid = Arr.getFailures(rows)
+        if (invalid.length > 0) return yield* validationFailed(invalid)
+        const valid = Arr.getSuccesses(rows)
+        if (!Arr.isArrayNonEmpty(valid)) return yield* Effect.die("a non-empty batch has rows")
+        return { body: { records: yield* writer.write(valid) } }
+      })
+
     return handlers
-      .handleRaw("create", ({ request }) =>
+      .handleRaw("create", ({ headers, request }) =>
         Effect.gen(function*() {
           const body = yield* readJsonBody(request, config.maxBodyBytes)
-          const input = yield* decodeRecord(body)
           const tenant = yield* CurrentTenant
-          const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes)
-          if (Result.isFailure(row)) return yield* validationFailed([row.failure])
-          const [stored] = yield* writer.write([row.success])
-          return created(stored, `/data/${stored.id}`)
-        }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
-      .handleRaw("createBatch", ({ request }) =>
-        Effect.gen(function*() {
-          const body = yield* readJsonBody(request, config.maxBodyBytes)
-          const input = yield* decodeBatch(body)
-          if (input.records.length === 0 || input.records.length > config.maxBatch) {
-            return yield* validationFailed([{
-              path: "records",
-              message: `must hold 1 to ${config.maxBatch} records (MAX_BATCH)`
-            }])
-          }
-          const tenant = yield* CurrentTenant
-          const now = Date.now()
-          const rows = input.records.map((r, i) =>
-            prepareRecord(tenant, r, now, config.maxRecordBytes, `records[${i}]`)
+          return yield* idempotently(
+            idempotency,
+            tenant,
+            request,
+            headers["idempotency-key"],
+            Effect.gen(function*() {
+              const input = yield* decodeRecord(body)
+              const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes)
+              if (Result.isFailure(row)) return yield* validationFailed([row.failure])
+              const [stored] = yield* writer.write([row.success])
+              return { body: stored, location: `/data/${stored.id}` }
+            })
           )
-          const invalid = Arr.getFailures(rows)
-          if (invalid.length > 0) return yield* validationFailed(invalid)
-          const valid = Arr.getSuccesses(rows)
-          if (!Arr.isArrayNonEmpty(valid)) return yield* Effect.die("a non-empty batch has rows")
-          const stored = yield* writer.write(valid)
-          return created({ records: stored })
+        }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
+      .handleRaw("createBatch", ({ headers, request }) =>
+        Effect.gen(function*() {
+          const body = yield* readJsonBody(request, config.maxBodyBytes)
+          const tenant = yield* CurrentTenant
+          return yield* idempotently(idempotency, tenant, request, headers["idempotency-key"], storeBatch(tenant, body))
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
       .handle("get", ({ params, headers }) =>
         Effect.gen(function*() {

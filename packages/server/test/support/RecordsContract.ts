@@ -190,6 +190,76 @@ export const describeRecordsApi = (
       })
     })
 
+    describe("Idempotency-Key", () => {
+      const key = () => `key-${Math.random().toString(36).slice(2)}`
+
+      test("replays the first answer for the same key and body, storing nothing new", async (app) => {
+        const k = key()
+        const stream = `idem-${k}`
+        const first = await app.json("/data", { stream, data: { n: 1 } }, { headers: { "idempotency-key": k } })
+        expect(first.status).toBe(201)
+        expect(first.headers.get("idempotent-replayed")).toBeNull()
+        const again = await app.json("/data", { stream, data: { n: 1 } }, { headers: { "idempotency-key": k } })
+        expect(again.status).toBe(201)
+        expect(again.headers.get("idempotent-replayed")).toBe("true")
+        expect(again.headers.get("location")).toBe(first.headers.get("location"))
+        expect(await again.json()).toEqual(await first.json())
+        const page = await (await app.request(`/data?stream=${stream}`)).json() as any
+        expect(page.records).toHaveLength(1)
+      })
+
+      test("answers the same key with another body with 422", async (app) => {
+        const k = key()
+        expect(
+          (await app.json("/data", { stream: "idem", data: { n: 1 } }, { headers: { "idempotency-key": k } })).status
+        )
+          .toBe(201)
+        await problem(
+          await app.json("/data", { stream: "idem", data: { n: 2 } }, { headers: { "idempotency-key": k } }),
+          422,
+          "idempotency-key-reused"
+        )
+      })
+
+      test("runs exactly one of many concurrent requests with one key", async (app) => {
+        const k = key()
+        const stream = `idem-race-${k}`
+        const responses = await Promise.all(Array.from({ length: 20 }, () =>
+          app.json("/data/batch", { records: [{ stream, data: {} }] }, { headers: { "idempotency-key": k } })))
+        const fresh = responses.filter((r) =>
+          r.status === 201 && r.headers.get("idempotent-replayed") === null
+        )
+        expect(fresh).toHaveLength(1)
+        for (const r of responses) expect([201, 409]).toContain(r.status)
+        const page = await (await app.request(`/data?stream=${stream}`)).json() as any
+        expect(page.records).toHaveLength(1)
+      })
+
+      test("does not remember a failed request: fixing the body with the same key works", async (app) => {
+        const k = key()
+        await problem(
+          await app.json("/data", { stream: "BAD", data: {} }, { headers: { "idempotency-key": k } }),
+          400,
+          "validation"
+        )
+        expect((await app.json("/data", { stream: "good", data: {} }, { headers: { "idempotency-key": k } })).status)
+          .toBe(201)
+      })
+
+      test("rejects a key that is not 1 to 255 visible ASCII characters", async (app) => {
+        await problem(
+          await app.json("/data", { stream: "s", data: {} }, { headers: { "idempotency-key": "x".repeat(256) } }),
+          400,
+          "validation"
+        )
+        await problem(
+          await app.json("/data", { stream: "s", data: {} }, { headers: { "idempotency-key": "has space" } }),
+          400,
+          "validation"
+        )
+      })
+    })
+
     describe("GET /data/{id}", () => {
       test("answers the stored record with a strong ETag", async (app) => {
         const stored = await (await app.json("/data", order)).json() as any

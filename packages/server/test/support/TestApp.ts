@@ -8,9 +8,10 @@ import { Effect, Layer, Redacted } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { AppConfig, type Settings } from "../../src/config/AppConfig.ts"
 import { startEmbedded } from "../../src/db/Database.ts"
-import { Db } from "../../src/db/Db.ts"
+import type { Db } from "../../src/db/Db.ts"
+import type { IdempotencyStore } from "../../src/db/IdempotencyStore.ts"
 import { runMigrations } from "../../src/db/Migrations.ts"
-import { AppRoutes, withServices } from "../../src/http/App.ts"
+import { AppRoutes, StorageLive, StorageMemory, withServices } from "../../src/http/App.ts"
 
 export interface TestApp {
   readonly request: (path: string, init?: RequestInit) => Promise<Response>
@@ -18,13 +19,13 @@ export interface TestApp {
   readonly dispose: () => Promise<void>
 }
 
-export type DbLayer = Layer.Layer<Db, unknown, AppConfig>
+export type DbLayer = Layer.Layer<Db | IdempotencyStore, unknown, AppConfig>
 
-export const memoryDb: DbLayer = Db.layerMemory
+export const memoryDb: DbLayer = StorageMemory
 
 /** Db on PostgreSQL at `url`, migrated. */
 export const pgDb = (url: string): DbLayer =>
-  Db.layerPg.pipe(
+  StorageLive.pipe(
     Layer.provideMerge(Layer.effectDiscard(runMigrations)),
     Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 4 }))
   )
@@ -32,7 +33,7 @@ export const pgDb = (url: string): DbLayer =>
 /** Db on an embedded PGlite in `dataDir`, migrated, through the same client. */
 export const pgliteDb = (dataDir: string): DbLayer =>
   Layer.unwrap(Effect.map(startEmbedded(dataDir), ({ url }) =>
-    Db.layerPg.pipe(
+    StorageLive.pipe(
       Layer.provideMerge(Layer.effectDiscard(runMigrations)),
       Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 }))
     )))

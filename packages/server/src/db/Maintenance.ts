@@ -1,0 +1,42 @@
+/**
+ * Background upkeep of the database (SPEC §5), at startup and then every
+ * MAINTENANCE_EVERY: creates `records` partitions ahead of need (about two
+ * months), drops whole partitions older than RETENTION, and deletes expired
+ * idempotency keys. Running it on several replicas at once is harmless.
+ */
+import { Duration, Effect, Layer, Option, Schedule } from "effect"
+import { AppConfig } from "../config/AppConfig.ts"
+import { Db } from "./Db.ts"
+import { IdempotencyStore } from "./IdempotencyStore.ts"
+
+const AHEAD = Duration.days(62) // two months, or many days / weeks
+
+export const maintainOnce = Effect.gen(function*() {
+  const db = yield* Db
+  const config = yield* AppConfig
+  const now = new Date()
+  const result = yield* db.maintainPartitions({
+    now,
+    aheadUntil: new Date(now.getTime() + Duration.toMillis(AHEAD)),
+    dropBefore: Option.match(config.retention, {
+      onNone: () => undefined,
+      onSome: (retention) => new Date(now.getTime() - Duration.toMillis(retention))
+    })
+  })
+  const expiredKeys = yield* Effect.flatMap(IdempotencyStore, (store) => store.purgeExpired)
+  if (result.created.length > 0 || result.dropped.length > 0 || expiredKeys > 0) {
+    yield* Effect.logInfo("Maintenance", { ...result, expiredKeys })
+  }
+  return result
+})
+
+export const MaintenanceLive: Layer.Layer<never, never, Db | IdempotencyStore | AppConfig> = Layer.effectDiscard(
+  Effect.gen(function*() {
+    const config = yield* AppConfig
+    yield* maintainOnce.pipe(
+      Effect.catch((error) => Effect.logWarning("Maintenance failed; will retry", error.message)),
+      Effect.repeat(Schedule.spaced(config.maintenanceEvery)),
+      Effect.forkScoped
+    )
+  })
+)

@@ -1,0 +1,76 @@
+/**
+ * `Idempotency-Key` on the POST routes (SPEC §2). The first request with a key
+ * runs and its 201 is remembered; the same key with the same body replays it
+ * (`Idempotent-Replayed: true`, no new record, no new event); with another body
+ * it is a 422; while the first still runs, a 409. A request that fails is not
+ * remembered: it stored nothing, so the client may simply try again.
+ */
+import { IdempotencyKeyInFlight, IdempotencyKeyReused } from "@strata/domain"
+import { Effect, Exit } from "effect"
+import { type HttpServerRequest, HttpServerResponse } from "effect/http"
+import { createHash } from "node:crypto"
+import type { DbError } from "../db/DbError.ts"
+import type { IdempotencyStore } from "../db/IdempotencyStore.ts"
+import { validationFailed } from "./Validation.ts"
+
+const VISIBLE_ASCII = /^[\x21-\x7e]{1,255}$/
+
+export interface Created {
+  readonly body: unknown
+  readonly location?: string | undefined
+}
+
+const respond = (status: number, body: string, location: string | null, replayed: boolean) =>
+  HttpServerResponse.text(body, {
+    status,
+    contentType: "application/json",
+    headers: {
+      ...(location !== null ? { location } : {}),
+      ...(replayed ? { "idempotent-replayed": "true" } : {})
+    }
+  })
+
+/** Runs `create` at most once per (tenant, key, body); answers its 201 or the remembered one. */
+export const idempotently = <E, R>(
+  store: IdempotencyStore["Service"],
+  tenant: string,
+  request: HttpServerRequest.HttpServerRequest,
+  key: string | undefined,
+  create: Effect.Effect<Created, E, R>
+) => {
+  const run = Effect.map(create, (c) => respond(201, JSON.stringify(c.body), c.location ?? null, false))
+  if (key === undefined) return run
+  return Effect.gen(function*() {
+    if (!VISIBLE_ASCII.test(key)) {
+      return yield* validationFailed([{
+        path: "idempotency-key",
+        message: "must be 1 to 255 visible ASCII characters"
+      }])
+    }
+    const body = yield* Effect.orDie(request.arrayBuffer)
+    const hash = createHash("sha256").update(`${request.method} ${request.url}\n`).update(new Uint8Array(body)).digest(
+      "base64url"
+    )
+    const claim = yield* store.claim(tenant, key, hash)
+    switch (claim._tag) {
+      case "Mismatch":
+        return yield* new IdempotencyKeyReused({ detail: `Idempotency-Key ${key} was first used with another body` })
+      case "InFlight":
+        return yield* new IdempotencyKeyInFlight({ detail: `A request with Idempotency-Key ${key} is still running` })
+      case "Replay":
+        return respond(claim.response.status, claim.response.body, claim.response.location, true)
+      case "Claimed":
+        return yield* create.pipe(
+          Effect.tap((c) =>
+            store.complete(tenant, key, { status: 201, body: JSON.stringify(c.body), location: c.location ?? null })
+          ),
+          Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.ignore(store.release(tenant, key))),
+          Effect.map((c) => respond(201, JSON.stringify(c.body), c.location ?? null, false))
+        )
+    }
+  }) as Effect.Effect<
+    HttpServerResponse.HttpServerResponse,
+    E | DbError | IdempotencyKeyReused | IdempotencyKeyInFlight | ReturnType<typeof validationFailed>,
+    R
+  >
+}
