@@ -20,7 +20,7 @@ export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
 
 const friendly = (message: string): string => {
   if (message === "Missing key") return "is required"
-  if (/^Expected [A-Z]\w*$/.test(message)) return "must be a JSON object"
+  if (/^Expected [A-Z]\w*$/.test(message) || message === "Expected object") return "must be a JSON object"
   if (message.startsWith("Unexpected key") || message === "Expected no excess property") return "is not a known field"
   return message
 }

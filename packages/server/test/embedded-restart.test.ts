@@ -1,0 +1,22 @@
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { makeTestApp, pgliteDb } from "./support/TestApp.ts"
+
+describe("embedded PGlite", () => {
+  const dir = mkdtempSync(join(tmpdir(), "strata-restart-"))
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  it("keeps the data in DATA_DIR across a restart", async () => {
+    const first = makeTestApp(pgliteDb(dir))
+    const stored = await (await first.json("/data", { stream: "durable", data: { kept: true } })).json() as any
+    await first.dispose()
+
+    const second = makeTestApp(pgliteDb(dir))
+    const res = await second.request(`/data/${stored.id}`)
+    expect(res.status).toBe(200)
+    expect(await res.json()).toEqual(stored)
+    await second.dispose()
+  }, 60_000)
+})
