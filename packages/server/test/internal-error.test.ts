@@ -21,7 +21,9 @@ describe("internal errors", () => {
   afterAll(() => app.dispose())
 
   it("answers a defect with a 500 problem that leaks nothing but the request id", async () => {
-    const res = await app.request("/data/019a5f0e-7c4b-7d1e-9a2f-3c4d5e6f7a8b", { headers: { "x-request-id": "trace-me" } })
+    const res = await app.request("/data/019a5f0e-7c4b-7d1e-9a2f-3c4d5e6f7a8b", {
+      headers: { "x-request-id": "trace-me" }
+    })
     expect(res.status).toBe(500)
     expect(res.headers.get("content-type")).toContain("application/problem+json")
     const text = await res.text()

@@ -5,14 +5,17 @@
  */
 import { Api, RequestValidation } from "@strata/domain"
 import { Effect, Layer } from "effect"
+import { HttpRouter } from "effect/http"
 import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-api"
+import { PrometheusMetrics } from "effect/observability"
 import { Db } from "../db/Db.ts"
 import { IdempotencyStore } from "../db/IdempotencyStore.ts"
 import { MaintenanceLive } from "../db/Maintenance.ts"
+import { withHttpMetrics } from "../observability/HttpMetrics.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
 import { HealthHandlers } from "./HealthHandlers.ts"
 import { RecordsHandlers } from "./RecordsHandlers.ts"
-import { RequestIdMiddleware } from "./RequestId.ts"
+import { withRequestId } from "./RequestId.ts"
 import { toFieldErrors, validationFailed } from "./Validation.ts"
 
 const RequestValidationLive = HttpApiMiddleware.layerSchemaErrorTransform(
@@ -33,7 +36,10 @@ export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json
 export const AppRoutes = Layer.mergeAll(
   ApiRoutes,
   HttpApiScalar.layer(Api, { path: "/docs" }),
-  RequestIdMiddleware
+  PrometheusMetrics.layerHttp({ path: "/metrics" }),
+  // Metrics outside the request id, so they see the final status, including
+  // the problems rendered for unknown routes and defects.
+  HttpRouter.middleware((app) => withHttpMetrics(withRequestId(app)), { global: true })
 )
 
 /** The stores on PostgreSQL (or PGlite): need PgClient and AppConfig. */

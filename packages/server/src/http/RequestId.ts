@@ -6,7 +6,7 @@
  */
 import { InternalError, NotFound } from "@strata/domain"
 import { Cause, Context, Effect } from "effect"
-import { HttpRouter, HttpServerRequest, HttpServerRespondable, HttpServerResponse } from "effect/http"
+import { HttpServerRequest, HttpServerRespondable, HttpServerResponse } from "effect/http"
 import { randomUUID } from "node:crypto"
 
 export const RequestId = Context.Reference<string>("strata/RequestId", { defaultValue: () => "" })
@@ -35,7 +35,7 @@ const finish = (response: HttpServerResponse.HttpServerResponse, requestId: stri
   return out
 }
 
-export const RequestIdMiddleware = HttpRouter.middleware((app) =>
+export const withRequestId = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
   Effect.withFiber((fiber) => {
     const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
     const given = request.headers["x-request-id"]
@@ -59,4 +59,4 @@ export const RequestIdMiddleware = HttpRouter.middleware((app) =>
       Effect.map((response) => finish(response, requestId)),
       Effect.provideService(RequestId, requestId)
     )
-  }), { global: true })
+  })

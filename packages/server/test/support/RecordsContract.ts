@@ -432,6 +432,22 @@ export const describeRecordsApi = (
         }
       })
 
+      test("GET /metrics reports request durations by route template and status class, and write batch sizes", async (app) => {
+        await app.request("/data/019a5f0e-7c4b-7d1e-9a2f-3c4d5e6f7a8b")
+        await app.json("/data", order)
+        const res = await app.request("/metrics")
+        expect(res.status).toBe(200)
+        const text = await res.text()
+        expect(text).toMatch(
+          /http_server_request_duration_seconds_bucket\{[^}]*route="\/data\/\{id\}"[^}]*status_class="4xx"/
+        )
+        expect(text).toMatch(
+          /http_server_request_duration_seconds_count\{[^}]*method="POST"[^}]*route="\/data"[^}]*status_class="2xx"/
+        )
+        expect(text).toMatch(/strata_write_batch_records_count \d+/)
+        expect(text).not.toContain("019a5f0e") // never the raw path
+      })
+
       test("GET /docs serves a page to read the API", async (app) => {
         const res = await app.request("/docs")
         expect(res.status).toBe(200)
