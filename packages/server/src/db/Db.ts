@@ -5,12 +5,12 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import type { StoredRecord } from "@strata/domain"
-import { Array as Arr, Context, Duration, Effect, Layer, Option, Ref } from "effect"
+import { Array as Arr, Context, Effect, Layer, Option, Ref } from "effect"
 import type { SqlError } from "effect/sql"
 import { randomBytes } from "node:crypto"
 import { AppConfig } from "../config/AppConfig.ts"
 import { recordIdTime } from "../records/RecordId.ts"
-import { DbError } from "./DbError.ts"
+import { type DbError, guardSql } from "./DbError.ts"
 import { nextPartition, type PartitionBounds, partitionFor, partitionStart } from "./Partitions.ts"
 
 /** A validated record with its id, ready to be written. */
@@ -63,21 +63,8 @@ export class Db extends Context.Service<Db, {
       const sql = yield* PgClient.PgClient
       const config = yield* AppConfig
       const partitions = makePartitionCache(sql, config.partitionInterval)
-      const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
-        effect.pipe(
-          Effect.timeoutOrElse({
-            duration: config.dbTimeout,
-            orElse: () =>
-              Effect.fail(
-                new DbError({
-                  transient: true,
-                  message: `${name} timed out after ${Duration.format(config.dbTimeout)}`
-                })
-              )
-          }),
-          Effect.catchTag("SqlError", (e) => Effect.fail(fromSqlError(e))),
-          Effect.withSpan(`Db.${name}`)
-        )
+      const sqlGuard = guardSql(config.dbTimeout)
+      const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>) => sqlGuard(`Db.${name}`, effect)
 
       const insert = (records: Arr.NonEmptyReadonlyArray<RecordToStore>) =>
         guard(
@@ -297,9 +284,6 @@ const toRecord = (row: RecordRow): StoredRecord => ({
   ingestedAt: row.ingested_at.toISOString(),
   data: row.data
 })
-
-const fromSqlError = (error: SqlError.SqlError): DbError =>
-  new DbError({ transient: error.isRetryable, message: error.message, cause: error })
 
 /**
  * Knows which partitions exist and creates missing ones on first need

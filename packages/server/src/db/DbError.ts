@@ -1,4 +1,5 @@
-import { Schema } from "effect"
+import { Duration, Effect, Schema } from "effect"
+import type { SqlError } from "effect/sql"
 
 /**
  * A database call that failed. `transient` failures (connection lost, timeout,
@@ -10,3 +11,20 @@ export class DbError extends Schema.TaggedError<DbError>()("DbError", {
   message: Schema.String,
   cause: Schema.optional(Schema.Defect())
 }) {}
+
+/**
+ * The policy every SQL call of the stores goes through: a timeout (a slow
+ * database is treated like a down one), SQL errors as `DbError` marked transient
+ * when the driver says a retry may succeed, and a span named `<store>.<call>`.
+ */
+export const guardSql = (timeout: Duration.Duration) =>
+<A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>): Effect.Effect<A, DbError> =>
+  effect.pipe(
+    Effect.timeoutOrElse({
+      duration: timeout,
+      orElse: () =>
+        Effect.fail(new DbError({ transient: true, message: `${name} timed out after ${Duration.format(timeout)}` }))
+    }),
+    Effect.catchTag("SqlError", (e) => Effect.fail(new DbError({ transient: e.isRetryable, message: e.message, cause: e }))),
+    Effect.withSpan(name)
+  )

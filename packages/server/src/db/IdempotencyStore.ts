@@ -9,7 +9,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Context, Duration, Effect, Layer } from "effect"
 import type { SqlError } from "effect/sql"
 import { AppConfig } from "../config/AppConfig.ts"
-import { DbError } from "./DbError.ts"
+import { type DbError, guardSql } from "./DbError.ts"
 
 export interface RememberedResponse {
   readonly status: number
@@ -40,11 +40,9 @@ export class IdempotencyStore extends Context.Service<IdempotencyStore, {
       const config = yield* AppConfig
       const ttl = `${Duration.toMillis(config.idempotencyTtl)} milliseconds`
       const lease = `${Duration.toMillis(config.idempotencyLease)} milliseconds`
+      const sqlGuard = guardSql(config.dbTimeout)
       const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
-        effect.pipe(
-          Effect.mapError((e) => new DbError({ transient: e.isRetryable, message: e.message, cause: e })),
-          Effect.withSpan(`IdempotencyStore.${name}`)
-        )
+        sqlGuard(`IdempotencyStore.${name}`, effect)
 
       interface Row {
         readonly request_hash: string
