@@ -17,14 +17,14 @@ export class DbError extends Schema.TaggedError<DbError>()("DbError", {
  * database is treated like a down one), SQL errors as `DbError` marked transient
  * when the driver says a retry may succeed, and a span named `<store>.<call>`.
  */
-export const guardSql = (timeout: Duration.Duration) =>
-<A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>): Effect.Effect<A, DbError> =>
-  effect.pipe(
-    Effect.timeoutOrElse({
-      duration: timeout,
-      orElse: () =>
-        Effect.fail(new DbError({ transient: true, message: `${name} timed out after ${Duration.format(timeout)}` }))
-    }),
-    Effect.catchTag("SqlError", (e) => Effect.fail(new DbError({ transient: e.isRetryable, message: e.message, cause: e }))),
-    Effect.withSpan(name)
-  )
+export const guardSql = (timeout: Duration.Duration) => {
+  const timedOut = (name: string) =>
+    Effect.fail(new DbError({ transient: true, message: `${name} timed out after ${Duration.format(timeout)}` }))
+  return <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>): Effect.Effect<A, DbError> =>
+    effect.pipe(
+      Effect.timeoutOrElse({ duration: timeout, orElse: () => timedOut(name) }),
+      Effect.catchTag("SqlError", (e) =>
+        Effect.fail(new DbError({ transient: e.isRetryable, message: e.message, cause: e }))),
+      Effect.withSpan(name)
+    )
+}
