@@ -2,7 +2,17 @@
  * The `/data` routes (SPEC §2). Bodies are read by hand (`handleRaw`) so that
  * every bad input gets its own problem: 415, 413, invalid-json, validation.
  */
-import { Api, BatchRequest, IsoDateTime, NewRecord, NotFound, type StoredRecord, Unavailable } from "@strata/domain"
+import {
+  Api,
+  BatchRequest,
+  IsoDateTime,
+  NewRecord,
+  NotFound,
+  RecordKey,
+  type StoredRecord,
+  StreamName,
+  Unavailable
+} from "@strata/domain"
 import { Array as Arr, Effect, Option, Result, Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
@@ -31,16 +41,10 @@ const unavailableOnTransient = (error: DbError): Effect.Effect<never, Unavailabl
 /** Records never change, so the id is a strong validator. */
 const etagOf = (record: StoredRecord) => `"${record.id}"`
 
+/** `GET /data` query parameters, checked here so every bad one is named in one problem. */
 const ListParams = Schema.Struct({
-  stream: Schema.String.check(
-    Schema.isPattern(/^[a-z0-9][a-z0-9._-]{0,63}$/, { message: "must match ^[a-z0-9][a-z0-9._-]{0,63}$" })
-  ),
-  key: Schema.optionalKey(
-    Schema.String.check(
-      Schema.isMinLength(1, { message: "must be 1 to 256 characters" }),
-      Schema.isMaxLength(256, { message: "must be 1 to 256 characters" })
-    )
-  ),
+  stream: StreamName,
+  key: Schema.optionalKey(RecordKey),
   from: Schema.optionalKey(IsoDateTime),
   to: Schema.optionalKey(IsoDateTime),
   order: Schema.optionalKey(Schema.Literals(["asc", "desc"])),
