@@ -6,12 +6,13 @@ import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { HttpRouter } from "effect/http"
 import { createServer } from "node:http"
+import { Cache } from "./cache/Cache.ts"
 import { AppConfig, describeDatabase } from "./config/AppConfig.ts"
 import { DatabaseLive } from "./db/Database.ts"
 import { AppRoutes, StorageLive, withServices } from "./http/App.ts"
 import { LoggingLive } from "./observability/Logging.ts"
 
-const Services = withServices(StorageLive).pipe(
+const Services = withServices(StorageLive, Cache.layerFromConfig).pipe(
   Layer.provideMerge(DatabaseLive),
   Layer.provideMerge(AppConfig.layer)
 )

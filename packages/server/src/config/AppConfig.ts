@@ -34,6 +34,16 @@ const settings = Config.all({
   maintenanceEvery: duration("MAINTENANCE_EVERY").pipe(Config.withDefault(Duration.hours(1))),
   idempotencyTtl: duration("IDEMPOTENCY_TTL").pipe(Config.withDefault(Duration.hours(24))),
   idempotencyLease: duration("IDEMPOTENCY_LEASE").pipe(Config.withDefault(Duration.minutes(1))),
+  redisUrl: Config.option(Config.Redacted("REDIS_URL")),
+  redisClusterNodes: Config.String("REDIS_CLUSTER_NODES").pipe(
+    Config.withDefault(""),
+    Config.map((text) => text.split(",").map((s) => s.trim()).filter((s) => s.length > 0))
+  ),
+  redisKeyPrefix: Config.String("REDIS_KEY_PREFIX").pipe(Config.withDefault("strata:")),
+  cacheTtl: duration("CACHE_TTL").pipe(Config.withDefault(Duration.minutes(5))),
+  cacheNegativeTtl: duration("CACHE_NEGATIVE_TTL").pipe(Config.withDefault(Duration.seconds(30))),
+  cacheTimeout: duration("CACHE_TIMEOUT").pipe(Config.withDefault(Duration.millis(50))),
+  cacheMaxEntries: intBetween("CACHE_MAX_ENTRIES", 1, 10_000_000).pipe(Config.withDefault(10_000)),
   dbTimeout: duration("DB_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
   logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info")),
   logFormat: Config.Literals(["json", "pretty"], "LOG_FORMAT").pipe(Config.withDefault("json")),

@@ -8,6 +8,8 @@ import { Effect, Layer } from "effect"
 import { HttpRouter } from "effect/http"
 import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
+import { Cache } from "../cache/Cache.ts"
+import { RecordCache } from "../cache/RecordCache.ts"
 import { Db } from "../db/Db.ts"
 import { IdempotencyStore } from "../db/IdempotencyStore.ts"
 import { MaintenanceLive } from "../db/Maintenance.ts"
@@ -48,6 +50,14 @@ export const StorageLive = Layer.mergeAll(Db.layerPg, IdempotencyStore.layerPg)
 /** The stores in memory, for tests. */
 export const StorageMemory = Layer.mergeAll(Db.layerMemory, IdempotencyStore.layerMemory)
 
-/** The services the routes use, and the background maintenance, around the stores (real or in memory). */
-export const withServices = <E, R>(storage: Layer.Layer<Db | IdempotencyStore, E, R>) =>
-  Layer.mergeAll(RecordWriter.layer, MaintenanceLive).pipe(Layer.provideMerge(storage))
+/**
+ * The services the routes use, and the background maintenance, around the
+ * stores and the cache (real or in memory).
+ */
+export const withServices = <E, R, E2 = never, R2 = never>(
+  storage: Layer.Layer<Db | IdempotencyStore, E, R>,
+  cache: Layer.Layer<Cache, E2, R2> = Cache.layerMemory() as Layer.Layer<Cache, E2, R2>
+) =>
+  Layer.mergeAll(RecordWriter.layer, RecordCache.layer, MaintenanceLive).pipe(
+    Layer.provideMerge(Layer.merge(storage, cache))
+  )

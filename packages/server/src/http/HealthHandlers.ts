@@ -6,6 +6,7 @@
 import { Api, type Readiness } from "@strata/domain"
 import { Context, Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
+import { RecordCache } from "../cache/RecordCache.ts"
 import { Db } from "../db/Db.ts"
 
 /** Flipped to true on SIGTERM, so load balancers stop sending traffic before the server stops. */
@@ -18,6 +19,7 @@ export const HealthHandlers = HttpApiBuilder.group(
   "health",
   Effect.fn(function*(handlers) {
     const db = yield* Db
+    const recordCache = yield* RecordCache
     const shuttingDown = yield* ShuttingDown
     return handlers
       .handle("live", () => Effect.succeed({ status: "up" as const }))
@@ -28,12 +30,14 @@ export const HealthHandlers = HttpApiBuilder.group(
             Effect.as("up" as const),
             Effect.orElseSucceed(() => "down" as const)
           )
+          const cache = yield* recordCache.health
           const server = shuttingDown.value ? "down" as const : "up" as const
+          // The cache is optional: without it the service is degraded, not down.
           const report: Readiness = {
-            status: database === "up" && server === "up" ? "up" : "down",
-            dependencies: { database, server }
+            status: database === "up" && server === "up" ? (cache === "up" ? "up" : "degraded") : "down",
+            dependencies: { database, cache, server }
           }
-          return report.status === "up" ? report : yield* Effect.fail(report)
+          return report.status === "down" ? yield* Effect.fail(report) : report
         }))
   })
 )

@@ -16,6 +16,7 @@ import {
 import { Array as Arr, Effect, Option, Result, Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
+import { RecordCache } from "../cache/RecordCache.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { Db } from "../db/Db.ts"
 import type { DbError } from "../db/DbError.ts"
@@ -63,6 +64,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
     const db = yield* Db
     const writer = yield* RecordWriter
     const idempotency = yield* IdempotencyStore
+    const recordCache = yield* RecordCache
     const config = yield* AppConfig
     const cursors = makeCursorCodec(yield* Effect.orDie(db.sharedSecret("cursor")))
     const decodeRecord = decodeAll(NewRecord)
@@ -84,7 +86,9 @@ export const RecordsHandlers = HttpApiBuilder.group(
         if (invalid.length > 0) return yield* validationFailed(invalid)
         const valid = Arr.getSuccesses(rows)
         if (!Arr.isArrayNonEmpty(valid)) return yield* Effect.die("a non-empty batch has rows")
-        return { body: { records: yield* writer.write(valid) } }
+        const stored = yield* writer.write(valid)
+        yield* recordCache.remember(tenant, stored)
+        return { body: { records: stored } }
       })
 
     return handlers
@@ -102,6 +106,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
               const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes)
               if (Result.isFailure(row)) return yield* validationFailed([row.failure])
               const [stored] = yield* writer.write([row.success])
+              yield* recordCache.remember(tenant, [stored])
               return { body: stored, location: `/data/${stored.id}` }
             })
           )
@@ -115,12 +120,18 @@ export const RecordsHandlers = HttpApiBuilder.group(
       .handle("get", ({ params, headers }) =>
         Effect.gen(function*() {
           const id = params.id.toLowerCase()
-          const found = recordIdTime(id) === undefined
-            ? Option.none()
-            : yield* db.findById(yield* CurrentTenant, id)
-          if (Option.isNone(found)) return yield* new NotFound({ detail: `No record ${params.id}` })
+          const { cache, record: found } = recordIdTime(id) === undefined
+            ? { record: Option.none(), cache: "miss" as const }
+            : yield* recordCache.findById(yield* CurrentTenant, id)
+          if (Option.isNone(found)) {
+            return yield* new NotFound({ detail: `No record ${params.id}` })
+          }
           const etag = etagOf(found.value)
-          const cacheHeaders = { etag, "cache-control": "private, max-age=31536000, immutable" }
+          const cacheHeaders = {
+            etag,
+            "cache-control": "private, max-age=31536000, immutable",
+            "cache-status": cache === "hit" ? "strata; hit" : "strata; fwd=miss"
+          }
           if (headers["if-none-match"] !== undefined && matchesEtag(headers["if-none-match"], etag)) {
             return HttpServerResponse.empty({ status: 304, headers: cacheHeaders })
           }

@@ -404,7 +404,10 @@ export const describeRecordsApi = (
         expect((await app.request("/health/live")).status).toBe(200)
         const ready = await app.request("/health/ready")
         expect(ready.status).toBe(200)
-        expect(await ready.json()).toEqual({ status: "up", dependencies: { database: "up", server: "up" } })
+        expect(await ready.json()).toEqual({
+          status: "up",
+          dependencies: { database: "up", cache: "up", server: "up" }
+        })
       })
 
       test("GET /openapi.json is OpenAPI 3.1 and lists every route and problem type", async (app) => {

@@ -6,6 +6,7 @@
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
+import { Cache } from "../../src/cache/Cache.ts"
 import { AppConfig, type Settings } from "../../src/config/AppConfig.ts"
 import { startEmbedded } from "../../src/db/Database.ts"
 import type { Db } from "../../src/db/Db.ts"
@@ -38,8 +39,12 @@ export const pgliteDb = (dataDir: string): DbLayer =>
       Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 }))
     )))
 
-export const makeTestApp = (db: DbLayer, settings: Partial<Settings> = {}): TestApp => {
-  const services = withServices(db).pipe(
+export const makeTestApp = (
+  db: DbLayer,
+  settings: Partial<Settings> = {},
+  cache: Layer.Layer<Cache> = Cache.layerMemory()
+): TestApp => {
+  const services = withServices(db, cache).pipe(
     Layer.provideMerge(AppConfig.layerWith(settings)),
     Layer.provideMerge(HttpServer.layerServices)
   )

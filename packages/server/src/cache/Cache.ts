@@ -1,0 +1,116 @@
+/**
+ * A string key-value cache with TTLs (SPEC §3): Redis through ioredis
+ * (`REDIS_URL`, or a Redis Cluster through `REDIS_CLUSTER_NODES`), or a bounded
+ * in-process map when neither is set. Every call can fail with `CacheError`;
+ * callers treat the cache as optional.
+ */
+import { Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Cluster, Redis } from "ioredis"
+import { AppConfig } from "../config/AppConfig.ts"
+
+export class CacheError extends Schema.TaggedError<CacheError>()("CacheError", {
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {}
+
+export interface CacheEntry {
+  readonly key: string
+  readonly value: string
+  readonly ttl: Duration.Duration
+}
+
+export class Cache extends Context.Service<Cache, {
+  readonly get: (key: string) => Effect.Effect<Option.Option<string>, CacheError>
+  readonly setMany: (entries: ReadonlyArray<CacheEntry>) => Effect.Effect<void, CacheError>
+  readonly ping: Effect.Effect<void, CacheError>
+  /** `redis`, `redis-cluster` or `memory`, for readiness and logs. */
+  readonly kind: string
+}>()("strata/Cache") {
+  /** Redis at `url` (or a cluster), keys prefixed with `prefix`. Connects lazily and never blocks startup. */
+  static readonly layerRedis = (options: {
+    readonly url?: Redacted.Redacted | undefined
+    readonly clusterNodes?: ReadonlyArray<string> | undefined
+    readonly prefix: string
+  }): Layer.Layer<Cache> =>
+    Layer.effect(
+      Cache,
+      Effect.gen(function*() {
+        const common = {
+          keyPrefix: options.prefix,
+          lazyConnect: true,
+          // Fail fast instead of queueing while Redis is away: reads fall back to the database.
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 0,
+          retryStrategy: (attempt: number) => Math.min(attempt * 200, 2000)
+        }
+        const client = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            options.clusterNodes !== undefined && options.clusterNodes.length > 0
+              ? new Cluster([...options.clusterNodes], { redisOptions: common, enableOfflineQueue: false })
+              : new Redis(Redacted.value(options.url ?? Redacted.make("redis://127.0.0.1:6379")), common)
+          ),
+          (client) => Effect.promise(() => client.quit().catch(() => undefined))
+        )
+        client.on("error", () => undefined) // reported through the failing calls instead
+        yield* Effect.promise(() => client.connect().catch(() => undefined))
+        const call = <A>(name: string, f: () => Promise<A>) =>
+          Effect.tryPromise({
+            try: f,
+            catch: (cause) => new CacheError({ message: `redis ${name} failed`, cause })
+          }).pipe(Effect.withSpan(`Cache.${name}`))
+        return Cache.of({
+          kind: options.clusterNodes !== undefined && options.clusterNodes.length > 0 ? "redis-cluster" : "redis",
+          get: (key) => Effect.map(call("get", () => client.get(key)), Option.fromNullishOr),
+          setMany: (entries) =>
+            entries.length === 0 ? Effect.void : Effect.asVoid(call("set", () => {
+              const pipeline = client.pipeline()
+              for (const e of entries) {
+                pipeline.set(e.key, e.value, "PX", Math.max(1, Math.round(Duration.toMillis(e.ttl))))
+              }
+              return pipeline.exec()
+            })),
+          ping: Effect.asVoid(call("ping", () => client.ping()))
+        })
+      })
+    )
+
+  /** In process, at most `maxEntries` (the oldest written go first). */
+  static readonly layerMemory = (maxEntries = 10_000): Layer.Layer<Cache> =>
+    Layer.sync(Cache, () => {
+      const entries = new Map<string, { readonly value: string; readonly expiresAt: number }>()
+      return Cache.of({
+        kind: "memory",
+        get: (key) =>
+          Effect.sync(() => {
+            const entry = entries.get(key)
+            if (entry === undefined) return Option.none()
+            if (entry.expiresAt <= Date.now()) {
+              entries.delete(key)
+              return Option.none()
+            }
+            return Option.some(entry.value)
+          }),
+        setMany: (list) =>
+          Effect.sync(() => {
+            for (const e of list) {
+              entries.delete(e.key) // re-insert at the end: Map keeps insertion order
+              entries.set(e.key, { value: e.value, expiresAt: Date.now() + Duration.toMillis(e.ttl) })
+            }
+            while (entries.size > maxEntries) entries.delete(entries.keys().next().value!)
+          }),
+        ping: Effect.void
+      })
+    })
+
+  /** Redis when REDIS_URL or REDIS_CLUSTER_NODES is set, memory otherwise. */
+  static readonly layerFromConfig: Layer.Layer<Cache, never, AppConfig> = Layer.unwrap(Effect.gen(function*() {
+    const config = yield* AppConfig
+    return Option.isNone(config.redisUrl) && config.redisClusterNodes.length === 0
+      ? Cache.layerMemory(config.cacheMaxEntries)
+      : Cache.layerRedis({
+        url: Option.getOrUndefined(config.redisUrl),
+        clusterNodes: config.redisClusterNodes,
+        prefix: config.redisKeyPrefix
+      })
+  }))
+}
