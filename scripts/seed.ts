@@ -1,0 +1,212 @@
+/**
+ * `pnpm bench:seed --rows N [--database-url URL] [--jobs J]`: bulk-loads N synthetic
+ * records with COPY, so reads can be measured against a large table.
+ *
+ * The schema must already exist (the server migrates at startup; `pnpm bench --rows N`
+ * seeds after starting it). The outbox is left empty. Talks to PostgreSQL through
+ * `psql`, so the script needs no database driver of its own.
+ */
+import { spawn } from "node:child_process"
+import { availableParallelism } from "node:os"
+import { parseArgs } from "node:util"
+import type { PartitionInterval } from "../packages/server/src/config/AppConfig.ts"
+import { nextPartition, type PartitionBounds, partitionFor } from "../packages/server/src/db/Partitions.ts"
+import { makeRecordId } from "../packages/server/src/records/RecordId.ts"
+
+/** The streams seeded records (and the benchmark's own writes) go to. */
+export const STREAMS: ReadonlyArray<string> = ["orders", "payments", "shipments", "sensor.temp"]
+/** Distinct keys per stream: enough that a key holds a handful of records, not one or millions. */
+export const KEYS_PER_STREAM = 10_000
+const STATUSES = ["new", "paid", "shipped", "cancelled"]
+const TENANT = "default"
+const SPAN_MS = 365 * 86_400_000
+// Rows per write to psql: large enough to amortise the pipe, small enough to keep memory flat.
+const CHUNK_ROWS = 5_000
+
+/** Runs an SQL script through psql and answers its unaligned output; fails with psql's message. */
+export const psql = (databaseUrl: string, sql: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const child = spawnPsql(databaseUrl, ["-A", "-t"], ["pipe", "pipe", "pipe"])
+    let out = ""
+    let err = ""
+    child.stdout!.setEncoding("utf8").on("data", (s: string) => out += s)
+    child.stderr!.setEncoding("utf8").on("data", (s: string) => err += s)
+    child.on("error", (e) => reject(psqlSpawnError(e)))
+    child.on(
+      "close",
+      (code) => code === 0 ? resolve(out.trim()) : reject(new Error(err.trim() || `psql exited ${code}`))
+    )
+    child.stdin!.on("error", () => {}) // psql's exit status carries the real failure
+    child.stdin!.end(sql)
+  })
+
+const spawnPsql = (databaseUrl: string, args: ReadonlyArray<string>, stdio: ["pipe", "pipe" | "ignore", "pipe"]) =>
+  spawn("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", ...args, "-d", databaseUrl], {
+    stdio,
+    // Fail fast rather than hang when nothing listens.
+    env: { ...process.env, PGCONNECT_TIMEOUT: process.env.PGCONNECT_TIMEOUT ?? "5" }
+  })
+
+const psqlSpawnError = (e: NodeJS.ErrnoException): Error =>
+  e.code === "ENOENT" ? new Error("psql is not on PATH; it is needed to talk to PostgreSQL") : e
+
+/** One `COPY records … FROM STDIN` in its own psql process, fed with backpressure. */
+const openCopy = (databaseUrl: string) => {
+  const child = spawnPsql(databaseUrl, [
+    "-c",
+    "COPY records (tenant_id, id, stream, key, occurred_at, data) FROM STDIN"
+  ], ["pipe", "ignore", "pipe"])
+  let err = ""
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => err += s)
+  const done = new Promise<void>((resolve, reject) => {
+    child.on("error", (e) => reject(psqlSpawnError(e)))
+    child.on("close", (code) => code === 0 ? resolve() : reject(new Error(err.trim() || `psql COPY exited ${code}`)))
+  })
+  // Rejections surface through `write`/`finish`; keep an early failure from being unhandled meanwhile.
+  done.catch(() => {})
+  const stdin = child.stdin!
+  stdin.on("error", () => {})
+  return {
+    write: (chunk: string): Promise<void> =>
+      stdin.write(chunk)
+        ? Promise.resolve()
+        : Promise.race([new Promise<void>((resolve) => stdin.once("drain", resolve)), done]),
+    finish: (): Promise<void> => {
+      stdin.end()
+      return done
+    }
+  }
+}
+
+/** Every partition of `interval` that overlaps [fromMs, toMs]. */
+const partitionsBetween = (interval: PartitionInterval, fromMs: number, toMs: number): Array<PartitionBounds> => {
+  const out = [partitionFor(interval, fromMs)]
+  while (out[out.length - 1].to.getTime() <= toMs) out.push(nextPartition(interval, out[out.length - 1]))
+  return out
+}
+
+const partitionInterval = (): PartitionInterval => {
+  const value = process.env.PARTITION_INTERVAL ?? "month"
+  if (value === "day" || value === "week" || value === "month") return value
+  throw new Error(`PARTITION_INTERVAL must be day, week or month (as the server's), got ${value}`)
+}
+
+export interface SeedOptions {
+  readonly databaseUrl: string
+  readonly rows: number
+  /** Parallel COPY streams; each loads a contiguous slice of time. */
+  readonly jobs?: number
+  /** How many of the generated ids to hand back, chosen uniformly (for reads by id). */
+  readonly sampleIds?: number
+}
+
+export interface SeedResult {
+  readonly rows: number
+  readonly loadSeconds: number
+  readonly analyzeSeconds: number
+  readonly sampleIds: ReadonlyArray<string>
+}
+
+/** Loads `rows` records spread over the last 12 months, then ANALYZEs. */
+export const seed = async (options: SeedOptions): Promise<SeedResult> => {
+  const { databaseUrl, rows } = options
+  const jobs = Math.max(1, Math.min(options.jobs ?? Math.min(4, availableParallelism()), rows))
+  const wanted = options.sampleIds ?? 0
+
+  const exists = await psql(databaseUrl, "SELECT to_regclass('records') IS NOT NULL")
+  if (exists !== "t") {
+    throw new Error("table records does not exist: start the server once against this database so it migrates")
+  }
+
+  const toMs = Date.now()
+  const fromMs = toMs - SPAN_MS
+  await psql(
+    databaseUrl,
+    partitionsBetween(partitionInterval(), fromMs, toMs).map((p) =>
+      `CREATE TABLE IF NOT EXISTS ${p.name} PARTITION OF records
+         FOR VALUES FROM ('${p.from.toISOString()}') TO ('${p.to.toISOString()}');`
+    ).join("\n")
+  )
+
+  const sample: Array<string> = []
+  let seen = 0
+  const step = SPAN_MS / rows
+
+  // Rows come in time order within each job, so every index grows at its right
+  // edge (UUIDv7 ids lead with the time) instead of taking random page splits.
+  const load = async (first: number, end: number) => {
+    const copy = openCopy(databaseUrl)
+    let i = first
+    while (i < end) {
+      const stop = Math.min(end, i + CHUNK_ROWS)
+      let chunk = ""
+      for (; i < stop; i++) {
+        const ms = Math.floor(fromMs + (i + Math.random()) * step)
+        const id = makeRecordId(ms)
+        // Algorithm R: a uniform sample of every id, in bounded memory.
+        if (seen < wanted) sample.push(id)
+        else {
+          const j = Math.floor(Math.random() * (seen + 1))
+          if (j < wanted) sample[j] = id
+        }
+        seen++
+        const stream = STREAMS[i % STREAMS.length]
+        const key = `${stream}-${Math.floor(Math.random() * KEYS_PER_STREAM)}`
+        const data = `{"seq":${i},"amount":${(Math.random() * 1000).toFixed(2)},"status":"${
+          STATUSES[i % STATUSES.length]
+        }"}`
+        // COPY text format: every value here is plain ASCII without tabs, newlines or
+        // backslashes, so nothing needs escaping.
+        chunk += `${TENANT}\t${id}\t${stream}\t${key}\t${new Date(ms).toISOString()}\t${data}\n`
+      }
+      await copy.write(chunk)
+    }
+    await copy.finish()
+  }
+
+  const started = performance.now()
+  await Promise.all(
+    Array.from({ length: jobs }, (_, j) => load(Math.floor(rows * j / jobs), Math.floor(rows * (j + 1) / jobs)))
+  )
+  const loaded = performance.now()
+  await psql(databaseUrl, "ANALYZE records")
+  const analyzed = performance.now()
+
+  return {
+    rows,
+    loadSeconds: (loaded - started) / 1000,
+    analyzeSeconds: (analyzed - loaded) / 1000,
+    sampleIds: sample
+  }
+}
+
+/** Parses a positive integer such as `1000000`, `1_000_000` or `1e6`. */
+export const parseCount = (name: string, text: string): number => {
+  const n = Number(text.replaceAll("_", ""))
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${text}`)
+  return n
+}
+
+export const describeSeed = (r: SeedResult): string =>
+  `seeded ${r.rows.toLocaleString("en-US")} rows in ${r.loadSeconds.toFixed(1)} s ` +
+  `(${Math.round(r.rows / r.loadSeconds).toLocaleString("en-US")} rows/s), ANALYZE ${r.analyzeSeconds.toFixed(1)} s`
+
+if (import.meta.main) {
+  try {
+    const { values } = parseArgs({
+      options: { rows: { type: "string" }, "database-url": { type: "string" }, jobs: { type: "string" } }
+    })
+    if (values.rows === undefined) throw new Error("usage: pnpm bench:seed --rows N [--database-url URL] [--jobs J]")
+    const databaseUrl = values["database-url"] ?? process.env.DATABASE_URL
+    if (databaseUrl === undefined) throw new Error("set DATABASE_URL or pass --database-url")
+    const result = await seed({
+      databaseUrl,
+      rows: parseCount("--rows", values.rows),
+      ...(values.jobs !== undefined ? { jobs: parseCount("--jobs", values.jobs) } : {})
+    })
+    console.log(describeSeed(result))
+  } catch (e) {
+    console.error(`seed: ${e instanceof Error ? e.message : String(e)}`)
+    process.exitCode = 1
+  }
+}
