@@ -44,7 +44,12 @@ const settings = Config.all({
   cacheNegativeTtl: duration("CACHE_NEGATIVE_TTL").pipe(Config.withDefault(Duration.seconds(30))),
   cacheTimeout: duration("CACHE_TIMEOUT").pipe(Config.withDefault(Duration.millis(50))),
   cacheMaxEntries: intBetween("CACHE_MAX_ENTRIES", 1, 10_000_000).pipe(Config.withDefault(10_000)),
+  requestTimeout: duration("REQUEST_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
+  maxInFlight: intBetween("MAX_IN_FLIGHT", 1, 1_000_000).pipe(Config.withDefault(1000)),
   dbTimeout: duration("DB_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
+  dbRetries: intBetween("DB_RETRIES", 0, 10).pipe(Config.withDefault(3)),
+  dbRetryBase: duration("DB_RETRY_BASE").pipe(Config.withDefault(Duration.millis(50))),
+  dbBreakerFailures: intBetween("DB_BREAKER_FAILURES", 1, 1000).pipe(Config.withDefault(5)),
   logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info")),
   logFormat: Config.Literals(["json", "pretty"], "LOG_FORMAT").pipe(Config.withDefault("json")),
   accessLog: Config.Boolean("ACCESS_LOG").pipe(Config.withDefault(false))

@@ -10,7 +10,8 @@ import type { SqlError } from "effect/sql"
 import { randomBytes } from "node:crypto"
 import { AppConfig } from "../config/AppConfig.ts"
 import { recordIdTime } from "../records/RecordId.ts"
-import { type DbError, guardSql } from "./DbError.ts"
+import type { DbError } from "./DbError.ts"
+import { type CallKind, DbPolicy } from "./DbPolicy.ts"
 import { nextPartition, type PartitionBounds, partitionFor, partitionStart } from "./Partitions.ts"
 
 /** A validated record with its id, ready to be written. */
@@ -57,14 +58,15 @@ export class Db extends Context.Service<Db, {
   /** A secret shared by every replica on this database, made on first use. */
   readonly sharedSecret: (name: string) => Effect.Effect<string, DbError>
 }>()("strata/Db") {
-  static readonly layerPg: Layer.Layer<Db, never, PgClient.PgClient | AppConfig> = Layer.effect(
+  static readonly layerPg: Layer.Layer<Db, never, PgClient.PgClient | AppConfig | DbPolicy> = Layer.effect(
     Db,
     Effect.gen(function*() {
       const sql = yield* PgClient.PgClient
       const config = yield* AppConfig
       const partitions = makePartitionCache(sql, config.partitionInterval)
-      const sqlGuard = guardSql(config.dbTimeout)
-      const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>) => sqlGuard(`Db.${name}`, effect)
+      const policy = yield* DbPolicy
+      const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>, kind: CallKind = "idempotent") =>
+        policy.run(`Db.${name}`, kind, effect)
 
       const insert = (records: Arr.NonEmptyReadonlyArray<RecordToStore>) =>
         guard(
@@ -97,7 +99,8 @@ export class Db extends Context.Service<Db, {
               return stored
             }))
             return rows
-          })
+          }),
+          "write"
         )
 
       const findById = (tenant: string, id: string) => {

@@ -9,7 +9,8 @@ import { PgClient } from "@effect/sql-pg"
 import { Context, Duration, Effect, Layer } from "effect"
 import type { SqlError } from "effect/sql"
 import { AppConfig } from "../config/AppConfig.ts"
-import { type DbError, guardSql } from "./DbError.ts"
+import type { DbError } from "./DbError.ts"
+import { type CallKind, DbPolicy } from "./DbPolicy.ts"
 
 export interface RememberedResponse {
   readonly status: number
@@ -33,30 +34,31 @@ export class IdempotencyStore extends Context.Service<IdempotencyStore, {
   /** Deletes expired keys; answers how many. */
   readonly purgeExpired: Effect.Effect<number, DbError>
 }>()("strata/IdempotencyStore") {
-  static readonly layerPg: Layer.Layer<IdempotencyStore, never, PgClient.PgClient | AppConfig> = Layer.effect(
-    IdempotencyStore,
-    Effect.gen(function*() {
-      const sql = yield* PgClient.PgClient
-      const config = yield* AppConfig
-      const ttl = `${Duration.toMillis(config.idempotencyTtl)} milliseconds`
-      const lease = `${Duration.toMillis(config.idempotencyLease)} milliseconds`
-      const sqlGuard = guardSql(config.dbTimeout)
-      const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
-        sqlGuard(`IdempotencyStore.${name}`, effect)
+  static readonly layerPg: Layer.Layer<IdempotencyStore, never, PgClient.PgClient | AppConfig | DbPolicy> = Layer
+    .effect(
+      IdempotencyStore,
+      Effect.gen(function*() {
+        const sql = yield* PgClient.PgClient
+        const config = yield* AppConfig
+        const ttl = `${Duration.toMillis(config.idempotencyTtl)} milliseconds`
+        const lease = `${Duration.toMillis(config.idempotencyLease)} milliseconds`
+        const policy = yield* DbPolicy
+        const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>, kind: CallKind = "idempotent") =>
+          policy.run(`IdempotencyStore.${name}`, kind, effect)
 
-      interface Row {
-        readonly request_hash: string
-        readonly status: number | null
-        readonly body: string | null
-        readonly location: string | null
-      }
+        interface Row {
+          readonly request_hash: string
+          readonly status: number | null
+          readonly body: string | null
+          readonly location: string | null
+        }
 
-      const claim = (tenant: string, key: string, hash: string) =>
-        guard(
-          "claim",
-          Effect.gen(function*() {
-            // Take the key if it is free, expired, or held by a claim older than the lease.
-            const taken = yield* sql<{ readonly key: string }>`
+        const claim = (tenant: string, key: string, hash: string) =>
+          guard(
+            "claim",
+            Effect.gen(function*() {
+              // Take the key if it is free, expired, or held by a claim older than the lease.
+              const taken = yield* sql<{ readonly key: string }>`
               INSERT INTO idempotency_keys (tenant_id, key, request_hash, expires_at)
               VALUES (${tenant}, ${key}, ${hash}, now() + ${ttl}::interval)
               ON CONFLICT (tenant_id, key) DO UPDATE
@@ -65,45 +67,51 @@ export class IdempotencyStore extends Context.Service<IdempotencyStore, {
                 WHERE idempotency_keys.expires_at < now()
                    OR (idempotency_keys.status IS NULL AND idempotency_keys.created_at < now() - ${lease}::interval)
               RETURNING key`
-            if (taken.length > 0) return { _tag: "Claimed" } as const
-            const [row] = yield* sql<Row>`
+              if (taken.length > 0) return { _tag: "Claimed" } as const
+              const [row] = yield* sql<Row>`
               SELECT request_hash, status, body, location FROM idempotency_keys
               WHERE tenant_id = ${tenant} AND key = ${key}`
-            if (row === undefined) return { _tag: "InFlight" } as const // released meanwhile: let the client retry
-            if (row.request_hash !== hash) return { _tag: "Mismatch" } as const
-            if (row.status === null || row.body === null) return { _tag: "InFlight" } as const
-            return { _tag: "Replay", response: { status: row.status, body: row.body, location: row.location } } as const
-          })
-        )
-
-      return IdempotencyStore.of({
-        claim,
-        complete: (tenant, key, r) =>
-          guard(
-            "complete",
-            Effect.asVoid(
-              sql`UPDATE idempotency_keys SET status = ${r.status}, body = ${r.body}, location = ${r.location}
-              WHERE tenant_id = ${tenant} AND key = ${key}`
-            )
-          ),
-        release: (tenant, key) =>
-          guard(
-            "release",
-            Effect.asVoid(
-              sql`DELETE FROM idempotency_keys WHERE tenant_id = ${tenant} AND key = ${key} AND status IS NULL`
-            )
-          ),
-        purgeExpired: guard(
-          "purgeExpired",
-          Effect.map(
-            sql<{ readonly n: number }>`WITH gone AS (DELETE FROM idempotency_keys WHERE expires_at < now() RETURNING 1)
-              SELECT count(*)::int AS n FROM gone`,
-            (rows) => rows[0].n
+              if (row === undefined) return { _tag: "InFlight" } as const // released meanwhile: let the client retry
+              if (row.request_hash !== hash) return { _tag: "Mismatch" } as const
+              if (row.status === null || row.body === null) return { _tag: "InFlight" } as const
+              return {
+                _tag: "Replay",
+                response: { status: row.status, body: row.body, location: row.location }
+              } as const
+            }),
+            "write"
           )
-        )
+
+        return IdempotencyStore.of({
+          claim,
+          complete: (tenant, key, r) =>
+            guard(
+              "complete",
+              Effect.asVoid(
+                sql`UPDATE idempotency_keys SET status = ${r.status}, body = ${r.body}, location = ${r.location}
+              WHERE tenant_id = ${tenant} AND key = ${key}`
+              )
+            ),
+          release: (tenant, key) =>
+            guard(
+              "release",
+              Effect.asVoid(
+                sql`DELETE FROM idempotency_keys WHERE tenant_id = ${tenant} AND key = ${key} AND status IS NULL`
+              )
+            ),
+          purgeExpired: guard(
+            "purgeExpired",
+            Effect.map(
+              sql<
+                { readonly n: number }
+              >`WITH gone AS (DELETE FROM idempotency_keys WHERE expires_at < now() RETURNING 1)
+              SELECT count(*)::int AS n FROM gone`,
+              (rows) => rows[0].n
+            )
+          )
+        })
       })
-    })
-  )
+    )
 
   static readonly layerMemory: Layer.Layer<IdempotencyStore, never, AppConfig> = Layer.effect(
     IdempotencyStore,

@@ -10,11 +10,14 @@ import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-ap
 import { PrometheusMetrics } from "effect/observability"
 import { Cache } from "../cache/Cache.ts"
 import { RecordCache } from "../cache/RecordCache.ts"
+import { AppConfig } from "../config/AppConfig.ts"
 import { Db } from "../db/Db.ts"
+import { DbPolicy } from "../db/DbPolicy.ts"
 import { IdempotencyStore } from "../db/IdempotencyStore.ts"
 import { MaintenanceLive } from "../db/Maintenance.ts"
 import { withHttpMetrics } from "../observability/HttpMetrics.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
+import { makeAdmission } from "./Admission.ts"
 import { HealthHandlers } from "./HealthHandlers.ts"
 import { RecordsHandlers } from "./RecordsHandlers.ts"
 import { withRequestId } from "./RequestId.ts"
@@ -41,11 +44,17 @@ export const AppRoutes = Layer.mergeAll(
   PrometheusMetrics.layerHttp({ path: "/metrics" }),
   // Metrics outside the request id, so they see the final status, including
   // the problems rendered for unknown routes and defects.
-  HttpRouter.middleware((app) => withHttpMetrics(withRequestId(app)), { global: true })
+  HttpRouter.middleware(
+    Effect.gen(function*() {
+      const admit = makeAdmission(yield* AppConfig)
+      return (app) => withHttpMetrics(withRequestId(admit(app)))
+    }),
+    { global: true }
+  )
 )
 
-/** The stores on PostgreSQL (or PGlite): need PgClient and AppConfig. */
-export const StorageLive = Layer.mergeAll(Db.layerPg, IdempotencyStore.layerPg)
+/** The stores on PostgreSQL (or PGlite), sharing one resilience policy: need PgClient and AppConfig. */
+export const StorageLive = Layer.mergeAll(Db.layerPg, IdempotencyStore.layerPg).pipe(Layer.provide(DbPolicy.layer))
 
 /** The stores in memory, for tests. */
 export const StorageMemory = Layer.mergeAll(Db.layerMemory, IdempotencyStore.layerMemory)

@@ -1,0 +1,86 @@
+/**
+ * The resilience policy of every database call (SPEC §6), in one place:
+ * - a timeout per attempt (DB_TIMEOUT): a slow database is treated like a down one;
+ * - retries with exponential backoff and jitter (DB_RETRIES, DB_RETRY_BASE), only
+ *   for transient failures. Idempotent calls retry on any of them; writes only when the
+ *   database certainly rolled back (deadlock, serialization failure), since a
+ *   lost connection may hide a commit;
+ * - a circuit breaker (DB_BREAKER_FAILURES transient failures in a row open it):
+ *   while open, calls fail at once with a transient DbError (a fast 503), and
+ *   after a cool-down of 1 s, doubling up to 30 s, one call probes the database.
+ */
+import { Cause, Context, Duration, Effect, type Exit, Layer, Result, Schedule } from "effect"
+import { CircuitBreaker } from "effect/persistence"
+import type { SqlError } from "effect/sql"
+import { AppConfig } from "../config/AppConfig.ts"
+import { DbError } from "./DbError.ts"
+
+/** `idempotent` calls (reads, upserts, DDL with IF [NOT] EXISTS) may be retried after any transient failure. */
+export type CallKind = "idempotent" | "write"
+
+const ROLLED_BACK = new Set(["DeadlockError", "SerializationError"])
+
+export class DbPolicy extends Context.Service<DbPolicy, {
+  readonly run: <A>(
+    name: string,
+    kind: CallKind,
+    effect: Effect.Effect<A, SqlError.SqlError>
+  ) => Effect.Effect<A, DbError>
+}>()("strata/DbPolicy") {
+  static readonly layer: Layer.Layer<DbPolicy, never, AppConfig> = Layer.effect(
+    DbPolicy,
+    Effect.gen(function*() {
+      const config = yield* AppConfig
+      const breaker = yield* CircuitBreaker.make({
+        tripPolicy: CircuitBreaker.consecutive(config.dbBreakerFailures),
+        openDuration: Schedule.min([Schedule.exponential("1 second"), Schedule.spaced("30 seconds")])
+      }).pipe(Effect.provide(CircuitBreaker.layerStoreMemory()))
+      const backoff = Schedule.exponential(config.dbRetryBase).pipe(
+        Schedule.jittered,
+        Schedule.upTo({ times: config.dbRetries })
+      )
+
+      const attempt = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
+        effect.pipe(
+          Effect.timeoutOrElse({
+            duration: config.dbTimeout,
+            orElse: () =>
+              Effect.fail(
+                new DbError({
+                  transient: true,
+                  message: `${name} timed out after ${Duration.format(config.dbTimeout)}`
+                })
+              )
+          }),
+          Effect.catchTag(
+            "SqlError",
+            (e) => Effect.fail(new DbError({ transient: e.isRetryable, message: e.message, cause: e }))
+          )
+        )
+
+      const retryable = (kind: CallKind) => (error: DbError) =>
+        error.transient &&
+        (kind === "idempotent" ||
+          ROLLED_BACK.has((error.cause as SqlError.SqlError | undefined)?.reason?._tag ?? ""))
+
+      return DbPolicy.of({
+        run: <A>(name: string, kind: CallKind, effect: Effect.Effect<A, SqlError.SqlError>) =>
+          breaker.execute(
+            attempt(name, effect).pipe(Effect.retry({ schedule: backoff, while: retryable(kind) })),
+            {
+              key: "database",
+              // Only an unavailable database trips the breaker, never a bad statement.
+              classify: (exit: Exit.Exit<A, DbError>) =>
+                exit._tag === "Failure" && Result.getOrUndefined(Cause.findError(exit.cause))?.transient === true
+                  ? CircuitBreaker.failure()
+                  : CircuitBreaker.success
+            }
+          ).pipe(
+            Effect.catchTag("CircuitBreakerError", () =>
+              Effect.fail(new DbError({ transient: true, message: "database circuit breaker is open" }))),
+            Effect.withSpan(name)
+          )
+      })
+    })
+  )
+}
