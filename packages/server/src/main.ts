@@ -9,10 +9,11 @@ import { createServer } from "node:http"
 import { Cache } from "./cache/Cache.ts"
 import { AppConfig, describeDatabase } from "./config/AppConfig.ts"
 import { DatabaseLive } from "./db/Database.ts"
+import { EventBus } from "./events/EventBus.ts"
 import { AppRoutes, StorageLive, withServices } from "./http/App.ts"
 import { LoggingLive } from "./observability/Logging.ts"
 
-const Services = withServices(StorageLive, Cache.layerFromConfig).pipe(
+const Services = withServices(StorageLive, Cache.layerFromConfig, EventBus.layerFromConfig).pipe(
   Layer.provideMerge(DatabaseLive),
   Layer.provideMerge(AppConfig.layer)
 )

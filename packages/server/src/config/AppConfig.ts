@@ -46,6 +46,20 @@ const settings = Config.all({
   cacheMaxEntries: intBetween("CACHE_MAX_ENTRIES", 1, 10_000_000).pipe(Config.withDefault(10_000)),
   requestTimeout: duration("REQUEST_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
   maxInFlight: intBetween("MAX_IN_FLIGHT", 1, 1_000_000).pipe(Config.withDefault(1000)),
+  kafkaBrokers: Config.String("KAFKA_BROKERS").pipe(
+    Config.withDefault(""),
+    Config.map((text) => text.split(",").map((s) => s.trim()).filter((s) => s.length > 0))
+  ),
+  kafkaTopic: Config.String("KAFKA_TOPIC").pipe(Config.withDefault("strata.records")),
+  kafkaClientId: Config.String("KAFKA_CLIENT_ID").pipe(Config.withDefault("strata")),
+  kafkaTls: Config.Boolean("KAFKA_TLS").pipe(Config.withDefault(false)),
+  kafkaSaslMechanism: Config.option(
+    Config.Literals(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], "KAFKA_SASL_MECHANISM")
+  ),
+  kafkaSaslUsername: Config.String("KAFKA_SASL_USERNAME").pipe(Config.withDefault("")),
+  kafkaSaslPassword: Config.Redacted("KAFKA_SASL_PASSWORD").pipe(Config.withDefault(Redacted.make(""))),
+  outboxBatch: intBetween("OUTBOX_BATCH", 1, 10_000).pipe(Config.withDefault(500)),
+  outboxPollInterval: duration("OUTBOX_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(100))),
   dbTimeout: duration("DB_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
   dbRetries: intBetween("DB_RETRIES", 0, 10).pipe(Config.withDefault(3)),
   dbRetryBase: duration("DB_RETRY_BASE").pipe(Config.withDefault(Duration.millis(50))),

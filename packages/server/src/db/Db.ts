@@ -6,10 +6,12 @@
 import { PgClient } from "@effect/sql-pg"
 import type { StoredRecord } from "@strata/domain"
 import { Array as Arr, Context, Effect, Layer, Option, Ref } from "effect"
-import type { SqlError } from "effect/sql"
+import { SqlError } from "effect/sql"
 import { randomBytes } from "node:crypto"
 import { AppConfig } from "../config/AppConfig.ts"
+import type { OutboxEvent } from "../events/EventBus.ts"
 import { recordIdTime } from "../records/RecordId.ts"
+import { DbError as DbErrorClass } from "./DbError.ts"
 import type { DbError } from "./DbError.ts"
 import { type CallKind, DbPolicy } from "./DbPolicy.ts"
 import { nextPartition, type PartitionBounds, partitionFor, partitionStart } from "./Partitions.ts"
@@ -55,6 +57,19 @@ export class Db extends Context.Service<Db, {
     readonly aheadUntil: Date
     readonly dropBefore: Date | undefined
   }) => Effect.Effect<{ readonly created: ReadonlyArray<string>; readonly dropped: ReadonlyArray<string> }, DbError>
+  /**
+   * Takes the oldest outbox events (up to `limit`, in commit order), hands them
+   * to `publish`, and deletes them once it succeeds, all in one transaction that
+   * holds the relay's advisory lock: with several replicas only one drains at a
+   * time, and nothing is skipped or lost. Answers how many were published
+   * (0 also when another replica holds the lock).
+   */
+  readonly drainOutbox: <E>(
+    limit: number,
+    publish: (events: ReadonlyArray<OutboxEvent>) => Effect.Effect<void, E>
+  ) => Effect.Effect<number, DbError | E>
+  /** Events waiting in the outbox and the age of the oldest, in seconds. */
+  readonly outboxStats: Effect.Effect<{ readonly size: number; readonly oldestAgeSeconds: number }, DbError>
   /** A secret shared by every replica on this database, made on first use. */
   readonly sharedSecret: (name: string) => Effect.Effect<string, DbError>
 }>()("strata/Db") {
@@ -191,7 +206,46 @@ export class Db extends Context.Service<Db, {
           })
         )
 
-      return Db.of({ insert, findById, list, ping, sharedSecret, maintainPartitions })
+      interface OutboxRow {
+        readonly seq: string
+        readonly tenant_id: string
+        readonly message_key: string
+        readonly payload: StoredRecord
+      }
+      const drainOutbox = <E>(limit: number, publish: (events: ReadonlyArray<OutboxEvent>) => Effect.Effect<void, E>) =>
+        sql.withTransaction(Effect.gen(function*() {
+          const [lock] = yield* sql<{ readonly locked: boolean }>`
+            SELECT pg_try_advisory_xact_lock(${OUTBOX_LOCK}) AS locked`
+          if (!lock.locked) return 0
+          // Rows become visible in commit order; taking the oldest remaining ones
+          // and deleting what was published cannot skip a late committer.
+          const rows = yield* sql<OutboxRow>`
+            SELECT seq::text AS seq, tenant_id, message_key, payload FROM outbox ORDER BY seq LIMIT ${limit}`
+          if (rows.length === 0) return 0
+          yield* publish(
+            rows.map((r) => ({ seq: r.seq, tenant: r.tenant_id, messageKey: r.message_key, record: r.payload }))
+          )
+          yield* sql`DELETE FROM outbox WHERE seq IN ${sql.in(rows.map((r) => r.seq))}`
+          return rows.length
+        })).pipe(
+          Effect.mapError((e) =>
+            e instanceof SqlError.SqlError
+              ? new DbErrorClass({ transient: e.isRetryable, message: e.message, cause: e })
+              : e
+          ),
+          Effect.withSpan("Db.drainOutbox")
+        )
+
+      const outboxStats = guard(
+        "outboxStats",
+        Effect.map(
+          sql<{ readonly size: number; readonly age: number | null }>`
+            SELECT count(*)::int AS size, extract(epoch FROM now() - min(created_at))::float8 AS age FROM outbox`,
+          ([row]) => ({ size: row.size, oldestAgeSeconds: row.age ?? 0 })
+        )
+      )
+
+      return Db.of({ insert, findById, list, ping, sharedSecret, maintainPartitions, drainOutbox, outboxStats })
     })
   )
 
@@ -199,6 +253,9 @@ export class Db extends Context.Service<Db, {
     Db,
     Effect.gen(function*() {
       const store = yield* Ref.make(new Map<string, { readonly tenant: string; readonly record: StoredRecord }>())
+      const outbox: Array<OutboxEvent & { readonly createdAt: number }> = []
+      let seq = 0
+      let draining = false // one drainer at a time, like the advisory lock
 
       const insert = (records: Arr.NonEmptyReadonlyArray<RecordToStore>) =>
         Ref.modify(store, (current) => {
@@ -214,6 +271,13 @@ export class Db extends Context.Service<Db, {
               data: r.data
             }
             next.set(r.id, { tenant: r.tenant, record })
+            outbox.push({
+              seq: String(++seq),
+              tenant: r.tenant,
+              messageKey: `${r.tenant}/${r.stream}/${r.key ?? r.id}`,
+              record,
+              createdAt: Date.now()
+            })
             return record
           })
           return [stored, next]
@@ -259,7 +323,37 @@ export class Db extends Context.Service<Db, {
           return [{ created: [], dropped: current.size === next.size ? [] : ["(memory)"] }, next]
         })
 
-      return Db.of({ insert, findById, list, ping: Effect.void, sharedSecret, maintainPartitions })
+      const drainOutbox = <E>(limit: number, publish: (events: ReadonlyArray<OutboxEvent>) => Effect.Effect<void, E>) =>
+        Effect.suspend(() => {
+          const batch = outbox.slice(0, limit)
+          if (draining || batch.length === 0) return Effect.succeed(0)
+          draining = true
+          return publish(batch).pipe(
+            Effect.map(() => {
+              outbox.splice(0, batch.length)
+              return batch.length
+            }),
+            Effect.ensuring(Effect.sync(() => {
+              draining = false
+            }))
+          )
+        })
+
+      const outboxStats = Effect.sync(() => ({
+        size: outbox.length,
+        oldestAgeSeconds: outbox.length === 0 ? 0 : (Date.now() - outbox[0].createdAt) / 1000
+      }))
+
+      return Db.of({
+        insert,
+        findById,
+        list,
+        ping: Effect.void,
+        sharedSecret,
+        maintainPartitions,
+        drainOutbox,
+        outboxStats
+      })
     })
   )
 }
@@ -267,6 +361,9 @@ export class Db extends Context.Service<Db, {
 /** The order of GET /data pages: by occurredAt, then id. */
 const compareKeyset = (a: { occurredAt: string; id: string }, b: { occurredAt: string; id: string }) =>
   a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
+
+/** The advisory lock key of the outbox relay (any constant only Strata uses). */
+const OUTBOX_LOCK = 727_165_001
 
 const COLUMNS = "id::text AS id, stream, key, occurred_at, ingested_at, data"
 

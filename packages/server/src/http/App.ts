@@ -15,6 +15,8 @@ import { Db } from "../db/Db.ts"
 import { DbPolicy } from "../db/DbPolicy.ts"
 import { IdempotencyStore } from "../db/IdempotencyStore.ts"
 import { MaintenanceLive } from "../db/Maintenance.ts"
+import { EventBus, MemoryEventBus } from "../events/EventBus.ts"
+import { OutboxRelayLive } from "../events/OutboxRelay.ts"
 import { withHttpMetrics } from "../observability/HttpMetrics.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
 import { makeAdmission } from "./Admission.ts"
@@ -63,10 +65,11 @@ export const StorageMemory = Layer.mergeAll(Db.layerMemory, IdempotencyStore.lay
  * The services the routes use, and the background maintenance, around the
  * stores and the cache (real or in memory).
  */
-export const withServices = <E, R, E2 = never, R2 = never>(
+export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = never>(
   storage: Layer.Layer<Db | IdempotencyStore, E, R>,
-  cache: Layer.Layer<Cache, E2, R2> = Cache.layerMemory() as Layer.Layer<Cache, E2, R2>
+  cache: Layer.Layer<Cache, E2, R2> = Cache.layerMemory() as Layer.Layer<Cache, E2, R2>,
+  bus: Layer.Layer<EventBus, E3, R3> = MemoryEventBus.layer as unknown as Layer.Layer<EventBus, E3, R3>
 ) =>
-  Layer.mergeAll(RecordWriter.layer, RecordCache.layer, MaintenanceLive).pipe(
-    Layer.provideMerge(Layer.merge(storage, cache))
+  Layer.mergeAll(RecordWriter.layer, RecordCache.layer, MaintenanceLive, OutboxRelayLive).pipe(
+    Layer.provideMerge(Layer.mergeAll(storage, cache, bus))
   )

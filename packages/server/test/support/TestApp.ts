@@ -12,6 +12,7 @@ import { startEmbedded } from "../../src/db/Database.ts"
 import type { Db } from "../../src/db/Db.ts"
 import type { IdempotencyStore } from "../../src/db/IdempotencyStore.ts"
 import { runMigrations } from "../../src/db/Migrations.ts"
+import { type EventBus, MemoryEventBus } from "../../src/events/EventBus.ts"
 import { AppRoutes, StorageLive, StorageMemory, withServices } from "../../src/http/App.ts"
 
 export interface TestApp {
@@ -42,9 +43,10 @@ export const pgliteDb = (dataDir: string): DbLayer =>
 export const makeTestApp = (
   db: DbLayer,
   settings: Partial<Settings> = {},
-  cache: Layer.Layer<Cache> = Cache.layerMemory()
+  cache: Layer.Layer<Cache> = Cache.layerMemory(),
+  bus?: Layer.Layer<EventBus>
 ): TestApp => {
-  const services = withServices(db, cache).pipe(
+  const services = withServices(db, cache, bus ?? MemoryEventBus.layer).pipe(
     Layer.provideMerge(AppConfig.layerWith(settings)),
     Layer.provideMerge(HttpServer.layerServices)
   )
