@@ -80,7 +80,9 @@ const describeCache = (name: string, cacheLayer: () => Layer.Layer<Cache>, enabl
     test("misses, then hits without touching the database", async () => {
       const id = makeRecordId(Date.now())
       await run(
-        Db.use((db) => db.insert([{ tenant: "t1", id, stream: "s", key: null, occurredAt: new Date(), data: {} }]))
+        Db.use((db) =>
+          db.insert([{ tenant: "t1", id, stream: "s", key: null, occurredAt: new Date(), data: {}, traceparent: null }])
+        )
       )
       const before = reads.n
       const first = await run(RecordCache.use((c) => c.findById("t1", id)))
@@ -93,7 +95,9 @@ const describeCache = (name: string, cacheLayer: () => Layer.Layer<Cache>, enabl
     test("coalesces 100 concurrent misses for one cold id into one database read", async () => {
       const id = makeRecordId(Date.now())
       await run(
-        Db.use((db) => db.insert([{ tenant: "t1", id, stream: "s", key: null, occurredAt: new Date(), data: {} }]))
+        Db.use((db) =>
+          db.insert([{ tenant: "t1", id, stream: "s", key: null, occurredAt: new Date(), data: {}, traceparent: null }])
+        )
       )
       const before = reads.n
       const results = await run(

@@ -39,13 +39,19 @@ describe("the Kafka message of an event", () => {
       seq: "1",
       tenant: "acme",
       messageKey: `acme/orders/${record.id}`,
-      record
+      record,
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     })
     expect(message).toEqual({
       topic: "strata.records",
       key: `acme/orders/${record.id}`,
       value: JSON.stringify(record),
-      headers: { "strata-tenant": "acme", "strata-stream": "orders", "strata-record-id": record.id }
+      headers: {
+        "strata-tenant": "acme",
+        "strata-stream": "orders",
+        "strata-record-id": record.id,
+        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+      }
     })
   })
 })
@@ -80,6 +86,18 @@ describe("events through the in-memory bus", () => {
     expect(events).toHaveLength(1)
     expect(events[0].key).toBe("default/orders/customer-42")
     expect(JSON.parse(events[0].value)).toEqual(stored)
+  })
+
+  it("carries the request's W3C trace context into the event's traceparent header", async () => {
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736"
+    const res = await app.json("/data", { stream: "traced", data: {} }, {
+      headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` }
+    })
+    const stored = await res.json() as any
+    const state = await bus()
+    await eventually(() => state.published.some((m) => m.headers["strata-record-id"] === stored.id))
+    const event = state.published.find((m) => m.headers["strata-record-id"] === stored.id)!
+    expect(event.headers.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-0[01]$`))
   })
 
   it("keeps accepting writes while the bus is down, then drains every event once, in order per key", async () => {
@@ -148,7 +166,8 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
               stream: "s",
               key: `k${i % 4}`,
               occurredAt: new Date(),
-              data: { i }
+              data: { i },
+              traceparent: null
             }])
           )
         )
@@ -182,7 +201,9 @@ describe.skipIf(process.env.KAFKA_BROKERS === undefined)("the Kafka layer agains
         data: {}
       }
       await runtime.runPromise(
-        EventBus.use((bus) => bus.publish([{ seq: "1", tenant: "t", messageKey: `t/s/${record.id}`, record }]))
+        EventBus.use((bus) =>
+          bus.publish([{ seq: "1", tenant: "t", messageKey: `t/s/${record.id}`, record, traceparent: null }])
+        )
       )
     } finally {
       await runtime.dispose()

@@ -27,7 +27,8 @@ const record = (occurredAt: string, stream = "s", tenant = "default"): RecordToS
   stream,
   key: null,
   occurredAt: new Date(occurredAt),
-  data: { at: occurredAt }
+  data: { at: occurredAt },
+  traceparent: null
 })
 
 /** Every relation a plan reads, from EXPLAIN (FORMAT JSON). */

@@ -24,6 +24,8 @@ export interface RecordToStore {
   readonly key: string | null
   readonly occurredAt: Date
   readonly data: StoredRecord["data"]
+  /** W3C trace context of the request that stores it, carried into the event's headers. */
+  readonly traceparent: string | null
 }
 
 /** One page of a stream, keyset-paginated on (occurredAt, id). */
@@ -108,7 +110,8 @@ export class Db extends Context.Service<Db, {
                   tenant_id: records[i].tenant,
                   record_id: record.id,
                   message_key: `${records[i].tenant}/${record.stream}/${record.key ?? record.id}`,
-                  payload: sql.json(record)
+                  payload: sql.json(record),
+                  traceparent: records[i].traceparent
                 })))
               }`
               return stored
@@ -211,6 +214,7 @@ export class Db extends Context.Service<Db, {
         readonly tenant_id: string
         readonly message_key: string
         readonly payload: StoredRecord
+        readonly traceparent: string | null
       }
       const drainOutbox = <E>(limit: number, publish: (events: ReadonlyArray<OutboxEvent>) => Effect.Effect<void, E>) =>
         sql.withTransaction(Effect.gen(function*() {
@@ -220,10 +224,16 @@ export class Db extends Context.Service<Db, {
           // Rows become visible in commit order; taking the oldest remaining ones
           // and deleting what was published cannot skip a late committer.
           const rows = yield* sql<OutboxRow>`
-            SELECT seq::text AS seq, tenant_id, message_key, payload FROM outbox ORDER BY seq LIMIT ${limit}`
+            SELECT seq::text AS seq, tenant_id, message_key, payload, traceparent FROM outbox ORDER BY seq LIMIT ${limit}`
           if (rows.length === 0) return 0
           yield* publish(
-            rows.map((r) => ({ seq: r.seq, tenant: r.tenant_id, messageKey: r.message_key, record: r.payload }))
+            rows.map((r) => ({
+              seq: r.seq,
+              tenant: r.tenant_id,
+              messageKey: r.message_key,
+              record: r.payload,
+              traceparent: r.traceparent
+            }))
           )
           yield* sql`DELETE FROM outbox WHERE seq IN ${sql.in(rows.map((r) => r.seq))}`
           return rows.length
@@ -276,6 +286,7 @@ export class Db extends Context.Service<Db, {
               tenant: r.tenant,
               messageKey: `${r.tenant}/${r.stream}/${r.key ?? r.id}`,
               record,
+              traceparent: r.traceparent,
               createdAt: Date.now()
             })
             return record

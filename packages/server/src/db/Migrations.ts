@@ -55,6 +55,11 @@ export const migrations = Migrator.fromRecord({
         PRIMARY KEY (tenant_id, key)
       )`
     yield* sql`CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at)`
+  }),
+  "0003_outbox_traceparent": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // The W3C trace context of the request that stored the record, for the event headers.
+    yield* sql`ALTER TABLE outbox ADD COLUMN traceparent text`
   })
 })
 

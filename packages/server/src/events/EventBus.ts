@@ -16,6 +16,7 @@ export interface OutboxEvent {
   readonly tenant: string
   readonly messageKey: string
   readonly record: StoredRecord
+  readonly traceparent: string | null
 }
 
 export class EventBusError extends Schema.TaggedError<EventBusError>()("EventBusError", {
@@ -30,7 +31,10 @@ export interface KafkaMessage {
   readonly headers: Record<string, string>
 }
 
-/** The Kafka message of an event: key `tenant/stream/key-or-id`, the record as JSON, and identifying headers. */
+/**
+ * The Kafka message of an event: key `tenant/stream/key-or-id`, the record as
+ * JSON, identifying headers and the W3C `traceparent` of the storing request.
+ */
 export const toKafkaMessage = (topic: string, event: OutboxEvent): KafkaMessage => ({
   topic,
   key: event.messageKey,
@@ -38,7 +42,8 @@ export const toKafkaMessage = (topic: string, event: OutboxEvent): KafkaMessage 
   headers: {
     "strata-tenant": event.tenant,
     "strata-stream": event.record.stream,
-    "strata-record-id": event.record.id
+    "strata-record-id": event.record.id,
+    ...(event.traceparent !== null ? { traceparent: event.traceparent } : {})
   }
 })
 

@@ -14,7 +14,7 @@ import {
   Unavailable
 } from "@strata/domain"
 import { Array as Arr, Effect, Option, Result, Schema } from "effect"
-import { HttpServerResponse } from "effect/http"
+import { type HttpServerRequest, HttpServerResponse, HttpTraceContext } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { RecordCache } from "../cache/RecordCache.ts"
 import { AppConfig } from "../config/AppConfig.ts"
@@ -38,6 +38,19 @@ const unavailableOnTransient = (error: DbError): Effect.Effect<never, Unavailabl
       Effect.fail(new Unavailable({ detail: "The database is unavailable; retry shortly." }))
     )
     : Effect.die(error)
+
+/**
+ * The W3C trace context of a request: its server span when tracing is on, else
+ * the context the client sent (without an exporter, Effect makes no spans).
+ */
+const traceparentOf = (request: HttpServerRequest.HttpServerRequest) =>
+  Effect.map(Effect.option(Effect.currentParentSpan), (current) => {
+    const span = Option.orElse(current, () => HttpTraceContext.fromHeaders(request.headers))
+    return Option.match(span, {
+      onNone: () => null,
+      onSome: (s) => `00-${s.traceId.padStart(32, "0")}-${s.spanId}-${s.sampled ? "01" : "00"}`
+    })
+  })
 
 /** Records never change, so the id is a strong validator. */
 const etagOf = (record: StoredRecord) => `"${record.id}"`
@@ -71,7 +84,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
     const decodeBatch = decodeAll(BatchRequest)
     const decodeList = decodeAll(ListParams)
 
-    const storeBatch = (tenant: string, body: unknown) =>
+    const storeBatch = (tenant: string, body: unknown, traceparent: string | null) =>
       Effect.gen(function*() {
         const input = yield* decodeBatch(body)
         if (input.records.length === 0 || input.records.length > config.maxBatch) {
@@ -81,7 +94,9 @@ export const RecordsHandlers = HttpApiBuilder.group(
           }])
         }
         const now = Date.now()
-        const rows = input.records.map((r, i) => prepareRecord(tenant, r, now, config.maxRecordBytes, `records[${i}]`))
+        const rows = input.records.map((r, i) =>
+          prepareRecord(tenant, r, now, config.maxRecordBytes, traceparent, `records[${i}]`)
+        )
         const invalid = Arr.getFailures(rows)
         if (invalid.length > 0) return yield* validationFailed(invalid)
         const valid = Arr.getSuccesses(rows)
@@ -103,7 +118,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
             headers["idempotency-key"],
             Effect.gen(function*() {
               const input = yield* decodeRecord(body)
-              const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes)
+              const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes, yield* traceparentOf(request))
               if (Result.isFailure(row)) return yield* validationFailed([row.failure])
               const [stored] = yield* writer.write([row.success])
               yield* recordCache.remember(tenant, [stored])
@@ -115,7 +130,13 @@ export const RecordsHandlers = HttpApiBuilder.group(
         Effect.gen(function*() {
           const body = yield* readJsonBody(request, config.maxBodyBytes)
           const tenant = yield* CurrentTenant
-          return yield* idempotently(idempotency, tenant, request, headers["idempotency-key"], storeBatch(tenant, body))
+          return yield* idempotently(
+            idempotency,
+            tenant,
+            request,
+            headers["idempotency-key"],
+            storeBatch(tenant, body, yield* traceparentOf(request))
+          )
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
       .handle("get", ({ params, headers }) =>
         Effect.gen(function*() {

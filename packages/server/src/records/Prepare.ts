@@ -12,6 +12,7 @@ export const prepareRecord = (
   input: NewRecord,
   nowMs: number,
   maxRecordBytes: number,
+  traceparent: string | null,
   path = ""
 ): Result.Result<RecordToStore, FieldError> => {
   const size = Buffer.byteLength(JSON.stringify(input.data))
@@ -28,6 +29,7 @@ export const prepareRecord = (
     stream: input.stream,
     key: input.key ?? null,
     occurredAt: new Date(occurredAt),
-    data: input.data
+    data: input.data,
+    traceparent
   })
 }
