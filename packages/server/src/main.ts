@@ -3,7 +3,7 @@
  * (PostgreSQL or the embedded PGlite) and serves the HTTP app.
  */
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Cause, Duration, Effect, Exit, Layer, Ref, Runtime } from "effect"
 import { HttpRouter } from "effect/http"
 import { createServer } from "node:http"
 import { Cache } from "./cache/Cache.ts"
@@ -11,6 +11,7 @@ import { AppConfig, describeDatabase } from "./config/AppConfig.ts"
 import { DatabaseLive } from "./db/Database.ts"
 import { EventBus } from "./events/EventBus.ts"
 import { AppRoutes, StorageLive, withServices } from "./http/App.ts"
+import { Lifecycle } from "./http/HealthHandlers.ts"
 import { LoggingLive } from "./observability/Logging.ts"
 
 const Services = withServices(StorageLive, Cache.layerFromConfig, EventBus.layerFromConfig).pipe(
@@ -24,11 +25,40 @@ const Server = Layer.unwrap(Effect.gen(function*() {
   // The services are built before the server listens, so an early request is
   // answered rather than left hanging (EFFECT4.md, startup race).
   return HttpRouter.serve(AppRoutes, { disableLogger: !config.accessLog }).pipe(
-    Layer.provide(NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
+    Layer.provide(NodeHttpServer.layer(createServer, {
+      port: config.port,
+      host: config.host,
+      // in-flight requests get this long to finish once the server stops accepting
+      gracefulShutdownTimeout: config.shutdownTimeout
+    }))
   )
-})).pipe(Layer.provide(Services))
+})).pipe(Layer.provideMerge(Services))
 
-Layer.launch(Server).pipe(
+/**
+ * On SIGTERM, layers close in reverse order, so this runs first: readiness turns
+ * 503 at once, and for SHUTDOWN_DELAY the server still takes requests while load
+ * balancers notice. Then the server stops accepting and drains in-flight requests
+ * (up to SHUTDOWN_TIMEOUT), the outbox relay stops, the pools close, exit 0.
+ */
+const GracefulShutdown = Layer.effectDiscard(Effect.gen(function*() {
+  const lifecycle = yield* Lifecycle
+  const config = yield* AppConfig
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      yield* Ref.set(lifecycle.shuttingDown, true)
+      yield* Effect.logInfo("Shutting down: readiness is 503; closing after SHUTDOWN_DELAY", {
+        shutdownDelay: Duration.format(config.shutdownDelay)
+      })
+      yield* Effect.sleep(config.shutdownDelay)
+    })
+  )
+})).pipe(Layer.provideMerge(Server))
+
+Layer.launch(GracefulShutdown).pipe(
   Effect.provide(LoggingLive),
-  NodeRuntime.runMain
+  NodeRuntime.runMain({
+    // SIGTERM/SIGINT interrupt the program; a shutdown that completes is a clean exit (0), not 130.
+    teardown: (exit, onExit) =>
+      Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+  })
 )

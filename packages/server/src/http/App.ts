@@ -18,9 +18,10 @@ import { MaintenanceLive } from "../db/Maintenance.ts"
 import { EventBus, MemoryEventBus } from "../events/EventBus.ts"
 import { OutboxRelayLive } from "../events/OutboxRelay.ts"
 import { withHttpMetrics } from "../observability/HttpMetrics.ts"
+import { Cursors } from "../records/Cursor.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
 import { makeAdmission } from "./Admission.ts"
-import { HealthHandlers } from "./HealthHandlers.ts"
+import { HealthHandlers, Lifecycle } from "./HealthHandlers.ts"
 import { RecordsHandlers } from "./RecordsHandlers.ts"
 import { withRequestId } from "./RequestId.ts"
 import { toFieldErrors, validationFailed } from "./Validation.ts"
@@ -70,6 +71,13 @@ export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = neve
   cache: Layer.Layer<Cache, E2, R2> = Cache.layerMemory() as Layer.Layer<Cache, E2, R2>,
   bus: Layer.Layer<EventBus, E3, R3> = MemoryEventBus.layer as unknown as Layer.Layer<EventBus, E3, R3>
 ) =>
-  Layer.mergeAll(RecordWriter.layer, RecordCache.layer, MaintenanceLive, OutboxRelayLive).pipe(
+  Layer.mergeAll(
+    RecordWriter.layer,
+    RecordCache.layer,
+    MaintenanceLive,
+    OutboxRelayLive,
+    Lifecycle.layer,
+    Cursors.layer
+  ).pipe(
     Layer.provideMerge(Layer.mergeAll(storage, cache, bus))
   )

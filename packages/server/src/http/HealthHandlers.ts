@@ -4,15 +4,23 @@
  * dependency as up, degraded or down.
  */
 import { Api, type Readiness } from "@strata/domain"
-import { Context, Effect } from "effect"
+import { Context, Effect, Layer, Ref } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { RecordCache } from "../cache/RecordCache.ts"
 import { Db } from "../db/Db.ts"
 
-/** Flipped to true on SIGTERM, so load balancers stop sending traffic before the server stops. */
-export class ShuttingDown extends Context.Reference<{ value: boolean }>("strata/ShuttingDown", {
-  defaultValue: () => ({ value: false })
-}) {}
+/**
+ * The process's lifecycle: `shuttingDown` turns true on SIGTERM, so readiness
+ * answers 503 and load balancers stop sending traffic before the server closes.
+ */
+export class Lifecycle extends Context.Service<Lifecycle, { readonly shuttingDown: Ref.Ref<boolean> }>()(
+  "strata/Lifecycle"
+) {
+  static readonly layer: Layer.Layer<Lifecycle> = Layer.effect(
+    Lifecycle,
+    Effect.map(Ref.make(false), (shuttingDown) => Lifecycle.of({ shuttingDown }))
+  )
+}
 
 export const HealthHandlers = HttpApiBuilder.group(
   Api,
@@ -20,7 +28,7 @@ export const HealthHandlers = HttpApiBuilder.group(
   Effect.fn(function*(handlers) {
     const db = yield* Db
     const recordCache = yield* RecordCache
-    const shuttingDown = yield* ShuttingDown
+    const lifecycle = yield* Lifecycle
     return handlers
       .handle("live", () => Effect.succeed({ status: "up" as const }))
       .handle("ready", () =>
@@ -31,7 +39,7 @@ export const HealthHandlers = HttpApiBuilder.group(
             Effect.orElseSucceed(() => "down" as const)
           )
           const cache = yield* recordCache.health
-          const server = shuttingDown.value ? "down" as const : "up" as const
+          const server = (yield* Ref.get(lifecycle.shuttingDown)) ? "down" as const : "up" as const
           // The cache is optional: without it the service is degraded, not down.
           const report: Readiness = {
             status: database === "up" && server === "up" ? (cache === "up" ? "up" : "degraded") : "down",

@@ -21,7 +21,7 @@ import { AppConfig } from "../config/AppConfig.ts"
 import { Db } from "../db/Db.ts"
 import type { DbError } from "../db/DbError.ts"
 import { IdempotencyStore } from "../db/IdempotencyStore.ts"
-import { makeCursorCodec } from "../records/Cursor.ts"
+import { Cursors } from "../records/Cursor.ts"
 import { prepareRecord } from "../records/Prepare.ts"
 import { recordIdTime } from "../records/RecordId.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
@@ -79,7 +79,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
     const idempotency = yield* IdempotencyStore
     const recordCache = yield* RecordCache
     const config = yield* AppConfig
-    const cursors = makeCursorCodec(yield* Effect.orDie(db.sharedSecret("cursor")))
+    const cursors = yield* Cursors
     const decodeRecord = decodeAll(NewRecord)
     const decodeBatch = decodeAll(BatchRequest)
     const decodeList = decodeAll(ListParams)

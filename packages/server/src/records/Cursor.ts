@@ -3,7 +3,9 @@
  * the query it belongs to, and is signed with HMAC-SHA256, so a cursor we did not
  * issue, or one replayed against another stream, key, order or tenant, is refused.
  */
+import { Context, Effect, Layer } from "effect"
 import { createHmac, timingSafeEqual } from "node:crypto"
+import { Db } from "../db/Db.ts"
 
 export interface CursorPosition {
   readonly occurredAt: Date
@@ -46,3 +48,12 @@ export const makeCursorCodec = (secret: string | Uint8Array) => {
   return { encode, decode }
 }
 export type CursorCodec = ReturnType<typeof makeCursorCodec>
+
+/** The cursor codec, keyed with the secret every replica shares through the database. */
+export class Cursors extends Context.Service<Cursors, CursorCodec>()("strata/Cursors") {
+  // Built with the other services, before the server listens, so no request waits on it.
+  static readonly layer: Layer.Layer<Cursors, never, Db> = Layer.effect(
+    Cursors,
+    Effect.map(Effect.orDie(Db.use((db) => db.sharedSecret("cursor"))), makeCursorCodec)
+  )
+}
