@@ -1,7 +1,9 @@
 /**
- * The HTTP application: the contract's routes with their handlers, the OpenAPI
- * document and its reading page, wrapped in the request-id middleware. It needs
- * the services (Db, AppConfig); tests provide in-memory ones, main the real ones.
+ * The HTTP application and the services behind it. `AppRoutes`: the contract's
+ * routes with their handlers, the OpenAPI document, its reading page and
+ * `/metrics`, wrapped in admission control, request ids and request metrics.
+ * `withServices` assembles the services around stores, a cache and an event bus:
+ * main passes the real ones, tests in-memory ones or any mix.
  */
 import { Api, RequestValidation } from "@strata/domain"
 import { Effect, Layer } from "effect"
