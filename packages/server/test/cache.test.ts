@@ -205,6 +205,8 @@ describe("when Redis dies", () => {
       const ready = await app.request("/health/ready")
       expect(ready.status).toBe(200)
       expect(((await ready.json()) as any).dependencies.cache).toBe("degraded")
+      const metrics = await (await app.request("/metrics")).text()
+      expect(metrics).toMatch(/strata_circuit_breaker_state\{[^}]*dependency="cache"[^}]*\} 2/)
     } finally {
       await app.dispose()
     }

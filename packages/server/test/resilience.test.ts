@@ -76,6 +76,9 @@ describe.skipIf(!available)("when the database goes away", () => {
       expect(statuses.every((s) => s === 503)).toBe(true)
       // The breaker opens after a few failures: later requests do not even try to connect.
       expect(proxy.refused()).toBeLessThan(10)
+      expect(await (await app.request("/metrics")).text()).toMatch(
+        /strata_circuit_breaker_state\{[^}]*dependency="database"[^}]*\} 2/
+      )
 
       proxy.restore()
       let recovered = false

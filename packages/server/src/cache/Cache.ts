@@ -67,7 +67,11 @@ export class Cache extends Context.Service<Cache, {
               for (const e of entries) {
                 pipeline.set(e.key, e.value, "PX", Math.max(1, Math.round(Duration.toMillis(e.ttl))))
               }
-              return pipeline.exec()
+              // exec() resolves even when commands fail: surface the first error.
+              return pipeline.exec().then((results) => {
+                const failed = results?.find(([error]) => error !== null)
+                if (results === null || failed !== undefined) throw failed?.[0] ?? new Error("pipeline discarded")
+              })
             })),
           ping: Effect.asVoid(call("ping", () => client.ping()))
         })

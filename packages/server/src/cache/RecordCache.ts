@@ -12,6 +12,7 @@ import { CircuitBreaker } from "effect/persistence"
 import { AppConfig } from "../config/AppConfig.ts"
 import { Db } from "../db/Db.ts"
 import type { DbError } from "../db/DbError.ts"
+import { trackBreaker } from "../observability/BreakerMetrics.ts"
 import { Cache } from "./Cache.ts"
 
 /** What answered a read, for the `Cache-Status` header (RFC 9211). */
@@ -43,6 +44,7 @@ export class RecordCache extends Context.Service<RecordCache, {
         tripPolicy: CircuitBreaker.consecutive(5),
         openDuration: Schedule.min([Schedule.exponential("1 second"), Schedule.spaced("30 seconds")])
       }).pipe(Effect.provide(CircuitBreaker.layerStoreMemory()))
+      yield* trackBreaker("cache", breaker)
 
       const keyOf = (tenant: string, id: string) => `r:${encodeURIComponent(tenant)}:${id}`
       const jittered = (ttl: Duration.Duration) => Duration.millis(Duration.toMillis(ttl) * (1 + Math.random() * 0.1))

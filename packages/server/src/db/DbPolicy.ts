@@ -13,6 +13,7 @@ import { Cause, Context, Duration, Effect, type Exit, Layer, Result, Schedule } 
 import { CircuitBreaker } from "effect/persistence"
 import type { SqlError } from "effect/sql"
 import { AppConfig } from "../config/AppConfig.ts"
+import { trackBreaker } from "../observability/BreakerMetrics.ts"
 import { DbError } from "./DbError.ts"
 
 /** `idempotent` calls (reads, upserts, DDL with IF [NOT] EXISTS) may be retried after any transient failure. */
@@ -35,6 +36,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
         tripPolicy: CircuitBreaker.consecutive(config.dbBreakerFailures),
         openDuration: Schedule.min([Schedule.exponential("1 second"), Schedule.spaced("30 seconds")])
       }).pipe(Effect.provide(CircuitBreaker.layerStoreMemory()))
+      yield* trackBreaker("database", breaker)
       const backoff = Schedule.exponential(config.dbRetryBase).pipe(
         Schedule.jittered,
         Schedule.upTo({ times: config.dbRetries })
