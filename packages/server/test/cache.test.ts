@@ -62,6 +62,12 @@ const describeCache = (name: string, cacheLayer: () => Layer.Layer<Cache>, enabl
     const reads = { n: 0 }
     let runtime: ManagedRuntime.ManagedRuntime<RecordCache | Db | Cache, unknown>
     const run = <A, E>(effect: Effect.Effect<A, E, RecordCache | Db | Cache>) => runtime.runPromise(effect)
+    const storeRecord = (id: string) =>
+      run(
+        Db.use((db) =>
+          db.insert([{ tenant: "t1", id, stream: "s", key: null, occurredAt: new Date(), data: {}, traceparent: null }])
+        )
+      )
     beforeAll(() => {
       runtime = ManagedRuntime.make(
         RecordCache.layer.pipe(
@@ -79,11 +85,7 @@ const describeCache = (name: string, cacheLayer: () => Layer.Layer<Cache>, enabl
 
     test("misses, then hits without touching the database", async () => {
       const id = makeRecordId(Date.now())
-      await run(
-        Db.use((db) =>
-          db.insert([{ tenant: "t1", id, stream: "s", key: null, occurredAt: new Date(), data: {}, traceparent: null }])
-        )
-      )
+      await storeRecord(id)
       const before = reads.n
       const first = await run(RecordCache.use((c) => c.findById("t1", id)))
       const second = await run(RecordCache.use((c) => c.findById("t1", id)))
@@ -94,11 +96,7 @@ const describeCache = (name: string, cacheLayer: () => Layer.Layer<Cache>, enabl
 
     test("coalesces 100 concurrent misses for one cold id into one database read", async () => {
       const id = makeRecordId(Date.now())
-      await run(
-        Db.use((db) =>
-          db.insert([{ tenant: "t1", id, stream: "s", key: null, occurredAt: new Date(), data: {}, traceparent: null }])
-        )
-      )
+      await storeRecord(id)
       const before = reads.n
       const results = await run(
         RecordCache.use((c) =>

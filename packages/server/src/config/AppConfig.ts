@@ -66,8 +66,6 @@ const settings = Config.all({
   dbRetries: intBetween("DB_RETRIES", 0, 10).pipe(Config.withDefault(3)),
   dbRetryBase: duration("DB_RETRY_BASE").pipe(Config.withDefault(Duration.millis(50))),
   dbBreakerFailures: intBetween("DB_BREAKER_FAILURES", 1, 1000).pipe(Config.withDefault(5)),
-  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info")),
-  logFormat: Config.Literals(["json", "pretty"], "LOG_FORMAT").pipe(Config.withDefault("json")),
   accessLog: Config.Boolean("ACCESS_LOG").pipe(Config.withDefault(false))
 })
 

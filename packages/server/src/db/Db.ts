@@ -11,8 +11,7 @@ import { randomBytes } from "node:crypto"
 import { AppConfig } from "../config/AppConfig.ts"
 import type { OutboxEvent } from "../events/EventBus.ts"
 import { recordIdTime } from "../records/RecordId.ts"
-import { DbError as DbErrorClass } from "./DbError.ts"
-import type { DbError } from "./DbError.ts"
+import { type DbError, fromSqlError } from "./DbError.ts"
 import { type CallKind, DbPolicy } from "./DbPolicy.ts"
 import { nextPartition, type PartitionBounds, partitionFor, partitionStart } from "./Partitions.ts"
 
@@ -238,11 +237,7 @@ export class Db extends Context.Service<Db, {
           yield* sql`DELETE FROM outbox WHERE seq IN ${sql.in(rows.map((r) => r.seq))}`
           return rows.length
         })).pipe(
-          Effect.mapError((e) =>
-            e instanceof SqlError.SqlError
-              ? new DbErrorClass({ transient: e.isRetryable, message: e.message, cause: e })
-              : e
-          ),
+          Effect.mapError((e) => e instanceof SqlError.SqlError ? fromSqlError(e) : e),
           Effect.withSpan("Db.drainOutbox")
         )
 

@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import type { SqlError } from "effect/sql"
 
 /**
  * A database call that failed. `transient` failures (connection lost, timeout,
@@ -10,3 +11,7 @@ export class DbError extends Schema.TaggedError<DbError>()("DbError", {
   message: Schema.String,
   cause: Schema.optional(Schema.Defect())
 }) {}
+
+/** A SQL failure as a DbError, transient when the driver says a retry may succeed. */
+export const fromSqlError = (error: SqlError.SqlError): DbError =>
+  new DbError({ transient: error.isRetryable, message: error.message, cause: error })

@@ -14,7 +14,7 @@ import { CircuitBreaker } from "effect/persistence"
 import type { SqlError } from "effect/sql"
 import { AppConfig } from "../config/AppConfig.ts"
 import { trackBreaker } from "../observability/BreakerMetrics.ts"
-import { DbError } from "./DbError.ts"
+import { DbError, fromSqlError } from "./DbError.ts"
 
 /** `idempotent` calls (reads, upserts, DDL with IF [NOT] EXISTS) may be retried after any transient failure. */
 export type CallKind = "idempotent" | "write"
@@ -54,10 +54,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
                 })
               )
           }),
-          Effect.catchTag(
-            "SqlError",
-            (e) => Effect.fail(new DbError({ transient: e.isRetryable, message: e.message, cause: e }))
-          )
+          Effect.catchTag("SqlError", (e) => Effect.fail(fromSqlError(e)))
         )
 
       const retryable = (kind: CallKind) => (error: DbError) =>

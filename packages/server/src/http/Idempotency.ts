@@ -61,11 +61,10 @@ export const idempotently = <E, R>(
         return respond(claim.response.status, claim.response.body, claim.response.location, true)
       case "Claimed":
         return yield* create.pipe(
-          Effect.tap((c) =>
-            store.complete(tenant, key, { status: 201, body: JSON.stringify(c.body), location: c.location ?? null })
-          ),
+          Effect.map((c) => ({ status: 201, body: JSON.stringify(c.body), location: c.location ?? null })),
+          Effect.tap((remembered) => store.complete(tenant, key, remembered)),
           Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.ignore(store.release(tenant, key))),
-          Effect.map((c) => respond(201, JSON.stringify(c.body), c.location ?? null, false))
+          Effect.map((r) => respond(r.status, r.body, r.location, false))
         )
     }
   }) as Effect.Effect<
