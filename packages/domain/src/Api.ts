@@ -4,6 +4,7 @@
  */
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
+import { Authentication, RequiredScope } from "./Auth.ts"
 import {
   BodyProblems,
   CommonProblems,
@@ -46,14 +47,15 @@ export class RecordsGroup extends HttpApiGroup.make("records")
       error: WriteProblems
     }).annotate(
       OpenApi.Description,
-      "Stores one record. The 201 is sent only once the record and its event are committed."
-    ),
+      "Stores one record. The 201 is sent only once the record and its event are committed. Scope: records:write."
+    ).annotate(RequiredScope, "records:write"),
     HttpApiEndpoint.post("createBatch", "/data/batch", {
       headers: IdempotencyHeaders,
       payload: BatchRequest,
       success: RecordList.pipe(HttpApiSchema.status(201)),
       error: WriteProblems
-    }).annotate(OpenApi.Description, "Stores 1 to MAX_BATCH records atomically: all or none."),
+    }).annotate(OpenApi.Description, "Stores 1 to MAX_BATCH records atomically: all or none. Scope: records:write.")
+      .annotate(RequiredScope, "records:write"),
     HttpApiEndpoint.get("get", "/data/:id", {
       params: { id: RecordId },
       headers: ConditionalHeaders,
@@ -61,17 +63,18 @@ export class RecordsGroup extends HttpApiGroup.make("records")
       error: [NotFound, ValidationFailed, RateLimited, ...CommonProblems]
     }).annotate(
       OpenApi.Description,
-      "One record by id. Records never change: the ETag is strong and If-None-Match gives 304."
-    ),
+      "One record by id. Records never change: the ETag is strong and If-None-Match gives 304. Scope: records:read."
+    ).annotate(RequiredScope, "records:read"),
     HttpApiEndpoint.get("list", "/data", {
       query: ListQuery,
       success: RecordPage,
       error: [ValidationFailed, RateLimited, ...CommonProblems]
     }).annotate(
       OpenApi.Description,
-      "A stream's records over the half-open range [from, to) of occurredAt, keyset-paginated on (occurredAt, id)."
-    )
+      "A stream's records over the half-open range [from, to) of occurredAt, keyset-paginated on (occurredAt, id). Scope: records:read."
+    ).annotate(RequiredScope, "records:read")
   )
+  .middleware(Authentication)
   .annotate(OpenApi.Title, "Records")
 {}
 

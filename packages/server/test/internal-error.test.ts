@@ -4,6 +4,7 @@
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import { ApiKeys } from "../src/auth/ApiKeys.ts"
 import { Db } from "../src/db/Db.ts"
 import { IdempotencyStore } from "../src/db/IdempotencyStore.ts"
 import { makeTestApp } from "./support/TestApp.ts"
@@ -17,7 +18,7 @@ const BrokenDb = Layer.effect(
 ).pipe(Layer.provide(Db.layerMemory))
 
 describe("internal errors", () => {
-  const app = makeTestApp(Layer.merge(BrokenDb, IdempotencyStore.layerMemory))
+  const app = makeTestApp(Layer.mergeAll(BrokenDb, IdempotencyStore.layerMemory, ApiKeys.layerMemory))
   afterAll(() => app.dispose())
 
   it("answers a defect with a 500 problem that leaks nothing but the request id", async () => {

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer } from "effect"
 import { connect, createServer, type Server, type Socket } from "node:net"
+import { ApiKeys } from "../src/auth/ApiKeys.ts"
 import { Db } from "../src/db/Db.ts"
 import { IdempotencyStore } from "../src/db/IdempotencyStore.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
@@ -96,7 +97,7 @@ describe.skipIf(!available)("when the database goes away", () => {
 
 /** In-memory stores whose reads take `ms`. */
 const slowStorage = (ms: number) =>
-  Layer.merge(
+  Layer.mergeAll(
     Layer.effect(
       Db,
       Effect.gen(function*() {
@@ -104,7 +105,8 @@ const slowStorage = (ms: number) =>
         return Db.of({ ...db, findById: (tenant, id) => Effect.delay(db.findById(tenant, id), Duration.millis(ms)) })
       })
     ).pipe(Layer.provide(Db.layerMemory)),
-    IdempotencyStore.layerMemory
+    IdempotencyStore.layerMemory,
+    ApiKeys.layerMemory
   )
 
 describe("load shedding and deadlines", () => {

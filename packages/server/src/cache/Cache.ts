@@ -7,6 +7,7 @@
 import { Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { Cluster, Redis } from "ioredis"
 import { AppConfig } from "../config/AppConfig.ts"
+import { type BucketDecision, type BucketLimit, decide, LocalBuckets, TAKE_TOKEN_LUA } from "./TokenBucket.ts"
 
 export class CacheError extends Schema.TaggedError<CacheError>()("CacheError", {
   message: Schema.String,
@@ -23,6 +24,8 @@ export class Cache extends Context.Service<Cache, {
   readonly get: (key: string) => Effect.Effect<Option.Option<string>, CacheError>
   readonly setMany: (entries: ReadonlyArray<CacheEntry>) => Effect.Effect<void, CacheError>
   readonly ping: Effect.Effect<void, CacheError>
+  /** Takes a token from the rate-limit bucket `key` (see TokenBucket.ts). */
+  readonly takeToken: (key: string, limit: BucketLimit) => Effect.Effect<BucketDecision, CacheError>
   /** `redis`, `redis-cluster` or `memory`, for readiness and logs. */
   readonly kind: string
 }>()("strata/Cache") {
@@ -52,6 +55,11 @@ export class Cache extends Context.Service<Cache, {
           (client) => Effect.promise(() => client.quit().catch(() => undefined))
         )
         client.on("error", () => undefined) // reported through the failing calls instead
+        client.defineCommand("strataTakeToken", { numberOfKeys: 1, lua: TAKE_TOKEN_LUA })
+        const takeToken = (key: string, limit: BucketLimit) =>
+          (client as unknown as {
+            strataTakeToken: (key: string, rps: number, burst: number) => Promise<[number, string]>
+          }).strataTakeToken(key, limit.rps, limit.burst)
         yield* Effect.promise(() => client.connect().catch(() => undefined))
         const call = <A>(name: string, f: () => Promise<A>) =>
           Effect.tryPromise({
@@ -73,7 +81,12 @@ export class Cache extends Context.Service<Cache, {
                 if (results === null || failed !== undefined) throw failed?.[0] ?? new Error("pipeline discarded")
               })
             })),
-          ping: Effect.asVoid(call("ping", () => client.ping()))
+          ping: Effect.asVoid(call("ping", () => client.ping())),
+          takeToken: (key, limit) =>
+            Effect.map(
+              call("takeToken", () => takeToken(key, limit)),
+              ([allowed, tokens]) => decide(allowed === 1, Number(tokens), limit)
+            )
         })
       })
     )
@@ -82,6 +95,7 @@ export class Cache extends Context.Service<Cache, {
   static readonly layerMemory = (maxEntries = 10_000): Layer.Layer<Cache> =>
     Layer.sync(Cache, () => {
       const entries = new Map<string, { readonly value: string; readonly expiresAt: number }>()
+      const buckets = new LocalBuckets()
       return Cache.of({
         kind: "memory",
         get: (key) =>
@@ -102,7 +116,8 @@ export class Cache extends Context.Service<Cache, {
             }
             while (entries.size > maxEntries) entries.delete(entries.keys().next().value!)
           }),
-        ping: Effect.void
+        ping: Effect.void,
+        takeToken: (key, limit) => Effect.sync(() => buckets.take(key, limit))
       })
     })
 

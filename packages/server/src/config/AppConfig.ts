@@ -66,6 +66,14 @@ const settings = Config.all({
   dbRetries: intBetween("DB_RETRIES", 0, 10).pipe(Config.withDefault(3)),
   dbRetryBase: duration("DB_RETRY_BASE").pipe(Config.withDefault(Duration.millis(50))),
   dbBreakerFailures: intBetween("DB_BREAKER_FAILURES", 1, 1000).pipe(Config.withDefault(5)),
+  rateLimitRps: Config.schema(
+    Schema.NumberFromString.check(
+      Schema.isGreaterThan(0, { message: "expected a number of requests a second above 0" })
+    ),
+    "RATE_LIMIT_RPS"
+  ).pipe(Config.withDefault(1000)),
+  rateLimitBurst: intBetween("RATE_LIMIT_BURST", 1, 1_000_000).pipe(Config.withDefault(2000)),
+  authCacheTtl: duration("AUTH_CACHE_TTL").pipe(Config.withDefault(Duration.seconds(30))),
   accessLog: Config.Boolean("ACCESS_LOG").pipe(Config.withDefault(false))
 })
 

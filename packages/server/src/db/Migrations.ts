@@ -60,6 +60,25 @@ export const migrations = Migrator.fromRecord({
     const sql = yield* SqlClient.SqlClient
     // The W3C trace context of the request that stored the record, for the event headers.
     yield* sql`ALTER TABLE outbox ADD COLUMN traceparent text`
+  }),
+  "0004_tenants_and_api_keys": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE tenants (name text PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now())`
+    // Only the SHA-256 of a key is kept; a request finds its key by that hash.
+    yield* sql`
+      CREATE TABLE api_keys (
+        id text PRIMARY KEY,
+        tenant_id text NOT NULL REFERENCES tenants (name),
+        hash text NOT NULL UNIQUE,
+        scopes text[] NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz,
+        revoked_at timestamptz,
+        last_used_at timestamptz,
+        rate_limit_rps double precision,
+        rate_limit_burst int
+      )`
+    yield* sql`CREATE INDEX api_keys_tenant ON api_keys (tenant_id)`
   })
 })
 

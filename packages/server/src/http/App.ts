@@ -10,6 +10,9 @@ import { Effect, Layer } from "effect"
 import { HttpRouter } from "effect/http"
 import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
+import { ApiKeys } from "../auth/ApiKeys.ts"
+import { AuthenticationLive } from "../auth/Authentication.ts"
+import { RateLimiter } from "../auth/RateLimiter.ts"
 import { Cache } from "../cache/Cache.ts"
 import { RecordCache } from "../cache/RecordCache.ts"
 import { AppConfig } from "../config/AppConfig.ts"
@@ -40,7 +43,7 @@ const RequestValidationLive = HttpApiMiddleware.layerSchemaErrorTransform(
 export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
   Layer.provide([RecordsHandlers, HealthHandlers]),
   // The routes resolve the middleware when they are built, hence provideMerge.
-  Layer.provideMerge(RequestValidationLive)
+  Layer.provideMerge(Layer.mergeAll(RequestValidationLive, AuthenticationLive))
 )
 
 export const AppRoutes = Layer.mergeAll(
@@ -59,17 +62,21 @@ export const AppRoutes = Layer.mergeAll(
 )
 
 /** The stores on PostgreSQL (or PGlite), sharing one resilience policy: need PgClient and AppConfig. */
-export const StorageLive = Layer.mergeAll(Db.layerPg, IdempotencyStore.layerPg).pipe(Layer.provide(DbPolicy.layer))
+export const StorageLive = Layer.mergeAll(Db.layerPg, IdempotencyStore.layerPg, ApiKeys.layerPg).pipe(
+  Layer.provide(DbPolicy.layer)
+)
 
 /** The stores in memory, for tests. */
-export const StorageMemory = Layer.mergeAll(Db.layerMemory, IdempotencyStore.layerMemory)
+export const StorageMemory = Layer.mergeAll(Db.layerMemory, IdempotencyStore.layerMemory, ApiKeys.layerMemory)
+
+export type Storage = Db | IdempotencyStore | ApiKeys
 
 /**
  * The services the routes use, and the background maintenance, around the
  * stores and the cache (real or in memory).
  */
 export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = never>(
-  storage: Layer.Layer<Db | IdempotencyStore, E, R>,
+  storage: Layer.Layer<Storage, E, R>,
   cache: Layer.Layer<Cache, E2, R2> = Cache.layerMemory() as Layer.Layer<Cache, E2, R2>,
   bus: Layer.Layer<EventBus, E3, R3> = MemoryEventBus.layer as unknown as Layer.Layer<EventBus, E3, R3>
 ) =>
@@ -79,7 +86,8 @@ export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = neve
     MaintenanceLive,
     OutboxRelayLive,
     Lifecycle.layer,
-    Cursors.layer
+    Cursors.layer,
+    RateLimiter.layer
   ).pipe(
     Layer.provideMerge(Layer.mergeAll(storage, cache, bus))
   )

@@ -8,6 +8,7 @@ import {
   IsoDateTime,
   NewRecord,
   NotFound,
+  Principal,
   RecordKey,
   type StoredRecord,
   StreamName,
@@ -25,7 +26,6 @@ import { Cursors } from "../records/Cursor.ts"
 import { prepareRecord } from "../records/Prepare.ts"
 import { recordIdTime } from "../records/RecordId.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
-import { CurrentTenant } from "../records/Tenant.ts"
 import { idempotently } from "./Idempotency.ts"
 import { readJsonBody } from "./JsonBody.ts"
 import { decodeAll, validationFailed } from "./Validation.ts"
@@ -110,7 +110,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
       .handleRaw("create", ({ headers, request }) =>
         Effect.gen(function*() {
           const body = yield* readJsonBody(request, config.maxBodyBytes)
-          const tenant = yield* CurrentTenant
+          const tenant = (yield* Principal).tenant
           return yield* idempotently(
             idempotency,
             tenant,
@@ -129,7 +129,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
       .handleRaw("createBatch", ({ headers, request }) =>
         Effect.gen(function*() {
           const body = yield* readJsonBody(request, config.maxBodyBytes)
-          const tenant = yield* CurrentTenant
+          const tenant = (yield* Principal).tenant
           return yield* idempotently(
             idempotency,
             tenant,
@@ -143,7 +143,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
           const id = params.id.toLowerCase()
           const { cache, record: found } = recordIdTime(id) === undefined
             ? { record: Option.none(), cache: "miss" as const }
-            : yield* recordCache.findById(yield* CurrentTenant, id)
+            : yield* recordCache.findById((yield* Principal).tenant, id)
           if (Option.isNone(found)) {
             return yield* new NotFound({ detail: `No record ${params.id}` })
           }
@@ -161,7 +161,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
       .handle("list", ({ query }) =>
         Effect.gen(function*() {
           const q = yield* decodeList(query)
-          const tenant = yield* CurrentTenant
+          const tenant = (yield* Principal).tenant
           const order = q.order ?? "desc"
           const scope = { tenant, stream: q.stream, key: q.key, order }
           const from = q.from !== undefined ? new Date(Date.parse(q.from)) : undefined

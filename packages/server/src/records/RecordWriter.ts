@@ -11,7 +11,6 @@ import { AppConfig } from "../config/AppConfig.ts"
 import { Db, type RecordToStore } from "../db/Db.ts"
 import type { DbError } from "../db/DbError.ts"
 import { RequestId } from "../http/RequestId.ts"
-import { CurrentTenant } from "./Tenant.ts"
 
 class WriteUnit extends Request.Class<
   { readonly records: Arr.NonEmptyReadonlyArray<RecordToStore> },
@@ -89,9 +88,8 @@ export class RecordWriter extends Context.Service<RecordWriter, {
 
       const resolver = RequestResolver.make<WriteUnit>((entries) =>
         Effect.forEach(chunkByRecords(entries, config.writeBatchMax), writeGroup, { discard: true }).pipe(
-          // The batch runs in the first caller's fiber: make sure none of that
-          // caller's request-specific context is visible to the shared write.
-          Effect.provideService(CurrentTenant, ""),
+          // The batch runs in the first caller's fiber: each record carries its
+          // own tenant, and the caller's request id does not label the shared write.
           Effect.provideService(RequestId, "group-commit"),
           Effect.withSpan("RecordWriter.groupCommit", { root: true })
         )

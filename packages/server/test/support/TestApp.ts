@@ -2,26 +2,40 @@
  * Builds the whole HTTP app from layers, in process, as a fetch-style handler:
  * requests go through routing, middleware, handlers and encoding exactly as
  * over a socket. Tests choose the Db: in memory, a real PostgreSQL, or PGlite.
+ * Requests carry an API key of tenant `test` (both scopes, no practical rate
+ * limit) unless they pass another key, or `null` for none.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Redacted } from "effect"
+import type { Scope } from "@strata/domain"
+import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
+import { ApiKeys, type RateLimitOverride } from "../../src/auth/ApiKeys.ts"
 import { Cache } from "../../src/cache/Cache.ts"
 import { AppConfig, type Settings } from "../../src/config/AppConfig.ts"
 import { startEmbedded } from "../../src/db/Database.ts"
-import type { Db } from "../../src/db/Db.ts"
-import type { IdempotencyStore } from "../../src/db/IdempotencyStore.ts"
 import { runMigrations } from "../../src/db/Migrations.ts"
 import { type EventBus, MemoryEventBus } from "../../src/events/EventBus.ts"
-import { AppRoutes, StorageLive, StorageMemory, withServices } from "../../src/http/App.ts"
+import { AppRoutes, type Storage, StorageLive, StorageMemory, withServices } from "../../src/http/App.ts"
+
+export interface KeyOptions {
+  readonly tenant?: string
+  readonly scopes?: ReadonlyArray<Scope>
+  readonly expiresAt?: Date
+  readonly rateLimit?: RateLimitOverride
+}
 
 export interface TestApp {
-  readonly request: (path: string, init?: RequestInit) => Promise<Response>
-  readonly json: (path: string, body: unknown, init?: RequestInit) => Promise<Response>
+  /** `key`: the API key to send; the `test` tenant's by default, `null` for none. */
+  readonly request: (path: string, init?: RequestInit, key?: string | null) => Promise<Response>
+  readonly json: (path: string, body: unknown, init?: RequestInit, key?: string | null) => Promise<Response>
+  /** Makes an API key (and its tenant, if new); answers the secret. */
+  readonly createKey: (options?: KeyOptions) => Promise<string>
+  /** Runs an effect against the app's own stores. */
+  readonly run: <A, E>(effect: Effect.Effect<A, E, Storage>) => Promise<A>
   readonly dispose: () => Promise<void>
 }
 
-export type DbLayer = Layer.Layer<Db | IdempotencyStore, unknown, AppConfig>
+export type DbLayer = Layer.Layer<Storage, unknown, AppConfig>
 
 export const memoryDb: DbLayer = StorageMemory
 
@@ -50,19 +64,48 @@ export const makeTestApp = (
     Layer.provideMerge(AppConfig.layerWith(settings)),
     Layer.provideMerge(HttpServer.layerServices)
   )
+  // One memo map: the runtime (for createKey/run) and the handler share one set of services.
+  const memoMap = Layer.makeMemoMapUnsafe()
+  const runtime = ManagedRuntime.make(services, { memoMap })
   const { dispose, handler } = HttpRouter.toWebHandler(AppRoutes.pipe(Layer.provide(services)) as any, {
-    disableLogger: true
+    disableLogger: true,
+    memoMap
   })
-  const request = (path: string, init?: RequestInit) => handler(new Request(`http://strata.test${path}`, init))
+  const run = <A, E>(effect: Effect.Effect<A, E, Storage>) => runtime.runPromise(effect)
+  const createKey = (options: KeyOptions = {}) =>
+    run(Effect.gen(function*() {
+      const keys = yield* ApiKeys
+      const tenant = options.tenant ?? "test"
+      yield* keys.createTenant(tenant).pipe(Effect.catchTag("TenantExists", () => Effect.void))
+      const { secret } = yield* keys.createKey({
+        tenant,
+        scopes: options.scopes ?? ["records:read", "records:write"],
+        expiresAt: options.expiresAt,
+        rateLimit: options.rateLimit
+      })
+      return secret
+    }))
+  let defaultKey: Promise<string> | undefined
+  const request = async (path: string, init?: RequestInit, key?: string | null) => {
+    const secret = key === undefined ? await (defaultKey ??= createKey({ rateLimit: { rps: 1e6, burst: 1e6 } })) : key
+    const headers = new Headers(init?.headers)
+    if (secret !== null) headers.set("authorization", `Bearer ${secret}`)
+    return handler(new Request(`http://strata.test${path}`, { ...init, headers }))
+  }
   return {
     request,
-    json: (path, body, init) =>
+    json: (path, body, init, key) =>
       request(path, {
         method: "POST",
         ...init,
         headers: { "content-type": "application/json", ...init?.headers },
         body: typeof body === "string" ? body : JSON.stringify(body)
-      }),
-    dispose
+      }, key),
+    createKey,
+    run,
+    dispose: async () => {
+      await dispose()
+      await runtime.dispose()
+    }
   }
 }
