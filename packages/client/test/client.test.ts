@@ -5,15 +5,17 @@
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { HttpRouter, HttpServer } from "effect/http"
+import { FetchHttpClient, HttpRouter, HttpServer } from "effect/http"
 import { createServer } from "node:http"
+import { ApiKeys } from "../../server/src/auth/ApiKeys.ts"
 import { AppConfig } from "../../server/src/config/AppConfig.ts"
 import { AppRoutes, StorageMemory, withServices } from "../../server/src/http/App.ts"
-import { StrataClient } from "../src/Client.ts"
+import { make, StrataClient } from "../src/Client.ts"
+
+const Services = withServices(StorageMemory).pipe(Layer.provideMerge(AppConfig.layerWith()))
 
 const LiveServer = HttpRouter.serve(AppRoutes, { disableLogger: true, disableListenLog: true }).pipe(
-  Layer.provide(withServices(StorageMemory)),
-  Layer.provide(AppConfig.layerWith()),
+  Layer.provideMerge(Services),
   Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
 )
 
@@ -21,7 +23,10 @@ const ClientOnLiveServer = Layer.unwrap(Effect.gen(function*() {
   const server = yield* HttpServer.HttpServer
   const address = server.address
   if (address._tag === "UnixPathAddress") return yield* Effect.die("expected a TCP address")
-  return StrataClient.layer(`http://127.0.0.1:${address.port}`)
+  const keys = yield* ApiKeys
+  yield* keys.createTenant("client")
+  const { secret } = yield* keys.createKey({ tenant: "client", scopes: ["records:read", "records:write"] })
+  return StrataClient.layer({ baseUrl: `http://127.0.0.1:${address.port}`, apiKey: secret })
 })).pipe(Layer.provideMerge(LiveServer))
 
 describe("@strata/client", () => {
@@ -59,6 +64,15 @@ describe("@strata/client", () => {
         }).pipe(Effect.flip)
         assert.strictEqual(error._tag, "NotFound")
       }))
+
+    it.effect("without a key, /data answers the typed Unauthorized problem", () =>
+      Effect.gen(function*() {
+        const server = yield* HttpServer.HttpServer
+        const address = server.address as { readonly port: number }
+        const anonymous = yield* make({ baseUrl: `http://127.0.0.1:${address.port}` })
+        const error = yield* anonymous.records.list({ query: { stream: "orders" } }).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "Unauthorized")
+      }).pipe(Effect.provide(FetchHttpClient.layer)))
 
     it.effect("reads readiness", () =>
       Effect.gen(function*() {

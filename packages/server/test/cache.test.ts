@@ -5,31 +5,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { createServer } from "node:net"
 import { Cache } from "../src/cache/Cache.ts"
 import { RecordCache } from "../src/cache/RecordCache.ts"
 import { AppConfig } from "../src/config/AppConfig.ts"
 import { Db } from "../src/db/Db.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
+import { REDIS_URL, redisAvailable, startRedisServer } from "./support/Redis.ts"
 import { makeTestApp, memoryDb } from "./support/TestApp.ts"
-
-const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379"
-
-const redisAvailable = async () => {
-  const probe = ManagedRuntime.make(Cache.layerRedis({ url: Redacted.make(REDIS_URL), prefix: "strata-probe:" }))
-  try {
-    await probe.runPromise(Cache.use((c) => c.ping))
-    return true
-  } catch (error) {
-    if (process.env.CI === "true") throw new Error(`Redis at ${REDIS_URL} is required under CI=true`, { cause: error })
-    console.warn(`\n!!! Redis at ${REDIS_URL} is unreachable: SKIPPING the Redis suites !!!\n`)
-    return false
-  } finally {
-    await probe.dispose()
-  }
-}
 
 /** A Db that counts reads by id, to see coalescing. */
 const countingDb = (reads: { n: number }) =>
@@ -159,27 +142,13 @@ describe("GET /data/{id} and the cache", () => {
   })
 })
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const port = (server.address() as { port: number }).port
-      server.close(() => resolve(port))
-    })
-  })
-
 describe("when Redis dies", () => {
-  let redis: ChildProcess | undefined
-  let port = 0
+  let redis: Awaited<ReturnType<typeof startRedisServer>> | undefined
   beforeAll(async () => {
-    if (!redisUp) return
-    port = await freePort()
-    redis = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      stdio: "ignore"
-    })
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    if (redisUp) redis = await startRedisServer()
   })
   afterAll(() => {
-    redis?.kill("SIGKILL")
+    redis?.kill()
   })
 
   it("keeps serving reads and writes with no 5xx, and readiness says degraded", async (ctx) => {
@@ -187,12 +156,12 @@ describe("when Redis dies", () => {
     const app = makeTestApp(
       memoryDb,
       {},
-      Cache.layerRedis({ url: Redacted.make(`redis://127.0.0.1:${port}`), prefix: "t:" })
+      Cache.layerRedis({ url: Redacted.make(redis!.url), prefix: "t:" })
     )
     try {
       const stored = await (await app.json("/data", { stream: "s", data: {} })).json() as any
       expect((await app.request(`/data/${stored.id}`)).headers.get("cache-status")).toBe("strata; hit")
-      redis!.kill("SIGKILL")
+      redis!.kill()
       await new Promise((resolve) => setTimeout(resolve, 100))
       const statuses: Array<number> = []
       for (let i = 0; i < 20; i++) {
