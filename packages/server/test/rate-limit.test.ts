@@ -1,0 +1,104 @@
+/**
+ * Per-key rate limits (SPEC §2): a burst past the limit gets 429 problems with
+ * Retry-After and the IETF RateLimit headers, service resumes as tokens flow
+ * back, keys do not share buckets, and with Redis killed the in-process bucket
+ * takes over. Against the real Redis and in memory.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { type Layer, Redacted } from "effect"
+import { randomBytes } from "node:crypto"
+import { Cache } from "../src/cache/Cache.ts"
+import { REDIS_URL, redisAvailable, startRedisServer } from "./support/Redis.ts"
+import { makeTestApp, memoryDb, type TestApp } from "./support/TestApp.ts"
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Sends `n` reads one after the other with `key`; answers the responses. */
+const burst = async (app: TestApp, key: string, n: number) => {
+  const out: Array<Response> = []
+  for (let i = 0; i < n; i++) out.push(await app.request("/data?stream=limited", {}, key))
+  return out
+}
+
+const describeLimits = (name: string, cache: () => Layer.Layer<Cache>, enabled: () => boolean) =>
+  describe(name, () => {
+    let app: TestApp
+    beforeAll(() => {
+      if (enabled()) app = makeTestApp(memoryDb, {}, cache())
+    })
+    afterAll(() => app?.dispose())
+
+    it("answers 429 past the burst, with Retry-After and RateLimit headers, then resumes", async (ctx) => {
+      if (!enabled()) return ctx.skip()
+      const key = await app.createKey({ rateLimit: { rps: 2, burst: 3 } })
+      const [a, b, c, d] = await burst(app, key, 4)
+      expect([a, b, c].map((r) => r.status)).toEqual([200, 200, 200])
+      expect(a.headers.get("ratelimit-policy")).toBe(`"per-key";q=3;w=2`)
+      expect(a.headers.get("ratelimit")).toMatch(/^"per-key";r=2;t=\d+$/)
+      expect(c.headers.get("ratelimit")).toMatch(/^"per-key";r=0;t=\d+$/)
+      expect(d.status).toBe(429)
+      expect(d.headers.get("content-type")).toContain("application/problem+json")
+      expect(((await d.json()) as { type: string }).type).toBe("/problems/rate-limited")
+      expect(Number(d.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
+      expect(d.headers.get("ratelimit")).toMatch(/^"per-key";r=0;t=\d+$/)
+      expect(d.headers.get("ratelimit-policy")).toBe(`"per-key";q=3;w=2`)
+
+      await sleep(Number(d.headers.get("retry-after")) * 1000)
+      expect((await app.request("/data?stream=limited", {}, key)).status).toBe(200)
+    }, 30_000)
+
+    it("limits each key on its own", async (ctx) => {
+      if (!enabled()) return ctx.skip()
+      const first = await app.createKey({ rateLimit: { rps: 1, burst: 1 } })
+      const second = await app.createKey({ rateLimit: { rps: 1, burst: 1 } })
+      expect((await burst(app, first, 2)).map((r) => r.status)).toEqual([200, 429])
+      expect((await burst(app, second, 1)).map((r) => r.status)).toEqual([200])
+    })
+
+    it("applies RATE_LIMIT_RPS / RATE_LIMIT_BURST to keys without their own limits", async (ctx) => {
+      if (!enabled()) return ctx.skip()
+      const limited = makeTestApp(memoryDb, { rateLimitRps: 1, rateLimitBurst: 2 }, cache())
+      try {
+        const key = await limited.createKey()
+        const statuses = (await burst(limited, key, 3)).map((r) => r.status)
+        expect(statuses).toEqual([200, 200, 429])
+      } finally {
+        await limited.dispose()
+      }
+    })
+  })
+
+let redisUp = false
+beforeAll(async () => {
+  redisUp = await redisAvailable()
+})
+
+describeLimits("rate limits in memory", () => Cache.layerMemory(), () => true)
+describeLimits(
+  "rate limits in Redis",
+  () => Cache.layerRedis({ url: Redacted.make(REDIS_URL), prefix: `strata-test-${randomBytes(4).toString("hex")}:` }),
+  () => redisUp
+)
+
+describe("rate limits when Redis dies", () => {
+  it("fall back to the in-process bucket: still enforced, never a 5xx", async (ctx) => {
+    if (!redisUp) return ctx.skip()
+    const redis = await startRedisServer()
+    const app = makeTestApp(memoryDb, {}, Cache.layerRedis({ url: Redacted.make(redis.url), prefix: "rl:" }))
+    try {
+      const key = await app.createKey({ rateLimit: { rps: 0.5, burst: 2 } })
+      expect((await burst(app, key, 1)).map((r) => r.status)).toEqual([200])
+      redis.kill()
+      await sleep(100)
+      const statuses = (await burst(app, key, 4)).map((r) => r.status)
+      expect(statuses.filter((s) => s >= 500)).toEqual([])
+      expect(statuses.slice(0, 2)).toEqual([200, 200])
+      expect(statuses.slice(2)).toEqual([429, 429])
+      const metrics = await (await app.request("/metrics", {}, null)).text()
+      expect(metrics).toMatch(/strata_rate_limit_decisions_total\{[^}]*where="local"[^}]*\} [1-9]/)
+    } finally {
+      redis.kill()
+      await app.dispose()
+    }
+  }, 30_000)
+})
