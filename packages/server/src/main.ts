@@ -6,6 +6,7 @@ import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Cause, Duration, Effect, Exit, Layer, Ref, Runtime } from "effect"
 import { HttpRouter } from "effect/http"
 import { createServer } from "node:http"
+import { ensureDevelopmentKey } from "./auth/DevelopmentKey.ts"
 import { Cache } from "./cache/Cache.ts"
 import { AppConfig, describeDatabase } from "./config/AppConfig.ts"
 import { DatabaseLive } from "./db/Database.ts"
@@ -22,6 +23,7 @@ const Services = withServices(StorageLive, Cache.layerFromConfig, EventBus.layer
 const Server = Layer.unwrap(Effect.gen(function*() {
   const config = yield* AppConfig
   yield* Effect.logInfo("Starting Strata", { database: describeDatabase(config.databaseUrl), port: config.port })
+  yield* ensureDevelopmentKey
   // The services are built before the server listens, so an early request is
   // answered rather than left hanging (EFFECT4.md, startup race).
   return HttpRouter.serve(AppRoutes, { disableLogger: !config.accessLog }).pipe(
