@@ -29,7 +29,7 @@
  * the servers unchanged.
  */
 import autocannon from "autocannon"
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { once } from "node:events"
 import { createServer } from "node:net"
@@ -294,6 +294,33 @@ const startServer = (
   })
 }
 
+/** The bench's API key: tenant `default` (the one `pnpm bench:seed` fills), no practical rate limit. */
+let auth: Record<string, string> = {}
+
+const cli = (databaseUrl: string, args: ReadonlyArray<string>) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, ["packages/server/src/cli/main.ts", ...args], {
+      cwd: new URL("..", import.meta.url),
+      env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: "Warn" }
+    }, (error, stdout, stderr) => resolve({ code: error === null ? 0 : 1, stdout, stderr }))
+  })
+
+const makeBenchKey = async (databaseUrl: string): Promise<void> => {
+  await cli(databaseUrl, ["tenants", "create", "default"]) // fails harmlessly when it exists
+  const made = await cli(databaseUrl, [
+    "keys",
+    "create",
+    "--tenant",
+    "default",
+    "--rate-limit-rps",
+    "1000000000",
+    "--rate-limit-burst",
+    "1000000000"
+  ])
+  if (made.code !== 0) throw new Error(`pnpm strata keys create failed: ${made.stderr}`)
+  auth = { authorization: `Bearer ${made.stdout.trim()}` }
+}
+
 const waitReady = async (base: string, server: ChildProcess): Promise<void> => {
   const deadline = Date.now() + READY_TIMEOUT_MS
   while (Date.now() < deadline) {
@@ -335,7 +362,7 @@ const precreate = async (base: string): Promise<Array<string>> => {
     const records = Array.from({ length: BATCH }, () => newRecord(new Date(now - Math.random() * 365 * 86_400_000)))
     const res = await fetch(`${base}/data/batch`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { ...auth, "content-type": "application/json" },
       body: JSON.stringify({ records }),
       signal: AbortSignal.timeout(30_000)
     })
@@ -383,7 +410,7 @@ const readAll = async (base: string, ids: ReadonlyArray<string>): Promise<Hits> 
   await Promise.all(Array.from({ length: lanes }, async () => {
     while (next < ids.length) {
       const id = ids[next++]
-      const res = await fetch(`${base}/data/${id}`, { signal: AbortSignal.timeout(10_000) })
+      const res = await fetch(`${base}/data/${id}`, { headers: auth, signal: AbortSignal.timeout(10_000) })
       await res.arrayBuffer()
       if (res.status !== 200) throw new Error(`GET /data/${id} answered ${res.status}`)
       if (res.headers.get("cache-status") === CACHE_HIT) hits++
@@ -397,7 +424,7 @@ const scenarios = (
   cachedIds: ReadonlyArray<string>,
   spreadIds: ReadonlyArray<string>
 ): Array<Scenario> => {
-  const json = { "content-type": "application/json" }
+  const json = { ...auth, "content-type": "application/json" }
   // Bodies are made up front so the load generator spends its CPU on sending, not on JSON.stringify.
   const singles = Array.from({ length: 1_000 }, () => JSON.stringify(newRecord()))
   const batches = Array.from(
@@ -483,7 +510,7 @@ const measure = async (base: string, scenario: Scenario, connections: number, du
     : scenario.request
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon(
-      { url: base, connections, duration, requests: [request] },
+      { url: base, connections, duration, headers: auth, requests: [request] },
       (err, res) => err ? reject(err) : resolve(res)
     )
     instance.on("response", (_client, status, _bytes, ms) => {
@@ -588,6 +615,7 @@ const main = async () => {
     const server = startServer(databaseUrl, port, cache.env)
     servers.push(server)
     await waitReady(base, server)
+    await makeBenchKey(databaseUrl)
 
     // The second server starts once the first has migrated the database.
     let uncachedBase = ""
