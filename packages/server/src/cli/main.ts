@@ -132,7 +132,7 @@ const keysList = Command.make("list", { tenant: Flag.String("tenant") }, ({ tena
   Effect.gen(function*() {
     const keys = yield* ApiKeys
     const rows = [
-      ["ID", "SCOPES", "CREATED", "EXPIRES", "REVOKED", "LAST USED", "RATE LIMIT"],
+      ["id", "scopes", "created", "expires", "revoked", "last used", "rate limit"],
       ...(yield* keys.listKeys(tenant)).map(row)
     ]
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)))
