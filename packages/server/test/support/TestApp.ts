@@ -14,6 +14,7 @@ import type { IdempotencyStore } from "../../src/db/IdempotencyStore.ts"
 import { runMigrations } from "../../src/db/Migrations.ts"
 import { type EventBus, MemoryEventBus } from "../../src/events/EventBus.ts"
 import { AppRoutes, StorageLive, StorageMemory, withServices } from "../../src/http/App.ts"
+import { TracingLive } from "../../src/observability/Tracing.ts"
 
 export interface TestApp {
   readonly request: (path: string, init?: RequestInit) => Promise<Response>
@@ -46,11 +47,15 @@ export const makeTestApp = (
   cache: Layer.Layer<Cache> = Cache.layerMemory(),
   bus?: Layer.Layer<EventBus>
 ): TestApp => {
+  // As in main: tracing (off unless the settings name an OTLP endpoint) under
+  // everything, and in the handler's context too, where request spans are made.
+  const observability = TracingLive.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
   const services = withServices(db, cache, bus ?? MemoryEventBus.layer).pipe(
-    Layer.provideMerge(AppConfig.layerWith(settings)),
+    Layer.provideMerge(observability),
     Layer.provideMerge(HttpServer.layerServices)
   )
-  const { dispose, handler } = HttpRouter.toWebHandler(AppRoutes.pipe(Layer.provide(services)) as any, {
+  const app = AppRoutes.pipe(Layer.provide(services), Layer.provideMerge(observability))
+  const { dispose, handler } = HttpRouter.toWebHandler(app as any, {
     disableLogger: true
   })
   const request = (path: string, init?: RequestInit) => handler(new Request(`http://strata.test${path}`, init))
