@@ -2,7 +2,7 @@
  * Traces (SPEC §7): OpenTelemetry spans over OTLP/HTTP when
  * OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set,
  * through Effect's own OTLP exporter (no OpenTelemetry SDK). Without an
- * endpoint, tracing is switched off altogether: every span is a shared no-op,
+ * endpoint, tracing is switched off altogether: every span is a no-op placeholder,
  * nothing is recorded or exported.
  */
 import { Context, Effect, Layer, Option, Redacted, References, Tracer } from "effect"
