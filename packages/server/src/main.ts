@@ -14,9 +14,13 @@ import { EventBus } from "./events/EventBus.ts"
 import { AppRoutes, StorageLive, withServices } from "./http/App.ts"
 import { Lifecycle } from "./http/HealthHandlers.ts"
 import { LoggingLive } from "./observability/Logging.ts"
+import { TracingLive } from "./observability/Tracing.ts"
 
+// Tracing sits under everything, so the server, the services and their
+// background fibers all use its tracer (or run untraced).
 const Services = withServices(StorageLive, Cache.layerFromConfig, EventBus.layerFromConfig).pipe(
   Layer.provideMerge(DatabaseLive),
+  Layer.provideMerge(TracingLive),
   Layer.provideMerge(AppConfig.layer)
 )
 
@@ -26,7 +30,8 @@ const Server = Layer.unwrap(Effect.gen(function*() {
   yield* ensureDevelopmentKey
   // The services are built before the server listens, so an early request is
   // answered rather than left hanging (EFFECT4.md, startup race).
-  return HttpRouter.serve(AppRoutes, { disableLogger: !config.accessLog }).pipe(
+  // The access log is ours (ACCESS_LOG, in the JSON format), not the platform's.
+  return HttpRouter.serve(AppRoutes, { disableLogger: true }).pipe(
     Layer.provide(NodeHttpServer.layer(createServer, {
       port: config.port,
       host: config.host,

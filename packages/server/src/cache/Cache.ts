@@ -2,12 +2,25 @@
  * A string key-value cache with TTLs (SPEC §3): Redis through ioredis
  * (`REDIS_URL`, or a Redis Cluster through `REDIS_CLUSTER_NODES`), or a bounded
  * in-process map when neither is set. Every call can fail with `CacheError`;
- * callers treat the cache as optional.
+ * callers treat the cache as optional. Redis calls are spans and are measured.
  */
-import { Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Cause, Context, Duration, Effect, Layer, Metric, Option, Redacted, Schema } from "effect"
 import { Cluster, Redis } from "ioredis"
 import { AppConfig } from "../config/AppConfig.ts"
 import { type BucketDecision, type BucketLimit, decide, LocalBuckets, TAKE_TOKEN_LUA } from "./TokenBucket.ts"
+
+/** Buckets for calls that give up after CACHE_TIMEOUT (50 ms by default). */
+const CACHE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5]
+
+export const cacheCallDuration = Metric.histogram("strata_cache_call_duration_seconds", {
+  description: "Duration of Redis calls by operation and outcome (ok, error, timeout)",
+  boundaries: CACHE_BUCKETS
+})
+
+export const cacheCallErrors = Metric.counter("strata_cache_call_errors_total", {
+  description: "Failed Redis calls by operation and reason (error, or timeout: cut off by CACHE_TIMEOUT)",
+  incremental: true
+})
 
 export class CacheError extends Schema.TaggedError<CacheError>()("CacheError", {
   message: Schema.String,
@@ -61,11 +74,34 @@ export class Cache extends Context.Service<Cache, {
             strataTakeToken: (key: string, rps: number, burst: number) => Promise<[number, string]>
           }).strataTakeToken(key, limit.rps, limit.burst)
         yield* Effect.promise(() => client.connect().catch(() => undefined))
-        const call = <A>(name: string, f: () => Promise<A>) =>
-          Effect.tryPromise({
-            try: f,
-            catch: (cause) => new CacheError({ message: `redis ${name} failed`, cause })
-          }).pipe(Effect.withSpan(`Cache.${name}`))
+        const call = <A>(operation: string, f: () => Promise<A>) =>
+          Effect.suspend(() => {
+            const start = performance.now()
+            return Effect.tryPromise({
+              try: f,
+              catch: (cause) => new CacheError({ message: `redis ${operation} failed`, cause })
+            }).pipe(
+              Effect.onExit((exit) => {
+                const outcome = exit._tag === "Success"
+                  ? "ok"
+                  : Cause.hasInterruptsOnly(exit.cause)
+                  ? "timeout"
+                  : "error"
+                const seconds = (performance.now() - start) / 1000
+                return Effect.andThen(
+                  Metric.update(Metric.withAttributes(cacheCallDuration, { operation, outcome }), seconds),
+                  outcome === "ok"
+                    ? Effect.void
+                    : Metric.update(Metric.withAttributes(cacheCallErrors, { operation, reason: outcome }), 1)
+                )
+              })
+            )
+          }).pipe(
+            Effect.withSpan(`Cache.${operation}`, {
+              kind: "client",
+              attributes: { "db.system.name": "redis", "db.operation.name": operation }
+            })
+          )
         return Cache.of({
           kind: options.clusterNodes !== undefined && options.clusterNodes.length > 0 ? "redis-cluster" : "redis",
           get: (key) => Effect.map(call("get", () => client.get(key)), Option.fromNullishOr),

@@ -8,6 +8,16 @@ import { bytes, duration, intBetween, parseDuration } from "./Units.ts"
 export const PartitionInterval = ["day", "week", "month"] as const
 export type PartitionInterval = (typeof PartitionInterval)[number]
 
+/** The samplers of the OpenTelemetry spec that Strata supports: the parent-based ones. */
+export const TracesSampler = ["parentbased_traceidratio", "parentbased_always_on", "parentbased_always_off"] as const
+
+/** An absolute http(s) URL, such as an OTLP endpoint. */
+const httpUrl = (name: string) =>
+  Config.schema(
+    Schema.String.check(Schema.isPattern(/^https?:\/\/[^\s/]+/, { message: "expected an http(s) URL" })),
+    name
+  )
+
 const settings = Config.all({
   host: Config.String("HOST").pipe(Config.withDefault("0.0.0.0")),
   port: Config.Port("PORT").pipe(Config.withDefault(8080)),
@@ -74,7 +84,24 @@ const settings = Config.all({
   ).pipe(Config.withDefault(1000)),
   rateLimitBurst: intBetween("RATE_LIMIT_BURST", 1, 1_000_000).pipe(Config.withDefault(2000)),
   authCacheTtl: duration("AUTH_CACHE_TTL").pipe(Config.withDefault(Duration.seconds(30))),
-  accessLog: Config.Boolean("ACCESS_LOG").pipe(Config.withDefault(false))
+  accessLog: Config.Boolean("ACCESS_LOG").pipe(Config.withDefault(true)),
+  // Tracing (standard OpenTelemetry names): off unless an OTLP endpoint is set.
+  otlpEndpoint: Config.option(httpUrl("OTEL_EXPORTER_OTLP_ENDPOINT")),
+  otlpTracesEndpoint: Config.option(httpUrl("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
+  otlpHeaders: Config.Redacted("OTEL_EXPORTER_OTLP_HEADERS").pipe(Config.withDefault(Redacted.make(""))),
+  otlpProtocol: Config.Literals(["http/protobuf", "http/json"], "OTEL_EXPORTER_OTLP_PROTOCOL").pipe(
+    Config.withDefault("http/protobuf")
+  ),
+  serviceName: Config.String("OTEL_SERVICE_NAME").pipe(Config.withDefault("strata")),
+  tracesSampler: Config.Literals(TracesSampler, "OTEL_TRACES_SAMPLER").pipe(
+    Config.withDefault("parentbased_traceidratio")
+  ),
+  tracesSamplerArg: Config.schema(
+    Schema.NumberFromString.check(
+      Schema.isBetween({ minimum: 0, maximum: 1 }, { message: "expected a ratio from 0 to 1, such as 0.01" })
+    ),
+    "OTEL_TRACES_SAMPLER_ARG"
+  ).pipe(Config.withDefault(0.01))
 })
 
 export type Settings = Config.Success<typeof settings>

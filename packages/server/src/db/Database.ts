@@ -10,6 +10,7 @@ import { Effect, Layer, Option, Redacted } from "effect"
 import type { SqlClient } from "effect/sql"
 import { mkdirSync } from "node:fs"
 import { AppConfig } from "../config/AppConfig.ts"
+import { applicationName, PoolMetricsLive } from "../observability/DbMetrics.ts"
 import { runMigrations } from "./Migrations.ts"
 
 /** Opens PGlite in `dataDir` and serves it on a loopback port; answers its URL. */
@@ -31,9 +32,9 @@ export const startEmbedded = (dataDir: string) =>
       })
   )
 
-/** A pool on `url` with the configured size. */
+/** A pool on `url` with the configured size, its usage sampled as metrics. */
 const pool = (url: Redacted.Redacted, maxConnections: number) =>
-  PgClient.layer({ url, maxConnections, applicationName: "strata" })
+  PoolMetricsLive(maxConnections).pipe(Layer.provideMerge(PgClient.layer({ url, maxConnections, applicationName })))
 
 /** PgClient and SqlClient for the configured database, migrated when MIGRATE_ON_START is on. */
 export const DatabaseLive: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown, AppConfig> = Layer.unwrap(

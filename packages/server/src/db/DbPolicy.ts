@@ -8,12 +8,14 @@
  * - a circuit breaker (DB_BREAKER_FAILURES transient failures in a row open it):
  *   while open, calls fail at once with a transient DbError (a fast 503), and
  *   after a cool-down of 1 s, doubling up to 30 s, one call probes the database.
+ * Each call is also a span named after it and is measured (DbMetrics).
  */
-import { Cause, Context, Duration, Effect, type Exit, Layer, Result, Schedule } from "effect"
+import { Cause, Context, Duration, Effect, type Exit, Layer, Metric, Option, Result, Schedule } from "effect"
 import { CircuitBreaker } from "effect/persistence"
 import type { SqlError } from "effect/sql"
 import { AppConfig } from "../config/AppConfig.ts"
 import { trackBreaker } from "../observability/BreakerMetrics.ts"
+import { dbCallDuration, dbCallErrors, makePoolTracker } from "../observability/DbMetrics.ts"
 import { DbError, fromSqlError } from "./DbError.ts"
 
 /** `idempotent` calls (reads, upserts, DDL with IF [NOT] EXISTS) may be retried after any transient failure. */
@@ -57,6 +59,27 @@ export class DbPolicy extends Context.Service<DbPolicy, {
           Effect.catchTag("SqlError", (e) => Effect.fail(fromSqlError(e)))
         )
 
+      const trackPool = makePoolTracker(Option.isSome(config.databaseUrl) ? config.databasePoolMax : 1)
+      const countError = (operation: string, reason: "transient" | "permanent" | "circuit_open") =>
+        Metric.update(Metric.withAttributes(dbCallErrors, { operation, reason }), 1)
+      /** Duration by outcome and errors by reason; an interrupted call (its request went away) is neither. */
+      const measured = <A>(operation: string, effect: Effect.Effect<A, DbError | CircuitBreaker.CircuitBreakerError>) =>
+        Effect.suspend(() => {
+          const start = performance.now()
+          return Effect.onExit(effect, (exit) => {
+            const error = exit._tag === "Failure" ? Result.getOrUndefined(Cause.findError(exit.cause)) : undefined
+            if (exit._tag === "Failure" && error?._tag !== "DbError") return Effect.void
+            const seconds = (performance.now() - start) / 1000
+            const outcome = error === undefined ? "ok" : "error"
+            return Effect.andThen(
+              Metric.update(Metric.withAttributes(dbCallDuration, { operation, outcome }), seconds),
+              error?._tag === "DbError"
+                ? countError(operation, error.transient ? "transient" : "permanent")
+                : Effect.void
+            )
+          })
+        })
+
       const retryable = (kind: CallKind) => (error: DbError) =>
         error.transient &&
         (kind === "idempotent" ||
@@ -64,19 +87,26 @@ export class DbPolicy extends Context.Service<DbPolicy, {
 
       return DbPolicy.of({
         run: <A>(name: string, kind: CallKind, effect: Effect.Effect<A, SqlError.SqlError>) =>
-          breaker.execute(
-            attempt(name, effect).pipe(Effect.retry({ schedule: backoff, while: retryable(kind) })),
-            {
-              key: "database",
-              // Only an unavailable database trips the breaker, never a bad statement.
-              classify: (exit: Exit.Exit<A, DbError>) =>
-                exit._tag === "Failure" && Result.getOrUndefined(Cause.findError(exit.cause))?.transient === true
-                  ? CircuitBreaker.failure()
-                  : CircuitBreaker.success
-            }
+          measured(
+            name,
+            breaker.execute(
+              attempt(name, effect).pipe(Effect.retry({ schedule: backoff, while: retryable(kind) })),
+              {
+                key: "database",
+                // Only an unavailable database trips the breaker, never a bad statement.
+                classify: (exit: Exit.Exit<A, DbError>) =>
+                  exit._tag === "Failure" && Result.getOrUndefined(Cause.findError(exit.cause))?.transient === true
+                    ? CircuitBreaker.failure()
+                    : CircuitBreaker.success
+              }
+            )
           ).pipe(
             Effect.catchTag("CircuitBreakerError", () =>
-              Effect.fail(new DbError({ transient: true, message: "database circuit breaker is open" }))),
+              Effect.andThen(
+                countError(name, "circuit_open"),
+                Effect.fail(new DbError({ transient: true, message: "database circuit breaker is open" }))
+              )),
+            trackPool,
             Effect.withSpan(name)
           )
       })

@@ -81,7 +81,7 @@ export class EventBus extends Context.Service<EventBus, {
           events.length === 0 ? Effect.void : Effect.tryPromise({
             try: () => producer.send({ messages: events.map((e) => toKafkaMessage(config.kafkaTopic, e)) }),
             catch: (cause) => new EventBusError({ message: "Kafka did not acknowledge the batch", cause })
-          }).pipe(Effect.asVoid, Effect.withSpan("EventBus.publish", { attributes: { count: events.length } }))
+          }).pipe(Effect.asVoid) // traced and measured by the relay, for any bus
       })
     })
   )

@@ -1,7 +1,8 @@
 /**
  * The HTTP application and the services behind it. `AppRoutes`: the contract's
  * routes with their handlers, the OpenAPI document, its reading page and
- * `/metrics`, wrapped in admission control, request ids and request metrics.
+ * `/metrics`, wrapped in admission control, request ids, the access log,
+ * request metrics and the caller's trace context.
  * `withServices` assembles the services around stores, a cache and an event bus:
  * main passes the real ones, tests in-memory ones or any mix.
  */
@@ -22,7 +23,10 @@ import { IdempotencyStore } from "../db/IdempotencyStore.ts"
 import { MaintenanceLive } from "../db/Maintenance.ts"
 import { EventBus, MemoryEventBus } from "../events/EventBus.ts"
 import { OutboxRelayLive } from "../events/OutboxRelay.ts"
+import { withAccessLog } from "../observability/AccessLog.ts"
 import { withHttpMetrics } from "../observability/HttpMetrics.ts"
+import { RuntimeMetricsLive } from "../observability/RuntimeMetrics.ts"
+import { withTraceContext } from "../observability/Tracing.ts"
 import { Cursors } from "../records/Cursor.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
 import { makeAdmission } from "./Admission.ts"
@@ -50,12 +54,14 @@ export const AppRoutes = Layer.mergeAll(
   ApiRoutes,
   HttpApiScalar.layer(Api, { path: "/docs" }),
   PrometheusMetrics.layerHttp({ path: "/metrics" }),
-  // Metrics outside the request id, so they see the final status, including
-  // the problems rendered for unknown routes and defects.
+  // Metrics and the access log outside the request id, so they see the final
+  // status, including the problems rendered for unknown routes and defects.
   HttpRouter.middleware(
     Effect.gen(function*() {
-      const admit = makeAdmission(yield* AppConfig)
-      return (app) => withHttpMetrics(withRequestId(admit(app)))
+      const config = yield* AppConfig
+      const admit = makeAdmission(config)
+      const log = config.accessLog ? withAccessLog : <A>(app: A) => app
+      return (app) => withTraceContext(withHttpMetrics(log(withRequestId(admit(app)))))
     }),
     { global: true }
   )
@@ -85,6 +91,7 @@ export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = neve
     RecordCache.layer,
     MaintenanceLive,
     OutboxRelayLive,
+    RuntimeMetricsLive,
     Lifecycle.layer,
     Cursors.layer,
     RateLimiter.layer

@@ -15,13 +15,14 @@ import {
   Unavailable
 } from "@strata/domain"
 import { Array as Arr, Effect, Option, Result, Schema } from "effect"
-import { type HttpServerRequest, HttpServerResponse, HttpTraceContext } from "effect/http"
+import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { RecordCache } from "../cache/RecordCache.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { Db } from "../db/Db.ts"
 import type { DbError } from "../db/DbError.ts"
 import { IdempotencyStore } from "../db/IdempotencyStore.ts"
+import { currentTraceparent } from "../observability/Tracing.ts"
 import { Cursors } from "../records/Cursor.ts"
 import { prepareRecord } from "../records/Prepare.ts"
 import { recordIdTime } from "../records/RecordId.ts"
@@ -38,19 +39,6 @@ const unavailableOnTransient = (error: DbError): Effect.Effect<never, Unavailabl
       Effect.fail(new Unavailable({ detail: "The database is unavailable; retry shortly." }))
     )
     : Effect.die(error)
-
-/**
- * The W3C trace context of a request: its server span when tracing is on, else
- * the context the client sent (without an exporter, Effect makes no spans).
- */
-const traceparentOf = (request: HttpServerRequest.HttpServerRequest) =>
-  Effect.map(Effect.option(Effect.currentParentSpan), (current) => {
-    const span = Option.orElse(current, () => HttpTraceContext.fromHeaders(request.headers))
-    return Option.match(span, {
-      onNone: () => null,
-      onSome: (s) => `00-${s.traceId.padStart(32, "0")}-${s.spanId}-${s.sampled ? "01" : "00"}`
-    })
-  })
 
 /** Records never change, so the id is a strong validator. */
 const etagOf = (record: StoredRecord) => `"${record.id}"`
@@ -118,7 +106,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
             headers["idempotency-key"],
             Effect.gen(function*() {
               const input = yield* decodeRecord(body)
-              const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes, yield* traceparentOf(request))
+              const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes, yield* currentTraceparent)
               if (Result.isFailure(row)) return yield* validationFailed([row.failure])
               const [stored] = yield* writer.write([row.success])
               yield* recordCache.remember(tenant, [stored])
@@ -135,7 +123,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
             tenant,
             request,
             headers["idempotency-key"],
-            storeBatch(tenant, body, yield* traceparentOf(request))
+            storeBatch(tenant, body, yield* currentTraceparent)
           )
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
       .handle("get", ({ params, headers }) =>

@@ -6,7 +6,7 @@
  * fail the others coalesced with it, which are then written again without it.
  */
 import type { StoredRecord } from "@strata/domain"
-import { Array as Arr, Context, Effect, Exit, Layer, Metric, Request, RequestResolver } from "effect"
+import { Array as Arr, Context, Effect, Exit, Layer, Metric, Request, RequestResolver, Tracer } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import { Db, type RecordToStore } from "../db/Db.ts"
 import type { DbError } from "../db/DbError.ts"
@@ -22,6 +22,16 @@ export const writeBatchSize = Metric.histogram("strata_write_batch_records", {
   description: "Records written per group-commit transaction",
   boundaries: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
 })
+
+/** The sampled request spans a shared commit serves, as links (a trace viewer leads from each to the commit). */
+const linksOf = (entries: ReadonlyArray<Request.Entry<WriteUnit>>): Array<Tracer.SpanLink> => {
+  const links: Array<Tracer.SpanLink> = []
+  for (const entry of entries) {
+    const span = Context.getOrUndefined(entry.context as Context.Context<never>, Tracer.ParentSpan)
+    if (span !== undefined && span.sampled && links.length < 128) links.push({ span, attributes: {} })
+  }
+  return links
+}
 
 /** Splits units into groups of at most `max` records; a larger unit stays whole. */
 const chunkByRecords = <A extends { readonly request: WriteUnit }>(units: ReadonlyArray<A>, max: number) => {
@@ -91,7 +101,7 @@ export class RecordWriter extends Context.Service<RecordWriter, {
           // The batch runs in the first caller's fiber: each record carries its
           // own tenant, and the caller's request id does not label the shared write.
           Effect.provideService(RequestId, "group-commit"),
-          Effect.withSpan("RecordWriter.groupCommit", { root: true })
+          Effect.withSpan("RecordWriter.groupCommit", { root: true, links: linksOf(entries) })
         )
       ).pipe(
         RequestResolver.setDelay(config.writeBatchWindow),

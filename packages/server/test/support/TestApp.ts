@@ -16,6 +16,7 @@ import { startEmbedded } from "../../src/db/Database.ts"
 import { runMigrations } from "../../src/db/Migrations.ts"
 import { type EventBus, MemoryEventBus } from "../../src/events/EventBus.ts"
 import { AppRoutes, type Storage, StorageLive, StorageMemory, withServices } from "../../src/http/App.ts"
+import { TracingLive } from "../../src/observability/Tracing.ts"
 
 export interface KeyOptions {
   readonly tenant?: string
@@ -60,14 +61,18 @@ export const makeTestApp = (
   cache: Layer.Layer<Cache> = Cache.layerMemory(),
   bus?: Layer.Layer<EventBus>
 ): TestApp => {
+  // As in main: tracing (off unless the settings name an OTLP endpoint) under
+  // everything, and in the handler's context too, where request spans are made.
+  const observability = TracingLive.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
   const services = withServices(db, cache, bus ?? MemoryEventBus.layer).pipe(
-    Layer.provideMerge(AppConfig.layerWith(settings)),
+    Layer.provideMerge(observability),
     Layer.provideMerge(HttpServer.layerServices)
   )
   // One memo map: the runtime (for createKey/run) and the handler share one set of services.
   const memoMap = Layer.makeMemoMapUnsafe()
   const runtime = ManagedRuntime.make(services, { memoMap })
-  const { dispose, handler } = HttpRouter.toWebHandler(AppRoutes.pipe(Layer.provide(services)) as any, {
+  const app = AppRoutes.pipe(Layer.provide(services), Layer.provideMerge(observability))
+  const { dispose, handler } = HttpRouter.toWebHandler(app as any, {
     disableLogger: true,
     memoMap
   })

@@ -1,0 +1,163 @@
+/**
+ * Traces (SPEC §7) from the whole app on the real PostgreSQL, exported over
+ * OTLP/HTTP to a receiver in the test: the span tree of a request, the caller's
+ * `traceparent` as parent, the trace context in the event, and parent-based
+ * ratio sampling.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Layer, ManagedRuntime, Option } from "effect"
+import { AppConfig, type Settings } from "../src/config/AppConfig.ts"
+import { type EventBus, MemoryEventBus } from "../src/events/EventBus.ts"
+import { type ReceivedSpan, startOtlpReceiver } from "./support/OtlpReceiver.ts"
+import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
+import { makeTestApp, pgDb, type TestApp } from "./support/TestApp.ts"
+
+const available = await postgresAvailable()
+const suite = available ? describe : describe.skip
+
+const eventually = async (check: () => boolean, attempts = 200) => {
+  for (let i = 0; i < attempts && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 25))
+  if (!check()) throw new Error("condition not reached")
+}
+
+const CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+const CALLER_SPAN = "00f067aa0ba902b7"
+
+suite("tracing over OTLP/HTTP", () => {
+  let db: Awaited<ReturnType<typeof freshDatabase>>
+  let receiver: Awaited<ReturnType<typeof startOtlpReceiver>>
+  beforeAll(async () => {
+    db = await freshDatabase()
+    receiver = await startOtlpReceiver()
+  })
+  afterAll(async () => {
+    await receiver?.close()
+    await db?.drop()
+  })
+
+  /**
+   * Runs `f` against an app that exports to the receiver, waits for the event
+   * of `stream` if given, then disposes of the app (which flushes the
+   * exporter) and answers the spans it exported and the events it published.
+   */
+  const traced = async (settings: Partial<Settings>, f: (app: TestApp) => Promise<void>, stream?: string) => {
+    const runtime = ManagedRuntime.make(MemoryEventBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
+    const busContext = await runtime.runPromise(Effect.context<MemoryEventBus | EventBus>())
+    const bus = await runtime.runPromise(MemoryEventBus.use(Effect.succeed))
+    const app = makeTestApp(
+      pgDb(db.url),
+      {
+        otlpEndpoint: Option.some(receiver.url),
+        otlpProtocol: "http/json",
+        serviceName: "strata-test",
+        outboxPollInterval: Duration.millis(10),
+        ...settings
+      },
+      undefined,
+      Layer.succeedContext(busContext)
+    )
+    receiver.spans.length = 0
+    try {
+      await f(app)
+      if (stream !== undefined) await eventually(() => bus.published.some((e) => e.headers["strata-stream"] === stream))
+    } finally {
+      await app.dispose()
+      await runtime.dispose()
+    }
+    return { spans: [...receiver.spans], events: bus.published }
+  }
+
+  const byName = (spans: ReadonlyArray<ReceivedSpan>, name: string) => spans.filter((s) => s.name === name)
+
+  it("exports a server span per request, parent of the database call, parent of its SQL statement", async () => {
+    const { spans } = await traced({ tracesSampler: "parentbased_always_on" }, async (app) => {
+      expect((await app.request("/data?stream=orders&limit=5")).status).toBe(200)
+    })
+    const [server] = byName(spans, "GET /data")
+    expect(server).toBeDefined()
+    expect(server.kind).toBe(2)
+    expect(server.parentSpanId).toBeUndefined()
+    expect(server.serviceName).toBe("strata-test")
+    expect(server.attributes).toMatchObject({
+      "http.request.method": "GET",
+      "http.route": "/data",
+      "http.response.status_code": 200
+    })
+    const [list] = byName(spans, "Db.list")
+    expect(list).toMatchObject({ traceId: server.traceId, parentSpanId: server.spanId })
+    const sql = spans.find((s) => s.parentSpanId === list.spanId)
+    expect(sql).toBeDefined()
+    expect(sql!.kind).toBe(3)
+    expect(sql!.traceId).toBe(server.traceId)
+    expect(String(sql!.attributes["db.query.text"])).toMatch(/^SELECT .* FROM records/)
+    // Statement text only, never the values bound to it.
+    expect(String(sql!.attributes["db.query.text"])).not.toContain("orders")
+  })
+
+  it("continues the caller's trace and carries it into the event, whose publishing links back", async () => {
+    const { events, spans } = await traced({ tracesSampler: "parentbased_always_on" }, async (app) => {
+      const response = await app.json("/data", { stream: "traced", data: { n: 1 } }, {
+        headers: { traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01` }
+      })
+      expect(response.status).toBe(201)
+    }, "traced")
+    const [server] = byName(spans, "POST /data")
+    expect(server).toMatchObject({ traceId: CALLER_TRACE, parentSpanId: CALLER_SPAN, kind: 2 })
+    expect(server.attributes["http.response.status_code"]).toBe(201)
+    const event = events.find((e) => e.headers["strata-stream"] === "traced")
+    expect(event?.headers.traceparent).toBe(`00-${CALLER_TRACE}-${server.spanId}-01`)
+    // The shared commit and the publish are traces of their own, linked to the request.
+    const [commit] = byName(spans, "RecordWriter.groupCommit")
+    expect(commit.links).toContainEqual({ traceId: CALLER_TRACE, spanId: server.spanId })
+    expect(spans.some((s) => s.name === "Db.insert" && s.parentSpanId === commit.spanId)).toBe(true)
+    const publish = byName(spans, "EventBus.publish").find((s) => s.links.some((l) => l.traceId === CALLER_TRACE))
+    expect(publish).toMatchObject({ kind: 4 })
+  })
+
+  it("with ratio 0 exports no trace the service starts, yet follows a caller's sampling decision", async () => {
+    const { events, spans } = await traced(
+      { tracesSampler: "parentbased_traceidratio", tracesSamplerArg: 0 },
+      async (app) => {
+        expect((await app.request("/data?stream=orders")).status).toBe(200)
+        expect(
+          (await app.request("/data?stream=unsampled", {
+            headers: { traceparent: `00-${"1".repeat(32)}-${CALLER_SPAN}-00` }
+          })).status
+        ).toBe(200)
+        expect(
+          (await app.request("/data?stream=sampled", {
+            headers: { traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01` }
+          })).status
+        ).toBe(200)
+        const stored = await app.json("/data", { stream: "unsampled-write", data: {} })
+        expect(stored.status).toBe(201)
+      },
+      "unsampled-write"
+    )
+    // Only the sampled caller's request, with its children, all in the caller's trace.
+    expect(spans.length).toBeGreaterThan(1)
+    expect(new Set(spans.map((s) => s.traceId))).toEqual(new Set([CALLER_TRACE]))
+    const [server] = byName(spans, "GET /data")
+    expect(server.parentSpanId).toBe(CALLER_SPAN)
+    // An unsampled request still hands its trace context on, marked unsampled.
+    const event = events.find((e) => e.headers["strata-stream"] === "unsampled-write")
+    expect(event?.headers.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/)
+  })
+
+  it("with ratio 1 exports every request's trace", async () => {
+    const { spans } = await traced({ tracesSampler: "parentbased_traceidratio", tracesSamplerArg: 1 }, async (app) => {
+      for (let i = 0; i < 5; i++) expect((await app.request(`/data?stream=s${i}`)).status).toBe(200)
+    })
+    const servers = byName(spans, "GET /data")
+    expect(servers).toHaveLength(5)
+    expect(new Set(servers.map((s) => s.traceId)).size).toBe(5)
+  })
+
+  it("leaves probes and scrapes untraced", async () => {
+    const { spans } = await traced({ tracesSampler: "parentbased_always_on" }, async (app) => {
+      expect((await app.request("/health/live")).status).toBe(200)
+      expect((await app.request("/metrics")).status).toBe(200)
+    })
+    expect(spans.filter((s) => s.kind === 2)).toEqual([])
+  })
+})
