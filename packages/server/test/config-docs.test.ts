@@ -3,14 +3,25 @@
  * server reads, and nothing it does not.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
+import { AppConfig } from "../src/config/AppConfig.ts"
+import { effectiveConfig } from "../src/config/Describe.ts"
+import { logSettings } from "../src/observability/Logging.ts"
 
 const root = join(import.meta.dirname, "../../..")
 const sources = (dir: string): Array<string> =>
   readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
     entry.isDirectory() ? sources(join(dir, entry.name)) : entry.name.endsWith(".ts") ? [join(dir, entry.name)] : []
   )
+
+/** The variables in the README's configuration table. */
+const documentedVariables = () => {
+  const readme = readFileSync(join(root, "README.md"), "utf8")
+  const table = readme.slice(readme.indexOf("## Configuration"))
+  return new Set(Array.from(table.matchAll(/^\| `([A-Z][A-Z0-9_]+)` \|/gm), (m) => m[1]))
+}
 
 describe("configuration", () => {
   it("documents every variable the server reads in the README table", () => {
@@ -20,11 +31,19 @@ describe("configuration", () => {
         read.add(match[1])
       }
     }
-    const readme = readFileSync(join(root, "README.md"), "utf8")
-    const table = readme.slice(readme.indexOf("## Configuration"))
-    const documented = new Set(Array.from(table.matchAll(/^\| `([A-Z][A-Z0-9_]+)` \|/gm), (m) => m[1]))
+    const documented = documentedVariables()
     expect(read.size).toBeGreaterThan(10)
     expect([...read].filter((name) => !documented.has(name))).toEqual([])
     expect([...documented].filter((name) => !read.has(name))).toEqual([])
+  })
+
+  it("`pnpm strata config` prints every variable of the table under its documented name", async () => {
+    const settings = await Effect.runPromise(
+      Effect.gen(function*() {
+        return { ...(yield* AppConfig), ...(yield* logSettings) }
+      }).pipe(Effect.provide(AppConfig.layerWith()))
+    )
+    const printed = effectiveConfig(settings).map(([name]) => name).sort()
+    expect(printed).toEqual([...documentedVariables()].sort())
   })
 })

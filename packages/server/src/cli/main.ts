@@ -17,6 +17,7 @@ import { parseDuration } from "../config/Units.ts"
 import { DatabaseLive } from "../db/Database.ts"
 import { DbPolicy } from "../db/DbPolicy.ts"
 import { runMigrations } from "../db/Migrations.ts"
+import { logSettings } from "../observability/Logging.ts"
 
 /** A message for the person at the terminal; the command fails with exit code 1. */
 class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { message: Schema.String }) {}
@@ -151,7 +152,7 @@ const keysRevoke = Command.make("revoke", { id: Argument.String("id") }, ({ id }
 
 const config = Command.make("config", {}, () =>
   Effect.gen(function*() {
-    const settings = yield* AppConfig
+    const settings = { ...(yield* AppConfig), ...(yield* logSettings) }
     for (const [name, value] of effectiveConfig(settings)) yield* Console.log(`${name}=${value}`)
   }).pipe(Effect.provide(AppConfig.layer))).pipe(
     Command.withDescription("Prints the effective configuration, secrets redacted.")

@@ -6,8 +6,19 @@
 import { Duration, Option, Redacted } from "effect"
 import { describeDatabase, type Settings } from "./AppConfig.ts"
 
-/** `databasePoolMax` → `DATABASE_POOL_MAX`: the settings are named after their variables. */
-const envName = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()
+/** The OpenTelemetry settings keep the standard variable names. */
+const STANDARD_NAMES: Record<string, string> = {
+  otlpEndpoint: "OTEL_EXPORTER_OTLP_ENDPOINT",
+  otlpTracesEndpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+  otlpHeaders: "OTEL_EXPORTER_OTLP_HEADERS",
+  otlpProtocol: "OTEL_EXPORTER_OTLP_PROTOCOL",
+  serviceName: "OTEL_SERVICE_NAME",
+  tracesSampler: "OTEL_TRACES_SAMPLER",
+  tracesSamplerArg: "OTEL_TRACES_SAMPLER_ARG"
+}
+
+/** `databasePoolMax` → `DATABASE_POOL_MAX`: the other settings are named after their variables. */
+const envName = (key: string) => STANDARD_NAMES[key] ?? key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()
 
 const show = (value: unknown): string => {
   if (Redacted.isRedacted(value)) return "<redacted>"
@@ -17,7 +28,9 @@ const show = (value: unknown): string => {
   return String(value)
 }
 
-export const effectiveConfig = (settings: Settings): ReadonlyArray<readonly [string, string]> =>
+export const effectiveConfig = (
+  settings: Settings & Record<string, unknown>
+): ReadonlyArray<readonly [string, string]> =>
   Object.entries(settings).map(([key, value]) =>
     [
       envName(key),

@@ -48,9 +48,14 @@ export const jsonLine = Logger.make((options) => {
   return Formatter.formatJson(line)
 })
 
+/** Read here rather than in AppConfig: logging is set up before anything else. */
+export const logSettings = Config.all({
+  logFormat: Config.Literals(["json", "pretty"], "LOG_FORMAT").pipe(Config.withDefault("json")),
+  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info"))
+})
+
 export const LoggingLive = Layer.unwrap(Effect.gen(function*() {
-  const format = yield* Config.Literals(["json", "pretty"], "LOG_FORMAT").pipe(Config.withDefault("json"))
-  const level = yield* Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info"))
+  const { logFormat: format, logLevel: level } = yield* logSettings
   return Layer.mergeAll(
     Logger.layer([format === "json" ? Logger.withConsoleLog(jsonLine) : Logger.consolePretty()]),
     Layer.succeed(References.MinimumLogLevel, level)
