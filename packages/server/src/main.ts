@@ -5,13 +5,13 @@
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Cause, Duration, Effect, Exit, Layer, Ref, Runtime } from "effect"
 import { HttpRouter } from "effect/http"
-import { createServer } from "node:http"
 import { Cache } from "./cache/Cache.ts"
 import { AppConfig, describeDatabase } from "./config/AppConfig.ts"
 import { DatabaseLive } from "./db/Database.ts"
 import { EventBus } from "./events/EventBus.ts"
 import { AppRoutes, StorageLive, withServices } from "./http/App.ts"
 import { Lifecycle } from "./http/HealthHandlers.ts"
+import { makeNodeServer } from "./http/NodeServer.ts"
 import { LoggingLive } from "./observability/Logging.ts"
 
 const Services = withServices(StorageLive, Cache.layerFromConfig, EventBus.layerFromConfig).pipe(
@@ -25,7 +25,7 @@ const Server = Layer.unwrap(Effect.gen(function*() {
   // The services are built before the server listens, so an early request is
   // answered rather than left hanging (EFFECT4.md, startup race).
   return HttpRouter.serve(AppRoutes, { disableLogger: !config.accessLog }).pipe(
-    Layer.provide(NodeHttpServer.layer(createServer, {
+    Layer.provide(NodeHttpServer.layer(() => makeNodeServer(config), {
       port: config.port,
       host: config.host,
       // in-flight requests get this long to finish once the server stops accepting
