@@ -26,6 +26,12 @@ export class ValidationFailed extends HttpApiError.Problem<ValidationFailed>()("
   title: "Invalid request"
 }, { ...requestId, errors: Schema.Array(FieldError) }) {}
 
+export class MalformedRequest extends HttpApiError.Problem<MalformedRequest>()("MalformedRequest", {
+  type: "/problems/malformed-request",
+  status: 400,
+  title: "Malformed HTTP request"
+}, requestId) {}
+
 export class Unauthorized extends HttpApiError.Problem<Unauthorized>()("Unauthorized", {
   type: "/problems/unauthorized",
   status: 401,
@@ -42,6 +48,12 @@ export class NotFound extends HttpApiError.Problem<NotFound>()("NotFound", {
   type: "/problems/not-found",
   status: 404,
   title: "Not found"
+}, requestId) {}
+
+export class RequestTimeout extends HttpApiError.Problem<RequestTimeout>()("RequestTimeout", {
+  type: "/problems/request-timeout",
+  status: 408,
+  title: "The request was not received in time"
 }, requestId) {}
 
 export class IdempotencyKeyInFlight extends HttpApiError.Problem<IdempotencyKeyInFlight>()("IdempotencyKeyInFlight", {
@@ -68,6 +80,12 @@ export class IdempotencyKeyReused extends HttpApiError.Problem<IdempotencyKeyReu
   title: "This Idempotency-Key was used with a different body"
 }, requestId) {}
 
+export class HeadersTooLarge extends HttpApiError.Problem<HeadersTooLarge>()("HeadersTooLarge", {
+  type: "/problems/headers-too-large",
+  status: 431,
+  title: "Request line and headers too large"
+}, requestId) {}
+
 export class RateLimited extends HttpApiError.Problem<RateLimited>()("RateLimited", {
   type: "/problems/rate-limited",
   status: 429,
@@ -86,7 +104,10 @@ export class Unavailable extends HttpApiError.Problem<Unavailable>()("Unavailabl
   title: "Service unavailable"
 }, requestId) {}
 
-/** Problems any route may answer with. */
-export const CommonProblems = [InternalError, Unavailable] as const
+/**
+ * Problems any route may answer with. The first three come from the HTTP
+ * server itself, before routing, for requests it cannot read.
+ */
+export const CommonProblems = [MalformedRequest, RequestTimeout, HeadersTooLarge, InternalError, Unavailable] as const
 /** Problems of a route that reads a JSON body. */
 export const BodyProblems = [InvalidJson, ValidationFailed, PayloadTooLarge, UnsupportedMediaType] as const

@@ -20,9 +20,13 @@ export const RecordKey = Schema.String.check(
   Schema.makeFilter((s) => isCleanString(s) || "must not contain NUL or unpaired surrogates")
 ).annotate({ description: "The entity the record is about; events with one key keep their order." })
 
+/** A parseable instant on a day that exists: `Date.parse` rolls 2026-02-30 over to March 2. */
 const isValidInstant = (s: string): boolean => {
-  const ms = Date.parse(s)
-  return !Number.isNaN(ms)
+  if (Number.isNaN(Date.parse(s))) return false
+  const [year, month, day] = s.slice(0, 10).split("-").map(Number) as [number, number, number]
+  const lastDay = new Date(0)
+  lastDay.setUTCFullYear(year, month, 0) // day 0 of the next month (Date.UTC would map years 0-99 to 19xx)
+  return day <= lastDay.getUTCDate()
 }
 
 /** An ISO 8601 instant with a zone. */

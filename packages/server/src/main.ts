@@ -5,7 +5,6 @@
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Cause, Duration, Effect, Exit, Layer, Ref, Runtime } from "effect"
 import { HttpRouter } from "effect/http"
-import { createServer } from "node:http"
 import { ensureDevelopmentKey } from "./auth/DevelopmentKey.ts"
 import { Cache } from "./cache/Cache.ts"
 import { AppConfig, describeDatabase } from "./config/AppConfig.ts"
@@ -13,6 +12,7 @@ import { DatabaseLive } from "./db/Database.ts"
 import { EventBus } from "./events/EventBus.ts"
 import { AppRoutes, StorageLive, withServices } from "./http/App.ts"
 import { Lifecycle } from "./http/HealthHandlers.ts"
+import { makeNodeServer } from "./http/NodeServer.ts"
 import { LoggingLive } from "./observability/Logging.ts"
 import { TracingLive } from "./observability/Tracing.ts"
 
@@ -32,7 +32,7 @@ const Server = Layer.unwrap(Effect.gen(function*() {
   // answered rather than left hanging (EFFECT4.md, startup race).
   // The access log is ours (ACCESS_LOG, in the JSON format), not the platform's.
   return HttpRouter.serve(AppRoutes, { disableLogger: true }).pipe(
-    Layer.provide(NodeHttpServer.layer(createServer, {
+    Layer.provide(NodeHttpServer.layer(() => makeNodeServer(config), {
       port: config.port,
       host: config.host,
       // in-flight requests get this long to finish once the server stops accepting

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { API_KEY, startServer, strata } from "./support/Processes.ts"
+import { API_KEY, startServer, strata } from "./support/ServerProcess.ts"
 
 describe("pnpm strata, on PostgreSQL", () => {
   let db: Awaited<ReturnType<typeof freshDatabase>> | undefined
@@ -56,7 +56,7 @@ describe("pnpm strata, on PostgreSQL", () => {
     const expires = new Date(Date.now() + 90 * 86_400_000).toISOString().slice(0, 10)
     expect(listed.stdout).toContain(expires)
 
-    const server = await startServer(env)
+    const server = await startServer(env, { withKey: false })
     try {
       const read = (k: string) => fetch(`${server.base}/data?stream=s`, { headers: { authorization: `Bearer ${k}` } })
       expect((await read(key)).status).toBe(200)
@@ -102,7 +102,7 @@ describe("the development key", () => {
   it("is made and printed once on the embedded database, and works", async () => {
     const dir = mkdtempSync(join(tmpdir(), "strata-devkey-"))
     try {
-      const first = await startServer({ DATA_DIR: dir, DATABASE_URL: undefined })
+      const first = await startServer({ DATA_DIR: dir, DATABASE_URL: undefined }, { withKey: false })
       let key: string
       try {
         key = API_KEY.exec(first.output())![0]
@@ -116,7 +116,9 @@ describe("the development key", () => {
         first.child.kill("SIGTERM")
         await first.exited
       }
-      const second = await startServer({ DATA_DIR: dir, DATABASE_URL: undefined, SHUTDOWN_DELAY: "0s" })
+      const second = await startServer({ DATA_DIR: dir, DATABASE_URL: undefined, SHUTDOWN_DELAY: "0s" }, {
+        withKey: false
+      })
       try {
         expect(second.output()).not.toMatch(API_KEY)
         const page = await fetch(`${second.base}/data?stream=dev`, { headers: { authorization: `Bearer ${key}` } })

@@ -11,7 +11,7 @@ import { join } from "node:path"
 import { freePort } from "./support/Network.ts"
 import { startOtlpReceiver } from "./support/OtlpReceiver.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { strata } from "./support/Processes.ts"
+import { strata } from "./support/ServerProcess.ts"
 
 const available = await postgresAvailable()
 const suite = available ? describe : describe.skip

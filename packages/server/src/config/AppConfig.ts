@@ -27,6 +27,8 @@ const settings = Config.all({
   migrateOnStart: Config.Boolean("MIGRATE_ON_START").pipe(Config.withDefault(true)),
   maxBodyBytes: bytes("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
   maxRecordBytes: bytes("MAX_RECORD_BYTES").pipe(Config.withDefault(64 * 1024)),
+  // Node's own default; the request line (path and query string) counts too.
+  maxHeaderBytes: bytes("MAX_HEADER_BYTES").pipe(Config.withDefault(16 * 1024)),
   // PostgreSQL takes at most 65,535 parameters per statement: 6 per record.
   maxBatch: intBetween("MAX_BATCH", 1, 10_000).pipe(Config.withDefault(1000)),
   writeBatchWindow: duration("WRITE_BATCH_WINDOW").pipe(Config.withDefault(Duration.millis(2))),

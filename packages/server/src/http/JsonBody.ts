@@ -1,6 +1,6 @@
 /**
  * Reads a request body as JSON with the checks SPEC §2 asks for, in this order:
- * content type (415), size before parsing (413), UTF-8 and JSON syntax (400 invalid-json).
+ * content type and charset (415), size before parsing (413), UTF-8 and JSON syntax (400 invalid-json).
  */
 import { InvalidJson, PayloadTooLarge, UnsupportedMediaType } from "@strata/domain"
 import { ByteSize, Effect } from "effect"
@@ -9,17 +9,36 @@ import { HttpIncomingMessage, type HttpServerRequest } from "effect/http"
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i
+
 export const isJsonContentType = (value: string | undefined): boolean => value !== undefined && JSON_TYPE.test(value)
+
+/** JSON is UTF-8 (RFC 8259): a body declared in another charset would be misread, so it is refused. */
+const isUtf8 = (contentType: string): boolean => {
+  const charset = CHARSET.exec(contentType)?.[1]?.toLowerCase()
+  return charset === undefined || charset === "utf-8" || charset === "utf8"
+}
+
+/** A client's header, quoted in a problem at a bounded length. */
+const quote = (value: string) => JSON.stringify(value.length > 100 ? `${value.slice(0, 100)}…` : value)
 
 export const readJsonBody = (
   request: HttpServerRequest.HttpServerRequest,
   maxBytes: number
 ): Effect.Effect<unknown, InvalidJson | PayloadTooLarge | UnsupportedMediaType> => {
-  if (!isJsonContentType(request.headers["content-type"])) {
+  const contentType = request.headers["content-type"]
+  if (contentType === undefined || !isJsonContentType(contentType)) {
     return Effect.fail(
       new UnsupportedMediaType({
-        detail: `Send the body as application/json (got ${request.headers["content-type"] ?? "no Content-Type"})`
+        detail: `Send the body as application/json (got ${
+          contentType === undefined ? "no Content-Type" : quote(contentType)
+        })`
       })
+    )
+  }
+  if (!isUtf8(contentType)) {
+    return Effect.fail(
+      new UnsupportedMediaType({ detail: `Send the body as UTF-8 JSON (got ${quote(contentType)})` })
     )
   }
   const tooLarge = new PayloadTooLarge({ detail: `The body may be at most ${maxBytes} bytes (MAX_BODY_BYTES)` })

@@ -1,0 +1,78 @@
+/**
+ * The Node HTTP server under the Effect app, with what must be settled below
+ * Effect, before a request exists:
+ * - the size of the request line (path and query string) and headers,
+ *   MAX_HEADER_BYTES: more is a 431 problem;
+ * - a request Node cannot parse is a problem document too (400, 408, 413, 431)
+ *   instead of Node's bare status line, with an `X-Request-Id`;
+ * - after SIGTERM, connections still open SHUTDOWN_TIMEOUT after the server
+ *   stopped accepting are cut: `server.close()` would otherwise wait for a
+ *   client that never finishes its request, and the process would not exit.
+ */
+import { HeadersTooLarge, MalformedRequest, PayloadTooLarge, RequestTimeout } from "@strata/domain"
+import { Duration } from "effect"
+import { randomUUID } from "node:crypto"
+import { createServer, type Server } from "node:http"
+import type { Duplex } from "node:stream"
+import type { Settings } from "../config/AppConfig.ts"
+
+type Problem = HeadersTooLarge | MalformedRequest | PayloadTooLarge | RequestTimeout
+
+const problemFor = (code: string | undefined, maxHeaderBytes: number): Problem => {
+  switch (code) {
+    case "HPE_HEADER_OVERFLOW":
+      return new HeadersTooLarge({
+        detail: `The request line and headers may be at most ${maxHeaderBytes} bytes (MAX_HEADER_BYTES)`
+      })
+    case "HPE_CHUNK_EXTENSIONS_OVERFLOW":
+      return new PayloadTooLarge({ detail: "The chunk extensions are too large" })
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return new RequestTimeout({ detail: "The request did not arrive in time" })
+    default:
+      return new MalformedRequest({ detail: "The request is not valid HTTP/1.1" })
+  }
+}
+
+/** The raw HTTP response for a request Node could not parse; the connection closes after it. */
+export const clientErrorResponse = (code: string | undefined, maxHeaderBytes: number): string => {
+  const problem = problemFor(code, maxHeaderBytes)
+  const requestId = randomUUID()
+  const body = JSON.stringify({
+    type: problem.type,
+    title: problem.title,
+    status: problem.status,
+    detail: problem.detail,
+    requestId
+  })
+  return [
+    `HTTP/1.1 ${problem.status} ${problem.title}`,
+    "Content-Type: application/problem+json",
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    `X-Request-Id: ${requestId}`,
+    "Connection: close",
+    "",
+    body
+  ].join("\r\n")
+}
+
+export const makeNodeServer = (config: Pick<Settings, "maxHeaderBytes" | "shutdownTimeout">): Server => {
+  const server = createServer({ maxHeaderSize: config.maxHeaderBytes })
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex & { bytesWritten?: number }) => {
+    // As Node does by default: answer only while nothing was written on the
+    // connection (a response may be under way on it), then close it.
+    if (error.code !== "ECONNRESET" && socket.writable && socket.bytesWritten === 0) {
+      socket.end(clientErrorResponse(error.code, config.maxHeaderBytes))
+      // Closing at once, with the rest of the request unread, would reset the
+      // connection and could destroy the answer before the client reads it.
+      setTimeout(() => socket.destroy(), 1000).unref()
+    } else {
+      socket.destroy()
+    }
+  })
+  const close = server.close.bind(server)
+  server.close = ((callback?: (error?: Error) => void) => {
+    setTimeout(() => server.closeAllConnections(), Duration.toMillis(config.shutdownTimeout)).unref()
+    return close(callback)
+  }) as Server["close"]
+  return server
+}
