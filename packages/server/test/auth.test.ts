@@ -147,8 +147,8 @@ const describeAuth = (name: string, db: () => Promise<{ layer: DbLayer; drop: ()
         const page = (await (await app.request(`/data?stream=${stream}&limit=1000`, {}, key)).json()) as {
           records: Array<{ id: string }>
         }
-        const expected = stored.filter((s) => s.tenantKey === key).map((s) => s.id).sort()
-        expect(page.records.map((r) => r.id).sort()).toEqual(expected)
+        const expected = stored.filter((s) => s.tenantKey === key).map((s) => s.id).toSorted()
+        expect(page.records.map((r) => r.id).toSorted()).toEqual(expected)
       }
     })
 

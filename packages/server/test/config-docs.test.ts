@@ -43,7 +43,7 @@ describe("configuration", () => {
         return { ...(yield* AppConfig), ...(yield* logSettings) }
       }).pipe(Effect.provide(AppConfig.layerWith()))
     )
-    const printed = effectiveConfig(settings).map(([name]) => name).sort()
-    expect(printed).toEqual([...documentedVariables()].sort())
+    const printed = effectiveConfig(settings).map(([name]) => name).toSorted()
+    expect(printed).toEqual([...documentedVariables()].toSorted())
   })
 })

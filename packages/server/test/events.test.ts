@@ -84,7 +84,7 @@ describe("events through the in-memory bus", () => {
     await eventually(() => state.published.some((m) => m.headers["strata-record-id"] === stored.id))
     const events = state.published.filter((m) => m.headers["strata-record-id"] === stored.id)
     expect(events).toHaveLength(1)
-    expect(events[0].key).toBe("default/orders/customer-42")
+    expect(events[0].key).toBe("test/orders/customer-42") // the tenant of the key TestApp sends
     expect(JSON.parse(events[0].value)).toEqual(stored)
   })
 

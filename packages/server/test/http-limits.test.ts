@@ -92,8 +92,9 @@ describe("the HTTP server", () => {
         "\u0000\u0001\u0002 garbage\r\n\r\n",
         "GET /health/live HTTP/9.9\r\n\r\n",
         "GET /health/live HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
-        "POST /data HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\nzz\r\n",
-        "POST /data HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{}",
+        // With a valid key, so the body is read (without one, the answer is a 401 before it).
+        `POST /data HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server.apiKey}\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\nzz\r\n`,
+        `POST /data HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server.apiKey}\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{}`,
         new Uint8Array([0xff, 0xfe, 0x00, 0x0d, 0x0a, 0x0d, 0x0a])
       ]
     ) {

@@ -142,7 +142,7 @@ suite("GET /metrics after real traffic", () => {
       for (const count of metrics.find(`${family}_count`)) {
         const buckets = metrics.find(`${family}_bucket`, count.labels)
         const values = buckets.map((b) => b.value)
-        expect(values, family).toEqual([...values].sort((a, b) => a - b))
+        expect(values, family).toEqual(values.toSorted((a, b) => a - b))
         expect(buckets.find((b) => b.labels.le === "+Inf")?.value, family).toBe(count.value)
       }
     }
