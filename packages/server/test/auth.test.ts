@@ -4,9 +4,10 @@
  * and inside one group-commit batch), revocation within AUTH_CACHE_TTL, and the
  * OpenAPI document declaring the scheme. Run in memory and on real PostgreSQL.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect } from "effect"
 import { ApiKeys } from "../src/auth/ApiKeys.ts"
+import { withTestApp } from "./support/AppSuite.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { type DbLayer, makeTestApp, memoryDb, pgDb, type TestApp } from "./support/TestApp.ts"
 
@@ -45,15 +46,14 @@ const expectProblem = async (res: Response, status: number, type: string) => {
 
 const describeAuth = (name: string, db: () => Promise<{ layer: DbLayer; drop: () => Promise<void> } | undefined>) =>
   describe(name, () => {
-    let app: TestApp | undefined
     let drop = async () => {}
     let id = ""
     const keys: Record<string, string> = {}
-    beforeAll(async () => {
+    const test = withTestApp(async () => {
       const made = await db()
-      if (made === undefined) return
+      if (made === undefined) return undefined
       drop = made.drop
-      app = makeTestApp(made.layer, { authCacheTtl: Duration.millis(300) })
+      const app = makeTestApp(made.layer, { authCacheTtl: Duration.millis(300) })
       keys.both = await app.createKey({ tenant: "acme" })
       keys.read = await app.createKey({ tenant: "acme", scopes: ["records:read"] })
       keys.write = await app.createKey({ tenant: "acme", scopes: ["records:write"] })
@@ -63,16 +63,8 @@ const describeAuth = (name: string, db: () => Promise<{ layer: DbLayer; drop: ()
       const revokedId = (await app.run(ApiKeys.use((k) => k.listKeys("acme")))).at(-1)!.id
       await app.run(ApiKeys.use((k) => k.revokeKey(revokedId)))
       id = ((await (await app.json("/data", record, {}, keys.both)).json()) as { id: string }).id
-    }, 60_000)
-    afterAll(async () => {
-      await app?.dispose()
-      await drop()
-    }, 60_000)
-    const test = (title: string, f: (app: TestApp) => Promise<void>) =>
-      it(title, async (ctx) => {
-        if (app === undefined) return ctx.skip()
-        await f(app)
-      }, 30_000)
+      return app
+    }, () => drop())
 
     for (const route of routes(() => id)) {
       describe(route.name, () => {

@@ -4,7 +4,8 @@
  * PostgreSQL, whose jsonb and text columns refuse what JavaScript strings may
  * hold (NUL, unpaired surrogates).
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
+import { withTestApp } from "./support/AppSuite.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { makeTestApp, memoryDb, pgDb, type TestApp } from "./support/TestApp.ts"
 
@@ -23,19 +24,10 @@ const deep = (levels: number, inner = "1") => "[".repeat(levels) + inner + "]".r
 
 const describeHostileInput = (name: string, setup: () => Promise<TestApp | undefined>, teardown = async () => {}) =>
   describe(name, () => {
-    let app: TestApp | undefined
-    beforeAll(async () => {
-      app = await setup()
-    }, 60_000)
-    afterAll(async () => {
-      await app?.dispose()
-      await teardown()
-    }, 60_000)
+    const appTest = withTestApp(setup, teardown)
+    /** Each test writes to a stream of its own. */
     const test = (title: string, f: (app: TestApp, stream: string) => Promise<void>) =>
-      it(title, async (ctx) => {
-        if (app === undefined) return ctx.skip()
-        await f(app, `hostile-${Math.random().toString(36).slice(2)}`)
-      }, 30_000)
+      appTest(title, (app) => f(app, `hostile-${Math.random().toString(36).slice(2)}`))
     const storedIn = async (app: TestApp, stream: string) =>
       ((await (await app.request(`/data?stream=${stream}`)).json()) as { records: Array<unknown> }).records
 

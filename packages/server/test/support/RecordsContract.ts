@@ -2,7 +2,8 @@
  * SPEC §2 for `POST /data`, `POST /data/batch` and `GET /data/{id}`, written once
  * and run against every Db layer (in memory, PostgreSQL, PGlite).
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect } from "@effect/vitest"
+import { withTestApp } from "./AppSuite.ts"
 import type { TestApp } from "./TestApp.ts"
 
 const order = {
@@ -33,19 +34,7 @@ export const describeRecordsApi = (
   teardown: () => Promise<void> = async () => {}
 ) =>
   describe(name, () => {
-    let app: TestApp | undefined
-    beforeAll(async () => {
-      app = await setup()
-    }, 60_000)
-    afterAll(async () => {
-      await app?.dispose()
-      await teardown()
-    }, 60_000)
-    const test = (title: string, f: (app: TestApp) => Promise<void>) =>
-      it(title, async (ctx) => {
-        if (app === undefined) return ctx.skip()
-        await f(app)
-      }, 30_000)
+    const test = withTestApp(setup, teardown)
 
     describe("POST /data", () => {
       test("stores a record and answers 201 with Location and the stored record", async (app) => {
