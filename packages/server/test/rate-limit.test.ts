@@ -8,8 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { type Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import { Cache } from "../src/cache/Cache.ts"
+import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { REDIS_URL, redisAvailable, startRedisServer } from "./support/Redis.ts"
-import { makeTestApp, memoryDb, type TestApp } from "./support/TestApp.ts"
+import { makeTestApp, memoryDb, pgDb, type TestApp } from "./support/TestApp.ts"
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -79,6 +80,47 @@ describeLimits(
   () => Cache.layerRedis({ url: Redacted.make(REDIS_URL), prefix: `strata-test-${randomBytes(4).toString("hex")}:` }),
   () => redisUp
 )
+
+describe("rate limits shared by replicas through Redis", () => {
+  it("hold across two servers, within one lease each, with a Redis call per lease, not per request", async (ctx) => {
+    if (!redisUp) return ctx.skip()
+    const prefix = `strata-test-${randomBytes(4).toString("hex")}:`
+    const redis = () => Cache.layerRedis({ url: Redacted.make(REDIS_URL), prefix })
+    // Two replicas: one database (so one set of keys), one Redis.
+    if (!(await postgresAvailable())) return ctx.skip()
+    const db = await freshDatabase()
+    const first = makeTestApp(pgDb(db.url), {}, redis())
+    const second = makeTestApp(pgDb(db.url), {}, redis())
+    try {
+      const limit = { rps: 200, burst: 200 }
+      const key = await first.createKey({ rateLimit: limit })
+      const started = Date.now()
+      const statuses: Array<number> = []
+      for (let i = 0; i < 150; i++) {
+        const [a, b] = await Promise.all([burst(first, key, 1), burst(second, key, 1)])
+        statuses.push(a[0].status, b[0].status)
+      }
+      const seconds = (Date.now() - started) / 1000
+      const allowed = statuses.filter((s) => s === 200).length
+      expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([])
+      // The burst, what flowed in meanwhile, and at most one lease (10 tokens) per server.
+      expect(allowed).toBeLessThanOrEqual(limit.burst + Math.ceil(limit.rps * seconds) + 2 * 10)
+      expect(allowed).toBeGreaterThanOrEqual(limit.burst)
+      const calls = (metrics: string) =>
+        Number(
+          /strata_cache_call_duration_seconds_count\{[^}]*operation="takeTokens"[^}]*\} (\d+)/.exec(metrics)?.[1] ?? 0
+        )
+      // Both servers run in this process, so the metric counts the calls of both.
+      const redisCalls = calls(await (await first.request("/metrics", {}, null)).text())
+      expect(redisCalls).toBeGreaterThan(0)
+      expect(redisCalls).toBeLessThan(statuses.length / 5)
+    } finally {
+      await first.dispose()
+      await second.dispose()
+      await db.drop()
+    }
+  }, 60_000)
+})
 
 describe("rate limits when Redis dies", () => {
   it("fall back to the in-process bucket: still enforced, never a 5xx", async (ctx) => {

@@ -1,17 +1,42 @@
 /**
  * Per-key rate limits (SPEC §2): a token bucket per API key in Redis, shared by
- * every replica. When Redis does not answer within CACHE_TIMEOUT the bucket is
- * taken in process instead: limits then hold per replica rather than overall,
- * which is better than no limit and better than refusing service.
+ * every replica. A round trip to Redis per request would cost about a third of
+ * the throughput of a cached read (measured), so a replica leases tokens: it
+ * takes up to 50 ms worth of the key's rate at once (never more than 5 % of the
+ * burst, at least one) and hands them out locally for up to a second. Keys with
+ * small limits lease one token at a time, i.e. are exact; a busy key may exceed
+ * its limit by at most one lease per replica. A refused key is refused locally
+ * until its next token is due, so a client hammering past its limit does not
+ * hammer Redis too.
+ *
+ * When Redis does not answer within CACHE_TIMEOUT the bucket is taken in
+ * process instead: limits then hold per replica rather than overall, which is
+ * better than no limit and better than refusing service.
  */
 import { Context, Effect, Layer, Metric } from "effect"
 import { Cache } from "../cache/Cache.ts"
-import { type BucketDecision, type BucketLimit, LocalBuckets } from "../cache/TokenBucket.ts"
+import { type BucketDecision, type BucketLimit, decide, LocalBuckets } from "../cache/TokenBucket.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 
 export const rateLimitDecisions = Metric.counter("strata_rate_limit_decisions_total", {
   description: "Rate-limit decisions by outcome (allowed, limited) and where the bucket lives (shared, local)"
 })
+
+const LEASE_MS = 1000
+
+/** How many tokens a replica takes from the shared bucket at once. */
+export const leaseSize = (limit: BucketLimit): number =>
+  Math.max(1, Math.floor(Math.min(limit.rps * 0.05, limit.burst * 0.05)))
+
+interface Lease {
+  /** Leased tokens left. */
+  tokens: number
+  /** A refusal that holds until `expiresAt`, when the next token is due. */
+  readonly refused: boolean
+  readonly expiresAt: number
+  /** Tokens the shared bucket held after the lease was taken. */
+  readonly shared: number
+}
 
 export class RateLimiter extends Context.Service<RateLimiter, {
   readonly take: (keyId: string, limit: BucketLimit) => Effect.Effect<BucketDecision>
@@ -22,18 +47,59 @@ export class RateLimiter extends Context.Service<RateLimiter, {
       const cache = yield* Cache
       const config = yield* AppConfig
       const local = new LocalBuckets()
+      const leases = new Map<string, Lease>()
       const count = (decision: BucketDecision, where: "shared" | "local") =>
         Metric.update(
           Metric.withAttributes(rateLimitDecisions, { outcome: decision.allowed ? "allowed" : "limited", where }),
           1
         ).pipe(Effect.as(decision))
+
+      const fromLease = (keyId: string, limit: BucketLimit): BucketDecision | undefined => {
+        const lease = leases.get(keyId)
+        if (lease === undefined || lease.expiresAt <= Date.now()) return undefined
+        if (lease.refused) return decide(false, lease.shared, limit)
+        if (lease.tokens < 1) return undefined
+        lease.tokens--
+        return decide(true, lease.shared + lease.tokens, limit)
+      }
+
+      const fromShared = (keyId: string, limit: BucketLimit) =>
+        cache.takeTokens(`ratelimit:${keyId}`, limit, leaseSize(limit)).pipe(
+          Effect.timeout(config.cacheTimeout),
+          Effect.map(({ granted, tokens }) => {
+            const now = Date.now()
+            if (granted === 0) {
+              // The shared bucket gains its next whole token this much later, whoever asks.
+              leases.set(keyId, {
+                tokens: 0,
+                refused: true,
+                expiresAt: now + ((1 - tokens) / limit.rps) * 1000,
+                shared: tokens
+              })
+              return decide(false, tokens, limit)
+            }
+            if (granted > 1) {
+              leases.set(keyId, { tokens: granted - 1, refused: false, expiresAt: now + LEASE_MS, shared: tokens })
+            } else leases.delete(keyId)
+            return decide(true, tokens + granted - 1, limit)
+          })
+        )
+
+      const fromLocal = (keyId: string, limit: BucketLimit) => {
+        const { granted, tokens } = local.take(keyId, limit)
+        return decide(granted === 1, tokens, limit)
+      }
+
       return RateLimiter.of({
         take: (keyId, limit) =>
-          cache.takeToken(`ratelimit:${keyId}`, limit).pipe(
-            Effect.timeout(config.cacheTimeout),
-            Effect.flatMap((decision) => count(decision, "shared")),
-            Effect.catch(() => count(local.take(keyId, limit), "local"))
-          )
+          Effect.suspend(() => {
+            const leased = fromLease(keyId, limit)
+            if (leased !== undefined) return count(leased, "shared")
+            return fromShared(keyId, limit).pipe(
+              Effect.flatMap((decision) => count(decision, "shared")),
+              Effect.catch(() => count(fromLocal(keyId, limit), "local"))
+            )
+          })
       })
     })
   )

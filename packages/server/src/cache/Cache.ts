@@ -7,7 +7,7 @@
 import { Cause, Context, Duration, Effect, Layer, Metric, Option, Redacted, Schema } from "effect"
 import { Cluster, Redis } from "ioredis"
 import { AppConfig } from "../config/AppConfig.ts"
-import { type BucketDecision, type BucketLimit, decide, LocalBuckets, TAKE_TOKEN_LUA } from "./TokenBucket.ts"
+import { type BucketLimit, type BucketTake, LocalBuckets, TAKE_TOKENS_LUA } from "./TokenBucket.ts"
 
 /** Buckets for calls that give up after CACHE_TIMEOUT (50 ms by default). */
 const CACHE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5]
@@ -37,8 +37,8 @@ export class Cache extends Context.Service<Cache, {
   readonly get: (key: string) => Effect.Effect<Option.Option<string>, CacheError>
   readonly setMany: (entries: ReadonlyArray<CacheEntry>) => Effect.Effect<void, CacheError>
   readonly ping: Effect.Effect<void, CacheError>
-  /** Takes a token from the rate-limit bucket `key` (see TokenBucket.ts). */
-  readonly takeToken: (key: string, limit: BucketLimit) => Effect.Effect<BucketDecision, CacheError>
+  /** Takes up to `wanted` tokens from the rate-limit bucket `key` (see TokenBucket.ts). */
+  readonly takeTokens: (key: string, limit: BucketLimit, wanted: number) => Effect.Effect<BucketTake, CacheError>
   /** `redis`, `redis-cluster` or `memory`, for readiness and logs. */
   readonly kind: string
 }>()("strata/Cache") {
@@ -68,11 +68,11 @@ export class Cache extends Context.Service<Cache, {
           (client) => Effect.promise(() => client.quit().catch(() => undefined))
         )
         client.on("error", () => undefined) // reported through the failing calls instead
-        client.defineCommand("strataTakeToken", { numberOfKeys: 1, lua: TAKE_TOKEN_LUA })
-        const takeToken = (key: string, limit: BucketLimit) =>
+        client.defineCommand("strataTakeTokens", { numberOfKeys: 1, lua: TAKE_TOKENS_LUA })
+        const takeTokens = (key: string, limit: BucketLimit, wanted: number) =>
           (client as unknown as {
-            strataTakeToken: (key: string, rps: number, burst: number) => Promise<[number, string]>
-          }).strataTakeToken(key, limit.rps, limit.burst)
+            strataTakeTokens: (key: string, rps: number, burst: number, wanted: number) => Promise<[number, string]>
+          }).strataTakeTokens(key, limit.rps, limit.burst, wanted)
         yield* Effect.promise(() => client.connect().catch(() => undefined))
         const call = <A>(operation: string, f: () => Promise<A>) =>
           Effect.suspend(() => {
@@ -118,10 +118,10 @@ export class Cache extends Context.Service<Cache, {
               })
             })),
           ping: Effect.asVoid(call("ping", () => client.ping())),
-          takeToken: (key, limit) =>
+          takeTokens: (key, limit, wanted) =>
             Effect.map(
-              call("takeToken", () => takeToken(key, limit)),
-              ([allowed, tokens]) => decide(allowed === 1, Number(tokens), limit)
+              call("takeTokens", () => takeTokens(key, limit, wanted)),
+              ([granted, tokens]) => ({ granted, tokens: Number(tokens) })
             )
         })
       })
@@ -153,7 +153,7 @@ export class Cache extends Context.Service<Cache, {
             while (entries.size > maxEntries) entries.delete(entries.keys().next().value!)
           }),
         ping: Effect.void,
-        takeToken: (key, limit) => Effect.sync(() => buckets.take(key, limit))
+        takeTokens: (key, limit, wanted) => Effect.sync(() => buckets.take(key, limit, wanted))
       })
     })
 
