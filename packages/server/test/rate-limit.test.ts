@@ -48,6 +48,16 @@ const describeLimits = (name: string, cache: () => Layer.Layer<Cache>, enabled: 
       expect((await app.request("/data?stream=limited", {}, key)).status).toBe(200)
     }, 30_000)
 
+    it("lets through every one of many concurrent requests within the burst", async (ctx) => {
+      if (!enabled()) return ctx.skip()
+      // 100 at once under a burst of 1,000: leases must be shared, not each taken whole.
+      const key = await app.createKey({ rateLimit: { rps: 1000, burst: 1000 } })
+      const responses = await Promise.all(
+        Array.from({ length: 100 }, () => app.request("/data?stream=limited", {}, key))
+      )
+      expect(responses.map((r) => r.status).filter((s) => s !== 200)).toEqual([])
+    })
+
     it("limits each key on its own", async (ctx) => {
       if (!enabled()) return ctx.skip()
       const first = await app.createKey({ rateLimit: { rps: 1, burst: 1 } })

@@ -13,7 +13,7 @@
  * process instead: limits then hold per replica rather than overall, which is
  * better than no limit and better than refusing service.
  */
-import { Context, Effect, Layer, Metric } from "effect"
+import { Context, Deferred, Effect, Layer, Metric } from "effect"
 import { Cache } from "../cache/Cache.ts"
 import { type BucketDecision, type BucketLimit, decide, LocalBuckets } from "../cache/TokenBucket.ts"
 import { AppConfig } from "../config/AppConfig.ts"
@@ -23,6 +23,7 @@ export const rateLimitDecisions = Metric.counter("strata_rate_limit_decisions_to
 })
 
 const LEASE_MS = 1000
+const SHARED_RETRY_MS = 1000
 
 /** How many tokens a replica takes from the shared bucket at once. */
 export const leaseSize = (limit: BucketLimit): number =>
@@ -90,17 +91,35 @@ export class RateLimiter extends Context.Service<RateLimiter, {
         return decide(granted === 1, tokens, limit)
       }
 
-      return RateLimiter.of({
-        take: (keyId, limit) =>
-          Effect.suspend(() => {
-            const leased = fromLease(keyId, limit)
-            if (leased !== undefined) return count(leased, "shared")
-            return fromShared(keyId, limit).pipe(
-              Effect.flatMap((decision) => count(decision, "shared")),
-              Effect.catch(() => count(fromLocal(keyId, limit), "local"))
-            )
-          })
-      })
+      // One lease request per key at a time: concurrent requests wait for it and
+      // share it, rather than each draining the shared bucket by a whole lease.
+      const pending = new Map<string, Deferred.Deferred<void>>()
+      // After a failed or slow call, Redis is skipped for a while: requests must
+      // not queue one by one behind calls that each wait CACHE_TIMEOUT.
+      let sharedDownUntil = 0
+      const take = (keyId: string, limit: BucketLimit): Effect.Effect<BucketDecision> =>
+        Effect.suspend(() => {
+          const leased = fromLease(keyId, limit)
+          if (leased !== undefined) return count(leased, "shared")
+          if (Date.now() < sharedDownUntil) return count(fromLocal(keyId, limit), "local")
+          const inFlight = pending.get(keyId)
+          if (inFlight !== undefined) return Effect.andThen(Deferred.await(inFlight), take(keyId, limit))
+          const done = Deferred.makeUnsafe<void>()
+          pending.set(keyId, done)
+          return fromShared(keyId, limit).pipe(
+            Effect.flatMap((decision) => count(decision, "shared")),
+            Effect.catch(() => {
+              sharedDownUntil = Date.now() + SHARED_RETRY_MS
+              return count(fromLocal(keyId, limit), "local")
+            }),
+            Effect.ensuring(Effect.suspend(() => {
+              pending.delete(keyId)
+              return Deferred.succeed(done, undefined)
+            }))
+          )
+        })
+
+      return RateLimiter.of({ take })
     })
   )
 }
