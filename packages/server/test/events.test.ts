@@ -1,12 +1,15 @@
 /**
  * Events (SPEC §4): every stored record yields one event through the outbox;
- * with the bus down, writes go on and the outbox drains when it is back; two
- * relays on one database lose nothing and keep per-key order.
+ * with the bus down, failing or hanging, writes go on (the relay holds no
+ * database connection while it publishes) and the outbox drains when it is
+ * back; two relays on one database lose nothing, keep per-key order and never
+ * publish at once (the relay lease).
  */
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Context, Duration, Effect, Layer, ManagedRuntime, Redacted } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
+import { createServer, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { AppConfig } from "../src/config/AppConfig.ts"
@@ -24,6 +27,7 @@ import { StorageLive } from "../src/http/App.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordWriter } from "../src/records/RecordWriter.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
+import { dataHeaders, startServer } from "./support/ServerProcess.ts"
 import { type DbLayer, makeTestApp, memoryDb, pgDb, pgliteDb } from "./support/TestApp.ts"
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -363,6 +367,46 @@ describe.each(backends)("on $name, with the bus hanging, then failing, then back
       await backend.cleanup()
     }
   }, 90_000)
+})
+
+describe("the server on the embedded PGlite, with a Kafka broker that accepts connections and never answers", () => {
+  it("answers every POST 201, well under DB_TIMEOUT", async () => {
+    const sockets = new Set<Socket>()
+    const broker = createServer((socket) => {
+      sockets.add(socket) // read nothing, answer nothing
+      socket.on("close", () => sockets.delete(socket))
+    })
+    await new Promise<void>((resolve) => broker.listen(0, "127.0.0.1", resolve))
+    const dir = mkdtempSync(join(tmpdir(), "strata-blackhole-"))
+    const server = await startServer({
+      DATABASE_URL: undefined,
+      DATA_DIR: dir,
+      KAFKA_BROKERS: `127.0.0.1:${(broker.address() as { port: number }).port}`,
+      OUTBOX_PUBLISH_TIMEOUT: "1s",
+      OUTBOX_POLL_INTERVAL: "10ms"
+    })
+    try {
+      for (let i = 0; i < 8; i++) {
+        const start = performance.now()
+        const res = await fetch(`${server.base}/data`, {
+          method: "POST",
+          headers: dataHeaders(server),
+          body: JSON.stringify({ stream: "blackhole", data: { i } })
+        })
+        expect(res.status).toBe(201)
+        expect(performance.now() - start).toBeLessThan(2_500)
+        await sleep(150) // the relay takes the new event and waits on the broker
+      }
+      // The relay did wait on the broker, and gave up after OUTBOX_PUBLISH_TIMEOUT.
+      await eventually(() => server.output().includes("the event bus did not answer within 1s"))
+    } finally {
+      server.child.kill("SIGKILL")
+      await server.exited
+      for (const socket of sockets) socket.destroy()
+      broker.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
 })
 
 describe.skipIf(process.env.KAFKA_BROKERS === undefined)("the Kafka layer against a real broker", () => {
