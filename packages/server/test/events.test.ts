@@ -1,21 +1,36 @@
 /**
  * Events (SPEC §4): every stored record yields one event through the outbox;
- * with the bus down, writes go on and the outbox drains when it is back; two
- * relays on one database lose nothing and keep per-key order.
+ * with the bus down, failing or hanging, writes go on (the relay holds no
+ * database connection while it publishes) and the outbox drains when it is
+ * back; two relays on one database lose nothing, keep per-key order and never
+ * publish at once (the relay lease).
  */
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Layer, ManagedRuntime, Redacted } from "effect"
+import { Context, Duration, Effect, Layer, ManagedRuntime, Redacted } from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import { createServer, type Socket } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { AppConfig } from "../src/config/AppConfig.ts"
 import { Db } from "../src/db/Db.ts"
 import { runMigrations } from "../src/db/Migrations.ts"
-import { EventBus, type KafkaMessage, MemoryEventBus, toKafkaMessage } from "../src/events/EventBus.ts"
+import {
+  EventBus,
+  type KafkaMessage,
+  MemoryEventBus,
+  type OutboxEvent,
+  toKafkaMessage
+} from "../src/events/EventBus.ts"
 import { OutboxRelayLive } from "../src/events/OutboxRelay.ts"
 import { StorageLive } from "../src/http/App.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordWriter } from "../src/records/RecordWriter.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { makeTestApp, memoryDb } from "./support/TestApp.ts"
+import { dataHeaders, startServer } from "./support/ServerProcess.ts"
+import { type DbLayer, makeTestApp, memoryDb, pgDb, pgliteDb } from "./support/TestApp.ts"
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 const eventually = async (check: () => boolean | Promise<boolean>, attempts = 100) => {
   for (let i = 0; i < attempts; i++) {
@@ -131,16 +146,21 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
   })
   afterAll(() => db?.drop())
 
-  it("publish every event exactly once between them, in commit order per key", async () => {
+  it("publish every event exactly once between them, never both at once, in commit order per key", async () => {
     const published: Array<KafkaMessage & { readonly relay: number }> = []
+    let publishing = 0
+    let overlaps = 0
+    // Each publish takes a while (a backlog builds up), and overlapping publishes are counted.
     const sharedBus = (relay: number) =>
       Layer.succeed(
         EventBus,
         EventBus.of({
           publish: (events) =>
-            Effect.sync(() => {
+            Effect.gen(function*() {
+              if (++publishing > 1) overlaps++
+              yield* Effect.sleep("3 millis")
               for (const e of events) published.push({ ...toKafkaMessage("t", e), relay })
-            })
+            }).pipe(Effect.ensuring(Effect.sync(() => publishing--)))
         })
       )
     const replica = (relay: number) =>
@@ -176,6 +196,7 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
       await eventually(() => published.length >= writes.length, 200)
       const stats = await a.runPromise(Db.use((d) => d.outboxStats))
       expect(stats.size).toBe(0)
+      expect(overlaps).toBe(0)
       expect(published.map((m) => m.headers["strata-record-id"]).toSorted()).toEqual(writes.toSorted())
       for (const key of ["k0", "k1", "k2", "k3"]) {
         const order = published.filter((m) => m.key.endsWith(`/${key}`)).map((m) => JSON.parse(m.value).data.i)
@@ -184,6 +205,206 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
     } finally {
       await a.dispose()
       await b.dispose()
+    }
+  }, 60_000)
+})
+
+const leaseBackends: ReadonlyArray<{
+  readonly name: string
+  readonly skip: boolean
+  readonly make: () => Promise<{ readonly layer: Layer.Layer<Db, unknown>; readonly cleanup: () => Promise<void> }>
+}> = [
+  { name: "in memory", skip: false, make: async () => ({ layer: Db.layerMemory, cleanup: async () => {} }) },
+  {
+    name: "on PostgreSQL",
+    skip: !available,
+    make: async () => {
+      const database = await freshDatabase()
+      return {
+        layer: StorageLive.pipe(
+          Layer.provideMerge(Layer.effectDiscard(runMigrations)),
+          Layer.provide(PgClient.layer({ url: Redacted.make(database.url), maxConnections: 2 })),
+          Layer.provide(AppConfig.layerWith())
+        ),
+        cleanup: database.drop
+      }
+    }
+  }
+]
+
+describe.each(leaseBackends)("the relay lease, $name", ({ make, skip }) => {
+  it.skipIf(skip)(
+    "has one holder at a time, passes on when it expires or is released, tells a holder that lost it",
+    async () => {
+      const backend = await make()
+      const runtime = ManagedRuntime.make(backend.layer)
+      const record = (i: number) => ({
+        tenant: "t",
+        id: makeRecordId(Date.now()),
+        stream: "s",
+        key: "k",
+        occurredAt: new Date(),
+        data: { i },
+        traceparent: null
+      })
+      const numbers = (events: ReadonlyArray<OutboxEvent>) => events.map((e) => e.record.data.i)
+      const short = Duration.millis(300)
+      const long = Duration.seconds(30)
+      try {
+        await runtime.runPromise(Effect.gen(function*() {
+          const db = yield* Db
+          expect(yield* db.claimOutbox("a", short, 10)).toEqual([]) // nothing to publish: no lease taken
+          expect(yield* db.claimOutbox("b", long, 10)).toEqual([])
+          for (let i = 1; i <= 12; i++) yield* db.insert([record(i)]) // seq 10 and up sort after 9
+          const first = yield* db.claimOutbox("a", short, 11)
+          expect(numbers(first)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+          expect(yield* db.claimOutbox("b", long, 10)).toEqual([]) // a holds it
+          expect(yield* db.ackOutbox("a", short, [first[0].seq, first[1].seq])).toBe(true)
+          expect(numbers(yield* db.claimOutbox("a", short, 2))).toEqual([3, 4]) // renewed by its holder
+
+          yield* Effect.sleep("500 millis") // a's lease expires: b takes over
+          const taken = yield* db.claimOutbox("b", long, 100)
+          expect(numbers(taken)).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+          // a published 3 and 4 meanwhile: they go, but a learns it must stop.
+          expect(yield* db.ackOutbox("a", short, [taken[0].seq, taken[1].seq])).toBe(false)
+          expect(yield* db.claimOutbox("a", short, 10)).toEqual([])
+          expect(yield* db.ackOutbox("b", long, [taken[2].seq])).toBe(true)
+          yield* db.releaseOutbox("a") // not a's to give up
+          expect(yield* db.claimOutbox("a", short, 10)).toEqual([])
+          yield* db.releaseOutbox("b")
+          expect(numbers(yield* db.claimOutbox("a", short, 10))).toEqual([6, 7, 8, 9, 10, 11, 12])
+          expect((yield* db.outboxStats).size).toBe(7)
+        }))
+      } finally {
+        await runtime.dispose()
+        await backend.cleanup()
+      }
+    },
+    30_000
+  )
+})
+
+/**
+ * The relay must hold no database connection while it publishes: on the embedded
+ * PGlite (a pool of ONE connection) a publish that hangs inside a transaction
+ * would block every write until DB_TIMEOUT (a 503 for each POST).
+ */
+const backends: ReadonlyArray<{
+  readonly name: string
+  readonly skip: boolean
+  readonly make: () => Promise<{ readonly db: DbLayer; readonly cleanup: () => Promise<void> }>
+}> = [
+  {
+    name: "the embedded PGlite (a pool of one connection)",
+    skip: false,
+    make: async () => {
+      const dir = mkdtempSync(join(tmpdir(), "strata-relay-"))
+      return { db: pgliteDb(dir), cleanup: async () => rmSync(dir, { recursive: true, force: true }) }
+    }
+  },
+  {
+    name: "PostgreSQL",
+    skip: !available,
+    make: async () => {
+      const database = await freshDatabase()
+      return { db: pgDb(database.url), cleanup: database.drop }
+    }
+  }
+]
+
+describe.each(backends)("on $name, with the bus hanging, then failing, then back", ({ make, skip }) => {
+  it.skipIf(skip)("POSTs keep answering 201 quickly, the events wait, then all go out in order per key", async () => {
+    const backend = await make()
+    const busRuntime = ManagedRuntime.make(MemoryEventBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
+    const busContext = await busRuntime.runPromise(Effect.context<MemoryEventBus | EventBus>())
+    const state = Context.get(busContext, MemoryEventBus)
+    const app = makeTestApp(
+      backend.db,
+      { outboxPollInterval: Duration.millis(10), outboxPublishTimeout: Duration.millis(250) },
+      undefined,
+      Layer.succeedContext(busContext)
+    )
+    try {
+      const ids: Array<string> = []
+      const post = async (i: number) => {
+        const start = performance.now()
+        const res = await app.json("/data", { stream: "outage", key: `k${i % 3}`, data: { i } })
+        const elapsed = performance.now() - start
+        expect(res.status).toBe(201)
+        expect(elapsed).toBeLessThan(2_500) // well under DB_TIMEOUT (5 s), where a blocked pool answers 503
+        ids.push(((await res.json()) as any).id)
+        await sleep(20) // the relay gets to take each new event (and hang or fail on it)
+      }
+      // The app starts (PGlite, migrations, the test's key) on its first request, which may be slow.
+      expect((await app.json("/data", { stream: "warm-up", data: {} })).status).toBe(201)
+      await eventually(() => state.published.length === 1)
+      state.published.splice(0)
+
+      state.hanging = true
+      for (let i = 0; i < 15; i++) await post(i)
+      state.hanging = false
+      state.failing = true
+      for (let i = 15; i < 30; i++) await post(i)
+      expect(state.published).toEqual([])
+      const waiting = await app.run(Db.use((d) => d.outboxStats))
+      expect(waiting.size).toBe(30)
+
+      state.failing = false
+      await eventually(() => ids.every((id) => state.published.some((m) => m.headers["strata-record-id"] === id)), 600)
+      // At least once; the first copy of each event comes in seq (here: write) order per key.
+      const firsts = state.published.filter((m, i, all) =>
+        all.findIndex((n) => n.headers["strata-record-id"] === m.headers["strata-record-id"]) === i
+      )
+      expect(firsts.map((m) => m.headers["strata-record-id"]).toSorted()).toEqual(ids.toSorted())
+      for (const key of ["k0", "k1", "k2"]) {
+        const order = firsts.filter((m) => m.key.endsWith(`/${key}`)).map((m) => JSON.parse(m.value).data.i)
+        expect(order).toEqual(order.toSorted((a, b) => a - b))
+      }
+      await eventually(async () => (await app.run(Db.use((d) => d.outboxStats))).size === 0, 200)
+    } finally {
+      await app.dispose()
+      await busRuntime.dispose()
+      await backend.cleanup()
+    }
+  }, 90_000)
+})
+
+describe("the server on the embedded PGlite, with a Kafka broker that accepts connections and never answers", () => {
+  it("answers every POST 201, well under DB_TIMEOUT", async () => {
+    const sockets = new Set<Socket>()
+    const broker = createServer((socket) => {
+      sockets.add(socket) // read nothing, answer nothing
+      socket.on("close", () => sockets.delete(socket))
+    })
+    await new Promise<void>((resolve) => broker.listen(0, "127.0.0.1", resolve))
+    const dir = mkdtempSync(join(tmpdir(), "strata-blackhole-"))
+    const server = await startServer({
+      DATABASE_URL: undefined,
+      DATA_DIR: dir,
+      KAFKA_BROKERS: `127.0.0.1:${(broker.address() as { port: number }).port}`,
+      OUTBOX_PUBLISH_TIMEOUT: "1s",
+      OUTBOX_POLL_INTERVAL: "10ms"
+    })
+    try {
+      for (let i = 0; i < 8; i++) {
+        const start = performance.now()
+        const res = await fetch(`${server.base}/data`, {
+          method: "POST",
+          headers: dataHeaders(server),
+          body: JSON.stringify({ stream: "blackhole", data: { i } })
+        })
+        expect(res.status).toBe(201)
+        expect(performance.now() - start).toBeLessThan(2_500)
+        await sleep(150) // the relay takes the new event and waits on the broker
+      }
+      // The relay did wait on the broker, and gave up after OUTBOX_PUBLISH_TIMEOUT.
+      await eventually(() => server.output().includes("the event bus did not answer within 1s"))
+    } finally {
+      server.child.kill("SIGKILL")
+      await server.exited
+      for (const socket of sockets) socket.destroy()
+      broker.close()
+      rmSync(dir, { recursive: true, force: true })
     }
   }, 60_000)
 })

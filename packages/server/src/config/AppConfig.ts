@@ -74,6 +74,7 @@ const settings = Config.all({
   kafkaSaslPassword: Config.Redacted("KAFKA_SASL_PASSWORD").pipe(Config.withDefault(Redacted.make(""))),
   outboxBatch: intBetween("OUTBOX_BATCH", 1, 10_000).pipe(Config.withDefault(500)),
   outboxPollInterval: duration("OUTBOX_POLL_INTERVAL").pipe(Config.withDefault(Duration.millis(100))),
+  outboxPublishTimeout: duration("OUTBOX_PUBLISH_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
   dbTimeout: duration("DB_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
   dbRetries: intBetween("DB_RETRIES", 0, 10).pipe(Config.withDefault(3)),
   dbRetryBase: duration("DB_RETRY_BASE").pipe(Config.withDefault(Duration.millis(50))),

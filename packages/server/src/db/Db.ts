@@ -5,13 +5,13 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import type { StoredRecord } from "@strata/domain"
-import { Array as Arr, Context, Effect, Layer, Option, Ref } from "effect"
-import { SqlError } from "effect/sql"
+import { Array as Arr, Context, Duration, Effect, Layer, Option, Ref } from "effect"
+import type { SqlError } from "effect/sql"
 import { randomBytes } from "node:crypto"
 import { AppConfig } from "../config/AppConfig.ts"
 import type { OutboxEvent } from "../events/EventBus.ts"
 import { recordIdTime } from "../records/RecordId.ts"
-import { type DbError, fromSqlError } from "./DbError.ts"
+import type { DbError } from "./DbError.ts"
 import { type CallKind, DbPolicy } from "./DbPolicy.ts"
 import { nextPartition, type PartitionBounds, partitionFor, partitionStart } from "./Partitions.ts"
 
@@ -59,16 +59,33 @@ export class Db extends Context.Service<Db, {
     readonly dropBefore: Date | undefined
   }) => Effect.Effect<{ readonly created: ReadonlyArray<string>; readonly dropped: ReadonlyArray<string> }, DbError>
   /**
-   * Takes the oldest outbox events (up to `limit`, in commit order), hands them
-   * to `publish`, and deletes them once it succeeds, all in one transaction that
-   * holds the relay's advisory lock: with several replicas only one drains at a
-   * time, and nothing is skipped or lost. Answers how many were published
-   * (0 also when another replica holds the lock).
+   * The outbox relay's side (SPEC §4). A relay publishes only while it holds the
+   * one relay lease, so with several replicas one drains at a time and events
+   * with one key keep their order. Each call is one short statement: no
+   * transaction or connection is held while the events are published.
+   *
+   * `claimOutbox` takes (or renews) the lease for `holder` for `lease` and answers
+   * the oldest events (up to `limit`, by `seq`); none when the outbox is empty or
+   * another holder's lease has not expired (then it writes nothing).
    */
-  readonly drainOutbox: <E>(
-    limit: number,
-    publish: (events: ReadonlyArray<OutboxEvent>) => Effect.Effect<void, E>
-  ) => Effect.Effect<number, DbError | E>
+  readonly claimOutbox: (
+    holder: string,
+    lease: Duration.Duration,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<OutboxEvent>, DbError>
+  /**
+   * Deletes published events (by `seq`) and renews `holder`'s lease. Answers
+   * whether `holder` still holds it; when not, another relay took over (the
+   * lease expired) and this one must stop. Deleting is right either way: the bus
+   * acknowledged these events.
+   */
+  readonly ackOutbox: (
+    holder: string,
+    lease: Duration.Duration,
+    seqs: Arr.NonEmptyReadonlyArray<string>
+  ) => Effect.Effect<boolean, DbError>
+  /** Gives the lease up, if `holder` has it, so another relay can take it at once. */
+  readonly releaseOutbox: (holder: string) => Effect.Effect<void, DbError>
   /** Events waiting in the outbox and the age of the oldest, in seconds. */
   readonly outboxStats: Effect.Effect<{ readonly size: number; readonly oldestAgeSeconds: number }, DbError>
   /** A secret shared by every replica on this database, made on first use. */
@@ -215,30 +232,56 @@ export class Db extends Context.Service<Db, {
         readonly payload: StoredRecord
         readonly traceparent: string | null
       }
-      const drainOutbox = <E>(limit: number, publish: (events: ReadonlyArray<OutboxEvent>) => Effect.Effect<void, E>) =>
-        sql.withTransaction(Effect.gen(function*() {
-          const [lock] = yield* sql<{ readonly locked: boolean }>`
-            SELECT pg_try_advisory_xact_lock(${OUTBOX_LOCK}) AS locked`
-          if (!lock.locked) return 0
-          // Rows become visible in commit order; taking the oldest remaining ones
-          // and deleting what was published cannot skip a late committer.
-          const rows = yield* sql<OutboxRow>`
-            SELECT seq::text AS seq, tenant_id, message_key, payload, traceparent FROM outbox ORDER BY seq LIMIT ${limit}`
-          if (rows.length === 0) return 0
-          yield* publish(
-            rows.map((r) => ({
-              seq: r.seq,
-              tenant: r.tenant_id,
-              messageKey: r.message_key,
-              record: r.payload,
-              traceparent: r.traceparent
-            }))
+      const leaseUntil = (lease: Duration.Duration) =>
+        sql`now() + ${Duration.toMillis(lease)} * interval '1 millisecond'`
+      // One statement: the lease is taken (only when there is something to
+      // publish, so an idle relay writes nothing) and, if it was, the oldest
+      // events are read. A transaction that commits late, after rows with a
+      // higher seq were published, is still picked up: the relay always takes the
+      // oldest remaining rows and deletes exactly what it published.
+      // (ORDER BY `outbox.seq`, the bigint: plain `seq` would be the text column
+      // of that name, and "10" sorts before "9".)
+      const claimOutbox = (holder: string, lease: Duration.Duration, limit: number) =>
+        guard(
+          "claimOutbox",
+          Effect.map(
+            sql<OutboxRow>`
+              WITH lease AS (
+                UPDATE outbox_relay_lease SET holder = ${holder}, expires_at = ${leaseUntil(lease)}
+                WHERE id = 1 AND (holder = ${holder} OR expires_at < now()) AND EXISTS (SELECT 1 FROM outbox)
+                RETURNING id
+              )
+              SELECT seq::text AS seq, tenant_id, message_key, payload, traceparent FROM outbox
+              WHERE EXISTS (SELECT 1 FROM lease) ORDER BY outbox.seq LIMIT ${limit}`,
+            (rows) =>
+              rows.map((r): OutboxEvent => ({
+                seq: r.seq,
+                tenant: r.tenant_id,
+                messageKey: r.message_key,
+                record: r.payload,
+                traceparent: r.traceparent
+              }))
           )
-          yield* sql`DELETE FROM outbox WHERE seq IN ${sql.in(rows.map((r) => r.seq))}`
-          return rows.length
-        })).pipe(
-          Effect.mapError((e) => e instanceof SqlError.SqlError ? fromSqlError(e) : e),
-          Effect.withSpan("Db.drainOutbox")
+        )
+
+      const ackOutbox = (holder: string, lease: Duration.Duration, seqs: Arr.NonEmptyReadonlyArray<string>) =>
+        guard(
+          "ackOutbox",
+          Effect.map(
+            sql<{ readonly id: number }>`
+              WITH published AS (DELETE FROM outbox WHERE seq IN ${sql.in(seqs)})
+              UPDATE outbox_relay_lease SET expires_at = ${leaseUntil(lease)}
+              WHERE id = 1 AND holder = ${holder} RETURNING id`,
+            (rows) => rows.length > 0
+          )
+        )
+
+      const releaseOutbox = (holder: string) =>
+        guard(
+          "releaseOutbox",
+          Effect.asVoid(
+            sql`UPDATE outbox_relay_lease SET expires_at = '-infinity' WHERE id = 1 AND holder = ${holder}`
+          )
         )
 
       const outboxStats = guard(
@@ -250,7 +293,18 @@ export class Db extends Context.Service<Db, {
         )
       )
 
-      return Db.of({ insert, findById, list, ping, sharedSecret, maintainPartitions, drainOutbox, outboxStats })
+      return Db.of({
+        insert,
+        findById,
+        list,
+        ping,
+        sharedSecret,
+        maintainPartitions,
+        claimOutbox,
+        ackOutbox,
+        releaseOutbox,
+        outboxStats
+      })
     })
   )
 
@@ -260,7 +314,6 @@ export class Db extends Context.Service<Db, {
       const store = yield* Ref.make(new Map<string, { readonly tenant: string; readonly record: StoredRecord }>())
       const outbox: Array<OutboxEvent & { readonly createdAt: number }> = []
       let seq = 0
-      let draining = false // one drainer at a time, like the advisory lock
 
       const insert = (records: Arr.NonEmptyReadonlyArray<RecordToStore>) =>
         Ref.modify(store, (current) => {
@@ -329,20 +382,27 @@ export class Db extends Context.Service<Db, {
           return [{ created: [], dropped: current.size === next.size ? [] : ["(memory)"] }, next]
         })
 
-      const drainOutbox = <E>(limit: number, publish: (events: ReadonlyArray<OutboxEvent>) => Effect.Effect<void, E>) =>
-        Effect.suspend(() => {
-          const batch = outbox.slice(0, limit)
-          if (draining || batch.length === 0) return Effect.succeed(0)
-          draining = true
-          return publish(batch).pipe(
-            Effect.map(() => {
-              outbox.splice(0, batch.length)
-              return batch.length
-            }),
-            Effect.ensuring(Effect.sync(() => {
-              draining = false
-            }))
-          )
+      // The relay lease, as in the table: a holder and when its lease ends.
+      const lease = { holder: "", expiresAt: Number.NEGATIVE_INFINITY }
+      const claimOutbox = (holder: string, duration: Duration.Duration, limit: number) =>
+        Effect.sync((): ReadonlyArray<OutboxEvent> => {
+          const now = Date.now()
+          if (outbox.length === 0 || (lease.holder !== holder && lease.expiresAt >= now)) return []
+          lease.holder = holder
+          lease.expiresAt = now + Duration.toMillis(duration)
+          return outbox.slice(0, limit)
+        })
+      const ackOutbox = (holder: string, duration: Duration.Duration, seqs: Arr.NonEmptyReadonlyArray<string>) =>
+        Effect.sync(() => {
+          const published = new Set(seqs)
+          for (let i = outbox.length - 1; i >= 0; i--) if (published.has(outbox[i].seq)) outbox.splice(i, 1)
+          if (lease.holder !== holder) return false
+          lease.expiresAt = Date.now() + Duration.toMillis(duration)
+          return true
+        })
+      const releaseOutbox = (holder: string) =>
+        Effect.sync(() => {
+          if (lease.holder === holder) lease.expiresAt = Number.NEGATIVE_INFINITY
         })
 
       const outboxStats = Effect.sync(() => ({
@@ -357,7 +417,9 @@ export class Db extends Context.Service<Db, {
         ping: Effect.void,
         sharedSecret,
         maintainPartitions,
-        drainOutbox,
+        claimOutbox,
+        ackOutbox,
+        releaseOutbox,
         outboxStats
       })
     })
@@ -367,9 +429,6 @@ export class Db extends Context.Service<Db, {
 /** The order of GET /data pages: by occurredAt, then id. */
 const compareKeyset = (a: { occurredAt: string; id: string }, b: { occurredAt: string; id: string }) =>
   a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
-
-/** The advisory lock key of the outbox relay (any constant only Strata uses). */
-const OUTBOX_LOCK = 727_165_001
 
 const COLUMNS = "id::text AS id, stream, key, occurred_at, ingested_at, data"
 

@@ -79,6 +79,19 @@ export const migrations = Migrator.fromRecord({
         rate_limit_burst int
       )`
     yield* sql`CREATE INDEX api_keys_tenant ON api_keys (tenant_id)`
+  }),
+  "0005_outbox_relay_lease": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // The one lease of the outbox relay (SPEC §4): the replica named in `holder`
+    // publishes until `expires_at`; it is taken and checked by single statements,
+    // so no transaction stays open while events are published.
+    yield* sql`
+      CREATE TABLE outbox_relay_lease (
+        id int PRIMARY KEY CHECK (id = 1),
+        holder text,
+        expires_at timestamptz NOT NULL
+      )`
+    yield* sql`INSERT INTO outbox_relay_lease (id, holder, expires_at) VALUES (1, NULL, '-infinity')`
   })
 })
 

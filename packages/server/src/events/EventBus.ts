@@ -95,18 +95,22 @@ export class EventBus extends Context.Service<EventBus, {
   )
 }
 
-/** The in-memory bus, with what it published and a switch to make it fail (tests). */
+/** The in-memory bus, with what it published and switches to make it fail or hang (tests). */
 export class MemoryEventBus extends Context.Service<MemoryEventBus, {
   readonly published: Array<KafkaMessage>
+  /** Publishes fail at once, like a broker that refuses connections. */
   failing: boolean
+  /** Publishes never answer, like a broker that accepts connections and then goes silent. */
+  hanging: boolean
 }>()("strata/MemoryEventBus") {
   static readonly layer: Layer.Layer<EventBus | MemoryEventBus, never, AppConfig> = Layer.effectContext(
     Effect.gen(function*() {
       const config = yield* AppConfig
-      const state = { published: [] as Array<KafkaMessage>, failing: false }
+      const state = { published: [] as Array<KafkaMessage>, failing: false, hanging: false }
       const bus = EventBus.of({
         publish: (events) =>
           Effect.suspend(() => {
+            if (state.hanging) return Effect.never
             if (state.failing) return Effect.fail(new EventBusError({ message: "the in-memory bus is set to fail" }))
             for (const e of events) state.published.push(toKafkaMessage(config.kafkaTopic, e))
             return Effect.void

@@ -4,20 +4,30 @@
  * every OUTBOX_POLL_INTERVAL when there is nothing to do. When the bus (or the
  * database) fails it backs off exponentially with jitter, up to 30 s, and
  * carries on: POSTs keep succeeding, the outbox grows, and it drains when the
- * bus is back. Delivery is at least once: a crash between publishing and the
- * commit of the delete publishes that batch again; consumers deduplicate by
- * record id. With several replicas, an advisory lock lets one drain at a time,
- * so events with one key keep their order.
+ * bus is back. Each publish has a timeout (OUTBOX_PUBLISH_TIMEOUT), so a broker
+ * that hangs counts as a failure.
+ *
+ * No database connection is held while publishing (on the embedded PGlite the
+ * pool has one connection, and every write would wait for Kafka): a pass takes
+ * the relay lease and reads a batch in one statement, publishes, then deletes
+ * what was published and renews the lease in another. With several replicas
+ * the lease lets one relay drain at a time, so events with one key keep their
+ * order; a relay that finds its lease taken (it outlived it) stops. The lease
+ * is given up at the end of each pass and outlasts a publish that times out, so
+ * a replica that crashes holding it delays the others by at most the lease.
+ * Delivery is at least once: a crash (or a lost lease) between publishing and
+ * the delete publishes that batch again; consumers deduplicate by record id.
  *
  * Polling is not traced (an empty pass every 100 ms would bury everything
  * else); each publish is a span linked to the requests that stored its events.
  */
-import { Effect, Layer, Metric, Option, References, Schedule, type Tracer } from "effect"
+import { Array as Arr, Duration, Effect, Layer, Metric, Option, References, Schedule, type Tracer } from "effect"
 import { Headers, HttpTraceContext } from "effect/http"
+import { randomUUID } from "node:crypto"
 import { AppConfig } from "../config/AppConfig.ts"
 import { Db } from "../db/Db.ts"
 import { LATENCY_BUCKETS } from "../observability/DbMetrics.ts"
-import { EventBus, type OutboxEvent } from "./EventBus.ts"
+import { EventBus, EventBusError, type OutboxEvent } from "./EventBus.ts"
 
 export const outboxSize = Metric.gauge("strata_outbox_events", { description: "Events waiting in the outbox" })
 export const outboxOldestAge = Metric.gauge("strata_outbox_oldest_event_age_seconds", {
@@ -49,43 +59,92 @@ const linksOf = (events: ReadonlyArray<OutboxEvent>): Array<Tracer.SpanLink> => 
   return links
 }
 
-/** One pass: drains until the outbox is empty (or another replica holds it). Answers how many it published. */
-export const relayOnce = Effect.gen(function*() {
-  const db = yield* Db
-  const bus = yield* EventBus
-  const config = yield* AppConfig
-  const tracing = yield* References.TracerEnabled
-  const publish = (events: ReadonlyArray<OutboxEvent>) =>
-    Effect.suspend(() => {
-      const start = performance.now()
-      return bus.publish(events).pipe(
-        Effect.onExit((exit) =>
-          Effect.andThen(
-            Metric.update(
-              Metric.withAttributes(publishDuration, { outcome: exit._tag === "Success" ? "ok" : "error" }),
-              (performance.now() - start) / 1000
-            ),
-            exit._tag === "Success" ? Effect.void : Metric.update(publishErrors, 1)
+/**
+ * How long a relay's lease lasts from each claim or delete: enough for a publish
+ * that times out and the database calls around it, twice over.
+ */
+export const relayLease = (
+  config: { readonly outboxPublishTimeout: Duration.Duration; readonly dbTimeout: Duration.Duration }
+) => Duration.times(Duration.sum(config.outboxPublishTimeout, config.dbTimeout), 2)
+
+/**
+ * One pass of the relay named `holder`: drains until the outbox is empty, another
+ * replica holds the lease, or it fails. Answers how many it published.
+ */
+export const relayOnce = (holder: string) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const bus = yield* EventBus
+    const config = yield* AppConfig
+    const tracing = yield* References.TracerEnabled
+    const lease = relayLease(config)
+    const publish = (events: ReadonlyArray<OutboxEvent>) =>
+      Effect.suspend(() => {
+        const start = performance.now()
+        return bus.publish(events).pipe(
+          Effect.timeoutOrElse({
+            duration: config.outboxPublishTimeout,
+            orElse: () =>
+              Effect.fail(
+                new EventBusError({
+                  message: `the event bus did not answer within ${Duration.format(config.outboxPublishTimeout)}`
+                })
+              )
+          }),
+          Effect.onExit((exit) =>
+            Effect.andThen(
+              Metric.update(
+                Metric.withAttributes(publishDuration, { outcome: exit._tag === "Success" ? "ok" : "error" }),
+                (performance.now() - start) / 1000
+              ),
+              exit._tag === "Success" ? Effect.void : Metric.update(publishErrors, 1)
+            )
           )
         )
+      }).pipe(
+        Effect.withSpan("EventBus.publish", {
+          kind: "producer",
+          root: true,
+          links: linksOf(events),
+          attributes: {
+            "messaging.destination.name": config.kafkaTopic,
+            "messaging.batch.message_count": events.length
+          }
+        }),
+        Effect.withTracerEnabled(tracing)
       )
+    let total = 0
+    let claimed = false
+    return yield* Effect.gen(function*() {
+      while (true) {
+        // Short statements only: the connection goes back to the pool before the publish.
+        const events = yield* db.claimOutbox(holder, lease, config.outboxBatch).pipe(Effect.withTracerEnabled(false))
+        if (!Arr.isReadonlyArrayNonEmpty(events)) return total
+        claimed = true
+        yield* publish(events)
+        const held = yield* db.ackOutbox(holder, lease, Arr.map(events, (e) => e.seq)).pipe(
+          Effect.withTracerEnabled(false)
+        )
+        total += events.length
+        yield* Metric.update(outboxPublished, events.length)
+        if (!held) {
+          claimed = false
+          return total
+        }
+      }
     }).pipe(
-      Effect.withSpan("EventBus.publish", {
-        kind: "producer",
-        root: true,
-        links: linksOf(events),
-        attributes: { "messaging.destination.name": config.kafkaTopic, "messaging.batch.message_count": events.length }
-      }),
-      Effect.withTracerEnabled(tracing)
+      // Hand the lease on when the pass ends, however it ends (the drained
+      // outbox, a failure, shutdown): another replica need not wait for it to
+      // expire. Best effort, and briefly: a shutdown must not wait on a database that is down.
+      Effect.ensuring(
+        Effect.suspend(() =>
+          claimed
+            ? db.releaseOutbox(holder).pipe(Effect.timeout(config.dbTimeout), Effect.ignore)
+            : Effect.void
+        ).pipe(Effect.withTracerEnabled(false))
+      )
     )
-  let total = 0
-  while (true) {
-    const n = yield* db.drainOutbox(config.outboxBatch, publish).pipe(Effect.withTracerEnabled(false))
-    if (n === 0) return total
-    total += n
-    yield* Metric.update(outboxPublished, n)
-  }
-})
+  })
 
 export const OutboxRelayLive: Layer.Layer<never, never, Db | EventBus | AppConfig> = Layer.effectDiscard(
   Effect.gen(function*() {
@@ -94,7 +153,8 @@ export const OutboxRelayLive: Layer.Layer<never, never, Db | EventBus | AppConfi
     const backoff = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("30 seconds")]).pipe(
       Schedule.jittered
     )
-    yield* relayOnce.pipe(
+    const holder = randomUUID() // this replica, in the lease table
+    yield* relayOnce(holder).pipe(
       Effect.tapError((error) => Effect.logWarning("Outbox relay failed; backing off", error.message)),
       Effect.retry(backoff),
       Effect.andThen(Effect.sleep(config.outboxPollInterval)),
