@@ -17,10 +17,12 @@ import { Context, Deferred, Effect, Layer, Metric } from "effect"
 import { Cache } from "../cache/Cache.ts"
 import { type BucketDecision, type BucketLimit, decide, LocalBuckets } from "../cache/TokenBucket.ts"
 import { AppConfig } from "../config/AppConfig.ts"
+import { labelled } from "../observability/Labels.ts"
 
 export const rateLimitDecisions = Metric.counter("strata_rate_limit_decisions_total", {
   description: "Rate-limit decisions by outcome (allowed, limited) and where the bucket lives (shared, local)"
 })
+const decisions = labelled(rateLimitDecisions)
 
 const LEASE_MS = 1000
 const SHARED_RETRY_MS = 1000
@@ -50,10 +52,9 @@ export class RateLimiter extends Context.Service<RateLimiter, {
       const local = new LocalBuckets()
       const leases = new Map<string, Lease>()
       const count = (decision: BucketDecision, where: "shared" | "local") =>
-        Metric.update(
-          Metric.withAttributes(rateLimitDecisions, { outcome: decision.allowed ? "allowed" : "limited", where }),
-          1
-        ).pipe(Effect.as(decision))
+        Metric.update(decisions({ outcome: decision.allowed ? "allowed" : "limited", where }), 1).pipe(
+          Effect.as(decision)
+        )
 
       const fromLease = (keyId: string, limit: BucketLimit): BucketDecision | undefined => {
         const lease = leases.get(keyId)

@@ -7,6 +7,7 @@
 import { Cause, Context, Duration, Effect, Layer, Metric, Option, Redacted, Schema } from "effect"
 import { Cluster, Redis } from "ioredis"
 import { AppConfig } from "../config/AppConfig.ts"
+import { labelled } from "../observability/Labels.ts"
 import { type BucketLimit, type BucketTake, LocalBuckets, TAKE_TOKENS_LUA } from "./TokenBucket.ts"
 
 /** Buckets for calls that give up after CACHE_TIMEOUT (50 ms by default). */
@@ -21,6 +22,9 @@ export const cacheCallErrors = Metric.counter("strata_cache_call_errors_total", 
   description: "Failed Redis calls by operation and reason (error, or timeout: cut off by CACHE_TIMEOUT)",
   incremental: true
 })
+
+const callDuration = labelled(cacheCallDuration)
+const callErrors = labelled(cacheCallErrors)
 
 export class CacheError extends Schema.TaggedError<CacheError>()("CacheError", {
   message: Schema.String,
@@ -89,10 +93,10 @@ export class Cache extends Context.Service<Cache, {
                   : "error"
                 const seconds = (performance.now() - start) / 1000
                 return Effect.andThen(
-                  Metric.update(Metric.withAttributes(cacheCallDuration, { operation, outcome }), seconds),
+                  Metric.update(callDuration({ operation, outcome }), seconds),
                   outcome === "ok"
                     ? Effect.void
-                    : Metric.update(Metric.withAttributes(cacheCallErrors, { operation, reason: outcome }), 1)
+                    : Metric.update(callErrors({ operation, reason: outcome }), 1)
                 )
               })
             )
@@ -100,7 +104,7 @@ export class Cache extends Context.Service<Cache, {
             Effect.withSpan(`Cache.${operation}`, {
               kind: "client",
               attributes: { "db.system.name": "redis", "db.operation.name": operation }
-            })
+            }, { captureStackTrace: false }) // a stack per call costs on the hot path and says little here
           )
         return Cache.of({
           kind: options.clusterNodes !== undefined && options.clusterNodes.length > 0 ? "redis-cluster" : "redis",

@@ -13,6 +13,7 @@ import { AppConfig } from "../config/AppConfig.ts"
 import { Db } from "../db/Db.ts"
 import type { DbError } from "../db/DbError.ts"
 import { trackBreaker } from "../observability/BreakerMetrics.ts"
+import { labelled } from "../observability/Labels.ts"
 import { Cache } from "./Cache.ts"
 
 /** What answered a read, for the `Cache-Status` header (RFC 9211). */
@@ -23,6 +24,7 @@ const NOT_FOUND = "" // a stored 404: no record serialises to the empty string
 export const cacheRequests = Metric.counter("strata_cache_requests_total", {
   description: "Record cache lookups by outcome (hit, miss, error)"
 })
+const lookups = labelled(cacheRequests)
 
 export class RecordCache extends Context.Service<RecordCache, {
   readonly findById: (
@@ -54,9 +56,7 @@ export class RecordCache extends Context.Service<RecordCache, {
           Effect.timeout(config.cacheTimeout),
           breaker.execute({ key: "cache" }),
           Effect.map(Option.some),
-          Effect.catchCause(() =>
-            Effect.as(Metric.update(Metric.withAttributes(cacheRequests, { outcome: "error" }), 1), Option.none<A>())
-          )
+          Effect.catchCause(() => Effect.as(Metric.update(lookups({ outcome: "error" }), 1), Option.none<A>()))
         )
 
       // One database read per (tenant, id) at a time; later misses wait for it.
@@ -92,14 +92,14 @@ export class RecordCache extends Context.Service<RecordCache, {
         Effect.gen(function*() {
           const cached = yield* guarded(cache.get(keyOf(tenant, id)))
           if (Option.isSome(cached) && Option.isSome(cached.value)) {
-            yield* Metric.update(Metric.withAttributes(cacheRequests, { outcome: "hit" }), 1)
+            yield* Metric.update(lookups({ outcome: "hit" }), 1)
             const text = cached.value.value
             return {
               record: text === NOT_FOUND ? Option.none() : Option.some(JSON.parse(text) as StoredRecord),
               cache: "hit" as const
             }
           }
-          if (Option.isSome(cached)) yield* Metric.update(Metric.withAttributes(cacheRequests, { outcome: "miss" }), 1)
+          if (Option.isSome(cached)) yield* Metric.update(lookups({ outcome: "miss" }), 1)
           const record = yield* readThrough(tenant, id)
           return { record, cache: Option.isSome(cached) ? "miss" as const : "unavailable" as const }
         })

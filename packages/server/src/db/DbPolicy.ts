@@ -16,12 +16,16 @@ import type { SqlError } from "effect/sql"
 import { AppConfig } from "../config/AppConfig.ts"
 import { trackBreaker } from "../observability/BreakerMetrics.ts"
 import { dbCallDuration, dbCallErrors, makePoolTracker } from "../observability/DbMetrics.ts"
+import { labelled } from "../observability/Labels.ts"
 import { DbError, fromSqlError } from "./DbError.ts"
 
 /** `idempotent` calls (reads, upserts, DDL with IF [NOT] EXISTS) may be retried after any transient failure. */
 export type CallKind = "idempotent" | "write"
 
 const ROLLED_BACK = new Set(["DeadlockError", "SerializationError"])
+
+const callDuration = labelled(dbCallDuration)
+const callErrors = labelled(dbCallErrors)
 
 export class DbPolicy extends Context.Service<DbPolicy, {
   readonly run: <A>(
@@ -61,7 +65,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
 
       const trackPool = makePoolTracker(Option.isSome(config.databaseUrl) ? config.databasePoolMax : 1)
       const countError = (operation: string, reason: "transient" | "permanent" | "circuit_open") =>
-        Metric.update(Metric.withAttributes(dbCallErrors, { operation, reason }), 1)
+        Metric.update(callErrors({ operation, reason }), 1)
       /** Duration by outcome and errors by reason; an interrupted call (its request went away) is neither. */
       const measured = <A>(operation: string, effect: Effect.Effect<A, DbError | CircuitBreaker.CircuitBreakerError>) =>
         Effect.suspend(() => {
@@ -72,7 +76,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
             const seconds = (performance.now() - start) / 1000
             const outcome = error === undefined ? "ok" : "error"
             return Effect.andThen(
-              Metric.update(Metric.withAttributes(dbCallDuration, { operation, outcome }), seconds),
+              Metric.update(callDuration({ operation, outcome }), seconds),
               error?._tag === "DbError"
                 ? countError(operation, error.transient ? "transient" : "permanent")
                 : Effect.void
@@ -107,7 +111,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
                 Effect.fail(new DbError({ transient: true, message: "database circuit breaker is open" }))
               )),
             trackPool,
-            Effect.withSpan(name)
+            Effect.withSpan(name, undefined, { captureStackTrace: false }) // a stack per call costs on the hot path
           )
       })
     })
