@@ -55,7 +55,9 @@ export const AuthenticationLive: Layer.Layer<Authentication, never, ApiKeys | Ra
       const keys = yield* ApiKeys
       const limiter = yield* RateLimiter
       const config = yield* AppConfig
-      const verified = yield* Cache.makeWith((hash: string) => keys.findByHash(hash), {
+      // Keyed by the key itself, so a hit costs no SHA-256 (which showed in profiles);
+      // the hash is computed once, on a miss.
+      const verified = yield* Cache.makeWith((secret: string) => keys.findByHash(hashApiKey(secret)), {
         capacity: 100_000,
         // A database failure is not remembered: the next request asks again.
         timeToLive: (exit) => Exit.isSuccess(exit) ? config.authCacheTtl : Duration.zero
@@ -77,7 +79,7 @@ export const AuthenticationLive: Layer.Layer<Authentication, never, ApiKeys | Ra
             const secret = Redacted.value(credential)
             if (secret === "") return yield* unauthorized("Send Authorization: Bearer <api key>.")
             const found = looksLikeApiKey(secret)
-              ? yield* Cache.get(verified, hashApiKey(secret)).pipe(
+              ? yield* Cache.get(verified, secret).pipe(
                 Effect.catchTag("DbError", (error) =>
                   error.transient
                     ? Effect.fail(new Unavailable({ detail: "Cannot verify API keys right now; retry shortly." }))
