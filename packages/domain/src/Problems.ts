@@ -56,6 +56,12 @@ export class RequestTimeout extends HttpApiError.Problem<RequestTimeout>()("Requ
   title: "The request was not received in time"
 }, requestId) {}
 
+export class MethodNotAllowed extends HttpApiError.Problem<MethodNotAllowed>()("MethodNotAllowed", {
+  type: "/problems/method-not-allowed",
+  status: 405,
+  title: "Method not allowed on this route"
+}, requestId) {}
+
 export class IdempotencyKeyInFlight extends HttpApiError.Problem<IdempotencyKeyInFlight>()("IdempotencyKeyInFlight", {
   type: "/problems/idempotency-key-in-flight",
   status: 409,
@@ -108,6 +114,13 @@ export class Unavailable extends HttpApiError.Problem<Unavailable>()("Unavailabl
  * Problems any route may answer with. The first three come from the HTTP
  * server itself, before routing, for requests it cannot read.
  */
-export const CommonProblems = [MalformedRequest, RequestTimeout, HeadersTooLarge, InternalError, Unavailable] as const
+export const CommonProblems = [
+  MalformedRequest,
+  MethodNotAllowed,
+  RequestTimeout,
+  HeadersTooLarge,
+  InternalError,
+  Unavailable
+] as const
 /** Problems of a route that reads a JSON body. */
 export const BodyProblems = [InvalidJson, ValidationFailed, PayloadTooLarge, UnsupportedMediaType] as const

@@ -4,10 +4,11 @@
  * This outermost middleware is also where anything unhandled becomes a problem
  * document: unknown routes a 404, defects a 500 that carries only the request id.
  */
-import { InternalError, NotFound } from "@strata/domain"
+import { InternalError, MethodNotAllowed, NotFound } from "@strata/domain"
 import { Cause, Context, Effect } from "effect"
 import { HttpServerRequest, HttpServerRespondable, HttpServerResponse } from "effect/http"
 import { randomUUID } from "node:crypto"
+import { methodsOf, routeOf } from "./RouteTable.ts"
 
 export const RequestId = Context.Reference<string>("strata/RequestId", { defaultValue: () => "" })
 
@@ -45,9 +46,17 @@ export const withRequestId = <E, R>(app: Effect.Effect<HttpServerResponse.HttpSe
         if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
         const failure = Cause.findErrorOption(cause)
         if (failure._tag === "Some" && isRouteNotFound(failure.value)) {
-          return HttpServerRespondable.toResponse(
-            new NotFound({ detail: `No route for ${request.method} ${request.url}` })
-          )
+          const allowed = methodsOf(routeOf(request.url))
+          return allowed.length === 0
+            ? HttpServerRespondable.toResponse(
+              new NotFound({ detail: `No route for ${request.method} ${request.url}` })
+            )
+            : Effect.map(
+              HttpServerRespondable.toResponse(
+                new MethodNotAllowed({ detail: `${request.method} is not one of ${allowed.join(", ")} here` })
+              ),
+              HttpServerResponse.setHeader("allow", allowed.join(", "))
+            )
         }
         return Effect.andThen(
           Effect.logError("Unhandled failure", cause),

@@ -7,7 +7,7 @@
 import { Context, Effect } from "effect"
 import { HttpServerRequest, type HttpServerResponse } from "effect/http"
 import { RequestId } from "../http/RequestId.ts"
-import { routeOf } from "./HttpMetrics.ts"
+import { routeOf } from "../http/RouteTable.ts"
 
 /** Logs `app`, which must already turn every failure into a response with an `x-request-id`. */
 export const withAccessLog = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>

@@ -5,6 +5,7 @@
  */
 import { Context, Effect, Metric } from "effect"
 import { HttpServerRequest, type HttpServerResponse } from "effect/http"
+import { routeOf } from "../http/RouteTable.ts"
 import { labelled } from "./Labels.ts"
 
 export const requestDuration = Metric.histogram("http_server_request_duration_seconds", {
@@ -17,16 +18,6 @@ const durationOf = labelled(requestDuration)
 export const requestsInFlight = Metric.gauge("http_server_active_requests", {
   description: "HTTP requests being served"
 })
-
-const KNOWN = new Set(["/data", "/data/batch", "/health/live", "/health/ready", "/openapi.json", "/docs", "/metrics"])
-
-/** The route template of a path: `/data/{id}` for any id, `other` for unknown paths. */
-export const routeOf = (url: string): string => {
-  const path = url.split("?", 1)[0]
-  if (KNOWN.has(path)) return path
-  if (/^\/data\/[^/]+$/.test(path)) return "/data/{id}"
-  return "other"
-}
 
 let inFlight = 0
 

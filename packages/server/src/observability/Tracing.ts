@@ -9,7 +9,7 @@ import { Context, Effect, Layer, Option, Redacted, References, Tracer } from "ef
 import { FetchHttpClient, HttpMiddleware, HttpServerRequest, HttpTraceContext } from "effect/http"
 import { OtlpExporter, OtlpSerialization, OtlpTracer } from "effect/observability"
 import { AppConfig, type Settings } from "../config/AppConfig.ts"
-import { routeOf } from "./HttpMetrics.ts"
+import { routeOf } from "../http/RouteTable.ts"
 
 /**
  * A parent-based ratio sampler around `tracer`. Effect's tracer has no sampler
