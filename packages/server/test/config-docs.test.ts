@@ -23,12 +23,18 @@ const documentedVariables = () => {
   return new Set(Array.from(table.matchAll(/^\| `([A-Z][A-Z0-9_]+)` \|/gm), (m) => m[1]))
 }
 
+const READS =
+  /(?:Config\.\w+\(|\b(?:duration|bytes|intBetween|httpUrl)\(|,)\s*"([A-Z][A-Z0-9_]{2,})"\s*[),]|process\.env\.([A-Z][A-Z0-9_]{2,})/g
+
 describe("configuration", () => {
   it("documents every variable the server reads in the README table", () => {
     const read = new Set<string>()
     for (const file of sources(join(root, "packages/server/src"))) {
-      for (const match of readFileSync(file, "utf8").matchAll(/[(,]\s*"([A-Z][A-Z0-9_]{2,})"\s*[),]/g)) {
-        read.add(match[1])
+      // A variable is named as the argument of a Config constructor or of one of
+      // config/Units.ts's helpers, or last after a schema (`Config.schema(s, "NAME")`),
+      // or read straight from process.env.
+      for (const match of readFileSync(file, "utf8").matchAll(READS)) {
+        read.add(match[1] ?? match[2])
       }
     }
     const documented = documentedVariables()
