@@ -5,28 +5,12 @@
  * The same process exports its spans, so this also checks main's wiring.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { spawn } from "node:child_process"
-import { once } from "node:events"
-import { join } from "node:path"
-import { freePort } from "./support/Network.ts"
 import { startOtlpReceiver } from "./support/OtlpReceiver.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { strata } from "./support/ServerProcess.ts"
+import { dataHeaders, type ServerProcess, startServer } from "./support/ServerProcess.ts"
 
 const available = await postgresAvailable()
 const suite = available ? describe : describe.skip
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** A real API key, made with the CLI before the server starts. */
-let clientKey = ""
-
-/** Headers of a `/data` request. */
-const dataHeaders = (extra: Record<string, string> = {}) => ({
-  "content-type": "application/json",
-  authorization: `Bearer ${clientKey}`,
-  ...extra
-})
 
 const DB_PASSWORD = "S3CRET-DB-PASS"
 const OTLP_SECRET = "OTLP-SECRET-TOKEN"
@@ -34,37 +18,21 @@ const PAYLOAD = "PAYLOAD-MARKER-42"
 const CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 /**
- * Starts the server with `env`, runs `f` against it, stops it with SIGTERM and
- * answers everything it wrote to stdout and stderr.
+ * Starts the server with `env` (at info level, with a key made by the CLI), runs
+ * `f` against it, stops it with SIGTERM and answers what it wrote: stdout
+ * alone, and everything, and its key.
  */
-const runServer = async (env: Record<string, string>, f: (base: string) => Promise<void>) => {
-  const port = await freePort()
-  const child = spawn(process.execPath, [join(import.meta.dirname, "../src/main.ts")], {
-    env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", SHUTDOWN_DELAY: "0s", ...env },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  const exited = once(child, "exit")
-  let stdout = ""
-  let stderr = ""
-  child.stdout!.on("data", (d) => stdout += d)
-  child.stderr!.on("data", (d) => stderr += d)
+const runServer = async (env: Record<string, string>, f: (server: ServerProcess) => Promise<void>) => {
+  const server = await startServer({ LOG_LEVEL: "Info", SHUTDOWN_DELAY: "0s", ...env })
   try {
-    const base = `http://127.0.0.1:${port}`
-    let up = false
-    for (let i = 0; i < 100 && !up; i++) {
-      up = await fetch(`${base}/health/ready`).then((r) => r.status === 200, () => false)
-      if (!up) await sleep(200)
-    }
-    if (!up) console.log("server output:", stdout, stderr)
-    expect(up).toBe(true)
-    await f(base)
-    child.kill("SIGTERM")
-    const [code] = await exited
+    await f(server)
+    server.child.kill("SIGTERM")
+    const [code] = await server.exited
     expect(code).toBe(0)
   } finally {
-    child.kill("SIGKILL")
+    server.child.kill("SIGKILL")
   }
-  return { stdout, stderr }
+  return { stdout: server.stdout(), output: server.output(), apiKey: server.apiKey! }
 }
 
 suite("logs of the server process", () => {
@@ -73,9 +41,6 @@ suite("logs of the server process", () => {
   let databaseUrl: string
   beforeAll(async () => {
     db = await freshDatabase()
-    await strata(["tenants", "create", "logs"], { DATABASE_URL: db.url })
-    clientKey = (await strata(["keys", "create", "--tenant", "logs"], { DATABASE_URL: db.url })).stdout.trim()
-    expect(clientKey).toMatch(/^strata_/)
     receiver = await startOtlpReceiver()
     // The local server trusts connections, so any password is accepted: one to look for in the logs.
     const url = new URL(db.url)
@@ -89,16 +54,16 @@ suite("logs of the server process", () => {
 
   it("are JSON lines with request and trace ids, an access line per request, and no secrets or payloads", async () => {
     let id = ""
-    const { stderr, stdout } = await runServer({
+    const { output, stdout, apiKey } = await runServer({
       DATABASE_URL: databaseUrl,
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
       OTEL_EXPORTER_OTLP_HEADERS: `authorization=Bearer%20${OTLP_SECRET}`,
       OTEL_TRACES_SAMPLER_ARG: "1"
-    }, async (base) => {
-      const created = await fetch(`${base}/data`, {
+    }, async (server) => {
+      const created = await fetch(`${server.base}/data`, {
         method: "POST",
-        headers: dataHeaders({
+        headers: dataHeaders(server, {
           "x-request-id": "req-logs-1",
           traceparent: `00-${CALLER_TRACE}-00f067aa0ba902b7-01`
         }),
@@ -106,7 +71,7 @@ suite("logs of the server process", () => {
       })
       expect(created.status).toBe(201)
       id = ((await created.json()) as { id: string }).id
-      expect((await fetch(`${base}/data/${id}`, { headers: dataHeaders() })).status).toBe(200)
+      expect((await fetch(`${server.base}/data/${id}`, { headers: dataHeaders(server) })).status).toBe(200)
     })
 
     const lines = stdout.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>)
@@ -126,8 +91,8 @@ suite("logs of the server process", () => {
     const starting = lines.find((l) => l.message === "Starting Strata")
     expect(starting?.database).toContain(":***@")
 
-    for (const secret of [DB_PASSWORD, OTLP_SECRET, clientKey, PAYLOAD]) {
-      expect(stdout + stderr).not.toContain(secret)
+    for (const secret of [DB_PASSWORD, OTLP_SECRET, apiKey, PAYLOAD]) {
+      expect(output).not.toContain(secret)
     }
     // The process exported its server span, in the caller's trace, on the way out.
     expect(receiver.spans.find((s) => s.name === "POST /data")).toMatchObject({
@@ -137,9 +102,9 @@ suite("logs of the server process", () => {
   })
 
   it("has no access lines with ACCESS_LOG=false", async () => {
-    const { stdout } = await runServer({ DATABASE_URL: databaseUrl, ACCESS_LOG: "false" }, async (base) => {
-      expect((await fetch(`${base}/health/live`)).status).toBe(200)
-      expect((await fetch(`${base}/data?stream=logs`, { headers: dataHeaders() })).status).toBe(200)
+    const { stdout } = await runServer({ DATABASE_URL: databaseUrl, ACCESS_LOG: "false" }, async (server) => {
+      expect((await fetch(`${server.base}/health/live`)).status).toBe(200)
+      expect((await fetch(`${server.base}/data?stream=logs`, { headers: dataHeaders(server) })).status).toBe(200)
     })
     const lines = stdout.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>)
     expect(lines.some((l) => l.message === "Starting Strata")).toBe(true)

@@ -23,7 +23,7 @@ import { IdempotencyStore } from "../db/IdempotencyStore.ts"
 import { MaintenanceLive } from "../db/Maintenance.ts"
 import { EventBus, MemoryEventBus } from "../events/EventBus.ts"
 import { OutboxRelayLive } from "../events/OutboxRelay.ts"
-import { withAccessLog } from "../observability/AccessLog.ts"
+import { logAccess } from "../observability/AccessLog.ts"
 import { withHttpMetrics } from "../observability/HttpMetrics.ts"
 import { RuntimeMetricsLive } from "../observability/RuntimeMetrics.ts"
 import { withTraceContext } from "../observability/Tracing.ts"
@@ -60,8 +60,8 @@ export const AppRoutes = Layer.mergeAll(
     Effect.gen(function*() {
       const config = yield* AppConfig
       const admit = makeAdmission(config)
-      const log = config.accessLog ? withAccessLog : <A>(app: A) => app
-      return (app) => withTraceContext(withHttpMetrics(log(withRequestId(admit(app)))))
+      const report = config.accessLog ? logAccess : undefined
+      return (app) => withTraceContext(withHttpMetrics(withRequestId(admit(app)), report))
     }),
     { global: true }
   )

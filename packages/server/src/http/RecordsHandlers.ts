@@ -12,10 +12,11 @@ import {
   RecordKey,
   type StoredRecord,
   StreamName,
-  Unavailable
+  Unavailable,
+  type ValidationFailed
 } from "@strata/domain"
 import { Array as Arr, Effect, Option, Result, Schema } from "effect"
-import { HttpServerResponse } from "effect/http"
+import { type HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { RecordCache } from "../cache/RecordCache.ts"
 import { AppConfig } from "../config/AppConfig.ts"
@@ -94,38 +95,37 @@ export const RecordsHandlers = HttpApiBuilder.group(
         return { body: { records: stored } }
       })
 
+    const storeOne = (tenant: string, body: unknown, traceparent: string | null) =>
+      Effect.gen(function*() {
+        const input = yield* decodeRecord(body)
+        const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes, traceparent)
+        if (Result.isFailure(row)) return yield* validationFailed([row.failure])
+        const [stored] = yield* writer.write([row.success])
+        yield* recordCache.remember(tenant, [stored])
+        return { body: stored, location: `/data/${stored.id}` }
+      })
+
+    /** Both POSTs: the body read with its limits, then stored at most once per Idempotency-Key. */
+    const post = <A extends { readonly body: unknown; readonly location?: string }>(
+      request: HttpServerRequest.HttpServerRequest,
+      idempotencyKey: string | undefined,
+      store: (tenant: string, body: unknown, traceparent: string | null) => Effect.Effect<A, DbError | ValidationFailed>
+    ) =>
+      Effect.gen(function*() {
+        const body = yield* readJsonBody(request, config.maxBodyBytes)
+        const tenant = (yield* Principal).tenant
+        return yield* idempotently(
+          idempotency,
+          tenant,
+          request,
+          idempotencyKey,
+          store(tenant, body, yield* currentTraceparent)
+        )
+      }).pipe(Effect.catchTag("DbError", unavailableOnTransient))
+
     return handlers
-      .handleRaw("create", ({ headers, request }) =>
-        Effect.gen(function*() {
-          const body = yield* readJsonBody(request, config.maxBodyBytes)
-          const tenant = (yield* Principal).tenant
-          return yield* idempotently(
-            idempotency,
-            tenant,
-            request,
-            headers["idempotency-key"],
-            Effect.gen(function*() {
-              const input = yield* decodeRecord(body)
-              const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes, yield* currentTraceparent)
-              if (Result.isFailure(row)) return yield* validationFailed([row.failure])
-              const [stored] = yield* writer.write([row.success])
-              yield* recordCache.remember(tenant, [stored])
-              return { body: stored, location: `/data/${stored.id}` }
-            })
-          )
-        }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
-      .handleRaw("createBatch", ({ headers, request }) =>
-        Effect.gen(function*() {
-          const body = yield* readJsonBody(request, config.maxBodyBytes)
-          const tenant = (yield* Principal).tenant
-          return yield* idempotently(
-            idempotency,
-            tenant,
-            request,
-            headers["idempotency-key"],
-            storeBatch(tenant, body, yield* currentTraceparent)
-          )
-        }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
+      .handleRaw("create", ({ headers, request }) => post(request, headers["idempotency-key"], storeOne))
+      .handleRaw("createBatch", ({ headers, request }) => post(request, headers["idempotency-key"], storeBatch))
       .handle("get", ({ params, headers }) =>
         Effect.gen(function*() {
           const id = params.id.toLowerCase()

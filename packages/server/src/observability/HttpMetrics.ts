@@ -1,16 +1,18 @@
 /**
  * Request metrics (SPEC §7): duration by method, route template (never the raw
  * path, to keep label cardinality bounded) and status class, and the requests
- * in flight. Buckets are chosen around the 500 ms P99 target.
+ * in flight. Buckets are chosen around the 500 ms P99 target. The same
+ * observation of each request feeds the access log (AccessLog.ts).
  */
 import { Context, Effect, Metric } from "effect"
 import { HttpServerRequest, type HttpServerResponse } from "effect/http"
 import { routeOf } from "../http/RouteTable.ts"
+import { LATENCY_BUCKETS } from "./DbMetrics.ts"
 import { labelled } from "./Labels.ts"
 
 export const requestDuration = Metric.histogram("http_server_request_duration_seconds", {
   description: "Duration of HTTP requests",
-  boundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+  boundaries: LATENCY_BUCKETS
 })
 // Methods are the ones Node parses, routes templates, statuses classes: a small fixed set.
 const durationOf = labelled(requestDuration)
@@ -19,10 +21,27 @@ export const requestsInFlight = Metric.gauge("http_server_active_requests", {
   description: "HTTP requests being served"
 })
 
+/** How one request ended. */
+export interface RequestOutcome {
+  readonly method: string
+  readonly route: string
+  /** 499 when the client went away before the answer (as nginx says). */
+  readonly status: number
+  readonly seconds: number
+  /** The id the client got back in `X-Request-Id`. */
+  readonly requestId: string | undefined
+}
+
 let inFlight = 0
 
-/** Measures `app`, which must already turn every failure into a response. */
-export const withHttpMetrics = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+/**
+ * Measures `app`, which must already turn every failure into a response, and
+ * hands how it ended to `report` as well (the access log, when it is on).
+ */
+export const withHttpMetrics = <E, R>(
+  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
+  report: (outcome: RequestOutcome) => Effect.Effect<void> = () => Effect.void
+) =>
   Effect.withFiber((fiber) => {
     const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
     const start = performance.now()
@@ -31,19 +50,25 @@ export const withHttpMetrics = <E, R>(app: Effect.Effect<HttpServerResponse.Http
       Effect.andThen(app),
       Effect.onExit((exit) => {
         inFlight--
-        // Only an interruption (the client went away) fails here: nginx calls that 499.
-        const status = exit._tag === "Success" ? exit.value.status : 499
+        // Only an interruption (the client went away) fails here.
+        const outcome: RequestOutcome = {
+          method: request.method,
+          route: routeOf(request.url),
+          status: exit._tag === "Success" ? exit.value.status : 499,
+          seconds: (performance.now() - start) / 1000,
+          requestId: exit._tag === "Success" ? exit.value.headers["x-request-id"] : undefined
+        }
         return Effect.andThen(
           Metric.update(requestsInFlight, inFlight),
           Metric.update(
             durationOf({
-              method: request.method,
-              route: routeOf(request.url),
-              status_class: `${Math.floor(status / 100)}xx`
+              method: outcome.method,
+              route: outcome.route,
+              status_class: `${Math.floor(outcome.status / 100)}xx`
             }),
-            (performance.now() - start) / 1000
+            outcome.seconds
           )
-        )
+        ).pipe(Effect.andThen(report(outcome)))
       })
     )
   })

@@ -50,6 +50,8 @@ export interface ServerProcess {
   readonly exited: Promise<[number | null, NodeJS.Signals | null]>
   /** Everything the process wrote so far, stdout and stderr. */
   readonly output: () => string
+  /** What it wrote to stdout alone (the log lines). */
+  readonly stdout: () => string
 }
 
 /** The headers of a `/data` request to `server`: JSON, and its API key. */
@@ -75,9 +77,21 @@ export const startServer = async (
   })
   const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>
   let output = ""
-  child.stdout!.on("data", (d) => output += d)
+  let stdout = ""
+  child.stdout!.on("data", (d) => {
+    output += d
+    stdout += d
+  })
   child.stderr!.on("data", (d) => output += d)
-  const server = { base: `http://127.0.0.1:${port}`, port, child, apiKey, exited, output: () => output }
+  const server = {
+    base: `http://127.0.0.1:${port}`,
+    port,
+    child,
+    apiKey,
+    exited,
+    output: () => output,
+    stdout: () => stdout
+  }
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) break
     const ready = await fetch(`${server.base}/health/ready`, { signal: AbortSignal.timeout(2000) }).then(
