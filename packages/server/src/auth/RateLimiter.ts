@@ -43,12 +43,18 @@ interface Lease {
 
 export class RateLimiter extends Context.Service<RateLimiter, {
   readonly take: (keyId: string, limit: BucketLimit) => Effect.Effect<BucketDecision>
+  /**
+   * A token from this replica's lease, synchronously (for the hot routes):
+   * undefined when the lease is used up, expired or refusing, so `take` must decide.
+   */
+  readonly takeLeased: (keyId: string, limit: BucketLimit) => BucketDecision | undefined
 }>()("strata/RateLimiter") {
   static readonly layer: Layer.Layer<RateLimiter, never, Cache | AppConfig> = Layer.effect(
     RateLimiter,
     Effect.gen(function*() {
       const cache = yield* Cache
       const config = yield* AppConfig
+      const context = yield* Effect.context<never>()
       const local = new LocalBuckets()
       const leases = new Map<string, Lease>()
       const count = (decision: BucketDecision, where: "shared" | "local") =>
@@ -120,7 +126,15 @@ export class RateLimiter extends Context.Service<RateLimiter, {
           )
         })
 
-      return RateLimiter.of({ take })
+      const takeLeased = (keyId: string, limit: BucketLimit): BucketDecision | undefined => {
+        const lease = leases.get(keyId)
+        if (lease === undefined || lease.refused || lease.tokens < 1 || lease.expiresAt <= Date.now()) return undefined
+        const decision = fromLease(keyId, limit)!
+        decisions({ outcome: "allowed", where: "shared" }).updateUnsafe(1, context)
+        return decision
+      }
+
+      return RateLimiter.of({ take, takeLeased })
     })
   )
 }

@@ -1,12 +1,14 @@
 /**
- * Cache-aside for `GET /data/{id}` (SPEC §3). Keys are per tenant and id; hits
- * live CACHE_TTL (with up to 10 % jitter, so entries written together do not
- * expire together), a 404 lives CACHE_NEGATIVE_TTL and is replaced when the id
+ * Cache-aside for `GET /data/{id}` (SPEC §3), in two levels, both holding the
+ * serialised answer: `LocalAnswers` in process (RECORD_CACHE_BYTES) in front
+ * of the shared cache (Redis). Keys are per tenant and id; Redis entries live
+ * CACHE_TTL (with up to 10 % jitter, so entries written together do not expire
+ * together), a 404 lives CACHE_NEGATIVE_TTL there and is replaced when the id
  * is stored. Concurrent misses for one id make one database read. The cache is
  * never required: each call gives up after CACHE_TIMEOUT, after 5 failures in a
  * row a circuit breaker skips it for a while, and reads go to the database.
+ * Writes to Redis never hold up the request that causes them.
  */
-import type { StoredRecord } from "@strata/domain"
 import { Context, Deferred, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
 import { CircuitBreaker } from "effect/persistence"
 import { AppConfig } from "../config/AppConfig.ts"
@@ -14,7 +16,9 @@ import { Db } from "../db/Db.ts"
 import type { DbError } from "../db/DbError.ts"
 import { trackBreaker } from "../observability/BreakerMetrics.ts"
 import { labelled } from "../observability/Labels.ts"
+import { recordText } from "../records/RecordJson.ts"
 import { Cache } from "./Cache.ts"
+import { LocalAnswers } from "./LocalAnswers.ts"
 
 /** What answered a read, for the `Cache-Status` header (RFC 9211). */
 export type CacheOutcome = "hit" | "miss" | "unavailable"
@@ -26,13 +30,27 @@ export const cacheRequests = Metric.counter("strata_cache_requests_total", {
 })
 const lookups = labelled(cacheRequests)
 
+/** A record's answer to remember: its id and `recordText`. */
+export interface Answer {
+  readonly id: string
+  readonly text: string
+}
+
+const encoder = new TextEncoder()
+
 export class RecordCache extends Context.Service<RecordCache, {
+  /** The record's answer (JSON bytes) from the in-process level only, synchronously; counts a hit. */
+  readonly peek: (tenant: string, id: string) => Uint8Array | undefined
+  /** The record's answer (JSON bytes) from either level or the database. */
   readonly findById: (
     tenant: string,
     id: string
-  ) => Effect.Effect<{ readonly record: Option.Option<StoredRecord>; readonly cache: CacheOutcome }, DbError>
-  /** Writes newly stored records to the cache (and so drops cached 404s for their ids). */
-  readonly remember: (tenant: string, records: ReadonlyArray<StoredRecord>) => Effect.Effect<void>
+  ) => Effect.Effect<{ readonly answer: Option.Option<Uint8Array>; readonly cache: CacheOutcome }, DbError>
+  /**
+   * Writes newly stored records to both levels (and so drops cached 404s for
+   * their ids); returns at once, the Redis write goes on in the background.
+   */
+  readonly remember: (tenant: string, answers: ReadonlyArray<Answer>) => void
   /** `up`, or `degraded` when the cache does not answer (reads still work). */
   readonly health: Effect.Effect<"up" | "degraded">
 }>()("strata/RecordCache") {
@@ -42,6 +60,9 @@ export class RecordCache extends Context.Service<RecordCache, {
       const cache = yield* Cache
       const db = yield* Db
       const config = yield* AppConfig
+      const context = yield* Effect.context<never>()
+      const local = new LocalAnswers(config.recordCacheBytes, Duration.toMillis(config.cacheTtl))
+      const hit = lookups({ outcome: "hit" })
       const breaker = yield* CircuitBreaker.make({
         tripPolicy: CircuitBreaker.consecutive(5),
         openDuration: Schedule.min([Schedule.exponential("1 second"), Schedule.spaced("30 seconds")])
@@ -60,22 +81,28 @@ export class RecordCache extends Context.Service<RecordCache, {
         )
 
       // One database read per (tenant, id) at a time; later misses wait for it.
-      const inFlight = new Map<string, Deferred.Deferred<Option.Option<StoredRecord>, DbError>>()
+      const inFlight = new Map<string, Deferred.Deferred<Option.Option<Uint8Array>, DbError>>()
       const readThrough = (tenant: string, id: string) =>
         Effect.suspend(() => {
           const key = keyOf(tenant, id)
           const pending = inFlight.get(key)
           if (pending !== undefined) return Deferred.await(pending)
-          const deferred = Deferred.makeUnsafe<Option.Option<StoredRecord>, DbError>()
+          const deferred = Deferred.makeUnsafe<Option.Option<Uint8Array>, DbError>()
           inFlight.set(key, deferred)
           return db.findById(tenant, id).pipe(
-            Effect.tap((found) =>
+            Effect.map(Option.map(recordText)),
+            Effect.tap((text) =>
               guarded(cache.setMany([{
                 key,
-                value: Option.match(found, { onNone: () => NOT_FOUND, onSome: (r) => JSON.stringify(r) }),
-                ttl: Option.isSome(found) ? jittered(config.cacheTtl) : config.cacheNegativeTtl
+                value: Option.getOrElse(text, () => NOT_FOUND),
+                ttl: Option.isSome(text) ? jittered(config.cacheTtl) : config.cacheNegativeTtl
               }]))
             ),
+            Effect.map(Option.map((text) => {
+              const body = encoder.encode(text)
+              local.set(key, body)
+              return body
+            })),
             Effect.onExit((exit) =>
               Effect.sync(() => {
                 inFlight.delete(key)
@@ -88,30 +115,44 @@ export class RecordCache extends Context.Service<RecordCache, {
           )
         })
 
+      const peek = (tenant: string, id: string) => {
+        const body = local.get(keyOf(tenant, id))
+        if (body !== undefined) hit.updateUnsafe(1, context)
+        return body
+      }
+
       const findById = (tenant: string, id: string) =>
         Effect.gen(function*() {
-          const cached = yield* guarded(cache.get(keyOf(tenant, id)))
+          const key = keyOf(tenant, id)
+          const near = peek(tenant, id)
+          if (near !== undefined) return { answer: Option.some(near), cache: "hit" as const }
+          const cached = yield* guarded(cache.get(key))
           if (Option.isSome(cached) && Option.isSome(cached.value)) {
-            yield* Metric.update(lookups({ outcome: "hit" }), 1)
+            yield* Metric.update(hit, 1)
             const text = cached.value.value
-            return {
-              record: text === NOT_FOUND ? Option.none() : Option.some(JSON.parse(text) as StoredRecord),
-              cache: "hit" as const
-            }
+            if (text === NOT_FOUND) return { answer: Option.none(), cache: "hit" as const }
+            const body = encoder.encode(text)
+            local.set(key, body)
+            return { answer: Option.some(body), cache: "hit" as const }
           }
           if (Option.isSome(cached)) yield* Metric.update(lookups({ outcome: "miss" }), 1)
-          const record = yield* readThrough(tenant, id)
-          return { record, cache: Option.isSome(cached) ? "miss" as const : "unavailable" as const }
+          const answer = yield* readThrough(tenant, id)
+          return { answer, cache: Option.isSome(cached) ? "miss" as const : "unavailable" as const }
         })
 
+      const remember = (tenant: string, answers: ReadonlyArray<Answer>) => {
+        for (const a of answers) local.set(keyOf(tenant, a.id), encoder.encode(a.text))
+        Effect.runForkWith(context)(guarded(cache.setMany(answers.map((a) => ({
+          key: keyOf(tenant, a.id),
+          value: a.text,
+          ttl: jittered(config.cacheTtl)
+        })))))
+      }
+
       return RecordCache.of({
+        peek,
         findById,
-        remember: (tenant, records) =>
-          Effect.asVoid(guarded(cache.setMany(records.map((r) => ({
-            key: keyOf(tenant, r.id),
-            value: JSON.stringify(r),
-            ttl: jittered(config.cacheTtl)
-          }))))),
+        remember,
         health: Effect.map(guarded(cache.ping), (ok) => Option.isSome(ok) ? "up" as const : "degraded" as const)
       })
     })

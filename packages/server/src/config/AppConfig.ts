@@ -55,6 +55,8 @@ const settings = Config.all({
   cacheTtl: duration("CACHE_TTL").pipe(Config.withDefault(Duration.minutes(5))),
   cacheNegativeTtl: duration("CACHE_NEGATIVE_TTL").pipe(Config.withDefault(Duration.seconds(30))),
   cacheTimeout: duration("CACHE_TIMEOUT").pipe(Config.withDefault(Duration.millis(50))),
+  // The serialised answers of recent records, in process, in front of Redis (0: off).
+  recordCacheBytes: bytes("RECORD_CACHE_BYTES").pipe(Config.withDefault(64 * 1024 * 1024)),
   cacheMaxEntries: intBetween("CACHE_MAX_ENTRIES", 1, 10_000_000).pipe(Config.withDefault(10_000)),
   shutdownDelay: duration("SHUTDOWN_DELAY").pipe(Config.withDefault(Duration.seconds(5))),
   shutdownTimeout: duration("SHUTDOWN_TIMEOUT").pipe(Config.withDefault(Duration.seconds(20))),

@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto"
 import { AppConfig } from "../config/AppConfig.ts"
 import type { OutboxEvent } from "../events/EventBus.ts"
 import { recordIdTime } from "../records/RecordId.ts"
+import { parseExact, recordText } from "../records/RecordJson.ts"
 import type { DbError } from "./DbError.ts"
 import { type CallKind, DbPolicy } from "./DbPolicy.ts"
 import { nextPartition, type PartitionBounds, partitionFor, partitionStart } from "./Partitions.ts"
@@ -101,38 +102,37 @@ export class Db extends Context.Service<Db, {
       const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>, kind: CallKind = "idempotent") =>
         policy.run(`Db.${name}`, kind, effect)
 
+      // One statement for the records and their events: atomic on its own, so a
+      // group commit is one round trip, and its text never changes, whatever the
+      // number of rows (they travel as one jsonb parameter).
       const insert = (records: Arr.NonEmptyReadonlyArray<RecordToStore>) =>
         guard(
           "insert",
           Effect.gen(function*() {
             yield* partitions.ensure(records.map((r) => r.occurredAt.getTime()))
-            const rows = yield* sql.withTransaction(Effect.gen(function*() {
-              const inserted = yield* sql<RecordRow>`
-                INSERT INTO records ${
-                sql.insert(Arr.map(records, (r) => ({
-                  tenant_id: r.tenant,
-                  id: r.id,
-                  stream: r.stream,
-                  key: r.key,
-                  occurred_at: r.occurredAt,
-                  data: sql.json(r.data)
-                })))
-              }
-                RETURNING ${sql.literal(COLUMNS)}`
-              const byId = new Map(inserted.map((row) => [row.id, toRecord(row)]))
-              const stored = Arr.map(records, (r) => byId.get(r.id)!)
-              yield* sql`INSERT INTO outbox ${
-                sql.insert(Arr.map(stored, (record, i) => ({
-                  tenant_id: records[i].tenant,
-                  record_id: record.id,
-                  message_key: `${records[i].tenant}/${record.stream}/${record.key ?? record.id}`,
-                  payload: sql.json(record),
-                  traceparent: records[i].traceparent
-                })))
-              }`
-              return stored
-            }))
-            return rows
+            const ingestedAt = new Date()
+            const stored = Arr.map(records, (r) => storedOf(r, ingestedAt))
+            let rows = "["
+            for (let i = 0; i < records.length; i++) {
+              const r = records[i]
+              const text = recordText(stored[i])
+              rows += `${i === 0 ? "" : ","}{"n":${i},"t":${JSON.stringify(r.tenant)},"p":${text},"tp":${
+                JSON.stringify(r.traceparent)
+              }}`
+            }
+            yield* sql`
+              WITH input AS (
+                SELECT n, t, p, tp FROM jsonb_to_recordset(${rows + "]"}::jsonb) AS x(n int, t text, p jsonb, tp text)
+              ), stored AS (
+                INSERT INTO records (tenant_id, id, stream, key, occurred_at, ingested_at, data)
+                SELECT t, (p->>'id')::uuid, p->>'stream', p->>'key', (p->>'occurredAt')::timestamptz,
+                  ${ingestedAt}, p->'data'
+                FROM input
+              )
+              INSERT INTO outbox (tenant_id, record_id, message_key, payload, traceparent)
+              SELECT t, (p->>'id')::uuid, t || '/' || (p->>'stream') || '/' || coalesce(p->>'key', p->>'id'), p, tp
+              FROM input ORDER BY n`
+            return stored
           }),
           "write"
         )
@@ -229,7 +229,7 @@ export class Db extends Context.Service<Db, {
         readonly seq: string
         readonly tenant_id: string
         readonly message_key: string
-        readonly payload: StoredRecord
+        readonly payload: string
         readonly traceparent: string | null
       }
       const leaseUntil = (lease: Duration.Duration) =>
@@ -251,14 +251,14 @@ export class Db extends Context.Service<Db, {
                 WHERE id = 1 AND (holder = ${holder} OR expires_at < now()) AND EXISTS (SELECT 1 FROM outbox)
                 RETURNING id
               )
-              SELECT seq::text AS seq, tenant_id, message_key, payload, traceparent FROM outbox
+              SELECT seq::text AS seq, tenant_id, message_key, payload::text AS payload, traceparent FROM outbox
               WHERE EXISTS (SELECT 1 FROM lease) ORDER BY outbox.seq LIMIT ${limit}`,
             (rows) =>
               rows.map((r): OutboxEvent => ({
                 seq: r.seq,
                 tenant: r.tenant_id,
                 messageKey: r.message_key,
-                record: r.payload,
+                record: parseStored(r.payload),
                 traceparent: r.traceparent
               }))
           )
@@ -317,17 +317,10 @@ export class Db extends Context.Service<Db, {
 
       const insert = (records: Arr.NonEmptyReadonlyArray<RecordToStore>) =>
         Ref.modify(store, (current) => {
-          const ingestedAt = new Date().toISOString()
+          const ingestedAt = new Date()
           const next = new Map(current)
           const stored = Arr.map(records, (r) => {
-            const record: StoredRecord = {
-              id: r.id,
-              stream: r.stream,
-              key: r.key,
-              occurredAt: r.occurredAt.toISOString(),
-              ingestedAt,
-              data: r.data
-            }
+            const record = storedOf(r, ingestedAt)
             next.set(r.id, { tenant: r.tenant, record })
             outbox.push({
               seq: String(++seq),
@@ -430,7 +423,8 @@ export class Db extends Context.Service<Db, {
 const compareKeyset = (a: { occurredAt: string; id: string }, b: { occurredAt: string; id: string }) =>
   a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
 
-const COLUMNS = "id::text AS id, stream, key, occurred_at, ingested_at, data"
+// `data` as text: the driver's JSON.parse would round long numbers.
+const COLUMNS = "id::text AS id, stream, key, occurred_at, ingested_at, data::text AS data"
 
 interface RecordRow {
   readonly id: string
@@ -438,7 +432,14 @@ interface RecordRow {
   readonly key: string | null
   readonly occurred_at: Date
   readonly ingested_at: Date
-  readonly data: StoredRecord["data"]
+  readonly data: string
+}
+
+/** JSON that PostgreSQL wrote: every number fits `parseExact`. */
+const parseStored = <A>(text: string): A => {
+  const parsed = parseExact(text)
+  if (parsed._tag === "Inexact") throw new Error(`stored JSON holds an unreadable number at ${parsed.path.join(".")}`)
+  return parsed.value as A
 }
 
 const toRecord = (row: RecordRow): StoredRecord => ({
@@ -447,7 +448,16 @@ const toRecord = (row: RecordRow): StoredRecord => ({
   key: row.key,
   occurredAt: row.occurred_at.toISOString(),
   ingestedAt: row.ingested_at.toISOString(),
-  data: row.data
+  data: parseStored(row.data)
+})
+
+const storedOf = (r: RecordToStore, ingestedAt: Date): StoredRecord => ({
+  id: r.id,
+  stream: r.stream,
+  key: r.key,
+  occurredAt: r.occurredAt.toISOString(),
+  ingestedAt: ingestedAt.toISOString(),
+  data: r.data
 })
 
 /**

@@ -14,6 +14,7 @@ import { PrometheusMetrics } from "effect/observability"
 import { ApiKeys } from "../auth/ApiKeys.ts"
 import { AuthenticationLive } from "../auth/Authentication.ts"
 import { RateLimiter } from "../auth/RateLimiter.ts"
+import { VerifiedKeys } from "../auth/VerifiedKeys.ts"
 import { Cache } from "../cache/Cache.ts"
 import { RecordCache } from "../cache/RecordCache.ts"
 import { AppConfig } from "../config/AppConfig.ts"
@@ -94,7 +95,8 @@ export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = neve
     RuntimeMetricsLive,
     Lifecycle.layer,
     Cursors.layer,
-    RateLimiter.layer
+    RateLimiter.layer,
+    VerifiedKeys.layer
   ).pipe(
     Layer.provideMerge(Layer.mergeAll(storage, cache, bus))
   )

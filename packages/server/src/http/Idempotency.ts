@@ -16,7 +16,8 @@ import { validationFailed } from "./Validation.ts"
 const VISIBLE_ASCII = /^[\x21-\x7e]{1,255}$/
 
 export interface Created {
-  readonly body: unknown
+  /** The answer's JSON text. */
+  readonly text: string
   readonly location?: string | undefined
 }
 
@@ -38,7 +39,7 @@ export const idempotently = <E, R>(
   key: string | undefined,
   create: Effect.Effect<Created, E, R>
 ) => {
-  const run = Effect.map(create, (c) => respond(201, JSON.stringify(c.body), c.location ?? null, false))
+  const run = Effect.map(create, (c) => respond(201, c.text, c.location ?? null, false))
   if (key === undefined) return run
   return Effect.gen(function*() {
     if (!VISIBLE_ASCII.test(key)) {
@@ -61,7 +62,7 @@ export const idempotently = <E, R>(
         return respond(claim.response.status, claim.response.body, claim.response.location, true)
       case "Claimed":
         return yield* create.pipe(
-          Effect.map((c) => ({ status: 201, body: JSON.stringify(c.body), location: c.location ?? null })),
+          Effect.map((c) => ({ status: 201, body: c.text, location: c.location ?? null })),
           Effect.tap((remembered) => store.complete(tenant, key, remembered)),
           Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.ignore(store.release(tenant, key))),
           Effect.map((r) => respond(r.status, r.body, r.location, false))

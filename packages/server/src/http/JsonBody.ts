@@ -1,10 +1,13 @@
 /**
  * Reads a request body as JSON with the checks SPEC §2 asks for, in this order:
- * content type and charset (415), size before parsing (413), UTF-8 and JSON syntax (400 invalid-json).
+ * content type and charset (415), size before parsing (413), UTF-8 and JSON syntax (400 invalid-json),
+ * numbers that could not be kept exactly (400 validation).
  */
-import { InvalidJson, PayloadTooLarge, UnsupportedMediaType } from "@strata/domain"
+import { InvalidJson, PayloadTooLarge, UnsupportedMediaType, type ValidationFailed } from "@strata/domain"
 import { ByteSize, Effect } from "effect"
 import { HttpIncomingMessage, type HttpServerRequest } from "effect/http"
+import { MAX_DECIMAL_EXPONENT, parseExact } from "../records/RecordJson.ts"
+import { formatPath, validationFailed } from "./Validation.ts"
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i
 const utf8 = new TextDecoder("utf-8", { fatal: true })
@@ -14,7 +17,7 @@ const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i
 export const isJsonContentType = (value: string | undefined): boolean => value !== undefined && JSON_TYPE.test(value)
 
 /** JSON is UTF-8 (RFC 8259): a body declared in another charset would be misread, so it is refused. */
-const isUtf8 = (contentType: string): boolean => {
+export const isUtf8 = (contentType: string): boolean => {
   const charset = CHARSET.exec(contentType)?.[1]?.toLowerCase()
   return charset === undefined || charset === "utf-8" || charset === "utf8"
 }
@@ -25,7 +28,7 @@ const quote = (value: string) => JSON.stringify(value.length > 100 ? `${value.sl
 export const readJsonBody = (
   request: HttpServerRequest.HttpServerRequest,
   maxBytes: number
-): Effect.Effect<unknown, InvalidJson | PayloadTooLarge | UnsupportedMediaType> => {
+): Effect.Effect<unknown, InvalidJson | PayloadTooLarge | UnsupportedMediaType | ValidationFailed> => {
   const contentType = request.headers["content-type"]
   if (contentType === undefined || !isJsonContentType(contentType)) {
     return Effect.fail(
@@ -51,10 +54,14 @@ export const readJsonBody = (
         ? tooLarge
         : new InvalidJson({ detail: "The body could not be read" })
     ),
-    Effect.flatMap((buffer) => {
+    Effect.flatMap((buffer): Effect.Effect<unknown, InvalidJson | ValidationFailed> => {
       if (buffer.byteLength === 0) return Effect.fail(new InvalidJson({ detail: "The body is empty" }))
       try {
-        return Effect.succeed(JSON.parse(utf8.decode(buffer)) as unknown)
+        const parsed = parseExact(utf8.decode(buffer))
+        return parsed._tag === "Parsed" ? Effect.succeed(parsed.value) : Effect.fail(validationFailed([{
+          path: formatPath(parsed.path),
+          message: `must be a number with a decimal exponent within ±${MAX_DECIMAL_EXPONENT} (it could not be stored exactly)`
+        }]))
       } catch (error) {
         const detail = error instanceof SyntaxError ? error.message : "The body is not valid UTF-8"
         return Effect.fail(new InvalidJson({ detail }))

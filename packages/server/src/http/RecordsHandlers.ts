@@ -27,6 +27,7 @@ import { currentTraceparent } from "../observability/Tracing.ts"
 import { Cursors } from "../records/Cursor.ts"
 import { prepareRecord } from "../records/Prepare.ts"
 import { recordIdTime } from "../records/RecordId.ts"
+import { recordText } from "../records/RecordJson.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
 import { idempotently } from "./Idempotency.ts"
 import { readJsonBody } from "./JsonBody.ts"
@@ -42,7 +43,17 @@ const unavailableOnTransient = (error: DbError): Effect.Effect<never, Unavailabl
     : Effect.die(error)
 
 /** Records never change, so the id is a strong validator. */
-const etagOf = (record: StoredRecord) => `"${record.id}"`
+export const etagOf = (id: string) => `"${id}"`
+
+/** The headers of a record's answer (and its 304). */
+export const recordHeaders = (id: string, cache: "hit" | "miss" | "unavailable") => ({
+  etag: etagOf(id),
+  "cache-control": "private, max-age=31536000, immutable",
+  "cache-status": cache === "hit" ? "strata; hit" : "strata; fwd=miss"
+})
+
+const listText = (records: ReadonlyArray<StoredRecord>, nextCursor: string | null) =>
+  `{"records":[${records.map(recordText).join(",")}],"nextCursor":${JSON.stringify(nextCursor)}}`
 
 /** `GET /data` query parameters, checked here so every bad one is named in one problem. */
 const ListParams = Schema.Struct({
@@ -91,8 +102,9 @@ export const RecordsHandlers = HttpApiBuilder.group(
         const valid = Arr.getSuccesses(rows)
         if (!Arr.isArrayNonEmpty(valid)) return yield* Effect.die("a non-empty batch has rows")
         const stored = yield* writer.write(valid)
-        yield* recordCache.remember(tenant, stored)
-        return { body: { records: stored } }
+        const answers = stored.map((r) => ({ id: r.id, text: recordText(r) }))
+        recordCache.remember(tenant, answers)
+        return { text: `{"records":[${answers.map((a) => a.text).join(",")}]}` }
       })
 
     const storeOne = (tenant: string, body: unknown, traceparent: string | null) =>
@@ -101,12 +113,13 @@ export const RecordsHandlers = HttpApiBuilder.group(
         const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes, traceparent)
         if (Result.isFailure(row)) return yield* validationFailed([row.failure])
         const [stored] = yield* writer.write([row.success])
-        yield* recordCache.remember(tenant, [stored])
-        return { body: stored, location: `/data/${stored.id}` }
+        const text = recordText(stored)
+        recordCache.remember(tenant, [{ id: stored.id, text }])
+        return { text, location: `/data/${stored.id}` }
       })
 
     /** Both POSTs: the body read with its limits, then stored at most once per Idempotency-Key. */
-    const post = <A extends { readonly body: unknown; readonly location?: string }>(
+    const post = <A extends { readonly text: string; readonly location?: string }>(
       request: HttpServerRequest.HttpServerRequest,
       idempotencyKey: string | undefined,
       store: (tenant: string, body: unknown, traceparent: string | null) => Effect.Effect<A, DbError | ValidationFailed>
@@ -129,22 +142,17 @@ export const RecordsHandlers = HttpApiBuilder.group(
       .handle("get", ({ params, headers }) =>
         Effect.gen(function*() {
           const id = params.id.toLowerCase()
-          const { cache, record: found } = recordIdTime(id) === undefined
-            ? { record: Option.none(), cache: "miss" as const }
+          const { answer, cache } = recordIdTime(id) === undefined
+            ? { answer: Option.none(), cache: "miss" as const }
             : yield* recordCache.findById((yield* Principal).tenant, id)
-          if (Option.isNone(found)) {
+          if (Option.isNone(answer)) {
             return yield* new NotFound({ detail: `No record ${params.id}` })
           }
-          const etag = etagOf(found.value)
-          const cacheHeaders = {
-            etag,
-            "cache-control": "private, max-age=31536000, immutable",
-            "cache-status": cache === "hit" ? "strata; hit" : "strata; fwd=miss"
-          }
-          if (headers["if-none-match"] !== undefined && matchesEtag(headers["if-none-match"], etag)) {
+          const cacheHeaders = recordHeaders(id, cache)
+          if (headers["if-none-match"] !== undefined && matchesEtag(headers["if-none-match"], cacheHeaders.etag)) {
             return HttpServerResponse.empty({ status: 304, headers: cacheHeaders })
           }
-          return HttpServerResponse.jsonUnsafe(found.value, { headers: cacheHeaders })
+          return HttpServerResponse.uint8Array(answer.value, { contentType: JSON_TYPE, headers: cacheHeaders })
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
       .handle("list", ({ query }) =>
         Effect.gen(function*() {
@@ -177,11 +185,13 @@ export const RecordsHandlers = HttpApiBuilder.group(
           const nextCursor = rows.length > limit && last !== undefined
             ? cursors.encode(scope, { occurredAt: new Date(last.occurredAt), id: last.id })
             : null
-          return HttpServerResponse.jsonUnsafe({ records: page, nextCursor })
+          return HttpServerResponse.text(listText(page, nextCursor), { contentType: JSON_TYPE })
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
   })
 )
 
+const JSON_TYPE = "application/json"
+
 /** RFC 9110 If-None-Match: `*` or a list of entity tags (weak comparison). */
-const matchesEtag = (header: string, etag: string): boolean =>
+export const matchesEtag = (header: string, etag: string): boolean =>
   header.trim() === "*" || header.split(",").some((tag) => tag.trim().replace(/^W\//, "") === etag)

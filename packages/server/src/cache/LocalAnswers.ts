@@ -1,0 +1,62 @@
+/**
+ * The first cache level for `GET /data/{id}`: the serialised answer (its bytes)
+ * of records read or written lately, in process. Records never change, so an
+ * entry needs no invalidation, only a bound: RECORD_CACHE_BYTES in all (the
+ * oldest written go first) and CACHE_TTL each, as in Redis (so records that
+ * retention dropped do not linger). A hit costs no Redis round trip and no JSON
+ * work. 404s are not kept here: another replica may store the id at any moment,
+ * and only the shared Redis entry is dropped when it does.
+ */
+
+/** Map overhead and the key, roughly, so many small entries are bounded too. */
+const ENTRY_OVERHEAD_BYTES = 160
+
+interface Entry {
+  readonly body: Uint8Array
+  readonly expiresAt: number
+}
+
+export class LocalAnswers {
+  private readonly entries = new Map<string, Entry>()
+  private bytes = 0
+  private readonly maxBytes: number
+  private readonly ttlMs: number
+
+  constructor(maxBytes: number, ttlMs: number) {
+    this.maxBytes = maxBytes
+    this.ttlMs = ttlMs
+  }
+
+  get(key: string, now = Date.now()): Uint8Array | undefined {
+    const entry = this.entries.get(key)
+    if (entry === undefined) return undefined
+    if (entry.expiresAt <= now) {
+      this.remove(key, entry)
+      return undefined
+    }
+    return entry.body
+  }
+
+  set(key: string, body: Uint8Array, now = Date.now()): void {
+    const size = body.byteLength + key.length + ENTRY_OVERHEAD_BYTES
+    if (size > this.maxBytes) return
+    const old = this.entries.get(key)
+    if (old !== undefined) this.remove(key, old)
+    this.entries.set(key, { body, expiresAt: now + this.ttlMs })
+    this.bytes += size
+    while (this.bytes > this.maxBytes) {
+      const [oldestKey, oldest] = this.entries.entries().next().value!
+      this.remove(oldestKey, oldest)
+    }
+  }
+
+  /** Bytes held, by the same count as the bound. */
+  get size(): number {
+    return this.bytes
+  }
+
+  private remove(key: string, entry: Entry) {
+    this.entries.delete(key)
+    this.bytes -= entry.body.byteLength + key.length + ENTRY_OVERHEAD_BYTES
+  }
+}

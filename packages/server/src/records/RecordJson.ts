@@ -1,0 +1,170 @@
+/**
+ * JSON that keeps every number exactly (SPEC §1) and one byte form per record.
+ *
+ * `JSON.parse` turns `9007199254740993` into `9007199254740992` and
+ * `19.999999999999999999` into `20`. `parseExact` keeps such a number as
+ * `JSON.rawJSON` of its decimal text (written the way PostgreSQL's `numeric`
+ * writes it), so `JSON.stringify` and `jsonText` give it back digit for digit.
+ * Numbers a double holds exactly stay plain numbers. Only bodies that could hold
+ * such a number (a run of 16 digits, or an exponent) pay for the reviver.
+ *
+ * `jsonText` writes object keys in the order PostgreSQL's `jsonb` keeps them
+ * (shorter first, then by UTF-8 bytes), so a record has one byte form whether
+ * it comes from the request, the cache, the database or the outbox.
+ */
+import type { StoredRecord } from "@strata/domain"
+
+/** Node 24's raw JSON (TC39 JSON.parse source text access), not yet in TypeScript's lib. */
+const RawJson = JSON as unknown as {
+  rawJSON: (text: string) => object
+  isRawJSON: (value: unknown) => boolean
+}
+
+/** A number that could lose digits in a double: 16+ digits in a row (a dot may sit among them), or an exponent. */
+const MAYBE_INEXACT = /\d[\d.]{15}|\d[eE]/
+
+/** `numeric` holds up to 131,072 digits before the point and 16,383 after; far less is plenty. */
+export const MAX_DECIMAL_EXPONENT = 10_000
+
+const NUMBER = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/
+
+/** The decimal of a JSON number as digits × 10^exponent, or undefined past the bound. */
+const decimalOf = (text: string) => {
+  const m = NUMBER.exec(text)
+  if (m === null) return undefined
+  const fraction = m[3] ?? ""
+  const exponent = Number(m[4] ?? 0) - fraction.length
+  if (!Number.isSafeInteger(exponent) || Math.abs(exponent) > MAX_DECIMAL_EXPONENT) return undefined
+  return { negative: m[1] === "-", digits: m[2] + fraction, exponent }
+}
+
+/** The value of a decimal with leading and trailing zeros dropped: equal values, equal strings. */
+const normalised = (d: { negative: boolean; digits: string; exponent: number }): string => {
+  let digits = d.digits.replace(/^0+/, "")
+  let exponent = d.exponent
+  if (digits === "") return "0"
+  const trimmed = digits.replace(/0+$/, "")
+  exponent += digits.length - trimmed.length
+  digits = trimmed
+  return `${d.negative ? "-" : ""}${digits}e${exponent}`
+}
+
+/** Plain decimal notation with the input's scale, as PostgreSQL's numeric prints it (`1.50e1` → `15.0`). */
+const plainDecimal = (d: { negative: boolean; digits: string; exponent: number }): string => {
+  let text: string
+  if (d.exponent >= 0) {
+    text = (d.digits + "0".repeat(d.exponent)).replace(/^0+(?=\d)/, "")
+  } else {
+    const padded = d.digits.padStart(-d.exponent + 1, "0")
+    const point = padded.length + d.exponent
+    text = `${padded.slice(0, point).replace(/^0+(?=\d)/, "")}.${padded.slice(point)}`
+  }
+  return d.negative && /[1-9]/.test(text) ? `-${text}` : text
+}
+
+/** Marks a number that cannot be kept; found again by `pathOf` to name its path. */
+const REJECTED: unique symbol = Symbol("strata/RejectedNumber")
+
+/** Keeps inexact numbers as raw JSON; marks those past the bound with REJECTED. */
+const makeReviver = (found: { rejected: boolean }) => (_key: string, value: unknown, context?: { source?: string }) => {
+  if (typeof value !== "number" || context?.source === undefined) return value
+  const source = context.source
+  const decimal = decimalOf(source)
+  if (decimal === undefined) {
+    found.rejected = true
+    return REJECTED
+  }
+  if (Number.isFinite(value)) {
+    const shortest = decimalOf(String(value).replace("e+", "e"))
+    if (shortest !== undefined && normalised(shortest) === normalised(decimal)) return value
+  }
+  return RawJson.rawJSON(plainDecimal(decimal))
+}
+
+export type Parsed =
+  | { readonly _tag: "Parsed"; readonly value: unknown }
+  | { readonly _tag: "Inexact"; readonly path: ReadonlyArray<string | number> }
+
+/** `JSON.parse`, keeping every number exactly; throws SyntaxError like it. */
+export const parseExact = (text: string): Parsed => {
+  if (!MAYBE_INEXACT.test(text)) return { _tag: "Parsed", value: JSON.parse(text) }
+  const found = { rejected: false }
+  let value: unknown
+  try {
+    value = JSON.parse(text, makeReviver(found) as Parameters<typeof JSON.parse>[1])
+  } catch (error) {
+    // The reviver recurses: a body nested thousands deep overflows the stack.
+    // Such a body fails validation (data nests 32 deep at most), so plain parsing is enough.
+    if (error instanceof RangeError) return { _tag: "Parsed", value: JSON.parse(text) }
+    throw error
+  }
+  return found.rejected ? { _tag: "Inexact", path: pathOf(value, REJECTED) } : { _tag: "Parsed", value }
+}
+
+interface Step {
+  readonly node: unknown
+  readonly key: string | number | undefined
+  readonly parent: Step | undefined
+}
+
+/** The path to the first `target` in `root` (depth-first, without recursion). */
+const pathOf = (root: unknown, target: unknown): Array<string | number> => {
+  const stack: Array<Step> = [{ node: root, key: undefined, parent: undefined }]
+  while (stack.length > 0) {
+    const step = stack.pop()!
+    if (step.node === target) {
+      const path: Array<string | number> = []
+      for (let s: Step | undefined = step; s?.key !== undefined; s = s.parent) path.unshift(s.key)
+      return path
+    }
+    if (Array.isArray(step.node)) step.node.forEach((node, key) => stack.push({ node, key, parent: step }))
+    else if (step.node !== null && typeof step.node === "object" && !RawJson.isRawJSON(step.node)) {
+      for (const [key, node] of Object.entries(step.node)) stack.push({ node, key, parent: step })
+    }
+  }
+  return []
+}
+
+const isAscii = (s: string): boolean => {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false
+  return true
+}
+
+/** jsonb's key order: byte length, then bytes. */
+const compareKeys = (a: string, b: string): number => {
+  if (isAscii(a) && isAscii(b)) return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0)
+  const x = Buffer.from(a)
+  const y = Buffer.from(b)
+  return x.length - y.length || Buffer.compare(x, y)
+}
+
+const needsSort = (keys: ReadonlyArray<string>): boolean => {
+  for (let i = 1; i < keys.length; i++) if (compareKeys(keys[i - 1], keys[i]) > 0) return true
+  return false
+}
+
+/** JSON text of a value with keys in jsonb's order; raw JSON numbers as they are. */
+export const jsonText = (value: unknown): string => {
+  if (value === null || typeof value !== "object") return JSON.stringify(value)
+  if (RawJson.isRawJSON(value)) return (value as { rawJSON: string }).rawJSON
+  if (Array.isArray(value)) {
+    let out = "["
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? "" : ",") + jsonText(value[i])
+    return out + "]"
+  }
+  const keys = Object.keys(value)
+  if (needsSort(keys)) keys.sort(compareKeys)
+  let out = "{"
+  for (let i = 0; i < keys.length; i++) {
+    out += (i === 0 ? "" : ",") + JSON.stringify(keys[i]) + ":" + jsonText((value as Record<string, unknown>)[keys[i]])
+  }
+  return out + "}"
+}
+
+/** A stored record as every answer, cache entry and event carries it: the contract's field order, data as `jsonText`. */
+export const recordText = (record: StoredRecord): string =>
+  `{"id":${JSON.stringify(record.id)},"stream":${JSON.stringify(record.stream)},"key":${
+    JSON.stringify(record.key)
+  },"occurredAt":${JSON.stringify(record.occurredAt)},"ingestedAt":${JSON.stringify(record.ingestedAt)},"data":${
+    jsonText(record.data)
+  }}`
