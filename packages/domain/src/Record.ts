@@ -21,7 +21,7 @@ export const RecordKey = Schema.String.check(
 ).annotate({ description: "The entity the record is about; events with one key keep their order." })
 
 /** A parseable instant on a day that exists: `Date.parse` rolls 2026-02-30 over to March 2. */
-const isValidInstant = (s: string): boolean => {
+export const isValidInstant = (s: string): boolean => {
   if (Number.isNaN(Date.parse(s))) return false
   const [year, month, day] = s.slice(0, 10).split("-").map(Number) as [number, number, number]
   const lastDay = new Date(0)
@@ -92,6 +92,35 @@ export const NewRecord = Schema.Struct({
   data: RecordData
 }).annotate({ identifier: "NewRecord" })
 export type NewRecord = typeof NewRecord.Type
+
+const NEW_RECORD_FIELDS = new Set(["stream", "key", "occurredAt", "data"])
+
+const isPlainObject = (u: unknown): u is Record<string, unknown> =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
+/**
+ * The same verdict as decoding `NewRecord` (with excess properties an error), as
+ * one compiled check for the write path: true means the decode succeeds and
+ * gives the value back as it is. The property tests hold the two together.
+ */
+export const isNewRecord = (u: unknown): u is NewRecord => {
+  if (!isPlainObject(u)) return false
+  for (const field in u) if (!NEW_RECORD_FIELDS.has(field)) return false
+  const { data, key, occurredAt, stream } = u
+  if (typeof stream !== "string" || !STREAM_PATTERN.test(stream)) return false
+  if (
+    key !== undefined && key !== null &&
+    (typeof key !== "string" || key.length < 1 || key.length > 256 || !isCleanString(key))
+  ) return false
+  if (occurredAt !== undefined) {
+    if (typeof occurredAt !== "string" || !ISO_DATE_TIME_PATTERN.test(occurredAt) || !isValidInstant(occurredAt)) {
+      return false
+    }
+    const ms = Date.parse(occurredAt)
+    if (ms < 0 || ms > Date.now() + MAX_FUTURE_MS) return false
+  }
+  return isPlainObject(data) && checkJsonValue(data) === undefined
+}
 
 /** A stored record, as every read returns it. */
 export const StoredRecord = Schema.Struct({

@@ -12,6 +12,7 @@ import { DatabaseLive } from "./db/Database.ts"
 import { EventBus } from "./events/EventBus.ts"
 import { AppRoutes, StorageLive, withServices } from "./http/App.ts"
 import { Lifecycle } from "./http/HealthHandlers.ts"
+import { HotRoutes } from "./http/HotRoutes.ts"
 import { makeNodeServer } from "./http/NodeServer.ts"
 import { LoggingLive } from "./observability/Logging.ts"
 import { TracingLive } from "./observability/Tracing.ts"
@@ -26,13 +27,14 @@ const Services = withServices(StorageLive, Cache.layerFromConfig, EventBus.layer
 
 const Server = Layer.unwrap(Effect.gen(function*() {
   const config = yield* AppConfig
+  const hot = yield* HotRoutes
   yield* Effect.logInfo("Starting Strata", { database: describeDatabase(config.databaseUrl), port: config.port })
   yield* ensureDevelopmentKey
   // The services are built before the server listens, so an early request is
   // answered rather than left hanging (EFFECT4.md, startup race).
   // The access log is ours (ACCESS_LOG, in the JSON format), not the platform's.
   return HttpRouter.serve(AppRoutes, { disableLogger: true }).pipe(
-    Layer.provide(NodeHttpServer.layer(() => makeNodeServer(config), {
+    Layer.provide(NodeHttpServer.layer(() => makeNodeServer(config, hot), {
       port: config.port,
       host: config.host,
       // in-flight requests get this long to finish once the server stops accepting

@@ -39,8 +39,10 @@ export interface Answer {
 const encoder = new TextEncoder()
 
 export class RecordCache extends Context.Service<RecordCache, {
-  /** The record's answer (JSON bytes) from the in-process level only, synchronously; counts a hit. */
+  /** The record's answer (JSON bytes) from the in-process level only, synchronously. */
   readonly peek: (tenant: string, id: string) => Uint8Array | undefined
+  /** Counts a hit that `peek` gave and that was served. */
+  readonly countHit: () => void
   /** The record's answer (JSON bytes) from either level or the database. */
   readonly findById: (
     tenant: string,
@@ -115,17 +117,17 @@ export class RecordCache extends Context.Service<RecordCache, {
           )
         })
 
-      const peek = (tenant: string, id: string) => {
-        const body = local.get(keyOf(tenant, id))
-        if (body !== undefined) hit.updateUnsafe(1, context)
-        return body
-      }
+      const peek = (tenant: string, id: string) => local.get(keyOf(tenant, id))
+      const countHit = () => hit.updateUnsafe(1, context)
 
       const findById = (tenant: string, id: string) =>
         Effect.gen(function*() {
           const key = keyOf(tenant, id)
           const near = peek(tenant, id)
-          if (near !== undefined) return { answer: Option.some(near), cache: "hit" as const }
+          if (near !== undefined) {
+            countHit()
+            return { answer: Option.some(near), cache: "hit" as const }
+          }
           const cached = yield* guarded(cache.get(key))
           if (Option.isSome(cached) && Option.isSome(cached.value)) {
             yield* Metric.update(hit, 1)
@@ -151,6 +153,7 @@ export class RecordCache extends Context.Service<RecordCache, {
 
       return RecordCache.of({
         peek,
+        countHit,
         findById,
         remember,
         health: Effect.map(guarded(cache.ping), (ok) => Option.isSome(ok) ? "up" as const : "degraded" as const)

@@ -5,33 +5,52 @@
  * `Retry-After` — instead of a slow answer. A write cut off by the deadline may
  * still commit: clients retry with the same Idempotency-Key to be safe.
  * Health and metrics routes are never shed, so probes see the truth.
+ * One count serves the HttpApi routes and the hot routes alike.
  */
 import { Unavailable } from "@strata/domain"
-import { Context, Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { HttpServerRequest, HttpServerRespondable, type HttpServerResponse } from "effect/http"
-import type { Settings } from "../config/AppConfig.ts"
+import { AppConfig } from "../config/AppConfig.ts"
 
-export const makeAdmission = (config: Pick<Settings, "maxInFlight" | "requestTimeout">) => {
-  let inFlight = 0
-  return <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
-    Effect.withFiber((fiber) => {
-      const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
-      if (!request.url.startsWith("/data")) return app
-      if (inFlight >= config.maxInFlight) {
-        return HttpServerRespondable.toResponse(
-          new Unavailable({ detail: "Too many requests in flight (MAX_IN_FLIGHT); retry shortly." })
-        )
+export const tooManyInFlight = () =>
+  new Unavailable({ detail: "Too many requests in flight (MAX_IN_FLIGHT); retry shortly." })
+export const pastDeadline = () =>
+  new Unavailable({ detail: "The request did not finish within REQUEST_TIMEOUT; retry shortly." })
+
+export class Admission extends Context.Service<Admission, {
+  /** Takes a place among the requests in flight; false when MAX_IN_FLIGHT are. */
+  readonly enter: () => boolean
+  readonly leave: () => void
+  /** The HttpApi side: sheds and bounds `/data` requests. */
+  readonly guard: <E, R>(
+    app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+  ) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+}>()("strata/Admission") {
+  static readonly layer: Layer.Layer<Admission, never, AppConfig> = Layer.effect(
+    Admission,
+    Effect.gen(function*() {
+      const config = yield* AppConfig
+      let inFlight = 0
+      const enter = () => {
+        if (inFlight >= config.maxInFlight) return false
+        inFlight++
+        return true
       }
-      inFlight++
-      return app.pipe(
-        Effect.timeoutOrElse({
-          duration: config.requestTimeout,
-          orElse: () =>
-            HttpServerRespondable.toResponse(
-              new Unavailable({ detail: "The request did not finish within REQUEST_TIMEOUT; retry shortly." })
-            )
-        }),
-        Effect.ensuring(Effect.sync(() => inFlight--))
-      )
+      const leave = () => void inFlight--
+      const guard = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+        Effect.withFiber<HttpServerResponse.HttpServerResponse, E, R>((fiber) => {
+          const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
+          if (!request.url.startsWith("/data")) return app
+          if (!enter()) return HttpServerRespondable.toResponse(tooManyInFlight())
+          return app.pipe(
+            Effect.timeoutOrElse({
+              duration: config.requestTimeout,
+              orElse: () => HttpServerRespondable.toResponse(pastDeadline())
+            }),
+            Effect.ensuring(Effect.sync(leave))
+          )
+        })
+      return Admission.of({ enter, leave, guard })
     })
+  )
 }

@@ -30,8 +30,9 @@ import { RuntimeMetricsLive } from "../observability/RuntimeMetrics.ts"
 import { withTraceContext } from "../observability/Tracing.ts"
 import { Cursors } from "../records/Cursor.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
-import { makeAdmission } from "./Admission.ts"
+import { Admission } from "./Admission.ts"
 import { HealthHandlers, Lifecycle } from "./HealthHandlers.ts"
+import { HotRoutes } from "./HotRoutes.ts"
 import { RecordsHandlers } from "./RecordsHandlers.ts"
 import { withRequestId } from "./RequestId.ts"
 import { toFieldErrors, validationFailed } from "./Validation.ts"
@@ -60,9 +61,9 @@ export const AppRoutes = Layer.mergeAll(
   HttpRouter.middleware(
     Effect.gen(function*() {
       const config = yield* AppConfig
-      const admit = makeAdmission(config)
+      const admission = yield* Admission
       const report = config.accessLog ? logAccess : undefined
-      return (app) => withTraceContext(withHttpMetrics(withRequestId(admit(app)), report))
+      return (app) => withTraceContext(withHttpMetrics(withRequestId(admission.guard(app)), report))
     }),
     { global: true }
   )
@@ -79,15 +80,15 @@ export const StorageMemory = Layer.mergeAll(Db.layerMemory, IdempotencyStore.lay
 export type Storage = Db | IdempotencyStore | ApiKeys
 
 /**
- * The services the routes use, and the background maintenance, around the
- * stores and the cache (real or in memory).
+ * The services the routes use (the hot routes too), and the background
+ * maintenance, around the stores and the cache (real or in memory).
  */
 export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = never>(
   storage: Layer.Layer<Storage, E, R>,
   cache: Layer.Layer<Cache, E2, R2> = Cache.layerMemory() as Layer.Layer<Cache, E2, R2>,
   bus: Layer.Layer<EventBus, E3, R3> = MemoryEventBus.layer as unknown as Layer.Layer<EventBus, E3, R3>
 ) =>
-  Layer.mergeAll(
+  HotRoutes.layer.pipe(Layer.provideMerge(Layer.mergeAll(
     RecordWriter.layer,
     RecordCache.layer,
     MaintenanceLive,
@@ -96,7 +97,8 @@ export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = neve
     Lifecycle.layer,
     Cursors.layer,
     RateLimiter.layer,
-    VerifiedKeys.layer
-  ).pipe(
+    VerifiedKeys.layer,
+    Admission.layer
+  ))).pipe(
     Layer.provideMerge(Layer.mergeAll(storage, cache, bus))
   )

@@ -1,6 +1,7 @@
 /**
  * The Node HTTP server under the Effect app, with what must be settled below
  * Effect, before a request exists:
+ * - the hot routes (HotRoutes.ts) answer first, when they can;
  * - the size of the request line (path and query string) and headers,
  *   MAX_HEADER_BYTES: more is a 431 problem;
  * - a request Node cannot parse is a problem document too (400, 408, 413, 431)
@@ -12,9 +13,10 @@
 import { HeadersTooLarge, MalformedRequest, PayloadTooLarge, RequestTimeout } from "@strata/domain"
 import { Duration } from "effect"
 import { randomUUID } from "node:crypto"
-import { createServer, type Server } from "node:http"
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { Duplex } from "node:stream"
 import type { Settings } from "../config/AppConfig.ts"
+import type { HotRoutes } from "./HotRoutes.ts"
 
 type Problem = HeadersTooLarge | MalformedRequest | PayloadTooLarge | RequestTimeout
 
@@ -55,8 +57,20 @@ export const clientErrorResponse = (code: string | undefined, maxHeaderBytes: nu
   ].join("\r\n")
 }
 
-export const makeNodeServer = (config: Pick<Settings, "maxHeaderBytes" | "shutdownTimeout">): Server => {
+export const makeNodeServer = (
+  config: Pick<Settings, "maxHeaderBytes" | "shutdownTimeout">,
+  hot?: HotRoutes["Service"]
+): Server => {
   const server = createServer({ maxHeaderSize: config.maxHeaderBytes })
+  if (hot !== undefined) {
+    // The hot routes see each request first; the app (attached by NodeHttpServer) gets the rest.
+    const emit = server.emit.bind(server)
+    server.emit = ((event: string, ...args: Array<unknown>) => {
+      if (event !== "request") return emit(event, ...args)
+      const [request, response] = args as [IncomingMessage, ServerResponse]
+      return hot.serve(request, response, (replay) => emit("request", replay, response)) || emit(event, ...args)
+    }) as Server["emit"]
+  }
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex & { bytesWritten?: number }) => {
     // As Node does by default: answer only while nothing was written on the
     // connection (a response may be under way on it), then close it.

@@ -30,6 +30,7 @@ import { recordIdTime } from "../records/RecordId.ts"
 import { recordText } from "../records/RecordJson.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
 import { idempotently } from "./Idempotency.ts"
+import { matchesEtag, recordHeaders } from "./RecordHeaders.ts"
 import { readJsonBody } from "./JsonBody.ts"
 import { decodeAll, validationFailed } from "./Validation.ts"
 
@@ -42,15 +43,6 @@ const unavailableOnTransient = (error: DbError): Effect.Effect<never, Unavailabl
     )
     : Effect.die(error)
 
-/** Records never change, so the id is a strong validator. */
-export const etagOf = (id: string) => `"${id}"`
-
-/** The headers of a record's answer (and its 304). */
-export const recordHeaders = (id: string, cache: "hit" | "miss" | "unavailable") => ({
-  etag: etagOf(id),
-  "cache-control": "private, max-age=31536000, immutable",
-  "cache-status": cache === "hit" ? "strata; hit" : "strata; fwd=miss"
-})
 
 const listText = (records: ReadonlyArray<StoredRecord>, nextCursor: string | null) =>
   `{"records":[${records.map(recordText).join(",")}],"nextCursor":${JSON.stringify(nextCursor)}}`
@@ -191,7 +183,3 @@ export const RecordsHandlers = HttpApiBuilder.group(
 )
 
 const JSON_TYPE = "application/json"
-
-/** RFC 9110 If-None-Match: `*` or a list of entity tags (weak comparison). */
-export const matchesEtag = (header: string, etag: string): boolean =>
-  header.trim() === "*" || header.split(",").some((tag) => tag.trim().replace(/^W\//, "") === etag)

@@ -19,8 +19,12 @@ const isRouteNotFound = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "_tag" in error && error._tag === "HttpServerError" &&
   (error as { reason?: { _tag?: string } }).reason?._tag === "RouteNotFound"
 
+/** The client's request id when it is sane, a new one otherwise. */
+export const requestIdOf = (given: string | undefined): string =>
+  given !== undefined && SANE_REQUEST_ID.test(given) ? given : randomUUID()
+
 /** Adds the request id to the headers and, for problem documents, to the body. */
-const finish = (response: HttpServerResponse.HttpServerResponse, requestId: string) => {
+export const finish = (response: HttpServerResponse.HttpServerResponse, requestId: string) => {
   let out = HttpServerResponse.setHeader(response, "x-request-id", requestId)
   if ((out.status === 503 || out.status === 429) && out.headers["retry-after"] === undefined) {
     out = HttpServerResponse.setHeader(out, "retry-after", "1")
@@ -39,8 +43,7 @@ const finish = (response: HttpServerResponse.HttpServerResponse, requestId: stri
 export const withRequestId = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
   Effect.withFiber((fiber) => {
     const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
-    const given = request.headers["x-request-id"]
-    const requestId = given !== undefined && SANE_REQUEST_ID.test(given) ? given : randomUUID()
+    const requestId = requestIdOf(request.headers["x-request-id"])
     return app.pipe(
       Effect.catchCause((cause) => {
         if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)

@@ -34,6 +34,28 @@ export interface RequestOutcome {
 
 let inFlight = 0
 
+/** A request began (for the gauge of requests being served). */
+export const requestStarted = (context: Context.Context<never>): void => {
+  inFlight++
+  requestsInFlight.updateUnsafe(inFlight, context)
+}
+
+/** A request ended: the gauge, and its duration by method, route template and status class. */
+export const requestEnded = (outcome: RequestOutcome, context: Context.Context<never>): void => {
+  inFlight--
+  requestsInFlight.updateUnsafe(inFlight, context)
+  durationOf({ method: outcome.method, route: outcome.route, status_class: STATUS_CLASS[Math.floor(outcome.status / 100)] })
+    .updateUnsafe(outcome.seconds, context)
+}
+
+/** A request begun here was handed on to be answered (and measured) elsewhere. */
+export const requestPassedOn = (context: Context.Context<never>): void => {
+  inFlight--
+  requestsInFlight.updateUnsafe(inFlight, context)
+}
+
+const STATUS_CLASS = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"]
+
 /**
  * Measures `app`, which must already turn every failure into a response, and
  * hands how it ended to `report` as well (the access log, when it is on).
@@ -45,11 +67,9 @@ export const withHttpMetrics = <E, R>(
   Effect.withFiber((fiber) => {
     const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
     const start = performance.now()
-    inFlight++
-    return Metric.update(requestsInFlight, inFlight).pipe(
-      Effect.andThen(app),
+    requestStarted(fiber.context)
+    return app.pipe(
       Effect.onExit((exit) => {
-        inFlight--
         // Only an interruption (the client went away) fails here.
         const outcome: RequestOutcome = {
           method: request.method,
@@ -58,17 +78,8 @@ export const withHttpMetrics = <E, R>(
           seconds: (performance.now() - start) / 1000,
           requestId: exit._tag === "Success" ? exit.value.headers["x-request-id"] : undefined
         }
-        return Effect.andThen(
-          Metric.update(requestsInFlight, inFlight),
-          Metric.update(
-            durationOf({
-              method: outcome.method,
-              route: outcome.route,
-              status_class: `${Math.floor(outcome.status / 100)}xx`
-            }),
-            outcome.seconds
-          )
-        ).pipe(Effect.andThen(report(outcome)))
+        requestEnded(outcome, fiber.context)
+        return report(outcome)
       })
     )
   })

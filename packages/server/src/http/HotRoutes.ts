@@ -1,0 +1,306 @@
+/**
+ * The two hot routes on their happy path, served straight from Node's
+ * `request` event: `GET /data/{id}` when the record's answer is in process,
+ * and `POST /data` without an `Idempotency-Key`. Every other request, and
+ * every request here that is not plainly fine (no or unknown key, a key not
+ * cached yet, a lease of rate-limit tokens used up, a body that does not
+ * validate, a record not cached, a sampled trace), goes to the HttpApi app
+ * as it came — a POST's body as it was read — and gets the app's answer,
+ * problems included.
+ *
+ * Why: through HttpApi a cached read costs a fiber, a middleware chain and a
+ * Schema encode; here it costs a map lookup and a socket write. What happens
+ * is the same: the key is checked with its scope, the rate limit is applied
+ * (from the replica's lease), in-flight requests are counted against
+ * MAX_IN_FLIGHT, the deadline holds, the request id, metrics and the access
+ * log are written, a record is answered 201 only after its group commit. The
+ * contract suite runs over a real socket to hold the two paths together.
+ */
+import { InternalError, isNewRecord, Unavailable } from "@strata/domain"
+import { Cause, Context, Effect, Exit, Layer, LogLevel, Option, References, Tracer } from "effect"
+import { Headers, HttpServerRespondable, HttpServerResponse, HttpTraceContext } from "effect/http"
+import { randomBytes } from "node:crypto"
+import { IncomingMessage, type ServerResponse } from "node:http"
+import { rateLimitHeaders } from "../auth/Authentication.ts"
+import { RateLimiter } from "../auth/RateLimiter.ts"
+import { verdictOf, VerifiedKeys } from "../auth/VerifiedKeys.ts"
+import { RecordCache } from "../cache/RecordCache.ts"
+import { AppConfig } from "../config/AppConfig.ts"
+import { logAccess } from "../observability/AccessLog.ts"
+import { requestEnded, requestPassedOn, requestStarted, type RequestOutcome } from "../observability/HttpMetrics.ts"
+import { samplingRatio } from "../observability/Tracing.ts"
+import { prepareRecord } from "../records/Prepare.ts"
+import { parseExact, recordText } from "../records/RecordJson.ts"
+import { RecordWriter } from "../records/RecordWriter.ts"
+import { Admission, pastDeadline } from "./Admission.ts"
+import { isJsonContentType, isUtf8 } from "./JsonBody.ts"
+import { matchesEtag, recordHeaders } from "./RecordHeaders.ts"
+import { finish, requestIdOf } from "./RequestId.ts"
+
+const RECORD_PATH = /^\/data\/([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/
+const BEARER = /^Bearer +(\S+) *$/i
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+const headerOf = (request: IncomingMessage, name: string): string | undefined => {
+  const value = request.headers[name]
+  return typeof value === "string" ? value : undefined
+}
+
+/** A request whose body was read here, for the app to read again. */
+const replayOf = (request: IncomingMessage, body: Buffer): IncomingMessage => {
+  const copy = new IncomingMessage(request.socket)
+  copy.method = request.method
+  copy.url = request.url
+  copy.httpVersion = request.httpVersion
+  copy.httpVersionMajor = request.httpVersionMajor
+  copy.httpVersionMinor = request.httpVersionMinor
+  copy.headers = request.headers
+  copy.rawHeaders = request.rawHeaders
+  // Complete, so that ending or destroying the copy does not abort the connection.
+  copy.complete = true
+  copy.push(body)
+  copy.push(null)
+  return copy
+}
+
+/** A response the app's own way made (problem documents), written to Node's response. */
+const send = (res: ServerResponse, response: HttpServerResponse.HttpServerResponse) => {
+  const body = response.body
+  res.writeHead(response.status, response.headers)
+  res.end(body._tag === "Uint8Array" ? body.body : undefined)
+}
+
+export type HandOver = (request: IncomingMessage) => void
+
+export class HotRoutes extends Context.Service<HotRoutes, {
+  /**
+   * Serves `request` when it is a hot route on its happy path, and answers
+   * true; false leaves it to the app. A request whose body was read is given
+   * to `handOver`, rebuilt, when it turns out not to be plainly fine.
+   */
+  readonly serve: (request: IncomingMessage, response: ServerResponse, handOver: HandOver) => boolean
+}>()("strata/HotRoutes") {
+  static readonly layer: Layer.Layer<
+    HotRoutes,
+    never,
+    AppConfig | VerifiedKeys | RateLimiter | RecordCache | RecordWriter | Admission
+  > = Layer.effect(
+    HotRoutes,
+    Effect.gen(function*() {
+      const config = yield* AppConfig
+      const keys = yield* VerifiedKeys
+      const limiter = yield* RateLimiter
+      const cache = yield* RecordCache
+      const writer = yield* RecordWriter
+      const admission = yield* Admission
+      const context = yield* Effect.context<never>()
+      const tracing = Context.get(context, References.TracerEnabled)
+      const ratio = samplingRatio(config)
+      const logging = config.accessLog &&
+        LogLevel.isGreaterThanOrEqualTo("Info", Context.get(context, References.MinimumLogLevel))
+      const defaultLimit = { rps: config.rateLimitRps, burst: config.rateLimitBurst }
+
+      /**
+       * The caller's trace context as the app would carry it: with tracing off,
+       * the caller's `traceparent`; with tracing on, only requests that start an
+       * unsampled trace come here (sampled ones are the app's to trace).
+       */
+      const traceOf = (request: IncomingMessage): { ok: boolean; traceparent: string | null } => {
+        const caller = request.headers.traceparent !== undefined || request.headers.b3 !== undefined
+          ? HttpTraceContext.fromHeaders(Headers.fromInput(request.headers as Record<string, string>))
+          : Option.none<Tracer.ExternalSpan>()
+        if (!tracing) {
+          return {
+            ok: true,
+            traceparent: Option.match(caller, {
+              onNone: () => null,
+              onSome: (s) => `00-${s.traceId.padStart(32, "0")}-${s.spanId}-${s.sampled ? "01" : "00"}`
+            })
+          }
+        }
+        if (Option.isSome(caller) || Math.random() < ratio) return { ok: false, traceparent: null }
+        // What an unsampled root span of the app would carry: fresh ids, not sampled.
+        return { ok: true, traceparent: `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-00` }
+      }
+
+      const finished = (
+        request: IncomingMessage,
+        route: string,
+        status: number,
+        start: number,
+        requestId: string
+      ) => {
+        const outcome: RequestOutcome = {
+          method: request.method!,
+          route,
+          status,
+          seconds: (performance.now() - start) / 1000,
+          requestId
+        }
+        requestEnded(outcome, context)
+        if (logging) {
+          const caller = request.headers.traceparent !== undefined
+            ? HttpTraceContext.fromHeaders(Headers.fromInput(request.headers as Record<string, string>))
+            : Option.none<Tracer.ExternalSpan>()
+          const line = logAccess(outcome)
+          Effect.runSyncWith(context)(Option.isSome(caller) ? Effect.withParentSpan(line, caller.value) : line)
+        }
+      }
+
+      /** The key of a request when it is cached and good for `scope`. */
+      const keyFor = (request: IncomingMessage, scope: "records:read" | "records:write") => {
+        const match = BEARER.exec(request.headers.authorization ?? "")
+        if (match === null) return undefined
+        const key = keys.peek(match[1])
+        return key != null && verdictOf(key, scope, Date.now()) === "ok" ? key : undefined
+      }
+
+      const serveGet = (request: IncomingMessage, response: ServerResponse, rawId: string): boolean => {
+        const start = performance.now()
+        const key = keyFor(request, "records:read")
+        if (key === undefined || !traceOf(request).ok) return false
+        const id = rawId.toLowerCase()
+        const body = cache.peek(key.tenant, id)
+        if (body === undefined) return false
+        const limit = key.rateLimit ?? defaultLimit
+        if (!admission.enter()) return false
+        try {
+          const decision = limiter.takeLeased(key.id, limit)
+          if (decision === undefined) return false
+          cache.countHit()
+          keys.markUsed(key.id)
+          requestStarted(context)
+          const requestId = requestIdOf(headerOf(request, "x-request-id"))
+          const headers: Record<string, string> = {
+            ...recordHeaders(id, "hit"),
+            "x-request-id": requestId,
+            ...rateLimitHeaders(limit, decision)
+          }
+          const ifNoneMatch = request.headers["if-none-match"]
+          const status = ifNoneMatch !== undefined && matchesEtag(ifNoneMatch, headers.etag) ? 304 : 200
+          if (status === 200) {
+            headers["content-type"] = "application/json"
+            headers["content-length"] = String(body.byteLength)
+          }
+          response.writeHead(status, headers)
+          response.end(status === 200 ? body : undefined)
+          finished(request, "/data/{id}", status, start, requestId)
+          return true
+        } finally {
+          admission.leave()
+        }
+      }
+
+      const servePost = (request: IncomingMessage, response: ServerResponse, handOver: HandOver): boolean => {
+        const start = performance.now()
+        const contentType = request.headers["content-type"]
+        if (
+          request.headers["idempotency-key"] !== undefined || !isJsonContentType(contentType) || !isUtf8(contentType!)
+        ) return false
+        if (Number(request.headers["content-length"] ?? 0) > config.maxBodyBytes) return false
+        const key = keyFor(request, "records:write")
+        if (key === undefined) return false
+        const trace = traceOf(request)
+        if (!trace.ok || !admission.enter()) return false
+        requestStarted(context)
+        const passOn = (body: Buffer) => {
+          admission.leave()
+          requestPassedOn(context)
+          handOver(replayOf(request, body))
+        }
+        const chunks: Array<Buffer> = []
+        let size = 0
+        let done = false
+        request.on("data", (chunk: Buffer) => {
+          if (done) return
+          chunks.push(chunk)
+          size += chunk.length
+          // Over the limit: the app answers 413 from what arrived so far.
+          if (size > config.maxBodyBytes) {
+            done = true
+            passOn(Buffer.concat(chunks, size))
+          }
+        })
+        request.on("error", () => {
+          if (done) return
+          done = true
+          admission.leave()
+          requestEnded({ method: "POST", route: "/data", status: 499, seconds: 0, requestId: undefined }, context)
+        })
+        request.on("end", () => {
+          if (done) return
+          done = true
+          const body = Buffer.concat(chunks, size)
+          const record = recordOf(body, key.tenant, trace.traceparent)
+          const limit = key.rateLimit ?? defaultLimit
+          // The token is taken last, so a request handed over does not pay twice.
+          const decision = record === undefined ? undefined : limiter.takeLeased(key.id, limit)
+          if (record === undefined || decision === undefined) return passOn(body)
+          keys.markUsed(key.id)
+          const requestId = requestIdOf(headerOf(request, "x-request-id"))
+          const headers = rateLimitHeaders(limit, decision)
+          Effect.runCallbackWith(context)(Effect.timeoutOption(writer.write([record]), config.requestTimeout), {
+            onExit: (exit) => {
+              admission.leave()
+              let status: number
+              if (Exit.isSuccess(exit) && Option.isSome(exit.value)) {
+                const [stored] = exit.value.value
+                const text = recordText(stored)
+                cache.remember(key.tenant, [{ id: stored.id, text }])
+                status = 201
+                response.writeHead(201, {
+                  location: `/data/${stored.id}`,
+                  "content-type": "application/json",
+                  "content-length": String(Buffer.byteLength(text)),
+                  "x-request-id": requestId,
+                  ...headers
+                })
+                response.end(text)
+              } else {
+                const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
+                status = problem.status
+                const rendered = Effect.runSync(HttpServerRespondable.toResponse(problem))
+                send(response, finish(HttpServerResponse.setHeaders(rendered, headers), requestId))
+              }
+              finished(request, "/data", status, start, requestId)
+            }
+          })
+        })
+        return true
+      }
+
+      /** The row to store when the body is a plainly valid record; anything else is the app's to explain. */
+      const recordOf = (body: Buffer, tenant: string, traceparent: string | null) => {
+        try {
+          const parsed = parseExact(utf8.decode(body))
+          if (parsed._tag !== "Parsed" || !isNewRecord(parsed.value)) return undefined
+          const row = prepareRecord(tenant, parsed.value, Date.now(), config.maxRecordBytes, traceparent)
+          return row._tag === "Success" ? row.success : undefined
+        } catch {
+          return undefined
+        }
+      }
+
+      /** As the app answers a failed write: a database that is down is a 503, anything else a 500. */
+      const problemOf = (cause: Cause.Cause<unknown>) => {
+        const error = Cause.findErrorOption(cause)
+        if (Option.isSome(error) && (error.value as { transient?: boolean }).transient === true) {
+          Effect.runForkWith(context)(Effect.logWarning("Database unavailable", (error.value as Error).message))
+          return new Unavailable({ detail: "The database is unavailable; retry shortly." })
+        }
+        Effect.runForkWith(context)(Effect.logError("Unhandled failure", cause))
+        return new InternalError({ detail: "Something went wrong on our side; quote the requestId." })
+      }
+
+      return HotRoutes.of({
+        serve: (request, response, handOver) => {
+          if (request.method === "GET") {
+            const match = RECORD_PATH.exec(request.url!)
+            return match !== null && serveGet(request, response, match[1])
+          }
+          return request.method === "POST" && request.url === "/data" && servePost(request, response, handOver)
+        }
+      })
+    })
+  )
+}
