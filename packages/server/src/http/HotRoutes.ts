@@ -16,8 +16,8 @@
  * log are written, a record is answered 201 only after its group commit. The
  * contract suite runs over a real socket to hold the two paths together.
  */
-import { InternalError, isNewRecord, Unavailable } from "@strata/domain"
-import { Cause, Context, Effect, Exit, Layer, LogLevel, Option, References, Tracer } from "effect"
+import { InternalError, isNewRecord, type StoredRecord, Unavailable } from "@strata/domain"
+import { type Array as Arr, Cause, Context, Duration, Effect, Exit, Layer, LogLevel, Option, References, Tracer } from "effect"
 import { Headers, HttpServerRespondable, HttpServerResponse, HttpTraceContext } from "effect/http"
 import { randomBytes } from "node:crypto"
 import { IncomingMessage, type ServerResponse } from "node:http"
@@ -99,6 +99,7 @@ export class HotRoutes extends Context.Service<HotRoutes, {
       const logging = config.accessLog &&
         LogLevel.isGreaterThanOrEqualTo("Info", Context.get(context, References.MinimumLogLevel))
       const defaultLimit = { rps: config.rateLimitRps, burst: config.rateLimitBurst }
+      const deadlineMs = Duration.toMillis(config.requestTimeout)
 
       /**
        * The caller's trace context as the app would carry it: with tracing off,
@@ -239,32 +240,37 @@ export class HotRoutes extends Context.Service<HotRoutes, {
           keys.markUsed(key.id)
           const requestId = requestIdOf(headerOf(request, "x-request-id"))
           const headers = rateLimitHeaders(limit, decision)
-          Effect.runCallbackWith(context)(Effect.timeoutOption(writer.write([record]), config.requestTimeout), {
-            onExit: (exit) => {
-              admission.leave()
-              let status: number
-              if (Exit.isSuccess(exit) && Option.isSome(exit.value)) {
-                const [stored] = exit.value.value
-                const text = recordText(stored)
-                cache.remember(key.tenant, [{ id: stored.id, text }])
-                status = 201
-                response.writeHead(201, {
-                  location: `/data/${stored.id}`,
-                  "content-type": "application/json",
-                  "content-length": String(Buffer.byteLength(text)),
-                  "x-request-id": requestId,
-                  ...headers
-                })
-                response.end(text)
-              } else {
-                const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
-                status = problem.status
-                const rendered = Effect.runSync(HttpServerRespondable.toResponse(problem))
-                send(response, finish(HttpServerResponse.setHeaders(rendered, headers), requestId))
-              }
-              finished(request, "/data", status, start, requestId)
+          // Past REQUEST_TIMEOUT the answer is a 503; the write may still commit.
+          let answered = false
+          const deadline = setTimeout(() => answer(Exit.succeed(undefined)), deadlineMs)
+          const answer = (exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord> | undefined, unknown>) => {
+            if (answered) return
+            answered = true
+            clearTimeout(deadline)
+            admission.leave()
+            let status: number
+            if (Exit.isSuccess(exit) && exit.value !== undefined) {
+              const [stored] = exit.value
+              const text = recordText(stored)
+              cache.remember(key.tenant, [{ id: stored.id, text }])
+              status = 201
+              response.writeHead(201, {
+                location: `/data/${stored.id}`,
+                "content-type": "application/json",
+                "content-length": String(Buffer.byteLength(text)),
+                "x-request-id": requestId,
+                ...headers
+              })
+              response.end(text)
+            } else {
+              const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
+              status = problem.status
+              const rendered = Effect.runSync(HttpServerRespondable.toResponse(problem))
+              send(response, finish(HttpServerResponse.setHeaders(rendered, headers), requestId))
             }
-          })
+            finished(request, "/data", status, start, requestId)
+          }
+          writer.submit([record], answer)
         })
         return true
       }

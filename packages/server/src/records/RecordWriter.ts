@@ -4,19 +4,24 @@
  * one for the outbox. Each write (one POST, or one atomic batch) stays a unit:
  * it is stored whole or not at all, and a unit that cannot be stored does not
  * fail the others coalesced with it, which are then written again without it.
+ *
+ * The queue is plain code rather than Effect's RequestResolver: a write then
+ * costs no fiber of its own (`submit`, for the hot routes) or one callback
+ * (`write`); one fiber per batch runs the transaction.
  */
 import type { StoredRecord } from "@strata/domain"
-import { Array as Arr, Context, Effect, Exit, Layer, Metric, Request, RequestResolver, Tracer } from "effect"
+import { Array as Arr, Context, Duration, Effect, Exit, Layer, Metric, Tracer } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import { Db, type RecordToStore } from "../db/Db.ts"
 import type { DbError } from "../db/DbError.ts"
 import { RequestId } from "../http/RequestId.ts"
 
-class WriteUnit extends Request.Class<
-  { readonly records: Arr.NonEmptyReadonlyArray<RecordToStore> },
-  Arr.NonEmptyReadonlyArray<StoredRecord>,
-  DbError
-> {}
+/** One write: its records, who waits for them, and the request span it serves (for links). */
+interface Unit {
+  readonly records: Arr.NonEmptyReadonlyArray<RecordToStore>
+  readonly done: (exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>) => void
+  readonly span: Tracer.AnySpan | undefined
+}
 
 export const writeBatchSize = Metric.histogram("strata_write_batch_records", {
   description: "Records written per group-commit transaction",
@@ -24,31 +29,12 @@ export const writeBatchSize = Metric.histogram("strata_write_batch_records", {
 })
 
 /** The sampled request spans a shared commit serves, as links (a trace viewer leads from each to the commit). */
-const linksOf = (entries: ReadonlyArray<Request.Entry<WriteUnit>>): Array<Tracer.SpanLink> => {
+const linksOf = (units: ReadonlyArray<Unit>): Array<Tracer.SpanLink> => {
   const links: Array<Tracer.SpanLink> = []
-  for (const entry of entries) {
-    const span = Context.getOrUndefined(entry.context as Context.Context<never>, Tracer.ParentSpan)
-    if (span !== undefined && span.sampled && links.length < 128) links.push({ span, attributes: {} })
+  for (const unit of units) {
+    if (unit.span !== undefined && unit.span.sampled && links.length < 128) links.push({ span: unit.span, attributes: {} })
   }
   return links
-}
-
-/** Splits units into groups of at most `max` records; a larger unit stays whole. */
-const chunkByRecords = <A extends { readonly request: WriteUnit }>(units: ReadonlyArray<A>, max: number) => {
-  const groups: Array<Arr.NonEmptyArray<A>> = []
-  let current: Array<A> = []
-  let size = 0
-  for (const unit of units) {
-    if (current.length > 0 && size + unit.request.records.length > max) {
-      groups.push(current as Arr.NonEmptyArray<A>)
-      current = []
-      size = 0
-    }
-    current.push(unit)
-    size += unit.request.records.length
-  }
-  if (current.length > 0) groups.push(current as Arr.NonEmptyArray<A>)
-  return groups
 }
 
 export class RecordWriter extends Context.Service<RecordWriter, {
@@ -56,60 +42,94 @@ export class RecordWriter extends Context.Service<RecordWriter, {
   readonly write: (
     records: Arr.NonEmptyReadonlyArray<RecordToStore>
   ) => Effect.Effect<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>
+  /** The same, for callers outside a fiber: `done` is called once, after the commit or the failure. */
+  readonly submit: (
+    records: Arr.NonEmptyReadonlyArray<RecordToStore>,
+    done: (exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>) => void
+  ) => void
 }>()("strata/RecordWriter") {
   static readonly layer: Layer.Layer<RecordWriter, never, Db | AppConfig> = Layer.effect(
     RecordWriter,
     Effect.gen(function*() {
       const db = yield* Db
       const config = yield* AppConfig
+      const context = yield* Effect.context<never>()
+      const windowMs = Duration.toMillis(config.writeBatchWindow)
 
-      const writeGroup = (entries: Arr.NonEmptyArray<Request.Entry<WriteUnit>>) => {
-        const all = Arr.flatMap(entries, (e) => e.request.records) as Arr.NonEmptyArray<RecordToStore>
+      const writeGroup = (units: ReadonlyArray<Unit>) => {
+        const all = units.flatMap((u) => u.records) as unknown as Arr.NonEmptyReadonlyArray<RecordToStore>
         return Metric.update(writeBatchSize, all.length).pipe(
           Effect.andThen(db.insert(all)),
           Effect.matchEffect({
             onSuccess: (stored) =>
               Effect.sync(() => {
                 let offset = 0
-                for (const entry of entries) {
-                  const n = entry.request.records.length
-                  entry.completeUnsafe(
-                    Exit.succeed(stored.slice(offset, offset + n) as unknown as Arr.NonEmptyReadonlyArray<StoredRecord>)
-                  )
+                for (const unit of units) {
+                  const n = unit.records.length
+                  unit.done(Exit.succeed(stored.slice(offset, offset + n) as unknown as Arr.NonEmptyReadonlyArray<StoredRecord>))
                   offset += n
                 }
               }),
             // A transient failure (database down) fails everyone alike. Otherwise
             // one unit may be at fault: write each alone so the others still land.
             onFailure: (error) =>
-              error.transient || entries.length === 1
-                ? Effect.sync(() => entries.forEach((entry) => entry.completeUnsafe(Exit.fail(error))))
+              error.transient || units.length === 1
+                ? Effect.sync(() => units.forEach((unit) => unit.done(Exit.fail(error))))
                 : Effect.forEach(
-                  entries,
-                  (entry) =>
-                    Effect.exit(db.insert(entry.request.records)).pipe(
-                      Effect.map((exit) => entry.completeUnsafe(exit))
-                    ),
+                  units,
+                  (unit) => Effect.map(Effect.exit(db.insert(unit.records)), unit.done),
                   { discard: true }
                 )
-          })
+          }),
+          // A defect (a bug) must still answer every waiting request.
+          Effect.catchCause((cause) => Effect.sync(() => units.forEach((unit) => unit.done(Exit.failCause(cause))))),
+          // The shared write runs in no caller's fiber: each record carries its own
+          // tenant, and no caller's request id labels it.
+          Effect.provideService(RequestId, "group-commit"),
+          Effect.withSpan("RecordWriter.groupCommit", { root: true, links: linksOf(units) })
         )
       }
 
-      const resolver = RequestResolver.make<WriteUnit>((entries) =>
-        Effect.forEach(chunkByRecords(entries, config.writeBatchMax), writeGroup, { discard: true }).pipe(
-          // The batch runs in the first caller's fiber: each record carries its
-          // own tenant, and the caller's request id does not label the shared write.
-          Effect.provideService(RequestId, "group-commit"),
-          Effect.withSpan("RecordWriter.groupCommit", { root: true, links: linksOf(entries) })
-        )
-      ).pipe(
-        RequestResolver.setDelay(config.writeBatchWindow),
-        RequestResolver.batchN(config.writeBatchMax)
-      )
+      let queue: Array<Unit> = []
+      let queued = 0
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const flush = () => {
+        if (timer !== undefined) clearTimeout(timer)
+        timer = undefined
+        const units = queue
+        queue = []
+        queued = 0
+        // Groups of at most WRITE_BATCH_MAX records; a larger unit stays whole.
+        let group: Array<Unit> = []
+        let size = 0
+        for (const unit of units) {
+          if (group.length > 0 && size + unit.records.length > config.writeBatchMax) {
+            Effect.runForkWith(context)(writeGroup(group))
+            group = []
+            size = 0
+          }
+          group.push(unit)
+          size += unit.records.length
+        }
+        if (group.length > 0) Effect.runForkWith(context)(writeGroup(group))
+      }
+
+      const enqueue = (unit: Unit) => {
+        queue.push(unit)
+        queued += unit.records.length
+        if (queued >= config.writeBatchMax) flush()
+        else if (timer === undefined) timer = setTimeout(flush, windowMs)
+      }
 
       return RecordWriter.of({
-        write: (records) => Effect.request(new WriteUnit({ records }), resolver)
+        submit: (records, done) => enqueue({ records, done, span: undefined }),
+        write: (records) =>
+          Effect.withFiber((fiber) => {
+            const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
+            return Effect.callback<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>((resume) => {
+              enqueue({ records, done: resume, span })
+            })
+          })
       })
     })
   )
