@@ -2,9 +2,12 @@
  * Builds the whole HTTP app from layers, in process, as a fetch-style handler:
  * requests go through routing, middleware, handlers and encoding exactly as
  * over a socket. Tests choose the Db: in memory, a real PostgreSQL, or PGlite.
+ * `makeSocketApp` serves the same app as main does instead: the Node server on
+ * a loopback port with the hot routes in front, reached with `fetch`.
  * Requests carry an API key of tenant `test` (both scopes, no practical rate
  * limit) unless they pass another key, or `null` for none.
  */
+import { NodeHttpServer } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
 import type { Scope } from "@strata/domain"
 import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
@@ -16,6 +19,8 @@ import { startEmbedded } from "../../src/db/Database.ts"
 import { runMigrations } from "../../src/db/Migrations.ts"
 import { type EventBus, MemoryEventBus } from "../../src/events/EventBus.ts"
 import { AppRoutes, type Storage, StorageLive, StorageMemory, withServices } from "../../src/http/App.ts"
+import { HotRoutes } from "../../src/http/HotRoutes.ts"
+import { makeNodeServer } from "../../src/http/NodeServer.ts"
 import { TracingLive } from "../../src/observability/Tracing.ts"
 
 export interface KeyOptions {
@@ -76,6 +81,40 @@ export const makeTestApp = (
     disableLogger: true,
     memoMap
   })
+  return withClient(runtime, handler, dispose)
+}
+
+/** The app on a real socket, hot routes first, as `main` serves it. */
+export const makeSocketApp = async (
+  db: DbLayer,
+  settings: Partial<Settings> = {},
+  cache: Layer.Layer<Cache> = Cache.layerMemory(),
+  bus?: Layer.Layer<EventBus>
+): Promise<TestApp> => {
+  const observability = TracingLive.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
+  const services = withServices(db, cache, bus ?? MemoryEventBus.layer).pipe(Layer.provideMerge(observability))
+  const server = Layer.unwrap(Effect.gen(function*() {
+    const config = yield* AppConfig
+    const hot = yield* HotRoutes
+    return HttpRouter.serve(AppRoutes, { disableLogger: true }).pipe(
+      Layer.provideMerge(NodeHttpServer.layer(() => makeNodeServer(config, hot), { port: 0, host: "127.0.0.1" }))
+    )
+  })).pipe(Layer.provideMerge(services))
+  const runtime = ManagedRuntime.make(server)
+  const address = await runtime.runPromise(HttpServer.HttpServer.use((s) => Effect.succeed(s.address)))
+  if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")
+  const base = `http://127.0.0.1:${address.port}`
+  return withClient(runtime, (request) => {
+    const url = new URL(request.url)
+    return fetch(`${base}${url.pathname}${url.search}`, request)
+  }, async () => {})
+}
+
+const withClient = (
+  runtime: ManagedRuntime.ManagedRuntime<Storage, unknown>,
+  handler: (request: Request) => Promise<Response>,
+  dispose: () => Promise<void>
+): TestApp => {
   const run = <A, E>(effect: Effect.Effect<A, E, Storage>) => runtime.runPromise(effect)
   const createKey = (options: KeyOptions = {}) =>
     run(Effect.gen(function*() {
