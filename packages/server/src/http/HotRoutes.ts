@@ -17,7 +17,19 @@
  * contract suite runs over a real socket to hold the two paths together.
  */
 import { InternalError, isNewRecord, type StoredRecord, Unavailable } from "@strata/domain"
-import { type Array as Arr, Cause, Context, Duration, Effect, Exit, Layer, LogLevel, Option, References, Tracer } from "effect"
+import {
+  type Array as Arr,
+  Cause,
+  Context,
+  Duration,
+  Effect,
+  Exit,
+  Layer,
+  LogLevel,
+  Option,
+  References,
+  Tracer
+} from "effect"
 import { Headers, HttpServerRespondable, HttpServerResponse, HttpTraceContext } from "effect/http"
 import { randomBytes } from "node:crypto"
 import { IncomingMessage, type ServerResponse } from "node:http"
@@ -27,7 +39,7 @@ import { verdictOf, VerifiedKeys } from "../auth/VerifiedKeys.ts"
 import { RecordCache } from "../cache/RecordCache.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { logAccess } from "../observability/AccessLog.ts"
-import { requestEnded, requestPassedOn, requestStarted, type RequestOutcome } from "../observability/HttpMetrics.ts"
+import { requestEnded, type RequestOutcome, requestPassedOn, requestStarted } from "../observability/HttpMetrics.ts"
 import { samplingRatio } from "../observability/Tracing.ts"
 import { prepareRecord } from "../records/Prepare.ts"
 import { parseExact, recordText } from "../records/RecordJson.ts"

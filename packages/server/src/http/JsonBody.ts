@@ -60,7 +60,8 @@ export const readJsonBody = (
         const parsed = parseExact(utf8.decode(buffer))
         return parsed._tag === "Parsed" ? Effect.succeed(parsed.value) : Effect.fail(validationFailed([{
           path: formatPath(parsed.path),
-          message: `must be a number with a decimal exponent within ±${MAX_DECIMAL_EXPONENT} (it could not be stored exactly)`
+          message:
+            `must be a number with a decimal exponent within ±${MAX_DECIMAL_EXPONENT} (it could not be stored exactly)`
         }]))
       } catch (error) {
         const detail = error instanceof SyntaxError ? error.message : "The body is not valid UTF-8"

@@ -30,8 +30,8 @@ import { recordIdTime } from "../records/RecordId.ts"
 import { recordText } from "../records/RecordJson.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
 import { idempotently } from "./Idempotency.ts"
-import { matchesEtag, recordHeaders } from "./RecordHeaders.ts"
 import { readJsonBody } from "./JsonBody.ts"
+import { matchesEtag, recordHeaders } from "./RecordHeaders.ts"
 import { decodeAll, validationFailed } from "./Validation.ts"
 
 /** A database that is down or slow is a 503 the client may retry; anything else is a bug (500). */
@@ -42,7 +42,6 @@ const unavailableOnTransient = (error: DbError): Effect.Effect<never, Unavailabl
       Effect.fail(new Unavailable({ detail: "The database is unavailable; retry shortly." }))
     )
     : Effect.die(error)
-
 
 const listText = (records: ReadonlyArray<StoredRecord>, nextCursor: string | null) =>
   `{"records":[${records.map(recordText).join(",")}],"nextCursor":${JSON.stringify(nextCursor)}}`

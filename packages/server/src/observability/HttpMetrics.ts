@@ -44,7 +44,11 @@ export const requestStarted = (context: Context.Context<never>): void => {
 export const requestEnded = (outcome: RequestOutcome, context: Context.Context<never>): void => {
   inFlight--
   requestsInFlight.updateUnsafe(inFlight, context)
-  durationOf({ method: outcome.method, route: outcome.route, status_class: STATUS_CLASS[Math.floor(outcome.status / 100)] })
+  durationOf({
+    method: outcome.method,
+    route: outcome.route,
+    status_class: STATUS_CLASS[Math.floor(outcome.status / 100)]
+  })
     .updateUnsafe(outcome.seconds, context)
 }
 

@@ -32,7 +32,9 @@ export const writeBatchSize = Metric.histogram("strata_write_batch_records", {
 const linksOf = (units: ReadonlyArray<Unit>): Array<Tracer.SpanLink> => {
   const links: Array<Tracer.SpanLink> = []
   for (const unit of units) {
-    if (unit.span !== undefined && unit.span.sampled && links.length < 128) links.push({ span: unit.span, attributes: {} })
+    if (unit.span !== undefined && unit.span.sampled && links.length < 128) {
+      links.push({ span: unit.span, attributes: {} })
+    }
   }
   return links
 }
@@ -66,7 +68,9 @@ export class RecordWriter extends Context.Service<RecordWriter, {
                 let offset = 0
                 for (const unit of units) {
                   const n = unit.records.length
-                  unit.done(Exit.succeed(stored.slice(offset, offset + n) as unknown as Arr.NonEmptyReadonlyArray<StoredRecord>))
+                  unit.done(
+                    Exit.succeed(stored.slice(offset, offset + n) as unknown as Arr.NonEmptyReadonlyArray<StoredRecord>)
+                  )
                   offset += n
                 }
               }),

@@ -39,6 +39,8 @@ export interface TestApp {
   /** Runs an effect against the app's own stores. */
   readonly run: <A, E>(effect: Effect.Effect<A, E, Storage>) => Promise<A>
   readonly dispose: () => Promise<void>
+  /** On a socket app: how many requests the hot routes answered themselves. */
+  readonly hotAnswered?: () => number
 }
 
 export type DbLayer = Layer.Layer<Storage, unknown, AppConfig>
@@ -93,21 +95,33 @@ export const makeSocketApp = async (
 ): Promise<TestApp> => {
   const observability = TracingLive.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
   const services = withServices(db, cache, bus ?? MemoryEventBus.layer).pipe(Layer.provideMerge(observability))
+  let answered = 0
   const server = Layer.unwrap(Effect.gen(function*() {
     const config = yield* AppConfig
     const hot = yield* HotRoutes
+    const counted = HotRoutes.of({
+      serve: (request, response, handOver) => {
+        const taken = hot.serve(request, response, (replay) => {
+          answered--
+          handOver(replay)
+        })
+        if (taken) answered++
+        return taken
+      }
+    })
     return HttpRouter.serve(AppRoutes, { disableLogger: true }).pipe(
-      Layer.provideMerge(NodeHttpServer.layer(() => makeNodeServer(config, hot), { port: 0, host: "127.0.0.1" }))
+      Layer.provideMerge(NodeHttpServer.layer(() => makeNodeServer(config, counted), { port: 0, host: "127.0.0.1" }))
     )
   })).pipe(Layer.provideMerge(services))
   const runtime = ManagedRuntime.make(server)
   const address = await runtime.runPromise(HttpServer.HttpServer.use((s) => Effect.succeed(s.address)))
   if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")
   const base = `http://127.0.0.1:${address.port}`
-  return withClient(runtime, (request) => {
+  const client = withClient(runtime, (request) => {
     const url = new URL(request.url)
     return fetch(`${base}${url.pathname}${url.search}`, request)
   }, async () => {})
+  return { ...client, hotAnswered: () => answered }
 }
 
 const withClient = (

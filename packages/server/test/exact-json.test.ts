@@ -1,0 +1,208 @@
+/**
+ * A record's data reads back exactly as it was sent (SPEC §1): numbers keep
+ * every digit — `9007199254740993`, `12345678901234567890`,
+ * `19.999999999999999999` — and strings every code point, through POST's
+ * answer, `GET /data/{id}` and the list, on memory, PostgreSQL and PGlite, and
+ * on both paths (the hot routes and the app). A number that cannot be kept is
+ * a validation problem naming its path. Also: the write path's compiled check
+ * (`isNewRecord`) agrees with decoding `NewRecord`.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { isNewRecord, NewRecord } from "@strata/domain"
+import { Exit, Schema } from "effect"
+import fc from "fast-check"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Cache } from "../src/cache/Cache.ts"
+import { jsonText, parseExact } from "../src/records/RecordJson.ts"
+import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
+import { makeSocketApp, makeTestApp, memoryDb, pgDb, pgliteDb, type TestApp } from "./support/TestApp.ts"
+
+/** The value of a JSON number's text, independent of how it is written: `1.50e1` and `15` agree. */
+const valueOf = (text: string): string => {
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(text)!
+  let digits = (m[2] + (m[3] ?? "")).replace(/^0+/, "")
+  let exponent = BigInt(m[4] ?? 0) - BigInt((m[3] ?? "").length)
+  while (digits.endsWith("0")) {
+    digits = digits.slice(0, -1)
+    exponent++
+  }
+  return digits === "" ? "0" : `${m[1]}${digits}e${exponent}`
+}
+
+/** Every number of a JSON text as its value, in document order. */
+const numbersOf = (text: string): Array<string> => {
+  const found: Array<string> = []
+  JSON.parse(text, (_key, value, context?: { source?: string }) => {
+    if (typeof value === "number") found.push(valueOf(context!.source!))
+    return value
+  })
+  return found
+}
+
+const CASES = ["9007199254740993", "12345678901234567890", "19.999999999999999999", "-0.000000000000000000001"]
+
+const numberText = fc.oneof(
+  fc.constantFrom(...CASES, "0", "-0", "1.0", "1e21", "5e-324", "1.7976931348623157e308", "1.5e400"),
+  fc.bigInt({ min: -(10n ** 40n), max: 10n ** 40n }).map(String),
+  fc.tuple(fc.bigInt({ min: -(10n ** 20n), max: 10n ** 20n }), fc.stringMatching(/^\d{1,30}$/))
+    .map(([int, fraction]) => `${int}.${fraction}`),
+  fc.tuple(fc.integer({ min: -9999, max: 9999 }), fc.integer({ min: -400, max: 400 }))
+    .map(([mantissa, exponent]) => `${mantissa}e${exponent}`),
+  fc.double({ noNaN: true, noDefaultInfinity: true }).map((n) => JSON.stringify(n))
+)
+
+/** Strings PostgreSQL can store: any code point but NUL, no lone surrogates. */
+const cleanString = fc.string({ unit: "grapheme", maxLength: 12 }).filter((s) => !s.includes("\u0000"))
+
+/** A record's body as raw JSON text, and the numbers and strings in its data. */
+const recordBody = fc.tuple(fc.array(numberText, { minLength: 1, maxLength: 6 }), cleanString, cleanString)
+  .map(([numbers, key, text]) => ({
+    text: `{"stream":"exact","data":{"n":${numbers[0]},"list":[${numbers.join(",")}],${JSON.stringify(key)}:{"deep":${
+      numbers.at(-1)
+    }},"s":${JSON.stringify(text)}}}`,
+    numbers: [numbers[0], ...numbers, numbers.at(-1)!].map(valueOf),
+    key,
+    string: text
+  }))
+
+describe("RecordJson", () => {
+  it("parses and writes back every number with its value", () => {
+    fc.assert(fc.property(recordBody, ({ numbers, text }) => {
+      const parsed = parseExact(text)
+      expect(parsed._tag).toBe("Parsed")
+      const data = (parsed as { value: { data: unknown } }).value.data
+      expect(numbersOf(jsonText(data)).toSorted()).toEqual(numbers.toSorted())
+    }))
+  })
+
+  it("names the path of a number too large to keep", () => {
+    expect(parseExact(`{"data":{"a":[1,{"b":1e99999}]}}`)).toEqual({ _tag: "Inexact", path: ["data", "a", 1, "b"] })
+  })
+
+  it("writes keys in jsonb's order: by UTF-8 length, then bytes", () => {
+    expect(jsonText({ b: 1, 10: 2, 9: 3, aa: 4, é: 5 })).toBe(`{"9":3,"b":1,"10":2,"aa":4,"é":5}`)
+  })
+})
+
+describe("isNewRecord", () => {
+  const decode = Schema.decodeUnknownExit(NewRecord)
+  const candidate = fc.oneof(
+    fc.record({
+      stream: fc.oneof(fc.constantFrom("orders", "a.b-c_d", "", "Bad"), fc.string()),
+      key: fc.oneof(fc.constant(null), fc.string({ maxLength: 300 }), fc.integer()),
+      occurredAt: fc.oneof(
+        fc.date({ min: new Date("1960-01-01"), max: new Date(Date.now() + 3 * 86_400_000), noInvalidDate: true })
+          .map((d) => d.toISOString()),
+        fc.constantFrom("2026-02-30T00:00:00Z", "2026-01-01T00:00:00", "yesterday", "2026-01-01T00:00:00+01:00")
+      ),
+      data: fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 2 }))),
+      extra: fc.jsonValue({ maxDepth: 1 })
+    }, { requiredKeys: [] }),
+    fc.jsonValue({ maxDepth: 3 })
+  )
+
+  it("accepts exactly what decoding NewRecord accepts", () => {
+    fc.assert(
+      fc.property(candidate, (value) => {
+        expect(isNewRecord(value)).toBe(Exit.isSuccess(decode(value, { errors: "all", onExcessProperty: "error" })))
+      }),
+      { numRuns: 2000 }
+    )
+  })
+})
+
+const describeRoundTrip = (name: string, setup: () => Promise<TestApp | undefined>, teardown = async () => {}) =>
+  describe(`exact round trip ${name}`, () => {
+    let app: TestApp | undefined
+    beforeAll(async () => {
+      app = await setup()
+    }, 60_000)
+    afterAll(async () => {
+      await app?.dispose()
+      await teardown()
+    })
+
+    const check = async (app: TestApp, body: { text: string; numbers: Array<string>; key: string; string: string }) => {
+      const created = await app.json("/data", body.text)
+      expect(created.status).toBe(201)
+      const createdText = await created.text()
+      const { id } = JSON.parse(createdText) as { id: string }
+      const read = await (await app.request(`/data/${id}`)).text()
+      const again = await (await app.request(`/data/${id}`)).text()
+      for (const text of [createdText, read, again]) {
+        expect(numbersOf(text).toSorted()).toEqual(body.numbers.toSorted())
+        const data = JSON.parse(text).data
+        expect(data.s).toBe(body.string)
+        expect(Object.keys(data)).toContain(body.key)
+      }
+      expect(read).toBe(createdText) // one byte form, whichever level answered
+      return id
+    }
+
+    it("keeps the known cases digit for digit", async (ctx) => {
+      if (app === undefined) return ctx.skip()
+      for (const n of CASES) {
+        const created = await app.json("/data", `{"stream":"exact","data":{"n":${n}}}`)
+        const text = await created.text()
+        expect(numbersOf(text)).toEqual([valueOf(n)])
+        const { id } = JSON.parse(text) as { id: string }
+        expect(numbersOf(await (await app.request(`/data/${id}`)).text())).toEqual([valueOf(n)])
+      }
+      // Those a double cannot hold come back as they were written.
+      const text = await (await app.json("/data", `{"stream":"exact","data":{"n":${CASES[1]}}}`)).text()
+      expect(text).toContain(`"data":{"n":12345678901234567890}`)
+    }, 30_000)
+
+    it("keeps random numbers and strings through the answer, the read and the list", async (ctx) => {
+      if (app === undefined) return ctx.skip()
+      const ids: Array<string> = []
+      await fc.assert(fc.asyncProperty(recordBody, async (body) => void ids.push(await check(app!, body))), {
+        numRuns: 40
+      })
+      const page = await (await app.request("/data?stream=exact&limit=1000")).text()
+      const listed = JSON.parse(page).records as Array<{ id: string }>
+      for (const id of ids) expect(listed.some((r) => r.id === id)).toBe(true)
+      expect(numbersOf(page).length).toBeGreaterThan(ids.length)
+    }, 60_000)
+
+    it("answers a number it cannot keep with a validation problem naming it", { timeout: 30_000 }, async (ctx) => {
+      if (app === undefined) return ctx.skip()
+      const res = await app.json(
+        "/data/batch",
+        `{"records":[{"stream":"s","data":{}},{"stream":"s","data":{"x":1e-99999}}]}`
+      )
+      expect(res.status).toBe(400)
+      expect(((await res.json()) as { errors: Array<{ path: string }> }).errors[0].path).toBe("records[1].data.x")
+    })
+  })
+
+/** A cache that keeps nothing, so every read comes from the database. */
+const noCache = Cache.layerMemory(0)
+
+describeRoundTrip("in memory", async () => makeTestApp(memoryDb))
+describeRoundTrip("in memory over a socket with the hot routes", () => makeSocketApp(memoryDb))
+
+let dropDatabase = async () => {}
+describeRoundTrip("on PostgreSQL over a socket with the hot routes", async () => {
+  if (!(await postgresAvailable())) return undefined
+  const db = await freshDatabase()
+  dropDatabase = db.drop
+  return makeSocketApp(pgDb(db.url))
+}, () => dropDatabase())
+
+let dropDatabase2 = async () => {}
+describeRoundTrip("on PostgreSQL, read from the database", async () => {
+  if (!(await postgresAvailable())) return undefined
+  const db = await freshDatabase()
+  dropDatabase2 = db.drop
+  return makeTestApp(pgDb(db.url), { recordCacheBytes: 0 }, noCache)
+}, () => dropDatabase2())
+
+const pgliteDir = mkdtempSync(join(tmpdir(), "strata-exact-"))
+describeRoundTrip(
+  "on the embedded PGlite",
+  async () => makeTestApp(pgliteDb(pgliteDir), { recordCacheBytes: 0 }, noCache),
+  async () => rmSync(pgliteDir, { recursive: true, force: true })
+)

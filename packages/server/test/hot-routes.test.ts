@@ -1,0 +1,99 @@
+/**
+ * The hot routes (src/http/HotRoutes.ts) answer a cached read and a plain write
+ * themselves; the HttpApi app answers everything else. What a client gets must
+ * not depend on which one answered: the same status, headers and body.
+ * A fresh key is not verified yet, so its first requests go through the app;
+ * once verified (and the record cached) the same requests take the hot routes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { makeSocketApp, memoryDb, type TestApp } from "./support/TestApp.ts"
+
+/** Status, headers (without the ones that differ per response) and body. */
+const shape = async (res: Response) => {
+  const headers = Object.fromEntries(
+    [...res.headers].filter(([name]) => !["date", "x-request-id", "ratelimit", "location"].includes(name))
+  )
+  const text = await res.text()
+  return { status: res.status, headers, body: text === "" ? text : JSON.parse(text) }
+}
+
+describe("hot routes and the app answer alike", () => {
+  let app: TestApp
+  beforeAll(async () => {
+    app = await makeSocketApp(memoryDb)
+  })
+  afterAll(() => app.dispose())
+
+  /** Runs `send` twice with a fresh key: first through the app, then through the hot routes. */
+  const bothWays = async (send: (key: string) => Promise<Response>) => {
+    const key = await app.createKey({ rateLimit: { rps: 1e6, burst: 1e6 } })
+    const before = app.hotAnswered!()
+    const viaApp = await send(key)
+    expect(app.hotAnswered!()).toBe(before)
+    const viaHot = await send(key)
+    expect(app.hotAnswered!()).toBe(before + 1)
+    return [viaApp, viaHot] as const
+  }
+
+  it("a cached read: 200 with the record, its ETag, Cache-Status and rate-limit headers", async () => {
+    const body = `{"stream":"hot","key":"k","data":{"n":12345678901234567890}}`
+    const created = await (await app.json("/data", body)).json() as { id: string }
+    const [viaApp, viaHot] = await bothWays((key) => app.request(`/data/${created.id}`, undefined, key))
+    const [a, h] = [await shape(viaApp), await shape(viaHot)]
+    expect(h).toEqual(a)
+    expect(h.status).toBe(200)
+    expect(h.headers["cache-status"]).toBe("strata; hit")
+    expect(viaHot.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
+  })
+
+  it("a cached read with a matching If-None-Match: 304 with the same headers", async () => {
+    const created = await (await app.json("/data", { stream: "hot", data: {} })).json() as { id: string }
+    const init = { headers: { "if-none-match": `"${created.id}"` } }
+    const [viaApp, viaHot] = await bothWays((key) => app.request(`/data/${created.id}`, init, key))
+    expect(await shape(viaHot)).toEqual(await shape(viaApp))
+    expect(viaHot.status).toBe(304)
+  })
+
+  it("a plain write: 201 with Location and the stored record", async () => {
+    const [viaApp, viaHot] = await bothWays((key) =>
+      app.json("/data", { stream: "hot", key: "w", occurredAt: "2026-01-01T00:00:00Z", data: { x: [1, "2"] } }, {}, key)
+    )
+    const [a, h] = [await shape(viaApp), await shape(viaHot)]
+    expect({ ...h, body: { ...h.body, id: "", ingestedAt: "" } }).toEqual({
+      ...a,
+      body: { ...a.body, id: "", ingestedAt: "" }
+    })
+    expect(h.status).toBe(201)
+    expect(viaHot.headers.get("location")).toBe(`/data/${h.body.id}`)
+  })
+
+  it("keeps the client's X-Request-Id on both paths", async () => {
+    const created = await (await app.json("/data", { stream: "hot", data: {} })).json() as { id: string }
+    const init = { headers: { "x-request-id": "client-id-42" } }
+    const [viaApp, viaHot] = await bothWays((key) => app.request(`/data/${created.id}`, init, key))
+    expect(viaApp.headers.get("x-request-id")).toBe("client-id-42")
+    expect(viaHot.headers.get("x-request-id")).toBe("client-id-42")
+  })
+
+  it("hands a write it cannot store plainly to the app, which answers with its problem", async () => {
+    await app.json("/data", { stream: "hot", data: {} }) // the default key is verified now
+    const before = app.hotAnswered!()
+    const res = await app.json("/data", { stream: "Not Valid", data: {} })
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { type: string }).type).toBe("/problems/validation")
+    const inexact = await app.json("/data", "{\"stream\":\"s\",\"data\":{\"n\":1e999999}}")
+    expect(((await inexact.json()) as { errors: Array<{ path: string }> }).errors[0].path).toBe("data.n")
+    expect(app.hotAnswered!()).toBe(before)
+  })
+
+  it("leaves a read of an unknown key, a revoked scope or another tenant's record to the app", async () => {
+    const created = await (await app.json("/data", { stream: "hot", data: {} })).json() as { id: string }
+    expect((await app.request(`/data/${created.id}`, undefined, "strata_" + "x".repeat(43))).status).toBe(401)
+    const writer = await app.createKey({ scopes: ["records:write"] })
+    expect((await app.request(`/data/${created.id}`, undefined, writer)).status).toBe(403)
+    expect((await app.request(`/data/${created.id}`, undefined, writer)).status).toBe(403)
+    const other = await app.createKey({ tenant: "other" })
+    expect((await app.request(`/data/${created.id}`, undefined, other)).status).toBe(404)
+    expect((await app.request(`/data/${created.id}`, undefined, other)).status).toBe(404)
+  })
+})
