@@ -12,8 +12,9 @@
  * - cached: the ids written through the API, which the server put in the cache on
  *   insert. A sample is read first and its Cache-Status counted (if under 99 % hit,
  *   every id is read once to fill the cache); Cache-Status is counted while measuring too.
- * - uncached: a second server process on the same database with CACHE_MAX_ENTRIES=1
- *   and no Redis, so its cache holds one record and every read goes to PostgreSQL.
+ * - uncached: a second server process on the same database with CACHE_MAX_ENTRIES=1,
+ *   RECORD_CACHE_BYTES=0 and no Redis, so its cache holds one record and every read
+ *   goes to PostgreSQL.
  *   The ids are sampled over the whole table, not only the newest records.
  *
  * Scenarios, for `--only` (comma-separated; default all): post, post-batch,
@@ -622,11 +623,14 @@ const main = async () => {
     if (only.has("get-uncached")) {
       const port = await freePort()
       uncachedBase = `http://${HOST}:${port}`
-      progress(`starting the server without a cache on ${uncachedBase} (CACHE_MAX_ENTRIES=1, no Redis)`)
+      progress(
+        `starting the server without a cache on ${uncachedBase} (CACHE_MAX_ENTRIES=1, RECORD_CACHE_BYTES=0, no Redis)`
+      )
       const uncached = startServer(databaseUrl, port, {
         REDIS_URL: undefined,
         REDIS_CLUSTER_NODES: undefined,
-        CACHE_MAX_ENTRIES: "1"
+        CACHE_MAX_ENTRIES: "1",
+        RECORD_CACHE_BYTES: "0"
       })
       servers.push(uncached)
       await waitReady(uncachedBase, uncached)
@@ -708,7 +712,7 @@ const main = async () => {
       ...(only.has("get-uncached")
         ? [
           "server B (GET /data/{id} uncached only): a second server process on the same database with " +
-          "CACHE_MAX_ENTRIES=1 and no Redis; its cache holds one record, so reads go to PostgreSQL"
+          "CACHE_MAX_ENTRIES=1, RECORD_CACHE_BYTES=0 and no Redis; its cache holds one record, so reads go to PostgreSQL"
         ]
         : []),
       ...(only.has("get-cached")

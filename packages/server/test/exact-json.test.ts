@@ -58,7 +58,8 @@ const cleanString = fc.string({ unit: "grapheme", maxLength: 12 }).filter((s) =>
 
 /** A record's body as raw JSON text, and the numbers and strings in its data. */
 const recordBody = fc.tuple(fc.array(numberText, { minLength: 1, maxLength: 6 }), cleanString, cleanString)
-  .map(([numbers, key, text]) => ({
+  .map(([numbers, name, text]) => ({ numbers, key: `k:${name}`, text }))
+  .map(({ key, numbers, text }) => ({
     text: `{"stream":"exact","data":{"n":${numbers[0]},"list":[${numbers.join(",")}],${JSON.stringify(key)}:{"deep":${
       numbers.at(-1)
     }},"s":${JSON.stringify(text)}}}`,

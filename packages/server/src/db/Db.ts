@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto"
 import { AppConfig } from "../config/AppConfig.ts"
 import type { OutboxEvent } from "../events/EventBus.ts"
 import { recordIdTime } from "../records/RecordId.ts"
-import { parseExact, recordText } from "../records/RecordJson.ts"
+import { jsonText, parseExact } from "../records/RecordJson.ts"
 import type { DbError } from "./DbError.ts"
 import { type CallKind, DbPolicy } from "./DbPolicy.ts"
 import { nextPartition, type PartitionBounds, partitionFor, partitionStart } from "./Partitions.ts"
@@ -115,23 +115,22 @@ export class Db extends Context.Service<Db, {
             let rows = "["
             for (let i = 0; i < records.length; i++) {
               const r = records[i]
-              const text = recordText(stored[i])
-              rows += `${i === 0 ? "" : ","}{"n":${i},"t":${JSON.stringify(r.tenant)},"p":${text},"tp":${
+              rows += `${i === 0 ? "" : ","}{"n":${i},"t":${JSON.stringify(r.tenant)},"i":"${r.id}","s":${
+                JSON.stringify(r.stream)
+              },"k":${JSON.stringify(r.key)},"o":"${stored[i].occurredAt}","d":${jsonText(r.data)},"tp":${
                 JSON.stringify(r.traceparent)
               }}`
             }
             yield* sql`
               WITH input AS (
-                SELECT n, t, p, tp FROM jsonb_to_recordset(${rows + "]"}::jsonb) AS x(n int, t text, p jsonb, tp text)
+                SELECT * FROM jsonb_to_recordset(${rows + "]"}::jsonb)
+                  AS x(n int, t text, i uuid, s text, k text, o timestamptz, d jsonb, tp text)
               ), stored AS (
                 INSERT INTO records (tenant_id, id, stream, key, occurred_at, ingested_at, data)
-                SELECT t, (p->>'id')::uuid, p->>'stream', p->>'key', (p->>'occurredAt')::timestamptz,
-                  ${ingestedAt}, p->'data'
-                FROM input
+                SELECT t, i, s, k, o, ${ingestedAt}, d FROM input
               )
-              INSERT INTO outbox (tenant_id, record_id, message_key, payload, traceparent)
-              SELECT t, (p->>'id')::uuid, t || '/' || (p->>'stream') || '/' || coalesce(p->>'key', p->>'id'), p, tp
-              FROM input ORDER BY n`
+              INSERT INTO outbox (tenant_id, record_id, occurred_at, message_key, traceparent)
+              SELECT t, i, o, t || '/' || s || '/' || coalesce(k, i::text), tp FROM input ORDER BY n`
             return stored
           }),
           "write"
@@ -215,6 +214,8 @@ export class Db extends Context.Service<Db, {
                   partitionFor(config.partitionInterval, start.getTime())
                 )
                 if (end.from.getTime() <= options.dropBefore.getTime()) {
+                  // Events read their record when published: those not yet published go with it.
+                  yield* sql`DELETE FROM outbox WHERE occurred_at >= ${start} AND occurred_at < ${end.from}`
                   yield* sql`DROP TABLE IF EXISTS ${sql(name)}`
                   partitions.known.delete(name)
                   dropped.push(name)
@@ -225,11 +226,11 @@ export class Db extends Context.Service<Db, {
           })
         )
 
-      interface OutboxRow {
+      interface OutboxRow extends Partial<RecordRow> {
         readonly seq: string
         readonly tenant_id: string
         readonly message_key: string
-        readonly payload: string
+        readonly payload: string | null
         readonly traceparent: string | null
       }
       const leaseUntil = (lease: Duration.Duration) =>
@@ -251,14 +252,18 @@ export class Db extends Context.Service<Db, {
                 WHERE id = 1 AND (holder = ${holder} OR expires_at < now()) AND EXISTS (SELECT 1 FROM outbox)
                 RETURNING id
               )
-              SELECT seq::text AS seq, tenant_id, message_key, payload::text AS payload, traceparent FROM outbox
-              WHERE EXISTS (SELECT 1 FROM lease) ORDER BY outbox.seq LIMIT ${limit}`,
+              SELECT o.seq::text AS seq, o.tenant_id, o.message_key, o.payload::text AS payload, o.traceparent,
+                r.id::text AS id, r.stream, r.key, r.occurred_at, r.ingested_at, r.data::text AS data
+              FROM outbox o
+              LEFT JOIN records r ON r.id = o.record_id AND r.occurred_at = o.occurred_at
+              WHERE EXISTS (SELECT 1 FROM lease) AND (o.payload IS NOT NULL OR r.id IS NOT NULL)
+              ORDER BY o.seq LIMIT ${limit}`,
             (rows) =>
               rows.map((r): OutboxEvent => ({
                 seq: r.seq,
                 tenant: r.tenant_id,
                 messageKey: r.message_key,
-                record: parseStored(r.payload),
+                record: r.payload !== null ? parseStored(r.payload) : toRecord(r as RecordRow),
                 traceparent: r.traceparent
               }))
           )
