@@ -6,6 +6,9 @@
  * once verified (and the record cached) the same requests take the hot routes.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { Db } from "../src/db/Db.ts"
+import { makeRecordId } from "../src/records/RecordId.ts"
 import { makeSocketApp, memoryDb, type TestApp } from "./support/TestApp.ts"
 
 /** Status, headers (without the ones that differ per response) and body. */
@@ -24,9 +27,26 @@ describe("hot routes and the app answer alike", () => {
   })
   afterAll(() => app.dispose())
 
+  /** A record stored straight into the Db, so no cache level holds it. */
+  const stored = () =>
+    app.run(Effect.map(
+      Db.use((db) =>
+        db.insert([{
+          tenant: "test",
+          id: makeRecordId(Date.now()),
+          stream: "hot",
+          key: null,
+          occurredAt: new Date(),
+          data: { n: 1 },
+          traceparent: null
+        }])
+      ),
+      ([record]) => record.id
+    ))
+
   /** Runs `send` twice with a fresh key: first through the app, then through the hot routes. */
-  const bothWays = async (send: (key: string) => Promise<Response>) => {
-    const key = await app.createKey({ rateLimit: { rps: 1e6, burst: 1e6 } })
+  const bothWays = async (send: (key: string) => Promise<Response>, tenant = "test") => {
+    const key = await app.createKey({ tenant, rateLimit: { rps: 1e6, burst: 1e6 } })
     const before = app.hotAnswered!()
     const viaApp = await send(key)
     expect(app.hotAnswered!()).toBe(before)
@@ -86,14 +106,41 @@ describe("hot routes and the app answer alike", () => {
     expect(app.hotAnswered!()).toBe(before)
   })
 
-  it("leaves a read of an unknown key, a revoked scope or another tenant's record to the app", async () => {
+  it("an uncached read: 200 read through the cache, with Cache-Status fwd=miss", async () => {
+    const [first, second] = [await stored(), await stored()]
+    const key = await app.createKey({ rateLimit: { rps: 1e6, burst: 1e6 } })
+    const before = app.hotAnswered!()
+    const viaApp = await shape(await app.request(`/data/${first}`, undefined, key))
+    const viaHot = await shape(await app.request(`/data/${second}`, undefined, key))
+    expect(app.hotAnswered!()).toBe(before + 1)
+    expect(viaHot.headers["cache-status"]).toBe("strata; fwd=miss")
+    const same = (s: typeof viaApp) => ({
+      ...s,
+      headers: { ...s.headers, etag: "" },
+      body: { ...s.body, id: "", occurredAt: "", ingestedAt: "" }
+    })
+    expect(same(viaHot)).toEqual(same(viaApp))
+  })
+
+  it("another tenant's record, or none: the same 404 problem", async () => {
     const created = await (await app.json("/data", { stream: "hot", data: {} })).json() as { id: string }
+    const [viaApp, viaHot] = await bothWays(async (key) => {
+      await app.createKey({ tenant: "other" })
+      return app.request(`/data/${created.id}`, undefined, key)
+    }, "other")
+    const [a, h] = [await shape(viaApp), await shape(viaHot)]
+    expect({ ...h, body: { ...h.body, requestId: "" } }).toEqual({ ...a, body: { ...a.body, requestId: "" } })
+    expect(h.status).toBe(404)
+    expect(h.body.type).toBe("/problems/not-found")
+  })
+
+  it("leaves an unknown key or a missing scope to the app", async () => {
+    const created = await (await app.json("/data", { stream: "hot", data: {} })).json() as { id: string }
+    const before = app.hotAnswered!()
     expect((await app.request(`/data/${created.id}`, undefined, "strata_" + "x".repeat(43))).status).toBe(401)
     const writer = await app.createKey({ scopes: ["records:write"] })
     expect((await app.request(`/data/${created.id}`, undefined, writer)).status).toBe(403)
     expect((await app.request(`/data/${created.id}`, undefined, writer)).status).toBe(403)
-    const other = await app.createKey({ tenant: "other" })
-    expect((await app.request(`/data/${created.id}`, undefined, other)).status).toBe(404)
-    expect((await app.request(`/data/${created.id}`, undefined, other)).status).toBe(404)
+    expect(app.hotAnswered!()).toBe(before)
   })
 })

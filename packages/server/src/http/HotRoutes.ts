@@ -1,10 +1,11 @@
 /**
  * The two hot routes on their happy path, served straight from Node's
- * `request` event: `GET /data/{id}` when the record's answer is in process,
- * and `POST /data` without an `Idempotency-Key`. Every other request, and
+ * `request` event: `GET /data/{id}` (from the in-process answers, or read
+ * through Redis and the database as the app does), and `POST /data` without an
+ * `Idempotency-Key`. Every other request, and
  * every request here that is not plainly fine (no or unknown key, a key not
  * cached yet, a lease of rate-limit tokens used up, a body that does not
- * validate, a record not cached, a sampled trace), goes to the HttpApi app
+ * validate, an id no record can have, a sampled trace), goes to the HttpApi app
  * as it came — a POST's body as it was read — and gets the app's answer,
  * problems included.
  *
@@ -16,7 +17,7 @@
  * log are written, a record is answered 201 only after its group commit. The
  * contract suite runs over a real socket to hold the two paths together.
  */
-import { InternalError, isNewRecord, type StoredRecord, Unavailable } from "@strata/domain"
+import { InternalError, isNewRecord, NotFound, type StoredRecord, Unavailable } from "@strata/domain"
 import {
   type Array as Arr,
   Cause,
@@ -36,12 +37,13 @@ import { IncomingMessage, type ServerResponse } from "node:http"
 import { rateLimitHeaders } from "../auth/Authentication.ts"
 import { RateLimiter } from "../auth/RateLimiter.ts"
 import { verdictOf, VerifiedKeys } from "../auth/VerifiedKeys.ts"
-import { RecordCache } from "../cache/RecordCache.ts"
+import { type CacheOutcome, RecordCache } from "../cache/RecordCache.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { logAccess } from "../observability/AccessLog.ts"
 import { requestEnded, type RequestOutcome, requestPassedOn, requestStarted } from "../observability/HttpMetrics.ts"
 import { samplingRatio } from "../observability/Tracing.ts"
 import { prepareRecord } from "../records/Prepare.ts"
+import { recordIdTime } from "../records/RecordId.ts"
 import { parseExact, recordText } from "../records/RecordJson.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
 import { Admission, pastDeadline } from "./Admission.ts"
@@ -80,6 +82,16 @@ const send = (res: ServerResponse, response: HttpServerResponse.HttpServerRespon
   const body = response.body
   res.writeHead(response.status, response.headers)
   res.end(body._tag === "Uint8Array" ? body.body : undefined)
+}
+
+/** `f` for its first call only: a deadline and a late answer must not both respond. */
+const once = <A>(f: (a: A) => void) => {
+  let called = false
+  return (a: A) => {
+    if (called) return
+    called = true
+    f(a)
+  }
 }
 
 export type HandOver = (request: IncomingMessage) => void
@@ -168,40 +180,92 @@ export class HotRoutes extends Context.Service<HotRoutes, {
         return key != null && verdictOf(key, scope, Date.now()) === "ok" ? key : undefined
       }
 
+      /** A record's answer, as the app's `get` handler gives it: 200 with the body, or 304. */
+      const sendRecord = (
+        request: IncomingMessage,
+        response: ServerResponse,
+        id: string,
+        body: Uint8Array,
+        outcome: CacheOutcome,
+        extra: Record<string, string>
+      ): number => {
+        const headers: Record<string, string> = { ...recordHeaders(id, outcome), ...extra }
+        const ifNoneMatch = request.headers["if-none-match"]
+        const status = ifNoneMatch !== undefined && matchesEtag(ifNoneMatch, headers.etag) ? 304 : 200
+        if (status === 200) {
+          headers["content-type"] = "application/json"
+          headers["content-length"] = String(body.byteLength)
+        }
+        response.writeHead(status, headers)
+        response.end(status === 200 ? body : undefined)
+        return status
+      }
+
       const serveGet = (request: IncomingMessage, response: ServerResponse, rawId: string): boolean => {
         const start = performance.now()
         const key = keyFor(request, "records:read")
         if (key === undefined || !traceOf(request).ok) return false
         const id = rawId.toLowerCase()
         const body = cache.peek(key.tenant, id)
-        if (body === undefined) return false
+        // Not a UUIDv7: no record can have this id; the app says so.
+        if (body === undefined && recordIdTime(id) === undefined) return false
         const limit = key.rateLimit ?? defaultLimit
         if (!admission.enter()) return false
-        try {
-          const decision = limiter.takeLeased(key.id, limit)
-          if (decision === undefined) return false
+        const decision = limiter.takeLeased(key.id, limit)
+        if (decision === undefined) {
+          admission.leave()
+          return false
+        }
+        keys.markUsed(key.id)
+        requestStarted(context)
+        const requestId = requestIdOf(headerOf(request, "x-request-id"))
+        const extra = { "x-request-id": requestId, ...rateLimitHeaders(limit, decision) }
+        if (body !== undefined) {
           cache.countHit()
-          keys.markUsed(key.id)
-          requestStarted(context)
-          const requestId = requestIdOf(headerOf(request, "x-request-id"))
-          const headers: Record<string, string> = {
-            ...recordHeaders(id, "hit"),
-            "x-request-id": requestId,
-            ...rateLimitHeaders(limit, decision)
-          }
-          const ifNoneMatch = request.headers["if-none-match"]
-          const status = ifNoneMatch !== undefined && matchesEtag(ifNoneMatch, headers.etag) ? 304 : 200
-          if (status === 200) {
-            headers["content-type"] = "application/json"
-            headers["content-length"] = String(body.byteLength)
-          }
-          response.writeHead(status, headers)
-          response.end(status === 200 ? body : undefined)
+          const status = sendRecord(request, response, id, body, "hit", extra)
+          admission.leave()
           finished(request, "/data/{id}", status, start, requestId)
           return true
-        } finally {
-          admission.leave()
         }
+        // Not in process: Redis, then the database, as the app reads it.
+        const answer = once(
+          (exit: Exit.Exit<{ answer: Option.Option<Uint8Array>; cache: CacheOutcome } | undefined, unknown>) => {
+            admission.leave()
+            let status: number
+            if (Exit.isSuccess(exit) && exit.value !== undefined && Option.isSome(exit.value.answer)) {
+              status = sendRecord(request, response, id, exit.value.answer.value, exit.value.cache, extra)
+            } else {
+              const problem = Exit.isFailure(exit)
+                ? problemOf(exit.cause)
+                : exit.value === undefined
+                ? pastDeadline()
+                : new NotFound({ detail: `No record ${rawId}` })
+              status = sendProblem(response, problem, extra, requestId)
+            }
+            finished(request, "/data/{id}", status, start, requestId)
+          }
+        )
+        const deadline = setTimeout(() => answer(Exit.succeed(undefined)), deadlineMs)
+        Effect.runCallbackWith(context)(cache.findById(key.tenant, id), {
+          onExit: (exit) => {
+            clearTimeout(deadline)
+            answer(exit)
+          }
+        })
+        return true
+      }
+
+      /** A problem as the app renders it (request id in the body), with `headers` added. */
+      const sendProblem = (
+        response: ServerResponse,
+        problem: HttpServerRespondable.Respondable,
+        headers: Record<string, string>,
+        requestId: string
+      ): number => {
+        const rendered = Effect.runSync(HttpServerRespondable.toResponse(problem))
+        const finished = finish(HttpServerResponse.setHeaders(rendered, headers), requestId)
+        send(response, finished)
+        return finished.status
       }
 
       const servePost = (request: IncomingMessage, response: ServerResponse, handOver: HandOver): boolean => {
@@ -253,11 +317,8 @@ export class HotRoutes extends Context.Service<HotRoutes, {
           const requestId = requestIdOf(headerOf(request, "x-request-id"))
           const headers = rateLimitHeaders(limit, decision)
           // Past REQUEST_TIMEOUT the answer is a 503; the write may still commit.
-          let answered = false
           const deadline = setTimeout(() => answer(Exit.succeed(undefined)), deadlineMs)
-          const answer = (exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord> | undefined, unknown>) => {
-            if (answered) return
-            answered = true
+          const answer = once((exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord> | undefined, unknown>) => {
             clearTimeout(deadline)
             admission.leave()
             let status: number
@@ -276,12 +337,10 @@ export class HotRoutes extends Context.Service<HotRoutes, {
               response.end(text)
             } else {
               const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
-              status = problem.status
-              const rendered = Effect.runSync(HttpServerRespondable.toResponse(problem))
-              send(response, finish(HttpServerResponse.setHeaders(rendered, headers), requestId))
+              status = sendProblem(response, problem, headers, requestId)
             }
             finished(request, "/data", status, start, requestId)
-          }
+          })
           writer.submit([record], answer)
         })
         return true
