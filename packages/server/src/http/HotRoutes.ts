@@ -84,6 +84,12 @@ const send = (res: ServerResponse, response: HttpServerResponse.HttpServerRespon
   res.end(body._tag === "Uint8Array" ? body.body : undefined)
 }
 
+/** The span of a `traceparent` this request made up for itself: not sampled. */
+const unsampledSpan = (traceparent: string) => {
+  const [, traceId, spanId] = traceparent.split("-")
+  return Tracer.externalSpan({ traceId, spanId, sampled: false })
+}
+
 /** `f` for its first call only: a deadline and a late answer must not both respond. */
 const once = <A>(f: (a: A) => void) => {
   let called = false
@@ -204,7 +210,8 @@ export class HotRoutes extends Context.Service<HotRoutes, {
       const serveGet = (request: IncomingMessage, response: ServerResponse, rawId: string): boolean => {
         const start = performance.now()
         const key = keyFor(request, "records:read")
-        if (key === undefined || !traceOf(request).ok) return false
+        const trace = traceOf(request)
+        if (key === undefined || !trace.ok) return false
         const id = rawId.toLowerCase()
         const body = cache.peek(key.tenant, id)
         // Not a UUIDv7: no record can have this id; the app says so.
@@ -246,7 +253,11 @@ export class HotRoutes extends Context.Service<HotRoutes, {
           }
         )
         const deadline = setTimeout(() => answer(Exit.succeed(undefined)), deadlineMs)
-        Effect.runCallbackWith(context)(cache.findById(key.tenant, id), {
+        // Its Redis and database spans belong to this request's (unsampled) trace, not to roots of their own.
+        const read = tracing && trace.traceparent !== null
+          ? Effect.withParentSpan(cache.findById(key.tenant, id), unsampledSpan(trace.traceparent))
+          : cache.findById(key.tenant, id)
+        Effect.runCallbackWith(context)(read, {
           onExit: (exit) => {
             clearTimeout(deadline)
             answer(exit)
