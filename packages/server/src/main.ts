@@ -16,6 +16,7 @@ import { HotRoutes } from "./http/HotRoutes.ts"
 import { makeNodeServer } from "./http/NodeServer.ts"
 import { LoggingLive } from "./observability/Logging.ts"
 import { TracingLive } from "./observability/Tracing.ts"
+import { isServerProcess, superviseWorkers, workersWanted } from "./runtime/Workers.ts"
 
 // Tracing sits under everything, so the server, the services and their
 // background fibers all use its tracer (or run untraced).
@@ -63,11 +64,22 @@ const GracefulShutdown = Layer.effectDiscard(Effect.gen(function*() {
   )
 })).pipe(Layer.provideMerge(Server))
 
-Layer.launch(GracefulShutdown).pipe(
-  Effect.provide(LoggingLive),
-  NodeRuntime.runMain({
-    // SIGTERM/SIGINT interrupt the program; a shutdown that completes is a clean exit (0), not 130.
-    teardown: (exit, onExit) =>
-      Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
-  })
-)
+const serve = () =>
+  Layer.launch(GracefulShutdown).pipe(
+    Effect.provide(LoggingLive),
+    NodeRuntime.runMain({
+      // SIGTERM/SIGINT interrupt the program; a shutdown that completes is a clean exit (0), not 130.
+      teardown: (exit, onExit) =>
+        Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+    })
+  )
+
+const workers = workersWanted(process.env)
+if (typeof workers === "string") {
+  process.stderr.write(`Invalid configuration: ${workers}\n`)
+  process.exit(1)
+} else if (workers === 1 || isServerProcess()) {
+  serve()
+} else {
+  superviseWorkers(workers)
+}

@@ -19,6 +19,8 @@ const httpUrl = (name: string) =>
   )
 
 const settings = Config.all({
+  // Read again before the server starts, to fork (runtime/Workers.ts); here so it is checked and shown.
+  workers: intBetween("WORKERS", 1, 64).pipe(Config.withDefault(1)),
   host: Config.String("HOST").pipe(Config.withDefault("0.0.0.0")),
   port: Config.Port("PORT").pipe(Config.withDefault(8080)),
   databaseUrl: Config.option(Config.Redacted("DATABASE_URL")),
