@@ -3,5 +3,6 @@ import { defineProject } from "vitest/config"
 // The deploy material: every manifest, compose file, rule, dashboard and
 // workflow rendered and validated (the image itself is built by scripts/image --test).
 export default defineProject({
-  test: { name: "deploy", include: ["test/**/*.test.ts"] }
+  // promtool's unit tests of the rules take a few seconds on their own.
+  test: { name: "deploy", include: ["test/**/*.test.ts"], testTimeout: 30_000, hookTimeout: 60_000 }
 })
