@@ -8,7 +8,7 @@
  * REQUEST_TIMEOUT and the idempotency rules, and scripts/deploy migrates first.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { methodsOf, routeOf } from "../../packages/server/src/http/RouteTable.ts"
@@ -342,8 +342,9 @@ suite("scripts/deploy", () => {
     )
     chmodSync(join(bin, "kubectl"), 0o755)
     const result = runWithPath(bin, ["scripts/deploy", image])
-    expect(result.status, result.output).toBe(0)
     const calls = readFileSync(log, "utf8").trim().split("\n").map((line) => line.replace(/\.release-\w+/, ".release"))
+    rmSync(bin, { recursive: true })
+    expect(result.status, result.output).toBe(0)
     expect(calls).toEqual([
       "delete job strata-migrate -n strata --ignore-not-found --wait=true",
       "apply -k deploy/k8s/.release -l app.kubernetes.io/component in (config,migration)",

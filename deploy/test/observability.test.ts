@@ -5,7 +5,7 @@
  * not serve (the app runs in process on PostgreSQL and Redis to say which).
  */
 import { beforeAll, describe, expect, it } from "@effect/vitest"
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parse, stringify } from "yaml"
@@ -160,7 +160,8 @@ describe("the Grafana dashboard", () => {
 
   promtoolIt("holds only valid PromQL (each query checked by promtool as a recording rule)", () => {
     const queries = dashboardQueries()
-    const file = join(mkdtempSync(join(tmpdir(), "strata-dashboard-")), "dashboard.rules.yaml")
+    const dir = mkdtempSync(join(tmpdir(), "strata-dashboard-"))
+    const file = join(dir, "dashboard.rules.yaml")
     writeFileSync(
       file,
       stringify({
@@ -171,6 +172,7 @@ describe("the Grafana dashboard", () => {
       })
     )
     const result = run("promtool", ["check", "rules", file])
+    rmSync(dir, { recursive: true })
     expect(result.status, result.output).toBe(0)
   })
 })

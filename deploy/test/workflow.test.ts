@@ -4,7 +4,7 @@
  * the jobs the issue asks for wired to the scripts that run here too.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { accessSync, constants, mkdtempSync, writeFileSync } from "node:fs"
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { path, read, readYaml, run } from "./support/Repo.ts"
@@ -22,12 +22,15 @@ describe("the CI workflow", () => {
   })
 
   it("fails action-validator when broken (so the pass above means something)", () => {
-    const broken = join(mkdtempSync(join(tmpdir(), "strata-workflow-")), "ci.yaml")
+    const dir = mkdtempSync(join(tmpdir(), "strata-workflow-"))
+    const broken = join(dir, "ci.yaml")
     writeFileSync(
       broken,
       read(WORKFLOW).replace("runs-on: ubuntu-24.04\n    timeout-minutes: 15", "runs_on: ubuntu-24.04")
     )
-    expect(run(validator, [broken]).status).not.toBe(0)
+    const status = run(validator, [broken]).status
+    rmSync(dir, { recursive: true })
+    expect(status).not.toBe(0)
   })
 
   it("lints and checks formatting", () => {
