@@ -231,6 +231,7 @@ export class Db extends Context.Service<Db, {
         readonly message_key: string
         readonly payload: StoredRecord
         readonly traceparent: string | null
+        readonly created_at: Date
       }
       const leaseUntil = (lease: Duration.Duration) =>
         sql`now() + ${Duration.toMillis(lease)} * interval '1 millisecond'`
@@ -251,7 +252,7 @@ export class Db extends Context.Service<Db, {
                 WHERE id = 1 AND (holder = ${holder} OR expires_at < now()) AND EXISTS (SELECT 1 FROM outbox)
                 RETURNING id
               )
-              SELECT seq::text AS seq, tenant_id, message_key, payload, traceparent FROM outbox
+              SELECT seq::text AS seq, tenant_id, message_key, payload, traceparent, created_at FROM outbox
               WHERE EXISTS (SELECT 1 FROM lease) ORDER BY outbox.seq LIMIT ${limit}`,
             (rows) =>
               rows.map((r): OutboxEvent => ({
@@ -259,7 +260,8 @@ export class Db extends Context.Service<Db, {
                 tenant: r.tenant_id,
                 messageKey: r.message_key,
                 record: r.payload,
-                traceparent: r.traceparent
+                traceparent: r.traceparent,
+                storedAt: r.created_at.getTime()
               }))
           )
         )
@@ -312,7 +314,7 @@ export class Db extends Context.Service<Db, {
     Db,
     Effect.gen(function*() {
       const store = yield* Ref.make(new Map<string, { readonly tenant: string; readonly record: StoredRecord }>())
-      const outbox: Array<OutboxEvent & { readonly createdAt: number }> = []
+      const outbox: Array<OutboxEvent> = []
       let seq = 0
 
       const insert = (records: Arr.NonEmptyReadonlyArray<RecordToStore>) =>
@@ -335,7 +337,7 @@ export class Db extends Context.Service<Db, {
               messageKey: `${r.tenant}/${r.stream}/${r.key ?? r.id}`,
               record,
               traceparent: r.traceparent,
-              createdAt: Date.now()
+              storedAt: Date.now()
             })
             return record
           })
@@ -407,7 +409,7 @@ export class Db extends Context.Service<Db, {
 
       const outboxStats = Effect.sync(() => ({
         size: outbox.length,
-        oldestAgeSeconds: outbox.length === 0 ? 0 : (Date.now() - outbox[0].createdAt) / 1000
+        oldestAgeSeconds: outbox.length === 0 ? 0 : (Date.now() - outbox[0].storedAt) / 1000
       }))
 
       return Db.of({

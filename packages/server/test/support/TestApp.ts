@@ -14,7 +14,7 @@ import { Cache } from "../../src/cache/Cache.ts"
 import { AppConfig, type Settings } from "../../src/config/AppConfig.ts"
 import { startEmbedded } from "../../src/db/Database.ts"
 import { runMigrations } from "../../src/db/Migrations.ts"
-import { type EventBus, MemoryEventBus } from "../../src/events/EventBus.ts"
+import { EventBus } from "../../src/events/EventBus.ts"
 import { AppRoutes, type Storage, StorageLive, StorageMemory, withServices } from "../../src/http/App.ts"
 import { TracingLive } from "../../src/observability/Tracing.ts"
 
@@ -64,7 +64,7 @@ export const makeTestApp = (
   // As in main: tracing (off unless the settings name an OTLP endpoint) under
   // everything, and in the handler's context too, where request spans are made.
   const observability = TracingLive.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
-  const services = withServices(db, cache, bus ?? MemoryEventBus.layer).pipe(
+  const services = withServices(db, cache, bus ?? EventBus.layerDiscard).pipe(
     Layer.provideMerge(observability),
     Layer.provideMerge(HttpServer.layerServices)
   )
