@@ -18,7 +18,7 @@ import { Admin, compatibilityPartitioner, findErrorBy, Producer, stringSerialize
 import { Effect, Layer, Schedule } from "effect"
 import { AppConfig, type Settings } from "../config/AppConfig.ts"
 import { EventBus, EventBusError, toKafkaMessage } from "./EventBus.ts"
-import { describeKafkaError, kafkaConnection } from "./KafkaConnection.ts"
+import { describeKafkaError, guardConnections, kafkaConnection } from "./KafkaConnection.ts"
 
 /** Attempts of a client request before it fails (the client's default for an idempotent producer is forever). */
 const RETRIES = 3
@@ -35,7 +35,7 @@ const TOPIC_EXISTS = "TOPIC_ALREADY_EXISTS"
 export const ensureTopic = (config: Settings) =>
   Effect.tryPromise({
     try: async () => {
-      const admin = new Admin({ ...kafkaConnection(config), retries: RETRIES })
+      const admin = guardConnections(new Admin({ ...kafkaConnection(config), retries: RETRIES }))
       try {
         if ((await admin.listTopics()).includes(config.kafkaTopic)) return false
         await admin.createTopics({
@@ -85,15 +85,17 @@ export const KafkaBusLive: Layer.Layer<EventBus, never, AppConfig> = Layer.effec
 
     let producer: Producer<string, string, string, string> | undefined
     const current = () =>
-      producer ??= new Producer({
-        ...kafkaConnection(config),
-        idempotent: true,
-        retries: RETRIES,
-        retryDelay: 250,
-        // The partition of a key is the Java client's, so other Kafka clients agree on it.
-        partitioner: compatibilityPartitioner,
-        serializers: stringSerializers
-      })
+      producer ??= guardConnections(
+        new Producer({
+          ...kafkaConnection(config),
+          idempotent: true,
+          retries: RETRIES,
+          retryDelay: 250,
+          // The partition of a key is the Java client's, so other Kafka clients agree on it.
+          partitioner: compatibilityPartitioner,
+          serializers: stringSerializers
+        })
+      )
     const discard = (used: Producer<string, string, string, string>) =>
       Effect.sync(() => {
         if (producer === used) producer = undefined

@@ -4,7 +4,7 @@
  * configuration, and one-line reasons for failures that name the cause and
  * never the password.
  */
-import type { BaseOptions } from "@platformatic/kafka"
+import type { Base, BaseOptions, Connection } from "@platformatic/kafka"
 import { Option, Redacted } from "effect"
 import type { Settings } from "../config/AppConfig.ts"
 
@@ -33,6 +33,20 @@ export const kafkaConnection = (config: KafkaSettings) =>
       }
       : {})
   }) satisfies Partial<BaseOptions>
+
+/**
+ * Keeps an `error` listener on each of `client`'s broker connections. The
+ * client's pool listens for a connection's first error only, and an
+ * EventEmitter's `error` with no listener throws: a second one (a broker that
+ * dies mid-request resets the socket and then fails the write) would crash the
+ * server. The requests still fail, and are retried, as usual.
+ */
+export const guardConnections = <C extends Base>(client: C): C => {
+  client.on("client:broker:connect", (event: { readonly connection?: Connection }) => {
+    event.connection?.on("error", () => undefined)
+  })
+  return client
+}
 
 /** Every error in a client error's chain: its causes and, for aggregates, their members. */
 const chain = (error: unknown): Array<Error> => {

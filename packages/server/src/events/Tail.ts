@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
 import type { Settings } from "../config/AppConfig.ts"
 import { EventBusError } from "./EventBus.ts"
-import { describeKafkaError, kafkaConnection } from "./KafkaConnection.ts"
+import { describeKafkaError, guardConnections, kafkaConnection } from "./KafkaConnection.ts"
 
 type Event = Message<string, string, string, string>
 
@@ -40,12 +40,14 @@ export const tailEvents = (
     }
     const consumer = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        new Consumer({
-          ...kafkaConnection(config),
-          groupId: `strata-tail-${randomUUID()}`,
-          deserializers: stringDeserializers,
-          maxWaitTime: 500
-        })
+        guardConnections(
+          new Consumer({
+            ...kafkaConnection(config),
+            groupId: `strata-tail-${randomUUID()}`,
+            deserializers: stringDeserializers,
+            maxWaitTime: 500
+          })
+        )
       ),
       (c) => Effect.promise(() => c.close(true).catch(() => undefined))
     )
