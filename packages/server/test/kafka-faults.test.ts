@@ -26,11 +26,11 @@ interface Write {
 
 /** WRITERS sequential clients, one key each, until `stop()`; answers every write. */
 const load = (server: ServerProcess) => {
-  let running = true
+  const state = { running: true }
   const writes: Array<Write> = []
   const done = Promise.all(Array.from({ length: WRITERS }, async (_, w) => {
     const key = `writer-${w}`
-    for (let i = 0; running; i++) {
+    for (let i = 0; state.running; i++) {
       const start = performance.now()
       const res = await fetch(`${server.base}/data`, {
         method: "POST",
@@ -45,7 +45,7 @@ const load = (server: ServerProcess) => {
   return {
     writes,
     stop: async () => {
-      running = false
+      state.running = false
       await done
       return writes
     }
