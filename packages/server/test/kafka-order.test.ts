@@ -28,7 +28,7 @@ describe.skipIf(!available)("two server processes on one database, publishing to
     }
     const first = await startServer(env) // migrates and makes the key before the second starts
     servers = [first, await startServer(env)]
-  })
+  }, 120_000)
   afterAll(async () => {
     for (const server of servers) server.child.kill("SIGKILL")
     await Promise.all(servers.map((s) => s.exited))

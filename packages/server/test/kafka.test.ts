@@ -93,7 +93,7 @@ describe.skipIf(!available)("events in a real Kafka broker", () => {
       ], t.trace)
     }))
     events = await consumeUntil(kafka.brokers, topic, allOf(stored.map((r) => r.id)))
-  })
+  }, 120_000)
   afterAll(async () => {
     server?.child.kill("SIGKILL")
     await server?.exited
