@@ -8,7 +8,7 @@
  * topic itself with `message.timestamp.type=LogAppendTime` (so each message
  * carries the time the broker appended it), then:
  * 1. max: autocannon POSTs with BENCH_CONNECTIONS (default 50) for BENCH_DURATION
- *    seconds (default 20); then waits until the outbox is empty;
+ *    seconds (default 10); then waits until the outbox is empty;
  * 2. half: the same at half the request rate reached in 1.
  * For each it reads back every event of the phase and reports events/s
  * published during the load, how long the outbox took to drain after it, and
@@ -29,7 +29,7 @@ import { psql } from "./seed.ts"
 
 const ROOT = new URL("..", import.meta.url).pathname
 const ADMIN_URL = "postgres://root@127.0.0.1:5432/postgres"
-const DURATION = Number(process.env.BENCH_DURATION ?? 20)
+const DURATION = Number(process.env.BENCH_DURATION ?? 10)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const TOPIC = "strata.bench"
 
@@ -156,6 +156,7 @@ const main = async () => {
       stdio: ["ignore", "inherit", "inherit"],
       env: { ...process.env, ...env, HOST: "127.0.0.1", PORT: String(port), ACCESS_LOG: "false" }
     })
+    server.on("exit", (code, signal) => log(`the server exited (${code ?? signal})`))
     for (let i = 0; i < 300; i++) {
       if ((await fetch(`${base}/health/ready`).then((r) => r.status, () => 0)) === 200) break
       await new Promise((resolve) => setTimeout(resolve, 200))

@@ -32,7 +32,7 @@ const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1)
 
 const main = async () => {
   const dir = mkdtempSync(join(tmpdir(), "strata-soak-"))
-  const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dir, LOG_LEVEL: "Warn", ACCESS_LOG: "false" }
+  const env: NodeJS.ProcessEnv = { LOG_LEVEL: "Warn", ...process.env, DATA_DIR: dir, ACCESS_LOG: "false" }
   delete env.DATABASE_URL
   delete env.KAFKA_BROKERS
   const cli = (args: ReadonlyArray<string>) =>
@@ -58,6 +58,7 @@ const main = async () => {
       stdio: ["ignore", "inherit", "inherit"],
       env: { ...env, HOST: "127.0.0.1", PORT: String(port) }
     })
+    server.on("exit", (code, signal) => log(`the server exited (${code ?? signal})`))
     while ((await fetch(`${base}/health/ready`).then((r) => r.status, () => 0)) !== 200) await sleep(200)
 
     const gauge = async (name: string) =>
