@@ -1,8 +1,7 @@
 import { defineProject } from "vitest/config"
 
+// The timeouts of the root config, which a project does not inherit (vitest 5): on the
+// shared 2-core machine, suites that start servers and a Kafka broker need them.
 export default defineProject({
-  // Projects in their own files do not inherit the root config's test options
-  // (vitest 5), so its timeouts are repeated here; with vitest's 5 s default,
-  // tests that start server processes time out on a loaded 2-core machine.
   test: { name: "server", include: ["test/**/*.test.ts"], testTimeout: 30_000, hookTimeout: 60_000 }
 })

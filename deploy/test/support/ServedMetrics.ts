@@ -13,11 +13,12 @@ import { Cache } from "../../../packages/server/src/cache/Cache.ts"
 import { AppConfig } from "../../../packages/server/src/config/AppConfig.ts"
 import { DatabaseLive } from "../../../packages/server/src/db/Database.ts"
 import { DbPolicy } from "../../../packages/server/src/db/DbPolicy.ts"
-import { type EventBus, MemoryEventBus } from "../../../packages/server/src/events/EventBus.ts"
+import type { EventBus } from "../../../packages/server/src/events/EventBus.ts"
 import { StorageLive } from "../../../packages/server/src/http/App.ts"
 import { makeRecordId } from "../../../packages/server/src/records/RecordId.ts"
 import { freshDatabase } from "../../../packages/server/test/support/Postgres.ts"
 import { parsePrometheusText } from "../../../packages/server/test/support/PrometheusText.ts"
+import { RecordingBus } from "../../../packages/server/test/support/RecordingBus.ts"
 import { REDIS_URL } from "../../../packages/server/test/support/Redis.ts"
 import { makeTestApp, memoryDb, type TestApp } from "../../../packages/server/test/support/TestApp.ts"
 
@@ -93,10 +94,10 @@ export const servedMetricNames = async (): Promise<ReadonlySet<string>> => {
   }
 
   // An event bus that fails every publish: the publish error counter.
-  const runtime = ManagedRuntime.make(MemoryEventBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
-  const bus = await runtime.runPromise(MemoryEventBus.use(Effect.succeed))
+  const runtime = ManagedRuntime.make(RecordingBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
+  const bus = await runtime.runPromise(RecordingBus.use(Effect.succeed))
   bus.failing = true
-  const busContext = await runtime.runPromise(Effect.context<MemoryEventBus | EventBus>())
+  const busContext = await runtime.runPromise(Effect.context<RecordingBus | EventBus>())
   const brokenBus = makeTestApp(
     memoryDb,
     { outboxPollInterval: Duration.millis(10) },

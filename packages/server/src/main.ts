@@ -9,7 +9,7 @@ import { ensureDevelopmentKey } from "./auth/DevelopmentKey.ts"
 import { Cache } from "./cache/Cache.ts"
 import { AppConfig, describeDatabase } from "./config/AppConfig.ts"
 import { DatabaseLive } from "./db/Database.ts"
-import { EventBus } from "./events/EventBus.ts"
+import { EventBusLive } from "./events/KafkaBus.ts"
 import { AppRoutes, StorageLive, withServices } from "./http/App.ts"
 import { Lifecycle } from "./http/HealthHandlers.ts"
 import { HotRoutes } from "./http/HotRoutes.ts"
@@ -20,7 +20,7 @@ import { isServerProcess, superviseWorkers, workersWanted } from "./runtime/Work
 
 // Tracing sits under everything, so the server, the services and their
 // background fibers all use its tracer (or run untraced).
-const Services = withServices(StorageLive, Cache.layerFromConfig, EventBus.layerFromConfig).pipe(
+const Services = withServices(StorageLive, Cache.layerFromConfig, EventBusLive).pipe(
   Layer.provideMerge(DatabaseLive),
   Layer.provideMerge(TracingLive),
   Layer.provideMerge(AppConfig.layer)

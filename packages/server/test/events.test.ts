@@ -15,18 +15,13 @@ import { join } from "node:path"
 import { AppConfig } from "../src/config/AppConfig.ts"
 import { Db } from "../src/db/Db.ts"
 import { runMigrations } from "../src/db/Migrations.ts"
-import {
-  EventBus,
-  type KafkaMessage,
-  MemoryEventBus,
-  type OutboxEvent,
-  toKafkaMessage
-} from "../src/events/EventBus.ts"
+import { EventBus, type KafkaMessage, type OutboxEvent, toKafkaMessage } from "../src/events/EventBus.ts"
 import { OutboxRelayLive } from "../src/events/OutboxRelay.ts"
 import { StorageLive } from "../src/http/App.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordWriter } from "../src/records/RecordWriter.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
+import { RecordingBus } from "./support/RecordingBus.ts"
 import { dataHeaders, startServer } from "./support/ServerProcess.ts"
 import { type DbLayer, makeTestApp, memoryDb, pgDb, pgliteDb } from "./support/TestApp.ts"
 
@@ -55,7 +50,8 @@ describe("the Kafka message of an event", () => {
       tenant: "acme",
       messageKey: `acme/orders/${record.id}`,
       record,
-      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      storedAt: Date.now()
     })
     expect(message).toEqual({
       topic: "strata.records",
@@ -71,14 +67,14 @@ describe("the Kafka message of an event", () => {
   })
 })
 
-describe("events through the in-memory bus", () => {
-  let runtime: ManagedRuntime.ManagedRuntime<MemoryEventBus | EventBus, unknown>
+describe("events through the recording bus (test support)", () => {
+  let runtime: ManagedRuntime.ManagedRuntime<RecordingBus | EventBus, unknown>
   let app: ReturnType<typeof makeTestApp>
   beforeAll(async () => {
     // One bus shared by the app and the test, so the test sees what the relay published.
-    const bus = MemoryEventBus.layer.pipe(Layer.provide(AppConfig.layerWith()))
+    const bus = RecordingBus.layer.pipe(Layer.provide(AppConfig.layerWith()))
     runtime = ManagedRuntime.make(bus)
-    const busContext = await runtime.runPromise(Effect.context<MemoryEventBus | EventBus>())
+    const busContext = await runtime.runPromise(Effect.context<RecordingBus | EventBus>())
     app = makeTestApp(
       memoryDb,
       { outboxPollInterval: Duration.millis(10) },
@@ -90,7 +86,7 @@ describe("events through the in-memory bus", () => {
     await app?.dispose()
     await runtime?.dispose()
   })
-  const bus = () => runtime.runPromise(MemoryEventBus.use(Effect.succeed))
+  const bus = () => runtime.runPromise(RecordingBus.use(Effect.succeed))
 
   it("publishes one event per stored record, keyed tenant/stream/key", async () => {
     const stored = await (await app.json("/data", { stream: "orders", key: "customer-42", data: { a: 1 } }))
@@ -155,6 +151,7 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
       Layer.succeed(
         EventBus,
         EventBus.of({
+          system: "test",
           publish: (events) =>
             Effect.gen(function*() {
               if (++publishing > 1) overlaps++
@@ -315,9 +312,9 @@ const backends: ReadonlyArray<{
 describe.each(backends)("on $name, with the bus hanging, then failing, then back", ({ make, skip }) => {
   it.skipIf(skip)("POSTs keep answering 201 quickly, the events wait, then all go out in order per key", async () => {
     const backend = await make()
-    const busRuntime = ManagedRuntime.make(MemoryEventBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
-    const busContext = await busRuntime.runPromise(Effect.context<MemoryEventBus | EventBus>())
-    const state = Context.get(busContext, MemoryEventBus)
+    const busRuntime = ManagedRuntime.make(RecordingBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
+    const busContext = await busRuntime.runPromise(Effect.context<RecordingBus | EventBus>())
+    const state = Context.get(busContext, RecordingBus)
     const app = makeTestApp(
       backend.db,
       { outboxPollInterval: Duration.millis(10), outboxPublishTimeout: Duration.millis(250) },
@@ -408,29 +405,3 @@ describe("the server on the embedded PGlite, with a Kafka broker that accepts co
     }
   }, 60_000)
 })
-
-describe.skipIf(process.env.KAFKA_BROKERS === undefined)("the Kafka layer against a real broker", () => {
-  it("publishes an event that Kafka acknowledges", async () => {
-    const runtime = ManagedRuntime.make(EventBus.layerKafka.pipe(Layer.provide(AppConfig.layer)))
-    try {
-      const record = {
-        id: makeRecordId(Date.now()),
-        stream: "s",
-        key: null,
-        occurredAt: new Date().toISOString(),
-        ingestedAt: new Date().toISOString(),
-        data: {}
-      }
-      await runtime.runPromise(
-        EventBus.use((bus) =>
-          bus.publish([{ seq: "1", tenant: "t", messageKey: `t/s/${record.id}`, record, traceparent: null }])
-        )
-      )
-    } finally {
-      await runtime.dispose()
-    }
-  })
-})
-if (process.env.KAFKA_BROKERS === undefined) {
-  console.warn("\n!!! KAFKA_BROKERS is not set: SKIPPING the Kafka broker test (no broker can run here) !!!\n")
-}

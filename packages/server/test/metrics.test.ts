@@ -14,11 +14,12 @@ import { Cache } from "../src/cache/Cache.ts"
 import { AppConfig } from "../src/config/AppConfig.ts"
 import { DatabaseLive } from "../src/db/Database.ts"
 import { DbPolicy } from "../src/db/DbPolicy.ts"
-import { type EventBus, MemoryEventBus } from "../src/events/EventBus.ts"
+import type { EventBus } from "../src/events/EventBus.ts"
 import { StorageLive } from "../src/http/App.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { type Exposition, parsePrometheusText } from "./support/PrometheusText.ts"
+import { RecordingBus } from "./support/RecordingBus.ts"
 import { REDIS_URL, redisAvailable } from "./support/Redis.ts"
 import { makeTestApp, memoryDb, type TestApp } from "./support/TestApp.ts"
 
@@ -175,10 +176,10 @@ suite("failures in the metrics", () => {
   })
 
   it("counts event-bus publishes that fail", async () => {
-    const runtime = ManagedRuntime.make(MemoryEventBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
-    const bus = await runtime.runPromise(MemoryEventBus.use(Effect.succeed))
+    const runtime = ManagedRuntime.make(RecordingBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
+    const bus = await runtime.runPromise(RecordingBus.use(Effect.succeed))
     bus.failing = true
-    const busContext = await runtime.runPromise(Effect.context<MemoryEventBus | EventBus>())
+    const busContext = await runtime.runPromise(Effect.context<RecordingBus | EventBus>())
     const app = makeTestApp(
       memoryDb,
       { outboxPollInterval: Duration.millis(10) },

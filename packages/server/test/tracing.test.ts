@@ -7,9 +7,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, ManagedRuntime, Option } from "effect"
 import { AppConfig, type Settings } from "../src/config/AppConfig.ts"
-import { type EventBus, MemoryEventBus } from "../src/events/EventBus.ts"
+import type { EventBus } from "../src/events/EventBus.ts"
 import { type ReceivedSpan, startOtlpReceiver } from "./support/OtlpReceiver.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
+import { RecordingBus } from "./support/RecordingBus.ts"
 import { makeTestApp, pgDb, type TestApp } from "./support/TestApp.ts"
 
 const available = await postgresAvailable()
@@ -41,9 +42,9 @@ suite("tracing over OTLP/HTTP", () => {
    * exporter) and answers the spans it exported and the events it published.
    */
   const traced = async (settings: Partial<Settings>, f: (app: TestApp) => Promise<void>, stream?: string) => {
-    const runtime = ManagedRuntime.make(MemoryEventBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
-    const busContext = await runtime.runPromise(Effect.context<MemoryEventBus | EventBus>())
-    const bus = await runtime.runPromise(MemoryEventBus.use(Effect.succeed))
+    const runtime = ManagedRuntime.make(RecordingBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
+    const busContext = await runtime.runPromise(Effect.context<RecordingBus | EventBus>())
+    const bus = await runtime.runPromise(RecordingBus.use(Effect.succeed))
     const app = makeTestApp(
       pgDb(db.url),
       {
@@ -112,6 +113,13 @@ suite("tracing over OTLP/HTTP", () => {
     expect(spans.some((s) => s.name === "Db.insert" && s.parentSpanId === commit.spanId)).toBe(true)
     const publish = byName(spans, "EventBus.publish").find((s) => s.links.some((l) => l.traceId === CALLER_TRACE))
     expect(publish).toMatchObject({ kind: 4 })
+    // OpenTelemetry messaging attributes (the bus names its system; Kafka's is `kafka`).
+    expect(publish?.attributes).toMatchObject({
+      "messaging.system": "test",
+      "messaging.operation.type": "send",
+      "messaging.destination.name": "strata.records",
+      "messaging.batch.message_count": expect.any(Number)
+    })
   })
 
   it("with ratio 0 exports no trace the service starts, yet follows a caller's sampling decision", async () => {

@@ -1,6 +1,6 @@
 /**
- * The command-line tool, `pnpm strata <command>`: migrations, tenants, API keys
- * and the effective configuration. It reads the same environment as the server
+ * The command-line tool, `pnpm strata <command>`: migrations, tenants, API keys,
+ * the effective configuration and a live view of the events in Kafka. It reads the same environment as the server
  * and uses the same Db layer, so it works on whatever database the server uses.
  *
  * Output meant for scripts (a new key) goes alone to stdout; everything else a
@@ -17,6 +17,7 @@ import { parseDuration } from "../config/Units.ts"
 import { DatabaseLive } from "../db/Database.ts"
 import { DbPolicy } from "../db/DbPolicy.ts"
 import { runMigrations } from "../db/Migrations.ts"
+import { tailEvents } from "../events/Tail.ts"
 import { logSettings } from "../observability/Logging.ts"
 
 /** A message for the person at the terminal; the command fails with exit code 1. */
@@ -158,12 +159,34 @@ const config = Command.make("config", {}, () =>
     Command.withDescription("Prints the effective configuration, secrets redacted.")
   )
 
+const eventsTail = Command.make("tail", {
+  fromBeginning: Flag.Boolean("from-beginning").pipe(
+    Flag.withDescription("Start at the oldest event in the topic instead of the next one")
+  ),
+  stream: Flag.String("stream").pipe(Flag.withDescription("Only the events of this stream"), Flag.optional)
+}, (flags) =>
+  Effect.gen(function*() {
+    const config = yield* AppConfig
+    yield* Console.error(
+      `Events of ${config.kafkaTopic} at ${config.kafkaBrokers.join(",")}` +
+        `${flags.fromBeginning ? ", from the beginning" : ""}; Ctrl-C stops.`
+    )
+    yield* tailEvents(
+      config,
+      { fromBeginning: flags.fromBeginning, stream: Option.getOrUndefined(flags.stream) },
+      (line) => process.stdout.write(`${line}\n`)
+    )
+  }).pipe(Effect.provide(AppConfig.layer))).pipe(
+    Command.withDescription("Prints the events of KAFKA_TOPIC as they arrive, one line each.")
+  )
+
 const strata = Command.make("strata").pipe(
   Command.withDescription("Operates a Strata deployment."),
   Command.withSubcommands([
     migrate,
     Command.make("tenants").pipe(Command.withSubcommands([tenantsCreate])),
     Command.make("keys").pipe(Command.withSubcommands([keysCreate, keysList, keysRevoke])),
+    Command.make("events").pipe(Command.withSubcommands([eventsTail])),
     config
   ])
 )

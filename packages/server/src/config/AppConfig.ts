@@ -69,6 +69,9 @@ const settings = Config.all({
     Config.map((text) => text.split(",").map((s) => s.trim()).filter((s) => s.length > 0))
   ),
   kafkaTopic: Config.String("KAFKA_TOPIC").pipe(Config.withDefault("strata.records")),
+  // Enough partitions to spread consumers, three replicas to survive a broker's loss.
+  kafkaTopicPartitions: intBetween("KAFKA_TOPIC_PARTITIONS", 1, 10_000).pipe(Config.withDefault(12)),
+  kafkaTopicReplication: intBetween("KAFKA_TOPIC_REPLICATION", 1, 32).pipe(Config.withDefault(3)),
   kafkaClientId: Config.String("KAFKA_CLIENT_ID").pipe(Config.withDefault("strata")),
   kafkaTls: Config.Boolean("KAFKA_TLS").pipe(Config.withDefault(false)),
   kafkaSaslMechanism: Config.option(

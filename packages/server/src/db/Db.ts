@@ -228,6 +228,7 @@ export class Db extends Context.Service<Db, {
         readonly message_key: string
         readonly payload: string | null
         readonly traceparent: string | null
+        readonly created_at: Date
       }
       const leaseUntil = (lease: Duration.Duration) =>
         sql`now() + ${Duration.toMillis(lease)} * interval '1 millisecond'`
@@ -249,7 +250,7 @@ export class Db extends Context.Service<Db, {
                 RETURNING id
               )
               SELECT o.seq::text AS seq, o.tenant_id, o.message_key, o.payload::text AS payload, o.traceparent,
-                r.id::text AS id, r.stream, r.key, r.occurred_at, r.ingested_at, r.data::text AS data
+                o.created_at, r.id::text AS id, r.stream, r.key, r.occurred_at, r.ingested_at, r.data::text AS data
               FROM outbox o
               LEFT JOIN records r ON r.id = o.record_id AND r.occurred_at = o.occurred_at
               WHERE EXISTS (SELECT 1 FROM lease) AND (o.payload IS NOT NULL OR r.id IS NOT NULL)
@@ -260,7 +261,8 @@ export class Db extends Context.Service<Db, {
                 tenant: r.tenant_id,
                 messageKey: r.message_key,
                 record: r.payload !== null ? parseStored(r.payload) : toRecord(r as RecordRow),
-                traceparent: r.traceparent
+                traceparent: r.traceparent,
+                storedAt: r.created_at.getTime()
               }))
           )
         )
@@ -313,7 +315,7 @@ export class Db extends Context.Service<Db, {
     Db,
     Effect.gen(function*() {
       const store = yield* Ref.make(new Map<string, { readonly tenant: string; readonly record: StoredRecord }>())
-      const outbox: Array<OutboxEvent & { readonly createdAt: number }> = []
+      const outbox: Array<OutboxEvent> = []
       let seq = 0
 
       const insert = (records: Arr.NonEmptyReadonlyArray<RecordToStore>) =>
@@ -329,7 +331,7 @@ export class Db extends Context.Service<Db, {
               messageKey: `${r.tenant}/${r.stream}/${r.key ?? r.id}`,
               record,
               traceparent: r.traceparent,
-              createdAt: Date.now()
+              storedAt: Date.now()
             })
             return record
           })
@@ -401,7 +403,7 @@ export class Db extends Context.Service<Db, {
 
       const outboxStats = Effect.sync(() => ({
         size: outbox.length,
-        oldestAgeSeconds: outbox.length === 0 ? 0 : (Date.now() - outbox[0].createdAt) / 1000
+        oldestAgeSeconds: outbox.length === 0 ? 0 : (Date.now() - outbox[0].storedAt) / 1000
       }))
 
       return Db.of({

@@ -19,7 +19,10 @@
  * the delete publishes that batch again; consumers deduplicate by record id.
  *
  * Polling is not traced (an empty pass every 100 ms would bury everything
- * else); each publish is a span linked to the requests that stored its events.
+ * else); each publish is a producer span with the OpenTelemetry messaging
+ * attributes, linked to the requests that stored its events. Each acknowledged
+ * event's delivery lag (from its transaction to the acknowledgement) goes into
+ * a histogram.
  */
 import { Array as Arr, Duration, Effect, Layer, Metric, Option, References, Schedule, type Tracer } from "effect"
 import { Headers, HttpTraceContext } from "effect/http"
@@ -44,6 +47,14 @@ export const publishDuration = Metric.histogram("strata_event_publish_duration_s
 export const publishErrors = Metric.counter("strata_event_publish_errors_total", {
   description: "Event-bus publishes that failed (the batch stays in the outbox and is retried)",
   incremental: true
+})
+
+/** Lags run from milliseconds to the length of an outage: the latency buckets, then up to an hour. */
+const LAG_BUCKETS = [...LATENCY_BUCKETS, 30, 60, 300, 900, 3600]
+
+export const deliveryLag = Metric.histogram("strata_event_delivery_lag_seconds", {
+  description: "Time from the transaction that stored an event to the bus's acknowledgement of it",
+  boundaries: LAG_BUCKETS
 })
 
 /** At most this many links per publish span: the sampled requests behind the batch. */
@@ -107,6 +118,8 @@ export const relayOnce = (holder: string) =>
           root: true,
           links: linksOf(events),
           attributes: {
+            "messaging.system": bus.system,
+            "messaging.operation.type": "send",
             "messaging.destination.name": config.kafkaTopic,
             "messaging.batch.message_count": events.length
           }
@@ -122,6 +135,8 @@ export const relayOnce = (holder: string) =>
         if (!Arr.isReadonlyArrayNonEmpty(events)) return total
         claimed = true
         yield* publish(events)
+        const acknowledged = Date.now()
+        for (const event of events) yield* Metric.update(deliveryLag, (acknowledged - event.storedAt) / 1000)
         const held = yield* db.ackOutbox(holder, lease, Arr.map(events, (e) => e.seq)).pipe(
           Effect.withTracerEnabled(false)
         )

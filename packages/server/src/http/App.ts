@@ -22,7 +22,7 @@ import { Db } from "../db/Db.ts"
 import { DbPolicy } from "../db/DbPolicy.ts"
 import { IdempotencyStore } from "../db/IdempotencyStore.ts"
 import { MaintenanceLive } from "../db/Maintenance.ts"
-import { EventBus, MemoryEventBus } from "../events/EventBus.ts"
+import { EventBus } from "../events/EventBus.ts"
 import { OutboxRelayLive } from "../events/OutboxRelay.ts"
 import { logAccess } from "../observability/AccessLog.ts"
 import { withHttpMetrics } from "../observability/HttpMetrics.ts"
@@ -86,7 +86,7 @@ export type Storage = Db | IdempotencyStore | ApiKeys
 export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = never>(
   storage: Layer.Layer<Storage, E, R>,
   cache: Layer.Layer<Cache, E2, R2> = Cache.layerMemory() as Layer.Layer<Cache, E2, R2>,
-  bus: Layer.Layer<EventBus, E3, R3> = MemoryEventBus.layer as unknown as Layer.Layer<EventBus, E3, R3>
+  bus: Layer.Layer<EventBus, E3, R3> = EventBus.layerDiscard as Layer.Layer<EventBus, E3, R3>
 ) =>
   HotRoutes.layer.pipe(Layer.provideMerge(Layer.mergeAll(
     RecordWriter.layer,

@@ -17,7 +17,7 @@ import { Cache } from "../../src/cache/Cache.ts"
 import { AppConfig, type Settings } from "../../src/config/AppConfig.ts"
 import { startEmbedded } from "../../src/db/Database.ts"
 import { runMigrations } from "../../src/db/Migrations.ts"
-import { type EventBus, MemoryEventBus } from "../../src/events/EventBus.ts"
+import { EventBus } from "../../src/events/EventBus.ts"
 import { AppRoutes, type Storage, StorageLive, StorageMemory, withServices } from "../../src/http/App.ts"
 import { HotRoutes } from "../../src/http/HotRoutes.ts"
 import { makeNodeServer } from "../../src/http/NodeServer.ts"
@@ -71,7 +71,7 @@ export const makeTestApp = (
   // As in main: tracing (off unless the settings name an OTLP endpoint) under
   // everything, and in the handler's context too, where request spans are made.
   const observability = TracingLive.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
-  const services = withServices(db, cache, bus ?? MemoryEventBus.layer).pipe(
+  const services = withServices(db, cache, bus ?? EventBus.layerDiscard).pipe(
     Layer.provideMerge(observability),
     Layer.provideMerge(HttpServer.layerServices)
   )
@@ -94,7 +94,7 @@ export const makeSocketApp = async (
   bus?: Layer.Layer<EventBus>
 ): Promise<TestApp> => {
   const observability = TracingLive.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
-  const services = withServices(db, cache, bus ?? MemoryEventBus.layer).pipe(Layer.provideMerge(observability))
+  const services = withServices(db, cache, bus ?? EventBus.layerDiscard).pipe(Layer.provideMerge(observability))
   let answered = 0
   const server = Layer.unwrap(Effect.gen(function*() {
     const config = yield* AppConfig
