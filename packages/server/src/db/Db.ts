@@ -26,6 +26,8 @@ export interface RecordToStore {
   readonly data: StoredRecord["data"]
   /** W3C trace context of the request that stores it, carried into the event's headers. */
   readonly traceparent: string | null
+  /** The version of the stream's schema `data` was validated against; null: the stream had none. */
+  readonly schemaVersion: number | null
 }
 
 /** One page of a stream, keyset-paginated on (occurredAt, id). */
@@ -119,15 +121,15 @@ export class Db extends Context.Service<Db, {
                 JSON.stringify(r.stream)
               },"k":${JSON.stringify(r.key)},"o":"${stored[i].occurredAt}","d":${jsonText(r.data)},"tp":${
                 JSON.stringify(r.traceparent)
-              }}`
+              },"v":${r.schemaVersion}}`
             }
             yield* sql`
               WITH input AS (
                 SELECT * FROM jsonb_to_recordset(${rows + "]"}::jsonb)
-                  AS x(n int, t text, i uuid, s text, k text, o timestamptz, d jsonb, tp text)
+                  AS x(n int, t text, i uuid, s text, k text, o timestamptz, d jsonb, tp text, v int)
               ), stored AS (
-                INSERT INTO records (tenant_id, id, stream, key, occurred_at, ingested_at, data)
-                SELECT t, i, s, k, o, ${ingestedAt}, d FROM input
+                INSERT INTO records (tenant_id, id, stream, key, occurred_at, ingested_at, data, schema_version)
+                SELECT t, i, s, k, o, ${ingestedAt}, d, v FROM input
               )
               INSERT INTO outbox (tenant_id, record_id, occurred_at, message_key, traceparent)
               SELECT t, i, o, t || '/' || s || '/' || coalesce(k, i::text), tp FROM input ORDER BY n`
@@ -253,7 +255,8 @@ export class Db extends Context.Service<Db, {
                 RETURNING id
               )
               SELECT o.seq::text AS seq, o.tenant_id, o.message_key, o.payload::text AS payload, o.traceparent,
-                r.id::text AS id, r.stream, r.key, r.occurred_at, r.ingested_at, r.data::text AS data
+                r.id::text AS id, r.stream, r.key, r.occurred_at, r.ingested_at, r.data::text AS data,
+                r.schema_version
               FROM outbox o
               LEFT JOIN records r ON r.id = o.record_id AND r.occurred_at = o.occurred_at
               WHERE EXISTS (SELECT 1 FROM lease) AND (o.payload IS NOT NULL OR r.id IS NOT NULL)
@@ -263,7 +266,9 @@ export class Db extends Context.Service<Db, {
                 seq: r.seq,
                 tenant: r.tenant_id,
                 messageKey: r.message_key,
-                record: r.payload !== null ? parseStored(r.payload) : toRecord(r as RecordRow),
+                record: r.payload !== null
+                  ? withSchemaVersion(parseStored(r.payload))
+                  : toRecord(r as RecordRow),
                 traceparent: r.traceparent
               }))
           )
@@ -429,7 +434,7 @@ const compareKeyset = (a: { occurredAt: string; id: string }, b: { occurredAt: s
   a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
 
 // `data` as text: the driver's JSON.parse would round long numbers.
-const COLUMNS = "id::text AS id, stream, key, occurred_at, ingested_at, data::text AS data"
+const COLUMNS = "id::text AS id, stream, key, occurred_at, ingested_at, data::text AS data, schema_version"
 
 interface RecordRow {
   readonly id: string
@@ -438,6 +443,7 @@ interface RecordRow {
   readonly occurred_at: Date
   readonly ingested_at: Date
   readonly data: string
+  readonly schema_version: number | null
 }
 
 /** JSON that PostgreSQL wrote: every number fits `parseExact`. */
@@ -447,13 +453,20 @@ const parseStored = <A>(text: string): A => {
   return parsed.value as A
 }
 
+/** An outbox payload written before schemas existed has no schemaVersion: null, as for its record. */
+const withSchemaVersion = (record: Omit<StoredRecord, "schemaVersion"> & { schemaVersion?: number | null }) => ({
+  ...record,
+  schemaVersion: record.schemaVersion ?? null
+})
+
 const toRecord = (row: RecordRow): StoredRecord => ({
   id: row.id,
   stream: row.stream,
   key: row.key,
   occurredAt: row.occurred_at.toISOString(),
   ingestedAt: row.ingested_at.toISOString(),
-  data: parseStored(row.data)
+  data: parseStored(row.data),
+  schemaVersion: row.schema_version ?? null
 })
 
 const storedOf = (r: RecordToStore, ingestedAt: Date): StoredRecord => ({
@@ -462,7 +475,8 @@ const storedOf = (r: RecordToStore, ingestedAt: Date): StoredRecord => ({
   key: r.key,
   occurredAt: r.occurredAt.toISOString(),
   ingestedAt: ingestedAt.toISOString(),
-  data: r.data
+  data: r.data,
+  schemaVersion: r.schemaVersion
 })
 
 /**
