@@ -25,7 +25,10 @@ const ClientOnLiveServer = Layer.unwrap(Effect.gen(function*() {
   if (address._tag === "UnixPathAddress") return yield* Effect.die("expected a TCP address")
   const keys = yield* ApiKeys
   yield* keys.createTenant("client")
-  const { secret } = yield* keys.createKey({ tenant: "client", scopes: ["records:read", "records:write", "schemas:write"] })
+  const { secret } = yield* keys.createKey({
+    tenant: "client",
+    scopes: ["records:read", "records:write", "schemas:write"]
+  })
   return StrataClient.layer({ baseUrl: `http://127.0.0.1:${address.port}`, apiKey: secret })
 })).pipe(Layer.provideMerge(LiveServer))
 

@@ -4,29 +4,22 @@
  */
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
-import { Authentication, RequiredScope } from "./Auth.ts"
 import { ApiKeyList, ApiKeyView, CreatedKey, NewKey, NewTenant, Tenant, TenantList } from "./Admin.ts"
+import { Authentication, RequiredScope } from "./Auth.ts"
 import {
   BodyProblems,
   CommonProblems,
   Conflict,
-  InvalidSchema,
   IdempotencyKeyInFlight,
   IdempotencyKeyReused,
+  InvalidSchema,
   NotFound,
   RateLimited,
   SchemaIncompatible,
   ValidationFailed
 } from "./Problems.ts"
 import { BatchRequest, NewRecord, RecordId, RecordList, RecordPage, StoredRecord, StreamName } from "./Record.ts"
-import {
-  CheckSchema,
-  RegisterSchema,
-  SchemaCheck,
-  StreamList,
-  StreamSchema,
-  StreamSchemaVersions
-} from "./Streams.ts"
+import { CheckSchema, RegisterSchema, SchemaCheck, StreamList, StreamSchema, StreamSchemaVersions } from "./Streams.ts"
 
 const IdempotencyHeaders = Schema.Struct({
   "idempotency-key": Schema.optionalKey(Schema.String.annotate({
@@ -128,7 +121,10 @@ export class StreamsGroup extends HttpApiGroup.make("streams")
     HttpApiEndpoint.get("list", "/streams", {
       success: StreamList,
       error: [RateLimited, ...CommonProblems]
-    }).annotate(OpenApi.Description, "The tenant's streams that have a schema, with their current version. Scope: records:read.")
+    }).annotate(
+      OpenApi.Description,
+      "The tenant's streams that have a schema, with their current version. Scope: records:read."
+    )
       .annotate(RequiredScope, "records:read"),
     HttpApiEndpoint.post("check", "/streams/:stream/schema/check", {
       params: StreamParams,
@@ -162,7 +158,10 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       payload: NewKey,
       success: CreatedKey.pipe(HttpApiSchema.status(201)),
       error: [...BodyProblems, NotFound, Conflict, RateLimited, ...CommonProblems]
-    }).annotate(OpenApi.Description, "Makes an API key for the tenant; the answer holds its secret, shown only this once. Scope: admin.")
+    }).annotate(
+      OpenApi.Description,
+      "Makes an API key for the tenant; the answer holds its secret, shown only this once. Scope: admin."
+    )
       .annotate(RequiredScope, "admin"),
     HttpApiEndpoint.get("listKeys", "/admin/tenants/:tenant/keys", {
       params: { tenant: Schema.String },

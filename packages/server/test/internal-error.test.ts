@@ -19,7 +19,9 @@ const BrokenDb = Layer.effect(
 ).pipe(Layer.provide(Db.layerMemory))
 
 describe("internal errors", () => {
-  const app = makeTestApp(Layer.mergeAll(BrokenDb, IdempotencyStore.layerMemory, ApiKeys.layerMemory, SchemaRegistry.layerMemory))
+  const app = makeTestApp(
+    Layer.mergeAll(BrokenDb, IdempotencyStore.layerMemory, ApiKeys.layerMemory, SchemaRegistry.layerMemory)
+  )
   afterAll(() => app.dispose())
 
   it("answers a defect with a 500 problem that leaks nothing but the request id", async () => {

@@ -30,9 +30,7 @@ export const checkTenantName = (name: string, field = "name") =>
     )
 
 export const parseScopes = (input: string | ReadonlyArray<string>) => {
-  const scopes = (typeof input === "string" ? input.split(",") : input).map((s) => s.trim()).filter((s) =>
-    s.length > 0
-  )
+  const scopes = (typeof input === "string" ? input.split(",") : input).map((s) => s.trim()).filter((s) => s.length > 0)
   const unknown = scopes.filter((s) => !(Scopes as ReadonlyArray<string>).includes(s))
   return unknown.length > 0 || scopes.length === 0
     ? Effect.fail(new AdminInputError({ field: "scopes", message: `expected a list of ${Scopes.join(", ")}` }))

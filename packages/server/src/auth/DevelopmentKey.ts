@@ -16,7 +16,10 @@ export const ensureDevelopmentKey = Effect.gen(function*() {
   const keys = yield* ApiKeys
   if (yield* keys.hasAnyKey) return
   yield* keys.createTenant(DEV_TENANT).pipe(Effect.catchTag("TenantExists", () => Effect.void))
-  const { secret } = yield* keys.createKey({ tenant: DEV_TENANT, scopes: ["records:read", "records:write", "schemas:write", "admin"] })
+  const { secret } = yield* keys.createKey({
+    tenant: DEV_TENANT,
+    scopes: ["records:read", "records:write", "schemas:write", "admin"]
+  })
   // Straight to stdout rather than through the logger: the one place a secret is printed, on purpose.
   yield* Console.log(
     `\nDevelopment API key for tenant "${DEV_TENANT}" (shown only now; more with \`pnpm strata keys create\`):\n` +

@@ -46,7 +46,9 @@ const FLAG_OF: Record<string, string> = {
   expires: "--expires: ",
   rateLimit: "--rate-limit-rps / --rate-limit-burst: "
 }
-const asUsage = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, Admin.AdminInputError> | UsageError, R> =>
+const asUsage = <A, E, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, Exclude<E, Admin.AdminInputError> | UsageError, R> =>
   Effect.catchIf(
     effect,
     (e): e is Extract<E, Admin.AdminInputError> => e instanceof Admin.AdminInputError,

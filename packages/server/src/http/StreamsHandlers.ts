@@ -76,7 +76,11 @@ export const StreamsHandlers = HttpApiBuilder.group(
         Effect.gen(function*() {
           const streams = yield* registry.streams((yield* Principal).tenant)
           return json(JSON.stringify({
-            streams: streams.map((s) => ({ stream: s.stream, version: s.version, createdAt: s.createdAt.toISOString() }))
+            streams: streams.map((s) => ({
+              stream: s.stream,
+              version: s.version,
+              createdAt: s.createdAt.toISOString()
+            }))
           }))
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
   })

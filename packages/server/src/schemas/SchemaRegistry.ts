@@ -148,7 +148,9 @@ export class SchemaRegistry extends Context.Service<SchemaRegistry, {
             sql<{ readonly stream: string; readonly version: number; readonly created_at: Date }>`
               SELECT DISTINCT ON (stream) stream, version, created_at FROM stream_schemas
               WHERE tenant_id = ${tenant} ORDER BY stream, version DESC`
-          ).pipe(Effect.map((rows) => rows.map((r) => ({ stream: r.stream, version: r.version, createdAt: r.created_at }))))
+          ).pipe(
+            Effect.map((rows) => rows.map((r) => ({ stream: r.stream, version: r.version, createdAt: r.created_at })))
+          )
       })
     })
   )

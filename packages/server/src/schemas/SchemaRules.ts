@@ -10,8 +10,8 @@
  * or be referenced by, another tenant's schema.
  */
 import type { FieldError } from "@strata/domain"
-import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js"
 import addFormatsModule from "ajv-formats"
+import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js"
 import { Result } from "effect"
 import { RE2JS } from "re2js"
 import { jsonText } from "../records/RecordJson.ts"
@@ -165,7 +165,9 @@ export const compileSchema = (
 
 /** A JSON pointer into `data` written as clients write paths: `data.items[0].price`. */
 const pathOf = (data: unknown, pointer: string, prefix: string, extra: string | undefined): string => {
-  const segments = pointer === "" ? [] : pointer.slice(1).split("/").map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
+  const segments = pointer === ""
+    ? []
+    : pointer.slice(1).split("/").map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
   if (extra !== undefined) segments.push(extra)
   let node = data
   let out = prefix

@@ -26,8 +26,8 @@ import { Db } from "../db/Db.ts"
 import type { DbError } from "../db/DbError.ts"
 import { validationFailed } from "../http/Validation.ts"
 import { jsonText } from "../records/RecordJson.ts"
-import { compileSchema, violations } from "./SchemaRules.ts"
 import { SchemaRegistry, type SchemaVersion } from "./SchemaRegistry.ts"
+import { compileSchema, violations } from "./SchemaRules.ts"
 
 /** A stream's current schema, ready to validate with. */
 export interface CompiledSchema {
@@ -64,7 +64,11 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
     prefixOf: (index: number) => string
   ) => Effect.Effect<ReadonlyArray<number | null>, ValidationFailed | DbError>
   /** Validates the stream's most recent records against a candidate; stores nothing. */
-  readonly check: (tenant: string, stream: string, schema: unknown) => Effect.Effect<SchemaCheck, InvalidSchema | DbError>
+  readonly check: (
+    tenant: string,
+    stream: string,
+    schema: unknown
+  ) => Effect.Effect<SchemaCheck, InvalidSchema | DbError>
   readonly register: (
     tenant: string,
     stream: string,
@@ -98,7 +102,9 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
         // Accepted at registration under the same rules, so this compiles.
         const result = compileSchema(found.schema, Number.MAX_SAFE_INTEGER)
         if (Result.isFailure(result)) {
-          throw new Error(`stored schema ${found.stream} v${found.version} no longer compiles: ${result.failure[0].message}`)
+          throw new Error(
+            `stored schema ${found.stream} v${found.version} no longer compiles: ${result.failure[0].message}`
+          )
         }
         if (compiled.size >= MAX_COMPILED) compiled.delete(compiled.keys().next().value!)
         const schema = compiledOf(found.version, result.success)

@@ -139,7 +139,10 @@ export const describeSchemasApi = (
       await put(app, stream, {
         schema: { type: "object", properties: { n: { type: "number", maximum: 1e21 }, i: { type: "integer" } } }
       })
-      const exact = await app.json("/data", `{"stream":"${stream}","data":{"n":12345678901234567890,"i":9007199254740993}}`)
+      const exact = await app.json(
+        "/data",
+        `{"stream":"${stream}","data":{"n":12345678901234567890,"i":9007199254740993}}`
+      )
       expect(exact.status).toBe(201)
       const text = await exact.text()
       expect(text).toContain(`"n":12345678901234567890`)
@@ -180,7 +183,7 @@ export const describeSchemasApi = (
       expect((await put(app, stream, { schema: loose, compatibility: "backward" })).status).toBe(201)
       const forced = await put(app, stream, { schema: orderSchema, compatibility: "none" })
       expect(forced.status).toBe(201)
-      expect(((await forced.json()) as any)).toMatchObject({ version: 2, compatibility: "none" })
+      expect((await forced.json()) as any).toMatchObject({ version: 2, compatibility: "none" })
     })
 
     test("another tenant neither sees a schema nor is validated by it", async (app) => {
@@ -211,6 +214,10 @@ export const describeSchemasApi = (
       await problem(await put(app, stream, { compatibility: "none" }), 400, "validation")
       await problem(await put(app, stream, { schema: [] }), 400, "validation")
       await problem(await put(app, stream, { schema: {}, compatibility: "forward" }), 400, "validation")
-      await problem(await app.request(`/streams/${stream}/schema`, { method: "PUT", body: "{}" }), 415, "unsupported-media-type")
+      await problem(
+        await app.request(`/streams/${stream}/schema`, { method: "PUT", body: "{}" }),
+        415,
+        "unsupported-media-type"
+      )
     })
   })
