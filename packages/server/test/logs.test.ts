@@ -99,7 +99,7 @@ suite("logs of the server process", () => {
       traceId: CALLER_TRACE,
       parentSpanId: "00f067aa0ba902b7"
     })
-  })
+  }, 30_000) // two processes (the CLI, the server) start: seconds on a loaded machine
 
   it("has no access lines with ACCESS_LOG=false", async () => {
     const { stdout } = await runServer({ DATABASE_URL: databaseUrl, ACCESS_LOG: "false" }, async (server) => {
@@ -109,5 +109,5 @@ suite("logs of the server process", () => {
     const lines = stdout.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>)
     expect(lines.some((l) => l.message === "Starting Strata")).toBe(true)
     expect(lines.filter((l) => l.route !== undefined)).toEqual([])
-  })
+  }, 30_000)
 })
