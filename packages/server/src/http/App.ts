@@ -30,6 +30,7 @@ import { RuntimeMetricsLive } from "../observability/RuntimeMetrics.ts"
 import { withTraceContext } from "../observability/Tracing.ts"
 import { Cursors } from "../records/Cursor.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
+import { SchemaCompiler } from "../schemas/SchemaCompiler.ts"
 import { SchemaRegistry } from "../schemas/SchemaRegistry.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { AdminHandlers } from "./AdminHandlers.ts"
@@ -113,7 +114,7 @@ export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = neve
     RateLimiter.layer,
     VerifiedKeys.layer,
     Admission.layer,
-    StreamSchemas.layer
+    StreamSchemas.layer.pipe(Layer.provide(SchemaCompiler.layer))
   ))).pipe(
     Layer.provideMerge(Layer.mergeAll(storage, cache, bus))
   )

@@ -11,20 +11,30 @@
  */
 import type { FieldError } from "@strata/domain"
 import addFormatsModule from "ajv-formats"
-import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js"
+import { _, Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js"
+import standaloneModule from "ajv/dist/standalone/index.js"
 import { Result } from "effect"
+import { createRequire } from "node:module"
 import { RE2JS } from "re2js"
 import { jsonText } from "../records/RecordJson.ts"
 
 export const MAX_SCHEMA_DEPTH = 32
 
 const addFormats = (addFormatsModule as unknown as { default: (ajv: Ajv2020) => void }).default
+const standaloneCode =
+  (standaloneModule as unknown as { default: (ajv: Ajv2020, validate: ValidateFunction) => string })
+    .default
 
-/** ajv's regular-expression engine: re2js, whose matching time is linear in the input. */
-const re2Engine = Object.assign((pattern: string) => {
-  const re = RE2JS.compile(pattern)
-  return { test: (s: string) => re.test(s), toString: () => pattern }
-}, { code: "re2js" })
+/**
+ * ajv's regular-expression engine: re2js, whose matching time is linear in
+ * the input. Each pattern is compiled on first use, so loading a compiled
+ * schema costs no pattern compilation up front. `code` is how the generated
+ * (standalone) validator refers to it: see `loadValidator`.
+ */
+export const re2Engine = Object.assign((pattern: string) => {
+  let re: RE2JS | undefined
+  return { test: (s: string) => (re ??= RE2JS.compile(pattern)).test(s), toString: () => pattern }
+}, { code: `require("strata:re2")` })
 
 const RawJson = JSON as unknown as { isRawJSON: (value: unknown) => boolean }
 
@@ -118,7 +128,7 @@ const keywordProblems = (schema: unknown): Array<FieldError> => {
   return problems
 }
 
-const makeAjv = () => {
+const makeAjv = (source: boolean) => {
   const ajv = new Ajv2020({
     strictSchema: true,
     strictNumbers: true,
@@ -130,37 +140,81 @@ const makeAjv = () => {
     allErrors: false,
     $data: false,
     logger: false,
-    code: { regExp: re2Engine }
+    code: source
+      ? { regExp: re2Engine, source: true, formats: _`require("ajv-formats/dist/formats").fullFormats` }
+      : { regExp: re2Engine }
   })
   addFormats(ajv)
   return ajv
 }
 
+/** The reasons an untrusted schema cannot be accepted, before ajv sees it (none: go ahead). */
+const precheck = (schema: unknown, maxBytes: number): ReadonlyArray<FieldError> => {
+  const bytes = Buffer.byteLength(jsonText(schema))
+  if (bytes > maxBytes) {
+    return [{
+      path: "schema",
+      message: `is ${bytes} bytes serialised; at most ${maxBytes} are allowed (MAX_SCHEMA_BYTES)`
+    }]
+  }
+  if (depthOf(schema) > MAX_SCHEMA_DEPTH) {
+    return [{ path: "schema", message: `must not nest deeper than ${MAX_SCHEMA_DEPTH} levels` }]
+  }
+  return keywordProblems(schema)
+}
+
 /**
- * Checks an untrusted schema and compiles it, or answers every reason it
- * cannot be accepted (paths under `schema`).
+ * Checks an untrusted schema and compiles it, here and now, or answers every
+ * reason it cannot be accepted (paths under `schema`).
  */
 export const compileSchema = (
   schema: unknown,
   maxBytes: number
 ): Result.Result<ValidateFunction, ReadonlyArray<FieldError>> => {
-  const bytes = Buffer.byteLength(jsonText(schema))
-  if (bytes > maxBytes) {
-    return Result.fail([{
-      path: "schema",
-      message: `is ${bytes} bytes serialised; at most ${maxBytes} are allowed (MAX_SCHEMA_BYTES)`
-    }])
-  }
-  if (depthOf(schema) > MAX_SCHEMA_DEPTH) {
-    return Result.fail([{ path: "schema", message: `must not nest deeper than ${MAX_SCHEMA_DEPTH} levels` }])
-  }
-  const problems = keywordProblems(schema)
+  const problems = precheck(schema, maxBytes)
   if (problems.length > 0) return Result.fail(problems)
   try {
-    return Result.succeed(makeAjv().compile(validatable(schema) as object))
+    return Result.succeed(makeAjv(false).compile(validatable(schema) as object))
   } catch (error) {
     return Result.fail([{ path: "schema", message: (error as Error).message }])
   }
+}
+
+/**
+ * The same checks, answering the validator's JavaScript source instead (ajv's
+ * standalone code), for `loadValidator`: what a compile worker runs, so that
+ * ajv's code generation (hundreds of milliseconds for a large schema) happens
+ * off the event loop that serves requests.
+ */
+export const compileSchemaSource = (
+  schema: unknown,
+  maxBytes: number
+): Result.Result<string, ReadonlyArray<FieldError>> => {
+  const problems = precheck(schema, maxBytes)
+  if (problems.length > 0) return Result.fail(problems)
+  try {
+    const ajv = makeAjv(true)
+    return Result.succeed(standaloneCode(ajv, ajv.compile(validatable(schema) as object)))
+  } catch (error) {
+    return Result.fail([{ path: "schema", message: (error as Error).message }])
+  }
+}
+
+const requireHere = createRequire(import.meta.url)
+/** What the generated code may load: ajv's and ajv-formats' runtime pieces, and the RE2 engine. */
+const requireForValidator = (id: string): unknown => {
+  if (id === "strata:re2") return re2Engine
+  if (!id.startsWith("ajv/dist/runtime/") && id !== "ajv-formats/dist/formats") {
+    throw new Error(`a generated validator may not load ${id}`)
+  }
+  return requireHere(id)
+}
+
+/** A validator from `compileSchemaSource`: evaluating code is far cheaper than generating it. */
+export const loadValidator = (source: string): ValidateFunction => {
+  const module = { exports: {} as unknown }
+  new Function("require", "module", "exports", source)(requireForValidator, module, module.exports)
+  return module.exports as ValidateFunction
 }
 
 /** A JSON pointer into `data` written as clients write paths: `data.items[0].price`. */

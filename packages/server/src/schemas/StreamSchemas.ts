@@ -20,14 +20,15 @@ import {
   type ValidationFailed
 } from "@strata/domain"
 import type { ValidateFunction } from "ajv/dist/2020.js"
-import { Context, Deferred, Duration, Effect, Layer, Option, Result } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Option } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import { Db } from "../db/Db.ts"
 import type { DbError } from "../db/DbError.ts"
 import { validationFailed } from "../http/Validation.ts"
 import { jsonText } from "../records/RecordJson.ts"
+import { SchemaCompiler } from "./SchemaCompiler.ts"
 import { SchemaRegistry, type SchemaVersion } from "./SchemaRegistry.ts"
-import { compileSchema, violations } from "./SchemaRules.ts"
+import { violations } from "./SchemaRules.ts"
 
 /** A stream's current schema, ready to validate with. */
 export interface CompiledSchema {
@@ -79,137 +80,142 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
     InvalidSchema | SchemaIncompatible | DbError
   >
 }>()("strata/StreamSchemas") {
-  static readonly layer: Layer.Layer<StreamSchemas, never, SchemaRegistry | Db | AppConfig> = Layer.effect(
-    StreamSchemas,
-    Effect.gen(function*() {
-      const registry = yield* SchemaRegistry
-      const db = yield* Db
-      const config = yield* AppConfig
-      const ttl = Duration.toMillis(config.schemaCacheTtl)
-      const currents = new Map<string, { readonly schema: CompiledSchema | null; readonly expiresAt: number }>()
-      const compiled = new Map<string, CompiledSchema>()
-      const pending = new Map<string, Deferred.Deferred<CompiledSchema | null, DbError>>()
+  static readonly layer: Layer.Layer<StreamSchemas, never, SchemaRegistry | Db | AppConfig | SchemaCompiler> = Layer
+    .effect(
+      StreamSchemas,
+      Effect.gen(function*() {
+        const registry = yield* SchemaRegistry
+        const db = yield* Db
+        const config = yield* AppConfig
+        const compiler = yield* SchemaCompiler
+        const ttl = Duration.toMillis(config.schemaCacheTtl)
+        const currents = new Map<string, { readonly schema: CompiledSchema | null; readonly expiresAt: number }>()
+        const compiled = new Map<string, CompiledSchema>()
+        const pending = new Map<string, Deferred.Deferred<CompiledSchema | null, DbError>>()
 
-      const peek = (tenant: string, stream: string) => {
-        const entry = currents.get(keyOf(tenant, stream))
-        return entry === undefined || entry.expiresAt <= Date.now() ? undefined : entry.schema
-      }
+        const peek = (tenant: string, stream: string) => {
+          const entry = currents.get(keyOf(tenant, stream))
+          return entry === undefined || entry.expiresAt <= Date.now() ? undefined : entry.schema
+        }
 
-      const compile = (tenant: string, found: SchemaVersion): CompiledSchema => {
-        const key = `${keyOf(tenant, found.stream)}\u0000${found.version}`
-        const known = compiled.get(key)
-        if (known !== undefined) return known
-        // Accepted at registration under the same rules, so this compiles.
-        const result = compileSchema(found.schema, Number.MAX_SAFE_INTEGER)
-        if (Result.isFailure(result)) {
-          throw new Error(
-            `stored schema ${found.stream} v${found.version} no longer compiles: ${result.failure[0].message}`
+        const compile = (tenant: string, found: SchemaVersion): Effect.Effect<CompiledSchema> => {
+          const key = `${keyOf(tenant, found.stream)}\u0000${found.version}`
+          const known = compiled.get(key)
+          if (known !== undefined) return Effect.succeed(known)
+          return compiler.compile(found.schema, Number.MAX_SAFE_INTEGER).pipe(
+            // Accepted at registration under the same rules, so this compiles.
+            Effect.catch((problems) =>
+              Effect.die(
+                new Error(`stored schema ${found.stream} v${found.version} no longer compiles: ${problems[0]?.message}`)
+              )
+            ),
+            Effect.map((validate) => {
+              if (compiled.size >= MAX_COMPILED) compiled.delete(compiled.keys().next().value!)
+              const schema = compiledOf(found.version, validate)
+              compiled.set(key, schema)
+              return schema
+            })
           )
         }
-        if (compiled.size >= MAX_COMPILED) compiled.delete(compiled.keys().next().value!)
-        const schema = compiledOf(found.version, result.success)
-        compiled.set(key, schema)
-        return schema
-      }
 
-      const remember = (tenant: string, stream: string, schema: CompiledSchema | null) => {
-        const key = keyOf(tenant, stream)
-        // Oldest first out, as a Map iterates in insertion order.
-        if (!currents.has(key) && currents.size >= MAX_COMPILED) currents.delete(currents.keys().next().value!)
-        currents.set(key, { schema, expiresAt: Date.now() + ttl })
-      }
-
-      const current = (tenant: string, stream: string): Effect.Effect<CompiledSchema | null, DbError> =>
-        Effect.suspend(() => {
-          const known = peek(tenant, stream)
-          if (known !== undefined) return Effect.succeed(known)
+        const remember = (tenant: string, stream: string, schema: CompiledSchema | null) => {
           const key = keyOf(tenant, stream)
-          const inFlight = pending.get(key)
-          if (inFlight !== undefined) return Deferred.await(inFlight)
-          const done = Deferred.makeUnsafe<CompiledSchema | null, DbError>()
-          pending.set(key, done)
-          return registry.current(tenant, stream).pipe(
-            Effect.map(Option.match({ onNone: () => null, onSome: (found) => compile(tenant, found) })),
-            Effect.tap((schema) => Effect.sync(() => remember(tenant, stream, schema))),
-            Effect.onExit((exit) =>
-              Effect.sync(() => {
-                pending.delete(key)
-                Deferred.doneUnsafe(done, exit)
+          // Oldest first out, as a Map iterates in insertion order.
+          if (!currents.has(key) && currents.size >= MAX_COMPILED) currents.delete(currents.keys().next().value!)
+          currents.set(key, { schema, expiresAt: Date.now() + ttl })
+        }
+
+        const current = (tenant: string, stream: string): Effect.Effect<CompiledSchema | null, DbError> =>
+          Effect.suspend(() => {
+            const known = peek(tenant, stream)
+            if (known !== undefined) return Effect.succeed(known)
+            const key = keyOf(tenant, stream)
+            const inFlight = pending.get(key)
+            if (inFlight !== undefined) return Deferred.await(inFlight)
+            const done = Deferred.makeUnsafe<CompiledSchema | null, DbError>()
+            pending.set(key, done)
+            return registry.current(tenant, stream).pipe(
+              Effect.flatMap(
+                Option.match({ onNone: () => Effect.succeed(null), onSome: (found) => compile(tenant, found) })
+              ),
+              Effect.tap((schema) => Effect.sync(() => remember(tenant, stream, schema))),
+              Effect.onExit((exit) =>
+                Effect.sync(() => {
+                  pending.delete(key)
+                  Deferred.doneUnsafe(done, exit)
+                })
+              )
+            )
+          })
+
+        const validate = (
+          tenant: string,
+          records: ReadonlyArray<{ readonly stream: string; readonly data: unknown }>,
+          prefixOf: (index: number) => string
+        ) =>
+          Effect.gen(function*() {
+            const versions: Array<number | null> = []
+            const errors: Array<FieldError> = []
+            for (let i = 0; i < records.length; i++) {
+              const schema = yield* current(tenant, records[i].stream)
+              versions.push(schema?.version ?? null)
+              if (schema !== null) errors.push(...schema.violations(records[i].data, prefixOf(i)))
+            }
+            if (errors.length > 0) return yield* Effect.fail(validationFailed(errors))
+            return versions
+          })
+
+        const compileCandidate = (schema: unknown) =>
+          compiler.compile(schema, config.maxSchemaBytes).pipe(
+            Effect.mapError((problems) =>
+              new InvalidSchema({
+                detail: `The schema cannot be accepted: ${problems[0]?.path} ${problems[0]?.message}`,
+                errors: problems
               })
             )
           )
-        })
 
-      const validate = (
-        tenant: string,
-        records: ReadonlyArray<{ readonly stream: string; readonly data: unknown }>,
-        prefixOf: (index: number) => string
-      ) =>
-        Effect.gen(function*() {
-          const versions: Array<number | null> = []
-          const errors: Array<FieldError> = []
-          for (let i = 0; i < records.length; i++) {
-            const schema = yield* current(tenant, records[i].stream)
-            versions.push(schema?.version ?? null)
-            if (schema !== null) errors.push(...schema.violations(records[i].data, prefixOf(i)))
-          }
-          if (errors.length > 0) return yield* Effect.fail(validationFailed(errors))
-          return versions
-        })
-
-      const compileCandidate = (schema: unknown) => {
-        const result = compileSchema(schema, config.maxSchemaBytes)
-        return Result.isFailure(result)
-          ? Effect.fail(
-            new InvalidSchema({
-              detail: `The schema cannot be accepted: ${result.failure[0].path} ${result.failure[0].message}`,
-              errors: result.failure
-            })
-          )
-          : Effect.succeed(result.success)
-      }
-
-      const check = (tenant: string, stream: string, schema: unknown) =>
-        Effect.gen(function*() {
-          const validateFn = yield* compileCandidate(schema)
-          const records = yield* db.list({ tenant, stream, order: "desc", limit: config.schemaCheckRecords })
-          const errors: Array<FieldError> = []
-          let failed = 0
-          for (const record of records) {
-            const found = violations(validateFn, 0, record.data, "data")
-            if (found.length === 0) continue
-            failed++
-            for (const { schemaVersion: _, ...error } of found) {
-              if (errors.length < MAX_CHECK_ERRORS) errors.push({ ...error, recordId: record.id })
+        const check = (tenant: string, stream: string, schema: unknown) =>
+          Effect.gen(function*() {
+            const validateFn = yield* compileCandidate(schema)
+            const records = yield* db.list({ tenant, stream, order: "desc", limit: config.schemaCheckRecords })
+            const errors: Array<FieldError> = []
+            let failed = 0
+            for (const record of records) {
+              const found = violations(validateFn, 0, record.data, "data")
+              if (found.length === 0) continue
+              failed++
+              for (const { schemaVersion: _, ...error } of found) {
+                if (errors.length < MAX_CHECK_ERRORS) errors.push({ ...error, recordId: record.id })
+              }
             }
-          }
-          return { checked: records.length, passed: records.length - failed, failed, errors }
-        })
+            return { checked: records.length, passed: records.length - failed, failed, errors }
+          })
 
-      const register = (tenant: string, stream: string, schema: unknown, compatibility: Compatibility) =>
-        Effect.gen(function*() {
-          yield* compileCandidate(schema)
-          // The current schema again is a no-op, whatever recent records say.
-          const existing = yield* registry.current(tenant, stream)
-          if (Option.isSome(existing) && jsonText(existing.value.schema) === jsonText(schema)) {
-            return { created: false, version: existing.value }
-          }
-          if (compatibility === "backward") {
-            const result = yield* check(tenant, stream, schema)
-            if (result.failed > 0) {
-              return yield* new SchemaIncompatible({
-                detail: `${result.failed} of the stream's ${result.checked} most recent records fail the new schema`,
-                errors: result.errors
-              })
+        const register = (tenant: string, stream: string, schema: unknown, compatibility: Compatibility) =>
+          Effect.gen(function*() {
+            yield* compileCandidate(schema)
+            // The current schema again is a no-op, whatever recent records say.
+            const existing = yield* registry.current(tenant, stream)
+            if (Option.isSome(existing) && jsonText(existing.value.schema) === jsonText(schema)) {
+              return { created: false, version: existing.value }
             }
-          }
-          const registered = yield* registry.register(tenant, stream, schema, compatibility)
-          // This replica enforces its own registration at once.
-          remember(tenant, stream, compile(tenant, registered.version))
-          return registered
-        })
+            if (compatibility === "backward") {
+              const result = yield* check(tenant, stream, schema)
+              if (result.failed > 0) {
+                return yield* new SchemaIncompatible({
+                  detail: `${result.failed} of the stream's ${result.checked} most recent records fail the new schema`,
+                  errors: result.errors
+                })
+              }
+            }
+            const registered = yield* registry.register(tenant, stream, schema, compatibility)
+            // This replica enforces its own registration at once.
+            remember(tenant, stream, yield* compile(tenant, registered.version))
+            return registered
+          })
 
-      return StreamSchemas.of({ peek, current, validate, check, register })
-    })
-  )
+        return StreamSchemas.of({ peek, current, validate, check, register })
+      })
+    )
 }
