@@ -4,16 +4,18 @@
  * properties of validation.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Result } from "effect"
+import { Duration, Effect, Layer, ManagedRuntime, Result } from "effect"
 import fc from "fast-check"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { monitorEventLoopDelay } from "node:perf_hooks"
+import { AppConfig } from "../src/config/AppConfig.ts"
+import { type EventBus, MemoryEventBus } from "../src/events/EventBus.ts"
 import { compileSchema, violations } from "../src/schemas/SchemaRules.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { describeSchemasApi, put } from "./support/SchemasContract.ts"
-import { makeSocketApp, makeTestApp, memoryDb, pgDb, pgliteDb, type TestApp } from "./support/TestApp.ts"
+import { type DbLayer, makeSocketApp, makeTestApp, memoryDb, pgDb, pgliteDb, type TestApp } from "./support/TestApp.ts"
 
 describeSchemasApi("stream schemas on the in-memory Db", async () => makeTestApp(memoryDb))
 
@@ -33,6 +35,55 @@ describeSchemasApi(
 )
 
 describeSchemasApi("stream schemas over a socket with the hot routes, in memory", () => makeSocketApp(memoryDb))
+
+/** The event of a record carries its schema version, from the memory store and from PostgreSQL's outbox. */
+const describeEvents = (name: string, db: () => Promise<{ layer: DbLayer; drop: () => Promise<void> } | undefined>) =>
+  describe(name, () => {
+    let runtime: ManagedRuntime.ManagedRuntime<MemoryEventBus | EventBus, unknown> | undefined
+    let app: TestApp | undefined
+    let drop: () => Promise<void> = async () => {}
+    beforeAll(async () => {
+      const backing = await db()
+      if (backing === undefined) return
+      drop = backing.drop
+      runtime = ManagedRuntime.make(MemoryEventBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
+      const bus = await runtime.runPromise(Effect.context<MemoryEventBus | EventBus>())
+      app = makeTestApp(
+        backing.layer,
+        { outboxPollInterval: Duration.millis(10) },
+        undefined,
+        Layer.succeedContext(bus)
+      )
+    }, 60_000)
+    afterAll(async () => {
+      await app?.dispose()
+      await runtime?.dispose()
+      await drop()
+    }, 60_000)
+
+    it("an event's strata-schema-version header and value carry the record's schemaVersion", async (ctx) => {
+      if (app === undefined || runtime === undefined) return ctx.skip()
+      await put(app, "evented", { schema: { type: "object" } })
+      const withSchema = await (await app.json("/data", { stream: "evented", data: {} })).json() as any
+      const without = await (await app.json("/data", { stream: "unschemed", data: {} })).json() as any
+      const state = await runtime.runPromise(MemoryEventBus.use(Effect.succeed))
+      const find = (id: string) => state.published.find((m) => m.headers["strata-record-id"] === id)
+      for (let i = 0; i < 200 && (find(withSchema.id) === undefined || find(without.id) === undefined); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 25))
+      }
+      expect(find(withSchema.id)?.headers["strata-schema-version"]).toBe("1")
+      expect(JSON.parse(find(withSchema.id)!.value).schemaVersion).toBe(1)
+      expect(find(without.id)?.headers["strata-schema-version"]).toBe("none")
+      expect(JSON.parse(find(without.id)!.value).schemaVersion).toBeNull()
+    })
+  })
+
+describeEvents("schema versions in events, in memory", async () => ({ layer: memoryDb, drop: async () => {} }))
+describeEvents("schema versions in events, on PostgreSQL", async () => {
+  if (!(await postgresAvailable())) return undefined
+  const db = await freshDatabase()
+  return { layer: pgDb(db.url), drop: db.drop }
+})
 
 describe("concurrent registrations on PostgreSQL", () => {
   let app: TestApp | undefined
