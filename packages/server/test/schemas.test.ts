@@ -117,6 +117,44 @@ describe("concurrent registrations on PostgreSQL", () => {
   }, 60_000)
 })
 
+describe("two replicas on one PostgreSQL", () => {
+  let a: TestApp | undefined
+  let b: TestApp | undefined
+  let drop: () => Promise<void> = async () => {}
+  beforeAll(async () => {
+    if (!(await postgresAvailable())) return
+    const db = await freshDatabase()
+    drop = db.drop
+    a = makeTestApp(pgDb(db.url), { schemaCacheTtl: Duration.millis(300) })
+    b = makeTestApp(pgDb(db.url), { schemaCacheTtl: Duration.millis(300) })
+  }, 60_000)
+  afterAll(async () => {
+    await a?.dispose()
+    await b?.dispose()
+    await drop()
+  }, 60_000)
+
+  it("a version registered on one is enforced by the other within SCHEMA_CACHE_TTL", async (ctx) => {
+    if (a === undefined || b === undefined) return ctx.skip()
+    const key = await a.createKey({ scopes: ["records:read", "records:write", "schemas:write"] })
+    const bad = { stream: "shared", data: { n: "not a number" } }
+    // B learns that the stream has no schema, and keeps that for the TTL.
+    expect((await b.json("/data", bad, {}, key)).status).toBe(201)
+    const registered = await put(
+      a,
+      "shared",
+      { schema: { type: "object", properties: { n: { type: "number" } } } },
+      key
+    )
+    expect(registered.status).toBe(201)
+    expect((await a.json("/data", bad, {}, key)).status).toBe(400) // the registering replica at once
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    const late = await b.json("/data", bad, {}, key)
+    expect(late.status).toBe(400)
+    expect(((await late.json()) as any).errors[0]).toMatchObject({ path: "data.n", schemaVersion: 1 })
+  })
+})
+
 describe("hostile schemas are refused at registration with a 400 invalid-schema", () => {
   const app = makeTestApp(memoryDb)
   afterAll(() => app.dispose())
@@ -302,5 +340,26 @@ describe("properties of validation against a 10-property schema", () => {
       const errors = violations(validate, 1, { ...data, [field]: wrong[field] }, "data")
       return errors.length > 0 && errors.every((e) => e.path.startsWith(`data.${field}`) && e.schemaVersion === 1)
     }))
+  })
+
+  describe("over HTTP", () => {
+    const app = makeTestApp(memoryDb)
+    afterAll(() => app.dispose())
+
+    it("POST /data stores generated records and refuses mutated ones with a 400 naming data.<field>", async () => {
+      expect((await put(app, "props", { schema })).status).toBe(201)
+      const wrong: Record<string, unknown> = { id: "", amount: -1, count: 1001, currency: "eur", paid: null }
+      await fc.assert(
+        fc.asyncProperty(valid, fc.constantFrom(...Object.keys(wrong)), async (data, field) => {
+          const ok = await app.json("/data", { stream: "props", data })
+          expect(ok.status).toBe(201)
+          const res = await app.json("/data", { stream: "props", data: { ...data, [field]: wrong[field] } })
+          expect(res.status).toBe(400)
+          const body = await res.json() as { errors: Array<{ path: string; schemaVersion: number }> }
+          expect(body.errors.every((e) => e.path.startsWith(`data.${field}`) && e.schemaVersion === 1)).toBe(true)
+        }),
+        { numRuns: 30 }
+      )
+    })
   })
 })

@@ -5,9 +5,9 @@
  * every request here that is not plainly fine (no or unknown key, a key not
  * cached yet, a lease of rate-limit tokens used up, a body that does not
  * validate, a stream whose current schema this process does not know or
- * whose schema the record breaks, a record not cached, a sampled trace), goes to the HttpApi app
- * as it came — a POST's body as it was read — and gets the app's answer,
- * problems included.
+ * whose schema the record breaks, a record not cached, a sampled trace),
+ * goes to the HttpApi app as it came — a POST's body as it was read — and
+ * gets the app's answer, problems included.
  *
  * Why: through HttpApi a cached read costs a fiber, a middleware chain and a
  * Schema encode; here it costs a map lookup and a socket write. What happens
