@@ -12,6 +12,7 @@ import { join } from "node:path"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import { AppConfig } from "../src/config/AppConfig.ts"
 import { type EventBus, MemoryEventBus } from "../src/events/EventBus.ts"
+import { SchemaCompiler } from "../src/schemas/SchemaCompiler.ts"
 import { compileSchema, violations } from "../src/schemas/SchemaRules.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { describeSchemasApi, put } from "./support/SchemasContract.ts"
@@ -244,6 +245,28 @@ describe("hostile schemas are refused at registration with a 400 invalid-schema"
       } ms`
     )
   })
+})
+
+describe("the compile worker", () => {
+  it("refuses a compile past its time limit, replaces the worker and compiles what was queued behind", async () => {
+    const runtime = ManagedRuntime.make(SchemaCompiler.layerWith(200))
+    try {
+      const properties: Record<string, unknown> = {}
+      for (let i = 0; i < 600; i++) properties[`p${i}`] = { type: "string", pattern: `^[a-z]{${i % 9 + 1}}$` }
+      const compile = (schema: unknown) =>
+        runtime.runPromise(Effect.result(SchemaCompiler.use((c) => c.compile(schema, 64 * 1024))))
+      const [slow, small] = await Promise.all([
+        compile({ type: "object", properties }),
+        compile({ type: "object", required: ["a"] })
+      ])
+      expect(Result.isFailure(slow) && slow.failure[0].message).toBe("took more than 0.2 s to compile")
+      expect(Result.isSuccess(small) && small.success({ a: 1 })).toBe(true)
+      const refused = await compile({ type: "object", propertiez: {} })
+      expect(Result.isFailure(refused) && refused.failure[0].message).toMatch(/unknown keyword/)
+    } finally {
+      await runtime.dispose()
+    }
+  }, 30_000)
 })
 
 describe("the hot route validates against a schema cached in process", () => {

@@ -8,6 +8,9 @@ import { parseExact } from "../records/RecordJson.ts"
 import { compileSchemaSource } from "./SchemaRules.ts"
 
 parentPort!.on("message", (message: { readonly id: number; readonly text: string; readonly maxBytes: number }) => {
+  // The compile's time limit runs from here, not from when it was queued.
+  // oxlint-disable-next-line unicorn/require-post-message-target-origin -- a worker thread, not a window
+  parentPort!.postMessage({ id: message.id, started: true })
   const parsed = parseExact(message.text)
   const result = compileSchemaSource(
     parsed._tag === "Parsed" ? parsed.value : JSON.parse(message.text),
