@@ -35,7 +35,11 @@ export class SchemaCompiler extends Context.Service<SchemaCompiler, {
   /** The validator of an untrusted schema, or every reason it cannot be accepted. */
   readonly compile: (schema: unknown, maxBytes: number) => Effect.Effect<ValidateFunction, ReadonlyArray<FieldError>>
 }>()("strata/SchemaCompiler") {
-  static readonly layerWith = (timeoutMs: number): Layer.Layer<SchemaCompiler> =>
+  /** `workerUrl`: the worker's script (tests give one that can hang). */
+  static readonly layerWith = (
+    timeoutMs: number,
+    workerUrl: URL = new URL("./CompileWorker.ts", import.meta.url)
+  ): Layer.Layer<SchemaCompiler> =>
     Layer.effect(
       SchemaCompiler,
       Effect.gen(function*() {
@@ -63,7 +67,7 @@ export class SchemaCompiler extends Context.Service<SchemaCompiler, {
         }
 
         const start = (): Worker => {
-          const w = new Worker(new URL("./CompileWorker.ts", import.meta.url))
+          const w = new Worker(workerUrl)
           // An idle worker must not keep the process (or a test run) alive.
           w.unref()
           w.on("message", (answer: Answer) => {

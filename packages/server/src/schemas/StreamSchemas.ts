@@ -98,6 +98,11 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
           return entry === undefined || entry.expiresAt <= Date.now() ? undefined : entry.schema
         }
 
+        const keep = (key: string, schema: CompiledSchema) => {
+          if (!compiled.has(key) && compiled.size >= MAX_COMPILED) compiled.delete(compiled.keys().next().value!)
+          compiled.set(key, schema)
+        }
+
         const compile = (tenant: string, found: SchemaVersion): Effect.Effect<CompiledSchema> => {
           const key = `${keyOf(tenant, found.stream)}\u0000${found.version}`
           const known = compiled.get(key)
@@ -110,9 +115,8 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
               )
             ),
             Effect.map((validate) => {
-              if (compiled.size >= MAX_COMPILED) compiled.delete(compiled.keys().next().value!)
               const schema = compiledOf(found.version, validate)
-              compiled.set(key, schema)
+              keep(key, schema)
               return schema
             })
           )
@@ -175,9 +179,9 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
             )
           )
 
-        const check = (tenant: string, stream: string, schema: unknown) =>
+        /** The stream's most recent records against a compiled candidate. */
+        const checkWith = (tenant: string, stream: string, validateFn: ValidateFunction) =>
           Effect.gen(function*() {
-            const validateFn = yield* compileCandidate(schema)
             const records = yield* db.list({ tenant, stream, order: "desc", limit: config.schemaCheckRecords })
             const errors: Array<FieldError> = []
             let failed = 0
@@ -192,16 +196,20 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
             return { checked: records.length, passed: records.length - failed, failed, errors }
           })
 
+        const check = (tenant: string, stream: string, schema: unknown) =>
+          Effect.flatMap(compileCandidate(schema), (validateFn) => checkWith(tenant, stream, validateFn))
+
         const register = (tenant: string, stream: string, schema: unknown, compatibility: Compatibility) =>
           Effect.gen(function*() {
-            yield* compileCandidate(schema)
+            // Compiled once: for the checks, the compatibility check and this replica's validator.
+            const validateFn = yield* compileCandidate(schema)
             // The current schema again is a no-op, whatever recent records say.
             const existing = yield* registry.current(tenant, stream)
             if (Option.isSome(existing) && jsonText(existing.value.schema) === jsonText(schema)) {
               return { created: false, version: existing.value }
             }
             if (compatibility === "backward") {
-              const result = yield* check(tenant, stream, schema)
+              const result = yield* checkWith(tenant, stream, validateFn)
               if (result.failed > 0) {
                 return yield* new SchemaIncompatible({
                   detail: `${result.failed} of the stream's ${result.checked} most recent records fail the new schema`,
@@ -210,7 +218,12 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
               }
             }
             const registered = yield* registry.register(tenant, stream, schema, compatibility)
-            // This replica enforces its own registration at once.
+            // This replica enforces its own registration at once (a racing no-op may
+            // answer a version stored by another request: compile that one).
+            if (registered.created) {
+              const key = `${keyOf(tenant, stream)}\u0000${registered.version.version}`
+              keep(key, compiledOf(registered.version.version, validateFn))
+            }
             remember(tenant, stream, yield* compile(tenant, registered.version))
             return registered
           })
