@@ -18,7 +18,9 @@
  *   The ids are sampled over the whole table, not only the newest records.
  *
  * Scenarios, for `--only` (comma-separated; default all): post, post-batch,
- * get-cached, get-uncached, get-range, mix. With `--only`, records are written
+ * get-cached, get-uncached, get-range, mix, post-plain, post-schema. The last
+ * two post one body of 10 properties to a stream without a schema and to one
+ * with a 10-property schema: what validation costs (SPEC §2a). With `--only`, records are written
  * through the API only when get-cached or mix is selected or the table is empty.
  *
  * Environment: BENCH_DURATION (seconds per scenario, default 10), BENCH_CONNECTIONS
@@ -54,7 +56,16 @@ const STOP_TIMEOUT_MS = 15_000
 const REDIS_TIMEOUT_MS = 5_000
 const CACHE_UP_TIMEOUT_MS = 45_000
 
-const SCENARIO_KEYS = ["post", "post-batch", "get-cached", "get-uncached", "get-range", "mix"] as const
+const SCENARIO_KEYS = [
+  "post",
+  "post-batch",
+  "get-cached",
+  "get-uncached",
+  "get-range",
+  "mix",
+  "post-plain",
+  "post-schema"
+] as const
 type ScenarioKey = (typeof SCENARIO_KEYS)[number]
 
 interface Scenario {
@@ -313,6 +324,8 @@ const makeBenchKey = async (databaseUrl: string): Promise<void> => {
     "create",
     "--tenant",
     "default",
+    "--scopes",
+    "records:read,records:write,schemas:write",
     "--rate-limit-rps",
     "1000000000",
     "--rate-limit-burst",
@@ -354,6 +367,57 @@ const newRecord = (occurredAt?: Date) => ({
   ...(occurredAt !== undefined ? { occurredAt: occurredAt.toISOString() } : {}),
   data: { amount: Math.round(Math.random() * 100_000) / 100, status: "new", items: [{ sku: "A-1", qty: 2 }] }
 })
+
+/** A realistic 10-property order and its schema, for the validation scenarios. */
+const ORDER_SCHEMA = {
+  type: "object",
+  properties: {
+    orderId: { type: "string", minLength: 1, maxLength: 40 },
+    customer: { type: "string", pattern: "^customer-[0-9]+$" },
+    amount: { type: "number", minimum: 0 },
+    currency: { enum: ["EUR", "USD", "GBP"] },
+    quantity: { type: "integer", minimum: 1, maximum: 1000 },
+    paid: { type: "boolean" },
+    email: { type: "string", format: "email" },
+    placedAt: { type: "string", format: "date-time" },
+    tags: { type: "array", items: { type: "string" }, maxItems: 10 },
+    shipping: {
+      type: "object",
+      properties: { city: { type: "string" }, country: { type: "string", pattern: "^[A-Z]{2}$" } },
+      required: ["city", "country"]
+    }
+  },
+  required: ["orderId", "customer", "amount", "currency", "quantity", "paid"],
+  additionalProperties: false
+}
+
+const order = (stream: string) => ({
+  stream,
+  key: `customer-${Math.floor(Math.random() * KEYS_PER_STREAM)}`,
+  data: {
+    orderId: randomBytes(8).toString("hex"),
+    customer: `customer-${Math.floor(Math.random() * 1000)}`,
+    amount: Math.round(Math.random() * 100_000) / 100,
+    currency: pick(["EUR", "USD", "GBP"]),
+    quantity: 1 + Math.floor(Math.random() * 9),
+    paid: Math.random() < 0.5,
+    email: "buyer@example.com",
+    placedAt: new Date().toISOString(),
+    tags: ["web", "promo"],
+    shipping: { city: "Lyon", country: "FR" }
+  }
+})
+
+const registerOrderSchema = async (base: string): Promise<void> => {
+  const res = await fetch(`${base}/streams/bench.schema/schema`, {
+    method: "PUT",
+    headers: { ...auth, "content-type": "application/json" },
+    body: JSON.stringify({ schema: ORDER_SCHEMA })
+  })
+  if (res.status !== 201 && res.status !== 200) {
+    throw new Error(`PUT /streams/bench.schema/schema answered ${res.status}: ${await res.text()}`)
+  }
+}
 
 /** Writes PRECREATE records through the API, spread over the last year, and answers their ids. */
 const precreate = async (base: string): Promise<Array<string>> => {
@@ -439,6 +503,14 @@ const scenarios = (
     headers: json,
     body: pick(singles)
   })
+  const orders = (stream: string) => Array.from({ length: 1_000 }, () => JSON.stringify(order(stream)))
+  const postTo = (bodies: ReadonlyArray<string>) => (request: autocannon.Request): autocannon.Request => ({
+    ...request,
+    method: "POST",
+    path: "/data",
+    headers: json,
+    body: pick(bodies)
+  })
   const getByIdFrom = (list: ReadonlyArray<string>) => (request: autocannon.Request): autocannon.Request => ({
     ...request,
     method: "GET",
@@ -476,6 +548,16 @@ const scenarios = (
       countCacheStatus: true
     },
     { key: "get-range", name: "GET /data?stream&limit=100", request: { setupRequest: getPage } },
+    {
+      key: "post-plain",
+      name: "POST /data, 10 properties, no schema",
+      request: { setupRequest: postTo(orders("bench.plain")) }
+    },
+    {
+      key: "post-schema",
+      name: "POST /data, 10 properties, 10-property schema",
+      request: { setupRequest: postTo(orders("bench.schema")) }
+    },
     {
       // 80% reads (60% by id, 20% range pages), 20% single writes.
       key: "mix",
@@ -617,6 +699,7 @@ const main = async () => {
     servers.push(server)
     await waitReady(base, server)
     await makeBenchKey(databaseUrl)
+    if (only.has("post-schema")) await registerOrderSchema(base)
 
     // The second server starts once the first has migrated the database.
     let uncachedBase = ""

@@ -25,7 +25,10 @@ const ClientOnLiveServer = Layer.unwrap(Effect.gen(function*() {
   if (address._tag === "UnixPathAddress") return yield* Effect.die("expected a TCP address")
   const keys = yield* ApiKeys
   yield* keys.createTenant("client")
-  const { secret } = yield* keys.createKey({ tenant: "client", scopes: ["records:read", "records:write"] })
+  const { secret } = yield* keys.createKey({
+    tenant: "client",
+    scopes: ["records:read", "records:write", "schemas:write"]
+  })
   return StrataClient.layer({ baseUrl: `http://127.0.0.1:${address.port}`, apiKey: secret })
 })).pipe(Layer.provideMerge(LiveServer))
 
@@ -43,6 +46,26 @@ describe("@strata/client", () => {
         assert.deepStrictEqual(fetched, created)
         const page = yield* client.records.list({ query: { stream: "orders" } })
         assert.deepStrictEqual(page.records.map((r) => r.id), [created.id])
+      }))
+
+    it.effect("registers a schema and posts against it: a violation is the typed ValidationFailed", () =>
+      Effect.gen(function*() {
+        const client = yield* StrataClient
+        const registered = yield* client.streams.register({
+          params: { stream: "typed" },
+          payload: { schema: { type: "object", properties: { n: { type: "integer" } }, required: ["n"] } }
+        })
+        assert.strictEqual(registered.version, 1)
+        const current = yield* client.streams.current({ params: { stream: "typed" } })
+        assert.deepStrictEqual(current, registered)
+        const stored = yield* client.records.create({ headers: {}, payload: { stream: "typed", data: { n: 1 } } })
+        assert.strictEqual(stored.schemaVersion, 1)
+        const error = yield* client.records.create({ headers: {}, payload: { stream: "typed", data: { n: "1" } } })
+          .pipe(Effect.flip)
+        assert.strictEqual(error._tag, "ValidationFailed")
+        if (error._tag === "ValidationFailed") {
+          assert.deepStrictEqual(error.errors.map((e) => [e.path, e.keyword, e.schemaVersion]), [["data.n", "type", 1]])
+        }
       }))
 
     it.effect("stores a batch and answers it in order", () =>

@@ -4,17 +4,22 @@
  */
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
+import { ApiKeyList, ApiKeyView, CreatedKey, NewKey, NewTenant, Tenant, TenantList } from "./Admin.ts"
 import { Authentication, RequiredScope } from "./Auth.ts"
 import {
   BodyProblems,
   CommonProblems,
+  Conflict,
   IdempotencyKeyInFlight,
   IdempotencyKeyReused,
+  InvalidSchema,
   NotFound,
   RateLimited,
+  SchemaIncompatible,
   ValidationFailed
 } from "./Problems.ts"
-import { BatchRequest, NewRecord, RecordId, RecordList, RecordPage, StoredRecord } from "./Record.ts"
+import { BatchRequest, NewRecord, RecordId, RecordList, RecordPage, StoredRecord, StreamName } from "./Record.ts"
+import { CheckSchema, RegisterSchema, SchemaCheck, StreamList, StreamSchema, StreamSchemaVersions } from "./Streams.ts"
 
 const IdempotencyHeaders = Schema.Struct({
   "idempotency-key": Schema.optionalKey(Schema.String.annotate({
@@ -78,6 +83,105 @@ export class RecordsGroup extends HttpApiGroup.make("records")
   .annotate(OpenApi.Title, "Records")
 {}
 
+const StreamParams = { stream: StreamName }
+const ReadProblems = [NotFound, ValidationFailed, RateLimited, ...CommonProblems]
+
+export class StreamsGroup extends HttpApiGroup.make("streams")
+  .add(
+    HttpApiEndpoint.put("register", "/streams/:stream/schema", {
+      params: StreamParams,
+      payload: RegisterSchema,
+      success: [StreamSchema.pipe(HttpApiSchema.status(201)), StreamSchema],
+      error: [...BodyProblems, InvalidSchema, SchemaIncompatible, RateLimited, ...CommonProblems]
+    }).annotate(
+      OpenApi.Description,
+      "Registers a new version of the stream's schema (201); the same schema as the current one is a no-op (200). With compatibility backward, a schema the stream's recent records fail is a 409. Scope: schemas:write."
+    ).annotate(RequiredScope, "schemas:write"),
+    HttpApiEndpoint.get("current", "/streams/:stream/schema", {
+      params: StreamParams,
+      success: StreamSchema,
+      error: ReadProblems
+    }).annotate(OpenApi.Description, "The stream's current schema. Scope: records:read.")
+      .annotate(RequiredScope, "records:read"),
+    HttpApiEndpoint.get("versions", "/streams/:stream/schema/versions", {
+      params: StreamParams,
+      success: StreamSchemaVersions,
+      error: ReadProblems
+    }).annotate(OpenApi.Description, "Every version of the stream's schema, oldest first. Scope: records:read.")
+      .annotate(RequiredScope, "records:read"),
+    HttpApiEndpoint.get("version", "/streams/:stream/schema/versions/:version", {
+      params: {
+        ...StreamParams,
+        version: Schema.String.check(Schema.isPattern(/^[1-9]\d{0,8}$/, { message: "must be a version number" }))
+      },
+      success: StreamSchema,
+      error: ReadProblems
+    }).annotate(OpenApi.Description, "One version of the stream's schema. Scope: records:read.")
+      .annotate(RequiredScope, "records:read"),
+    HttpApiEndpoint.get("list", "/streams", {
+      success: StreamList,
+      error: [RateLimited, ...CommonProblems]
+    }).annotate(
+      OpenApi.Description,
+      "The tenant's streams that have a schema, with their current version. Scope: records:read."
+    )
+      .annotate(RequiredScope, "records:read"),
+    HttpApiEndpoint.post("check", "/streams/:stream/schema/check", {
+      params: StreamParams,
+      payload: CheckSchema,
+      success: SchemaCheck,
+      error: [...BodyProblems, InvalidSchema, RateLimited, ...CommonProblems]
+    }).annotate(
+      OpenApi.Description,
+      "Validates the stream's most recent records (up to SCHEMA_CHECK_RECORDS) against a candidate schema; stores nothing. Scope: schemas:write."
+    ).annotate(RequiredScope, "schemas:write")
+  )
+  .middleware(Authentication)
+  .annotate(OpenApi.Title, "Streams and schemas")
+{}
+
+const AdminProblems = [ValidationFailed, NotFound, Conflict, RateLimited, ...CommonProblems]
+
+export class AdminGroup extends HttpApiGroup.make("admin")
+  .add(
+    HttpApiEndpoint.post("createTenant", "/admin/tenants", {
+      payload: NewTenant,
+      success: Tenant.pipe(HttpApiSchema.status(201)),
+      error: [...BodyProblems, NotFound, Conflict, RateLimited, ...CommonProblems]
+    }).annotate(OpenApi.Description, "Creates a tenant. Scope: admin.").annotate(RequiredScope, "admin"),
+    HttpApiEndpoint.get("listTenants", "/admin/tenants", {
+      success: TenantList,
+      error: AdminProblems
+    }).annotate(OpenApi.Description, "Every tenant. Scope: admin.").annotate(RequiredScope, "admin"),
+    HttpApiEndpoint.post("createKey", "/admin/tenants/:tenant/keys", {
+      params: { tenant: Schema.String },
+      payload: NewKey,
+      success: CreatedKey.pipe(HttpApiSchema.status(201)),
+      error: [...BodyProblems, NotFound, Conflict, RateLimited, ...CommonProblems]
+    }).annotate(
+      OpenApi.Description,
+      "Makes an API key for the tenant; the answer holds its secret, shown only this once. Scope: admin."
+    )
+      .annotate(RequiredScope, "admin"),
+    HttpApiEndpoint.get("listKeys", "/admin/tenants/:tenant/keys", {
+      params: { tenant: Schema.String },
+      success: ApiKeyList,
+      error: AdminProblems
+    }).annotate(OpenApi.Description, "A tenant's keys, never their secrets. Scope: admin.")
+      .annotate(RequiredScope, "admin"),
+    HttpApiEndpoint.post("revokeKey", "/admin/keys/:id/revoke", {
+      params: { id: Schema.String },
+      success: ApiKeyView,
+      error: AdminProblems
+    }).annotate(
+      OpenApi.Description,
+      "Revokes a key (again is fine); servers stop accepting it within AUTH_CACHE_TTL. Scope: admin."
+    ).annotate(RequiredScope, "admin")
+  )
+  .middleware(Authentication)
+  .annotate(OpenApi.Title, "Administration")
+{}
+
 export const DependencyStatus = Schema.Literals(["up", "degraded", "down"])
 
 export const Readiness = Schema.Struct({
@@ -104,6 +208,8 @@ export class RequestValidation extends HttpApiMiddleware.Service<RequestValidati
 
 export class Api extends HttpApi.make("strata")
   .add(RecordsGroup)
+  .add(StreamsGroup)
+  .add(AdminGroup)
   .add(HealthGroup)
   .middleware(RequestValidation)
   .annotateMerge(OpenApi.annotations({

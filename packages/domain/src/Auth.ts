@@ -7,7 +7,8 @@ import { Context, Schema } from "effect"
 import { HttpApiMiddleware, HttpApiSecurity, OpenApi } from "effect/http-api"
 import { Forbidden, RateLimited, Unauthorized, Unavailable } from "./Problems.ts"
 
-export const Scopes = ["records:read", "records:write"] as const
+/** `schemas:write` registers stream schemas (reading them needs `records:read`); `admin` manages tenants and keys. */
+export const Scopes = ["records:read", "records:write", "schemas:write", "admin"] as const
 export const Scope = Schema.Literals(Scopes)
 export type Scope = typeof Scope.Type
 
@@ -40,7 +41,7 @@ export class Authentication extends HttpApiMiddleware.Service<Authentication, { 
         HttpApiSecurity.annotate(OpenApi.Format, "strata_…"),
         HttpApiSecurity.annotate(
           OpenApi.Description,
-          "An API key made with `pnpm strata keys create`. Scopes: records:read (GET routes), records:write (POST routes)."
+          "An API key made with `pnpm strata keys create`. Scopes: records:read (GET routes), records:write (POST /data routes), schemas:write (registering schemas), admin (tenants and keys)."
         )
       )
     },

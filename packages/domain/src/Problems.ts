@@ -10,8 +10,17 @@ const requestId = { requestId: Schema.optionalKey(Schema.String) }
 
 export const FieldError = Schema.Struct({
   path: Schema.String,
-  message: Schema.String
-}).annotate({ identifier: "FieldError", description: "One invalid field, e.g. `records[3].stream`." })
+  message: Schema.String,
+  /** For a value that breaks its stream's schema: the JSON Schema keyword it fails, e.g. `type`. */
+  keyword: Schema.optionalKey(Schema.String),
+  /** For a value that breaks its stream's schema: the version of that schema. */
+  schemaVersion: Schema.optionalKey(Schema.Int),
+  /** In a schema check: the stored record that fails the candidate. */
+  recordId: Schema.optionalKey(Schema.String)
+}).annotate({
+  identifier: "FieldError",
+  description: "One invalid field, e.g. `records[3].stream`, or `data.amount` with the schema keyword it breaks."
+})
 export type FieldError = typeof FieldError.Type
 
 export class InvalidJson extends HttpApiError.Problem<InvalidJson>()("InvalidJson", {
@@ -25,6 +34,24 @@ export class ValidationFailed extends HttpApiError.Problem<ValidationFailed>()("
   status: 400,
   title: "Invalid request"
 }, { ...requestId, errors: Schema.Array(FieldError) }) {}
+
+export class InvalidSchema extends HttpApiError.Problem<InvalidSchema>()("InvalidSchema", {
+  type: "/problems/invalid-schema",
+  status: 400,
+  title: "The JSON Schema cannot be accepted"
+}, { ...requestId, errors: Schema.Array(FieldError) }) {}
+
+export class SchemaIncompatible extends HttpApiError.Problem<SchemaIncompatible>()("SchemaIncompatible", {
+  type: "/problems/schema-incompatible",
+  status: 409,
+  title: "Recent records of the stream fail the new schema"
+}, { ...requestId, errors: Schema.Array(FieldError) }) {}
+
+export class Conflict extends HttpApiError.Problem<Conflict>()("Conflict", {
+  type: "/problems/conflict",
+  status: 409,
+  title: "It already exists"
+}, requestId) {}
 
 export class MalformedRequest extends HttpApiError.Problem<MalformedRequest>()("MalformedRequest", {
   type: "/problems/malformed-request",

@@ -129,7 +129,10 @@ export const StoredRecord = Schema.Struct({
   key: Schema.NullOr(Schema.String),
   occurredAt: IsoDateTime,
   ingestedAt: IsoDateTime,
-  data: Schema.JsonObject
+  data: Schema.JsonObject,
+  schemaVersion: Schema.NullOr(Schema.Int).annotate({
+    description: "The version of the stream's schema `data` was validated against; null when the stream had none."
+  })
 }).annotate({ identifier: "Record" })
 export type StoredRecord = typeof StoredRecord.Type
 

@@ -1,4 +1,6 @@
+export * from "./Admin.ts"
 export * from "./Api.ts"
 export * from "./Auth.ts"
 export * from "./Problems.ts"
 export * from "./Record.ts"
+export * from "./Streams.ts"

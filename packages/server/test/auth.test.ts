@@ -184,7 +184,7 @@ describe("last-used times", () => {
 })
 
 describe("the OpenAPI document", () => {
-  it("declares the bearer scheme on every /data operation and on no other", async () => {
+  it("declares the bearer scheme on every /data, /streams and /admin operation and on no other", async () => {
     const app = makeTestApp(memoryDb)
     try {
       const doc = (await (await app.request("/openapi.json", {}, null)).json()) as any
@@ -193,7 +193,7 @@ describe("the OpenAPI document", () => {
       expect(scheme.scheme.toLowerCase()).toBe("bearer") // case-insensitive (RFC 7235)
       for (const [path, operations] of Object.entries<any>(doc.paths)) {
         for (const operation of Object.values<any>(operations)) {
-          expect(operation.security ?? []).toEqual(path.startsWith("/data") ? [{ bearer: [] }] : [])
+          expect(operation.security ?? []).toEqual(/^\/(?:data|streams|admin)/.test(path) ? [{ bearer: [] }] : [])
         }
       }
     } finally {

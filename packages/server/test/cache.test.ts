@@ -53,7 +53,16 @@ const describeCache = (name: string, cacheLayer: () => Layer.Layer<Cache>, enabl
     const storeRecord = (id: string) =>
       run(
         Db.use((db) =>
-          db.insert([{ tenant: "t1", id, stream: "s", key: null, occurredAt: new Date(), data: {}, traceparent: null }])
+          db.insert([{
+            tenant: "t1",
+            id,
+            stream: "s",
+            key: null,
+            occurredAt: new Date(),
+            data: {},
+            traceparent: null,
+            schemaVersion: null
+          }])
         )
       )
     beforeAll(() => {

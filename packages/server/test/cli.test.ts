@@ -32,7 +32,13 @@ describe("pnpm strata, on PostgreSQL", () => {
     const again = await strata(["tenants", "create", "acme"], env)
     expect(again.code).toBe(1)
     expect(again.stderr).toContain("already exists")
-    expect((await strata(["tenants", "create", "Not A Name"], env)).code).toBe(1)
+    const badName = await strata(["tenants", "create", "Not A Name"], env)
+    expect(badName.code).toBe(1)
+    expect(badName.stderr).toContain("lower-case letters") // the rule the /admin routes share
+    expect((await strata(["tenants", "list"], env)).stdout).toMatch(/^acme {2}\d{4}-/m)
+    const badScope = await strata(["keys", "create", "--tenant", "acme", "--scopes", "records:delete"], env)
+    expect(badScope.code).toBe(1)
+    expect(badScope.stderr).toContain("--scopes: expected a list of records:read, records:write, schemas:write, admin")
 
     const created = await strata(
       ["keys", "create", "--tenant", "acme", "--scopes", "records:read", "--expires", "90d"],
@@ -99,7 +105,7 @@ describe("pnpm strata, on PostgreSQL", () => {
 })
 
 describe("the development key", () => {
-  it("is made and printed once on the embedded database, and works", async () => {
+  it("is made and printed once on the embedded database, and works, with every scope", async () => {
     const dir = mkdtempSync(join(tmpdir(), "strata-devkey-"))
     try {
       const first = await startServer({ DATA_DIR: dir, DATABASE_URL: undefined }, { withKey: false })
@@ -112,6 +118,17 @@ describe("the development key", () => {
           body: JSON.stringify({ stream: "dev", data: {} })
         })
         expect(res.status).toBe(201)
+        // Every scope: it registers schemas and administers tenants over HTTP.
+        const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" }
+        const schema = await fetch(`${first.base}/streams/dev/schema`, {
+          method: "PUT",
+          headers: auth,
+          body: JSON.stringify({ schema: { type: "object" } })
+        })
+        expect(schema.status).toBe(201)
+        const tenants = await fetch(`${first.base}/admin/tenants`, { headers: auth })
+        expect(((await tenants.json()) as { tenants: Array<{ name: string }> }).tenants.map((t) => t.name))
+          .toContain("dev")
       } finally {
         first.child.kill("SIGTERM")
         await first.exited

@@ -43,7 +43,8 @@ describe("the Kafka message of an event", () => {
       key: null,
       occurredAt: "2026-01-01T00:00:00.000Z",
       ingestedAt: "2026-01-01T00:00:00.001Z",
-      data: { a: 1 }
+      data: { a: 1 },
+      schemaVersion: 3
     }
     const message = toKafkaMessage("strata.records", {
       seq: "1",
@@ -61,6 +62,7 @@ describe("the Kafka message of an event", () => {
         "strata-tenant": "acme",
         "strata-stream": "orders",
         "strata-record-id": record.id,
+        "strata-schema-version": "3",
         traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
       }
     })
@@ -184,7 +186,8 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
               key: `k${i % 4}`,
               occurredAt: new Date(),
               data: { i },
-              traceparent: null
+              traceparent: null,
+              schemaVersion: null
             }])
           )
         )
@@ -242,7 +245,8 @@ describe.each(leaseBackends)("the relay lease, $name", ({ make, skip }) => {
         key: "k",
         occurredAt: new Date(),
         data: { i },
-        traceparent: null
+        traceparent: null,
+        schemaVersion: null
       })
       const numbers = (events: ReadonlyArray<OutboxEvent>) => events.map((e) => e.record.data.i)
       const short = Duration.millis(300)

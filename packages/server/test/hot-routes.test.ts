@@ -38,7 +38,8 @@ describe("hot routes and the app answer alike", () => {
           key: null,
           occurredAt: new Date(),
           data: { n: 1 },
-          traceparent: null
+          traceparent: null,
+          schemaVersion: null
         }])
       ),
       ([record]) => record.id

@@ -14,7 +14,11 @@ describe("HTTP methods", () => {
       ["DELETE", "/data/019a5f0e-7c4b-7d1e-9a2f-3c4d5e6f7a8b", "GET, HEAD"],
       ["PUT", "/data", "GET, POST, HEAD"],
       ["PATCH", "/data/batch", "POST"],
-      ["POST", "/health/ready", "GET, HEAD"]
+      ["POST", "/health/ready", "GET, HEAD"],
+      ["DELETE", "/streams/orders/schema", "GET, PUT, HEAD"],
+      ["GET", "/streams/orders/schema/check", "POST"],
+      ["DELETE", "/admin/tenants/acme/keys", "GET, POST, HEAD"],
+      ["GET", "/admin/keys/key_1/revoke", "POST"]
     ]
     for (const [method, path, allow] of cases) {
       const res = await app.request(path, { method, body: method === "GET" ? null : "{}" })

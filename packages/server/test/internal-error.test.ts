@@ -7,6 +7,7 @@ import { Effect, Layer } from "effect"
 import { ApiKeys } from "../src/auth/ApiKeys.ts"
 import { Db } from "../src/db/Db.ts"
 import { IdempotencyStore } from "../src/db/IdempotencyStore.ts"
+import { SchemaRegistry } from "../src/schemas/SchemaRegistry.ts"
 import { makeTestApp } from "./support/TestApp.ts"
 
 const BrokenDb = Layer.effect(
@@ -18,7 +19,9 @@ const BrokenDb = Layer.effect(
 ).pipe(Layer.provide(Db.layerMemory))
 
 describe("internal errors", () => {
-  const app = makeTestApp(Layer.mergeAll(BrokenDb, IdempotencyStore.layerMemory, ApiKeys.layerMemory))
+  const app = makeTestApp(
+    Layer.mergeAll(BrokenDb, IdempotencyStore.layerMemory, ApiKeys.layerMemory, SchemaRegistry.layerMemory)
+  )
   afterAll(() => app.dispose())
 
   it("answers a defect with a 500 problem that leaks nothing but the request id", async () => {

@@ -8,6 +8,7 @@ import { connect, createServer, type Server, type Socket } from "node:net"
 import { ApiKeys } from "../src/auth/ApiKeys.ts"
 import { Db } from "../src/db/Db.ts"
 import { IdempotencyStore } from "../src/db/IdempotencyStore.ts"
+import { SchemaRegistry } from "../src/schemas/SchemaRegistry.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { makeTestApp, pgDb } from "./support/TestApp.ts"
 
@@ -105,6 +106,7 @@ const slowStorage = (ms: number) =>
         return Db.of({ ...db, findById: (tenant, id) => Effect.delay(db.findById(tenant, id), Duration.millis(ms)) })
       })
     ).pipe(Layer.provide(Db.layerMemory)),
+    SchemaRegistry.layerMemory,
     IdempotencyStore.layerMemory,
     ApiKeys.layerMemory
   )

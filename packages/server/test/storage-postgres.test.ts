@@ -28,7 +28,8 @@ const record = (occurredAt: string, stream = "s", tenant = "default"): RecordToS
   key: null,
   occurredAt: new Date(occurredAt),
   data: { at: occurredAt },
-  traceparent: null
+  traceparent: null,
+  schemaVersion: null
 })
 
 /** Every relation a plan reads, from EXPLAIN (FORMAT JSON). */

@@ -30,6 +30,11 @@ export interface ApiKeyInfo {
   readonly rateLimit: RateLimitOverride | null
 }
 
+export interface TenantInfo {
+  readonly name: string
+  readonly createdAt: Date
+}
+
 export interface NewApiKey {
   readonly tenant: string
   readonly scopes: ReadonlyArray<Scope>
@@ -56,7 +61,9 @@ export class KeyNotFound extends Schema.TaggedError<KeyNotFound>()("KeyNotFound"
 }
 
 export class ApiKeys extends Context.Service<ApiKeys, {
-  readonly createTenant: (name: string) => Effect.Effect<void, TenantExists | DbError>
+  readonly createTenant: (name: string) => Effect.Effect<TenantInfo, TenantExists | DbError>
+  /** Every tenant, by name. */
+  readonly listTenants: Effect.Effect<ReadonlyArray<TenantInfo>, DbError>
   /** Makes a key; the answer holds the secret, which is never shown again. */
   readonly createKey: (
     key: NewApiKey
@@ -110,12 +117,20 @@ export class ApiKeys extends Context.Service<ApiKeys, {
         createTenant: (name) =>
           guard(
             "createTenant",
-            sql<{ readonly name: string }>`INSERT INTO tenants (name) VALUES (${name})
-              ON CONFLICT (name) DO NOTHING RETURNING name`,
+            sql<{ readonly name: string; readonly created_at: Date }>`INSERT INTO tenants (name) VALUES (${name})
+              ON CONFLICT (name) DO NOTHING RETURNING name, created_at`,
             "write"
           ).pipe(
-            Effect.flatMap((rows) => rows.length === 0 ? Effect.fail(new TenantExists({ tenant: name })) : Effect.void)
+            Effect.flatMap((rows) =>
+              rows.length === 0
+                ? Effect.fail(new TenantExists({ tenant: name }))
+                : Effect.succeed({ name: rows[0].name, createdAt: rows[0].created_at })
+            )
           ),
+        listTenants: guard(
+          "listTenants",
+          sql<{ readonly name: string; readonly created_at: Date }>`SELECT name, created_at FROM tenants ORDER BY name`
+        ).pipe(Effect.map((rows) => rows.map((r) => ({ name: r.name, createdAt: r.created_at })))),
         createKey: (key) =>
           Effect.gen(function*() {
             if (!(yield* tenantExists(key.tenant))) return yield* new TenantNotFound({ tenant: key.tenant })
@@ -170,7 +185,7 @@ export class ApiKeys extends Context.Service<ApiKeys, {
   )
 
   static readonly layerMemory: Layer.Layer<ApiKeys> = Layer.sync(ApiKeys, () => {
-    const tenants = new Set<string>()
+    const tenants = new Map<string, Date>()
     const keys = new Map<string, { info: ApiKeyInfo; hash: string }>()
     const update = (id: string, f: (info: ApiKeyInfo) => ApiKeyInfo) => {
       const entry = keys.get(id)
@@ -181,9 +196,15 @@ export class ApiKeys extends Context.Service<ApiKeys, {
       createTenant: (name) =>
         Effect.suspend(() => {
           if (tenants.has(name)) return Effect.fail(new TenantExists({ tenant: name }))
-          tenants.add(name)
-          return Effect.void
+          const createdAt = new Date()
+          tenants.set(name, createdAt)
+          return Effect.succeed({ name, createdAt })
         }),
+      listTenants: Effect.sync(() =>
+        [...tenants].map(([name, createdAt]) => ({ name, createdAt })).toSorted((a, b) =>
+          a.name < b.name ? -1 : a.name > b.name ? 1 : 0
+        )
+      ),
       createKey: (key) =>
         Effect.suspend(() => {
           if (!tenants.has(key.tenant)) return Effect.fail(new TenantNotFound({ tenant: key.tenant }))

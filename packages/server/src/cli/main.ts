@@ -7,13 +7,13 @@
  * person should read goes to stderr. Exit code 1 on any error.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Scopes, TenantName } from "@strata/domain"
-import { Console, Duration, Effect, Layer, Option, References, Result, Schema } from "effect"
+import { Scopes } from "@strata/domain"
+import { Console, Duration, Effect, Layer, Option, References, Schema } from "effect"
 import { Argument, CliError, Command, Flag } from "effect/cli"
+import * as Admin from "../admin/Administration.ts"
 import { type ApiKeyInfo, ApiKeys } from "../auth/ApiKeys.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { effectiveConfig } from "../config/Describe.ts"
-import { parseDuration } from "../config/Units.ts"
 import { DatabaseLive } from "../db/Database.ts"
 import { DbPolicy } from "../db/DbPolicy.ts"
 import { runMigrations } from "../db/Migrations.ts"
@@ -41,46 +41,36 @@ const migrate = Command.make("migrate", {}, () =>
     Effect.provide(DatabaseLive.pipe(Layer.provideMerge(AppConfig.layerWith({ migrateOnStart: false }))))
   )).pipe(Command.withDescription("Applies the database migrations that have not run yet."))
 
-const tenantName = (name: string) =>
-  Schema.decodeUnknownResult(TenantName)(name).pipe(
-    Result.match({
-      onSuccess: Effect.succeed,
-      onFailure: () =>
-        Effect.fail(
-          new UsageError({ message: `tenant name ${JSON.stringify(name)}: lower-case letters, digits, - or _` })
-        )
-    })
-  )
+/** The shared rules' refusals, worded for the command line. */
+const FLAG_OF: Record<string, string> = {
+  scopes: "--scopes: ",
+  expires: "--expires: ",
+  rateLimit: "--rate-limit-rps / --rate-limit-burst: "
+}
+const asUsage = <A, E, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, Exclude<E, Admin.AdminInputError> | UsageError, R> =>
+  Effect.catchIf(
+    effect,
+    (e): e is Extract<E, Admin.AdminInputError> => e instanceof Admin.AdminInputError,
+    (e) => Effect.fail(new UsageError({ message: `${FLAG_OF[e.field] ?? ""}${e.message}` }))
+  ) as Effect.Effect<A, Exclude<E, Admin.AdminInputError> | UsageError, R>
 
 const tenantsCreate = Command.make("create", { name: Argument.String("name") }, ({ name }) =>
   Effect.gen(function*() {
-    const keys = yield* ApiKeys
-    yield* keys.createTenant(yield* tenantName(name))
+    yield* asUsage(Admin.createTenant(name))
     yield* Console.error(`Tenant ${name} created.`)
   }).pipe(Effect.provide(KeysLive))).pipe(Command.withDescription("Creates a tenant."))
 
-const parseScopes = (text: string) => {
-  const scopes = text.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
-  const unknown = scopes.filter((s) => !(Scopes as ReadonlyArray<string>).includes(s))
-  return unknown.length > 0 || scopes.length === 0
-    ? Effect.fail(new UsageError({ message: `--scopes: expected a list of ${Scopes.join(", ")}` }))
-    : Effect.succeed(scopes as Array<(typeof Scopes)[number]>)
-}
-
-const parseExpiry = (text: Option.Option<string>) =>
-  Option.match(text, {
-    onNone: () => Effect.succeed(undefined),
-    onSome: (t) =>
-      Effect.try({
-        try: () => new Date(Date.now() + Duration.toMillis(parseDuration(t))),
-        catch: () => new UsageError({ message: "--expires: expected a duration such as 30d, 12h or 90m" })
-      })
-  })
+const tenantsList = Command.make("list", {}, () =>
+  Effect.gen(function*() {
+    for (const t of yield* Admin.listTenants) yield* Console.log(`${t.name}  ${t.createdAt.toISOString()}`)
+  }).pipe(Effect.provide(KeysLive))).pipe(Command.withDescription("Lists the tenants."))
 
 const keysCreate = Command.make("create", {
   tenant: Flag.String("tenant").pipe(Flag.withDescription("The tenant the key acts for")),
   scopes: Flag.String("scopes").pipe(
-    Flag.withDescription("Comma-separated: records:read, records:write"),
+    Flag.withDescription(`Comma-separated: ${Scopes.join(", ")}`),
     Flag.withDefault("records:read,records:write")
   ),
   expires: Flag.String("expires").pipe(Flag.withDescription("Lifetime, e.g. 90d"), Flag.optional),
@@ -94,26 +84,17 @@ const keysCreate = Command.make("create", {
   )
 }, (flags) =>
   Effect.gen(function*() {
-    const config = yield* AppConfig
-    const keys = yield* ApiKeys
-    const scopes = yield* parseScopes(flags.scopes)
-    const expiresAt = yield* parseExpiry(flags.expires)
-    const rps = Option.getOrElse(flags.rateLimitRps, () => config.rateLimitRps)
-    const burst = Option.getOrElse(flags.rateLimitBurst, () => config.rateLimitBurst)
-    if (!(rps > 0) || !(burst >= 1)) {
-      return yield* new UsageError({ message: "--rate-limit-rps must be above 0 and --rate-limit-burst at least 1" })
-    }
-    const custom = Option.isSome(flags.rateLimitRps) || Option.isSome(flags.rateLimitBurst)
-    const { info, secret } = yield* keys.createKey({
-      tenant: yield* tenantName(flags.tenant),
-      scopes,
-      expiresAt,
-      rateLimit: custom ? { rps, burst } : undefined
-    })
+    const { info, secret } = yield* asUsage(Admin.createKey({
+      tenant: flags.tenant,
+      scopes: flags.scopes,
+      expires: Option.getOrUndefined(flags.expires),
+      rateLimitRps: Option.getOrUndefined(flags.rateLimitRps),
+      rateLimitBurst: Option.getOrUndefined(flags.rateLimitBurst)
+    }))
     yield* Console.log(secret)
     yield* Console.error(
       `Key ${info.id} for tenant ${info.tenant} (${info.scopes.join(", ")})` +
-        `${expiresAt === undefined ? "" : `, expires ${expiresAt.toISOString()}`}. ` +
+        `${info.expiresAt === null ? "" : `, expires ${info.expiresAt.toISOString()}`}. ` +
         "The key above is shown only this once."
     )
   }).pipe(Effect.provide(KeysLive))).pipe(
@@ -132,10 +113,9 @@ const row = (k: ApiKeyInfo) => [
 
 const keysList = Command.make("list", { tenant: Flag.String("tenant") }, ({ tenant }) =>
   Effect.gen(function*() {
-    const keys = yield* ApiKeys
     const rows = [
       ["id", "scopes", "created", "expires", "revoked", "last used", "rate limit"],
-      ...(yield* keys.listKeys(tenant)).map(row)
+      ...(yield* Admin.listKeys(tenant)).map(row)
     ]
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)))
     yield* Console.log(rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd()).join("\n"))
@@ -144,7 +124,7 @@ const keysList = Command.make("list", { tenant: Flag.String("tenant") }, ({ tena
 const keysRevoke = Command.make("revoke", { id: Argument.String("id") }, ({ id }) =>
   Effect.gen(function*() {
     const config = yield* AppConfig
-    const key = yield* (yield* ApiKeys).revokeKey(id)
+    const key = yield* Admin.revokeKey(id)
     yield* Console.error(
       `Key ${key.id} of tenant ${key.tenant} revoked; servers stop accepting it within ` +
         `${Duration.format(config.authCacheTtl)} (AUTH_CACHE_TTL).`
@@ -184,7 +164,7 @@ const strata = Command.make("strata").pipe(
   Command.withDescription("Operates a Strata deployment."),
   Command.withSubcommands([
     migrate,
-    Command.make("tenants").pipe(Command.withSubcommands([tenantsCreate])),
+    Command.make("tenants").pipe(Command.withSubcommands([tenantsCreate, tenantsList])),
     Command.make("keys").pipe(Command.withSubcommands([keysCreate, keysList, keysRevoke])),
     Command.make("events").pipe(Command.withSubcommands([eventsTail])),
     config

@@ -94,6 +94,11 @@ const settings = Config.all({
   ).pipe(Config.withDefault(1000)),
   rateLimitBurst: intBetween("RATE_LIMIT_BURST", 1, 1_000_000).pipe(Config.withDefault(2000)),
   authCacheTtl: duration("AUTH_CACHE_TTL").pipe(Config.withDefault(Duration.seconds(30))),
+  // Stream schemas (SPEC §2a): tenant schemas are untrusted, so they are bounded.
+  maxSchemaBytes: bytes("MAX_SCHEMA_BYTES").pipe(Config.withDefault(64 * 1024)),
+  schemaCheckRecords: intBetween("SCHEMA_CHECK_RECORDS", 1, 100_000).pipe(Config.withDefault(1000)),
+  // How long a replica trusts its copy of a stream's current schema version.
+  schemaCacheTtl: duration("SCHEMA_CACHE_TTL").pipe(Config.withDefault(Duration.seconds(2))),
   accessLog: Config.Boolean("ACCESS_LOG").pipe(Config.withDefault(true)),
   // Tracing (standard OpenTelemetry names): off unless an OTLP endpoint is set.
   otlpEndpoint: Config.option(httpUrl("OTEL_EXPORTER_OTLP_ENDPOINT")),

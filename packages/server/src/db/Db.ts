@@ -26,6 +26,8 @@ export interface RecordToStore {
   readonly data: StoredRecord["data"]
   /** W3C trace context of the request that stores it, carried into the event's headers. */
   readonly traceparent: string | null
+  /** The version of the stream's schema `data` was validated against; null: the stream had none. */
+  readonly schemaVersion: number | null
 }
 
 /** One page of a stream, keyset-paginated on (occurredAt, id). */
@@ -120,10 +122,12 @@ export class Db extends Context.Service<Db, {
               column((r) => r.stream)
             }::text[], ${column((r) => r.key)}::text[], ${column((_, i) => stored[i].occurredAt)}::timestamptz[], ${
               column((r) => jsonText(r.data))
-            }::jsonb[], ${column((r) => r.traceparent)}::text[]) WITH ORDINALITY AS x(t, i, s, k, o, d, tp, n)
+            }::jsonb[], ${column((r) => r.traceparent)}::text[], ${
+              column((r) => r.schemaVersion === null ? null : String(r.schemaVersion))
+            }::int[]) WITH ORDINALITY AS x(t, i, s, k, o, d, tp, v, n)
               ), stored AS (
-                INSERT INTO records (tenant_id, id, stream, key, occurred_at, ingested_at, data)
-                SELECT t, i, s, k, o, ${ingestedAt}, d FROM input
+                INSERT INTO records (tenant_id, id, stream, key, occurred_at, ingested_at, data, schema_version)
+                SELECT t, i, s, k, o, ${ingestedAt}, d, v FROM input
               )
               INSERT INTO outbox (tenant_id, record_id, occurred_at, message_key, traceparent)
               SELECT t, i, o, t || '/' || s || '/' || coalesce(k, i::text), tp FROM input ORDER BY n`
@@ -250,7 +254,8 @@ export class Db extends Context.Service<Db, {
                 RETURNING id
               )
               SELECT o.seq::text AS seq, o.tenant_id, o.message_key, o.payload::text AS payload, o.traceparent,
-                o.created_at, r.id::text AS id, r.stream, r.key, r.occurred_at, r.ingested_at, r.data::text AS data
+                o.created_at, r.id::text AS id, r.stream, r.key, r.occurred_at, r.ingested_at, r.data::text AS data,
+                r.schema_version
               FROM outbox o
               LEFT JOIN records r ON r.id = o.record_id AND r.occurred_at = o.occurred_at
               WHERE EXISTS (SELECT 1 FROM lease) AND (o.payload IS NOT NULL OR r.id IS NOT NULL)
@@ -260,7 +265,9 @@ export class Db extends Context.Service<Db, {
                 seq: r.seq,
                 tenant: r.tenant_id,
                 messageKey: r.message_key,
-                record: r.payload !== null ? parseStored(r.payload) : toRecord(r as RecordRow),
+                record: r.payload !== null
+                  ? withSchemaVersion(parseStored(r.payload))
+                  : toRecord(r as RecordRow),
                 traceparent: r.traceparent,
                 storedAt: r.created_at.getTime()
               }))
@@ -427,7 +434,7 @@ const compareKeyset = (a: { occurredAt: string; id: string }, b: { occurredAt: s
   a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
 
 // `data` as text: the driver's JSON.parse would round long numbers.
-const COLUMNS = "id::text AS id, stream, key, occurred_at, ingested_at, data::text AS data"
+const COLUMNS = "id::text AS id, stream, key, occurred_at, ingested_at, data::text AS data, schema_version"
 
 interface RecordRow {
   readonly id: string
@@ -436,6 +443,7 @@ interface RecordRow {
   readonly occurred_at: Date
   readonly ingested_at: Date
   readonly data: string
+  readonly schema_version: number | null
 }
 
 /** One column of a multi-row insert as a PostgreSQL array literal (`{"a",NULL,"b"}`), cast in the statement. */
@@ -455,13 +463,20 @@ const parseStored = <A>(text: string): A => {
   return parsed.value as A
 }
 
+/** An outbox payload written before schemas existed has no schemaVersion: null, as for its record. */
+const withSchemaVersion = (record: Omit<StoredRecord, "schemaVersion"> & { schemaVersion?: number | null }) => ({
+  ...record,
+  schemaVersion: record.schemaVersion ?? null
+})
+
 const toRecord = (row: RecordRow): StoredRecord => ({
   id: row.id,
   stream: row.stream,
   key: row.key,
   occurredAt: row.occurred_at.toISOString(),
   ingestedAt: row.ingested_at.toISOString(),
-  data: parseStored(row.data)
+  data: parseStored(row.data),
+  schemaVersion: row.schema_version ?? null
 })
 
 const storedOf = (r: RecordToStore, ingestedAt: Date): StoredRecord => ({
@@ -470,7 +485,8 @@ const storedOf = (r: RecordToStore, ingestedAt: Date): StoredRecord => ({
   key: r.key,
   occurredAt: r.occurredAt.toISOString(),
   ingestedAt: ingestedAt.toISOString(),
-  data: r.data
+  data: r.data,
+  schemaVersion: r.schemaVersion
 })
 
 /**

@@ -100,6 +100,23 @@ export const migrations = Migrator.fromRecord({
     // `occurred_at` names the record's partition. Rows written before keep their payload.
     yield* sql`ALTER TABLE outbox ADD COLUMN occurred_at timestamptz`
     yield* sql`ALTER TABLE outbox ALTER COLUMN payload DROP NOT NULL`
+  }),
+  "0007_stream_schemas": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // The version of the stream's schema a record was validated against; NULL: none.
+    yield* sql`ALTER TABLE records ADD COLUMN schema_version int`
+    // Immutable versions 1, 2, 3… per tenant and stream: the primary key is
+    // what keeps concurrent registrations from taking one number twice.
+    yield* sql`
+      CREATE TABLE stream_schemas (
+        tenant_id text NOT NULL,
+        stream text NOT NULL,
+        version int NOT NULL CHECK (version > 0),
+        schema jsonb NOT NULL,
+        compatibility text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant_id, stream, version)
+      )`
   })
 })
 

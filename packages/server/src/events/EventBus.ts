@@ -44,6 +44,8 @@ export const toKafkaMessage = (topic: string, event: OutboxEvent): KafkaMessage 
     "strata-tenant": event.tenant,
     "strata-stream": event.record.stream,
     "strata-record-id": event.record.id,
+    // "none" when the stream had no schema: a header value is a string.
+    "strata-schema-version": event.record.schemaVersion == null ? "none" : String(event.record.schemaVersion),
     ...(event.traceparent !== null ? { traceparent: event.traceparent } : {})
   }
 })

@@ -30,11 +30,16 @@ import { RuntimeMetricsLive } from "../observability/RuntimeMetrics.ts"
 import { withTraceContext } from "../observability/Tracing.ts"
 import { Cursors } from "../records/Cursor.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
+import { SchemaCompiler } from "../schemas/SchemaCompiler.ts"
+import { SchemaRegistry } from "../schemas/SchemaRegistry.ts"
+import { StreamSchemas } from "../schemas/StreamSchemas.ts"
+import { AdminHandlers } from "./AdminHandlers.ts"
 import { Admission } from "./Admission.ts"
 import { HealthHandlers, Lifecycle } from "./HealthHandlers.ts"
 import { HotRoutes } from "./HotRoutes.ts"
 import { RecordsHandlers } from "./RecordsHandlers.ts"
 import { withRequestId } from "./RequestId.ts"
+import { StreamsHandlers } from "./StreamsHandlers.ts"
 import { toFieldErrors, validationFailed } from "./Validation.ts"
 
 const RequestValidationLive = HttpApiMiddleware.layerSchemaErrorTransform(
@@ -47,7 +52,7 @@ const RequestValidationLive = HttpApiMiddleware.layerSchemaErrorTransform(
 )
 
 export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
-  Layer.provide([RecordsHandlers, HealthHandlers]),
+  Layer.provide([RecordsHandlers, StreamsHandlers, AdminHandlers, HealthHandlers]),
   // The routes resolve the middleware when they are built, hence provideMerge.
   Layer.provideMerge(Layer.mergeAll(RequestValidationLive, AuthenticationLive))
 )
@@ -70,14 +75,24 @@ export const AppRoutes = Layer.mergeAll(
 )
 
 /** The stores on PostgreSQL (or PGlite), sharing one resilience policy: need PgClient and AppConfig. */
-export const StorageLive = Layer.mergeAll(Db.layerPg, IdempotencyStore.layerPg, ApiKeys.layerPg).pipe(
+export const StorageLive = Layer.mergeAll(
+  Db.layerPg,
+  IdempotencyStore.layerPg,
+  ApiKeys.layerPg,
+  SchemaRegistry.layerPg
+).pipe(
   Layer.provide(DbPolicy.layer)
 )
 
 /** The stores in memory, for tests. */
-export const StorageMemory = Layer.mergeAll(Db.layerMemory, IdempotencyStore.layerMemory, ApiKeys.layerMemory)
+export const StorageMemory = Layer.mergeAll(
+  Db.layerMemory,
+  IdempotencyStore.layerMemory,
+  ApiKeys.layerMemory,
+  SchemaRegistry.layerMemory
+)
 
-export type Storage = Db | IdempotencyStore | ApiKeys
+export type Storage = Db | IdempotencyStore | ApiKeys | SchemaRegistry
 
 /**
  * The services the routes use (the hot routes too), and the background
@@ -98,7 +113,8 @@ export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = neve
     Cursors.layer,
     RateLimiter.layer,
     VerifiedKeys.layer,
-    Admission.layer
+    Admission.layer,
+    StreamSchemas.layer.pipe(Layer.provide(SchemaCompiler.layer))
   ))).pipe(
     Layer.provideMerge(Layer.mergeAll(storage, cache, bus))
   )

@@ -5,9 +5,10 @@
  * `Idempotency-Key`. Every other request, and
  * every request here that is not plainly fine (no or unknown key, a key not
  * cached yet, a lease of rate-limit tokens used up, a body that does not
- * validate, an id no record can have, a sampled trace), goes to the HttpApi app
- * as it came — a POST's body as it was read — and gets the app's answer,
- * problems included.
+ * validate, a stream whose current schema this process does not know or
+ * whose schema the record breaks, an id no record can have, a sampled trace),
+ * goes to the HttpApi app as it came — a POST's body as it was read — and
+ * gets the app's answer, problems included.
  *
  * Why: through HttpApi a cached read costs a fiber, a middleware chain and a
  * Schema encode; here it costs a map lookup and a socket write. What happens
@@ -46,6 +47,7 @@ import { prepareRecord } from "../records/Prepare.ts"
 import { recordIdTime } from "../records/RecordId.ts"
 import { parseExact, recordText } from "../records/RecordJson.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
+import { StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { Admission, pastDeadline } from "./Admission.ts"
 import { isJsonContentType, isUtf8 } from "./JsonBody.ts"
 import { matchesEtag, recordHeaders } from "./RecordHeaders.ts"
@@ -113,7 +115,7 @@ export class HotRoutes extends Context.Service<HotRoutes, {
   static readonly layer: Layer.Layer<
     HotRoutes,
     never,
-    AppConfig | VerifiedKeys | RateLimiter | RecordCache | RecordWriter | Admission
+    AppConfig | VerifiedKeys | RateLimiter | RecordCache | RecordWriter | Admission | StreamSchemas
   > = Layer.effect(
     HotRoutes,
     Effect.gen(function*() {
@@ -123,6 +125,7 @@ export class HotRoutes extends Context.Service<HotRoutes, {
       const cache = yield* RecordCache
       const writer = yield* RecordWriter
       const admission = yield* Admission
+      const schemas = yield* StreamSchemas
       const context = yield* Effect.context<never>()
       const tracing = Context.get(context, References.TracerEnabled)
       const ratio = samplingRatio(config)
@@ -362,7 +365,19 @@ export class HotRoutes extends Context.Service<HotRoutes, {
         try {
           const parsed = parseExact(utf8.decode(body))
           if (parsed._tag !== "Parsed" || !isNewRecord(parsed.value)) return undefined
-          const row = prepareRecord(tenant, parsed.value, Date.now(), config.maxRecordBytes, traceparent)
+          // The stream's schema when this process knows it is current (else the app looks it
+          // up); a record that breaks it is the app's to answer with its 400.
+          const schema = schemas.peek(tenant, parsed.value.stream)
+          if (schema === undefined || (schema !== null && !schema.accepts(parsed.value.data))) return undefined
+          const row = prepareRecord(
+            tenant,
+            parsed.value,
+            Date.now(),
+            config.maxRecordBytes,
+            traceparent,
+            "",
+            schema?.version ?? null
+          )
           return row._tag === "Success" ? row.success : undefined
         } catch {
           return undefined

@@ -29,13 +29,14 @@ import { prepareRecord } from "../records/Prepare.ts"
 import { recordIdTime } from "../records/RecordId.ts"
 import { recordText } from "../records/RecordJson.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
+import { StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { idempotently } from "./Idempotency.ts"
 import { readJsonBody } from "./JsonBody.ts"
 import { matchesEtag, recordHeaders } from "./RecordHeaders.ts"
 import { decodeAll, validationFailed } from "./Validation.ts"
 
 /** A database that is down or slow is a 503 the client may retry; anything else is a bug (500). */
-const unavailableOnTransient = (error: DbError): Effect.Effect<never, Unavailable> =>
+export const unavailableOnTransient = (error: DbError): Effect.Effect<never, Unavailable> =>
   error.transient
     ? Effect.andThen(
       Effect.logWarning("Database unavailable", error.message),
@@ -71,6 +72,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
     const recordCache = yield* RecordCache
     const config = yield* AppConfig
     const cursors = yield* Cursors
+    const schemas = yield* StreamSchemas
     const decodeRecord = decodeAll(NewRecord)
     const decodeBatch = decodeAll(BatchRequest)
     const decodeList = decodeAll(ListParams)
@@ -84,9 +86,10 @@ export const RecordsHandlers = HttpApiBuilder.group(
             message: `must hold 1 to ${config.maxBatch} records (MAX_BATCH)`
           }])
         }
+        const versions = yield* schemas.validate(tenant, input.records, (i) => `records[${i}].data`)
         const now = Date.now()
         const rows = input.records.map((r, i) =>
-          prepareRecord(tenant, r, now, config.maxRecordBytes, traceparent, `records[${i}]`)
+          prepareRecord(tenant, r, now, config.maxRecordBytes, traceparent, `records[${i}]`, versions[i])
         )
         const invalid = Arr.getFailures(rows)
         if (invalid.length > 0) return yield* validationFailed(invalid)
@@ -101,7 +104,8 @@ export const RecordsHandlers = HttpApiBuilder.group(
     const storeOne = (tenant: string, body: unknown, traceparent: string | null) =>
       Effect.gen(function*() {
         const input = yield* decodeRecord(body)
-        const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes, traceparent)
+        const [version] = yield* schemas.validate(tenant, [input], () => "data")
+        const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes, traceparent, "", version)
         if (Result.isFailure(row)) return yield* validationFailed([row.failure])
         const [stored] = yield* writer.write([row.success])
         const text = recordText(stored)

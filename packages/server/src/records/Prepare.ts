@@ -13,7 +13,8 @@ export const prepareRecord = (
   nowMs: number,
   maxRecordBytes: number,
   traceparent: string | null,
-  path = ""
+  path = "",
+  schemaVersion: number | null = null
 ): Result.Result<RecordToStore, FieldError> => {
   const size = Buffer.byteLength(JSON.stringify(input.data))
   if (size > maxRecordBytes) {
@@ -30,6 +31,7 @@ export const prepareRecord = (
     key: input.key ?? null,
     occurredAt: new Date(occurredAt),
     data: input.data,
-    traceparent
+    traceparent,
+    schemaVersion
   })
 }

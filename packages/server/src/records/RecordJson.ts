@@ -161,10 +161,10 @@ export const jsonText = (value: unknown): string => {
   return out + "}"
 }
 
-/** A stored record as every answer, cache entry and event carries it: the contract's field order, data as `jsonText`. */
+/** A stored record as every answer (`schemaVersion` null when absent: records stored before schemas), cache entry and event carries it: the contract's field order, data as `jsonText`. */
 export const recordText = (record: StoredRecord): string =>
   `{"id":${JSON.stringify(record.id)},"stream":${JSON.stringify(record.stream)},"key":${
     JSON.stringify(record.key)
   },"occurredAt":${JSON.stringify(record.occurredAt)},"ingestedAt":${JSON.stringify(record.ingestedAt)},"data":${
     jsonText(record.data)
-  }}`
+  },"schemaVersion":${record.schemaVersion ?? null}}`

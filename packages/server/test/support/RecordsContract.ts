@@ -404,11 +404,19 @@ export const describeRecordsApi = (
         const doc = await (await app.request("/openapi.json")).json() as any
         expect(doc.openapi).toBe("3.1.0")
         expect(Object.keys(doc.paths).toSorted()).toEqual([
+          "/admin/keys/{id}/revoke",
+          "/admin/tenants",
+          "/admin/tenants/{tenant}/keys",
           "/data",
           "/data/batch",
           "/data/{id}",
           "/health/live",
-          "/health/ready"
+          "/health/ready",
+          "/streams",
+          "/streams/{stream}/schema",
+          "/streams/{stream}/schema/check",
+          "/streams/{stream}/schema/versions",
+          "/streams/{stream}/schema/versions/{version}"
         ])
         const text = JSON.stringify(doc)
         for (
@@ -418,7 +426,10 @@ export const describeRecordsApi = (
             "payload-too-large",
             "unsupported-media-type",
             "not-found",
-            "unavailable"
+            "unavailable",
+            "invalid-schema",
+            "schema-incompatible",
+            "conflict"
           ]
         ) {
           expect(text).toContain(`/problems/${type}`)

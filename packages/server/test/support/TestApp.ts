@@ -145,7 +145,12 @@ const withClient = (
     }))
   let defaultKey: Promise<string> | undefined
   const request = async (path: string, init?: RequestInit, key?: string | null) => {
-    const secret = key === undefined ? await (defaultKey ??= createKey({ rateLimit: { rps: 1e6, burst: 1e6 } })) : key
+    const secret = key === undefined
+      ? await (defaultKey ??= createKey({
+        rateLimit: { rps: 1e6, burst: 1e6 },
+        scopes: ["records:read", "records:write", "schemas:write"]
+      }))
+      : key
     const headers = new Headers(init?.headers)
     if (secret !== null) headers.set("authorization", `Bearer ${secret}`)
     return handler(new Request(`http://strata.test${path}`, { ...init, headers }))

@@ -1,0 +1,64 @@
+/**
+ * Stream schemas (SPEC §2a): per tenant and stream, a JSON Schema (draft
+ * 2020-12) for `data`, with immutable versions numbered 1, 2, 3…
+ */
+import { Schema } from "effect"
+import { FieldError } from "./Problems.ts"
+import { IsoDateTime } from "./Record.ts"
+
+export const Compatibility = Schema.Literals(["none", "backward"]).annotate({
+  description:
+    "`backward`: refuse the new version (409) when the stream's recent records fail it. `none`: no such check."
+})
+export type Compatibility = typeof Compatibility.Type
+
+export const JsonSchemaDocument = Schema.JsonObject.annotate({
+  description:
+    "A JSON Schema, draft 2020-12, for `data`: at most MAX_SCHEMA_BYTES, 32 levels deep, only local `$ref`s, no `$data`, only known keywords, patterns a linear-time engine runs."
+})
+
+/** The body of `PUT /streams/{stream}/schema`. */
+export const RegisterSchema = Schema.Struct({
+  schema: JsonSchemaDocument,
+  compatibility: Schema.optionalKey(Compatibility)
+}).annotate({ identifier: "RegisterSchema" })
+export type RegisterSchema = typeof RegisterSchema.Type
+
+/** One version of a stream's schema. */
+export const StreamSchema = Schema.Struct({
+  stream: Schema.String,
+  version: Schema.Int,
+  schema: Schema.JsonObject,
+  compatibility: Compatibility,
+  createdAt: IsoDateTime
+}).annotate({ identifier: "StreamSchema" })
+export type StreamSchema = typeof StreamSchema.Type
+
+export const StreamSchemaVersions = Schema.Struct({
+  versions: Schema.Array(StreamSchema)
+}).annotate({ identifier: "StreamSchemaVersions" })
+
+export const StreamSummary = Schema.Struct({
+  stream: Schema.String,
+  version: Schema.Int,
+  createdAt: IsoDateTime
+}).annotate({ identifier: "StreamSummary", description: "A stream with a schema, and its current version." })
+
+export const StreamList = Schema.Struct({
+  streams: Schema.Array(StreamSummary)
+}).annotate({ identifier: "StreamList" })
+
+/** The body of `POST /streams/{stream}/schema/check`. */
+export const CheckSchema = Schema.Struct({
+  schema: JsonSchemaDocument
+}).annotate({ identifier: "CheckSchema" })
+
+/** How a candidate schema fares against the stream's most recent records. */
+export const SchemaCheck = Schema.Struct({
+  checked: Schema.Int,
+  passed: Schema.Int,
+  failed: Schema.Int,
+  /** The first failures (at most 100), each with the failing record's `recordId` and a path such as `data.amount`. */
+  errors: Schema.Array(FieldError)
+}).annotate({ identifier: "SchemaCheck" })
+export type SchemaCheck = typeof SchemaCheck.Type
