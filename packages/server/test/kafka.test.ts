@@ -119,6 +119,7 @@ describe.skipIf(!available)("events in a real Kafka broker", () => {
         "strata-tenant": "test",
         "strata-stream": record.stream,
         "strata-record-id": record.id,
+        "strata-schema-version": "none",
         // the request's server span, in the caller's trace
         traceparent: expect.stringMatching(new RegExp(`^00-${record.trace}-[0-9a-f]{16}-01$`))
       })
