@@ -7,7 +7,7 @@
  * a validation problem naming its path. Also: the write path's compiled check
  * (`isNewRecord`) agrees with decoding `NewRecord`.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { isNewRecord, NewRecord } from "@strata/domain"
 import { Exit, Schema } from "effect"
 import fc from "fast-check"
@@ -16,6 +16,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Cache } from "../src/cache/Cache.ts"
 import { jsonText, parseExact } from "../src/records/RecordJson.ts"
+import { withTestApp } from "./support/AppSuite.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { makeSocketApp, makeTestApp, memoryDb, pgDb, pgliteDb, type TestApp } from "./support/TestApp.ts"
 
@@ -116,14 +117,7 @@ describe("isNewRecord", () => {
 
 const describeRoundTrip = (name: string, setup: () => Promise<TestApp | undefined>, teardown = async () => {}) =>
   describe(`exact round trip ${name}`, () => {
-    let app: TestApp | undefined
-    beforeAll(async () => {
-      app = await setup()
-    }, 60_000)
-    afterAll(async () => {
-      await app?.dispose()
-      await teardown()
-    })
+    const test = withTestApp(setup, teardown)
 
     const check = async (app: TestApp, body: { text: string; numbers: Array<string>; key: string; string: string }) => {
       const created = await app.json("/data", body.text)
@@ -142,8 +136,7 @@ const describeRoundTrip = (name: string, setup: () => Promise<TestApp | undefine
       return id
     }
 
-    it("keeps the known cases digit for digit", async (ctx) => {
-      if (app === undefined) return ctx.skip()
+    test("keeps the known cases digit for digit", async (app) => {
       for (const n of CASES) {
         const created = await app.json("/data", `{"stream":"exact","data":{"n":${n}}}`)
         const text = await created.text()
@@ -154,22 +147,20 @@ const describeRoundTrip = (name: string, setup: () => Promise<TestApp | undefine
       // Those a double cannot hold come back as they were written.
       const text = await (await app.json("/data", `{"stream":"exact","data":{"n":${CASES[1]}}}`)).text()
       expect(text).toContain(`"data":{"n":12345678901234567890}`)
-    }, 30_000)
+    })
 
-    it("keeps random numbers and strings through the answer, the read and the list", async (ctx) => {
-      if (app === undefined) return ctx.skip()
+    test("keeps random numbers and strings through the answer, the read and the list", async (app) => {
       const ids: Array<string> = []
-      await fc.assert(fc.asyncProperty(recordBody, async (body) => void ids.push(await check(app!, body))), {
+      await fc.assert(fc.asyncProperty(recordBody, async (body) => void ids.push(await check(app, body))), {
         numRuns: 40
       })
       const page = await (await app.request("/data?stream=exact&limit=1000")).text()
       const listed = JSON.parse(page).records as Array<{ id: string }>
       for (const id of ids) expect(listed.some((r) => r.id === id)).toBe(true)
       expect(numbersOf(page).length).toBeGreaterThan(ids.length)
-    }, 60_000)
+    })
 
-    it("answers a number it cannot keep with a validation problem naming it", { timeout: 30_000 }, async (ctx) => {
-      if (app === undefined) return ctx.skip()
+    test("answers a number it cannot keep with a validation problem naming it", async (app) => {
       const res = await app.json(
         "/data/batch",
         `{"records":[{"stream":"s","data":{}},{"stream":"s","data":{"x":1e-99999}}]}`
