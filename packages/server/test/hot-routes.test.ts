@@ -6,9 +6,10 @@
  * once verified (and the record cached) the same requests take the hot routes.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { Db } from "../src/db/Db.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
+import { startOtlpReceiver } from "./support/OtlpReceiver.ts"
 import { makeSocketApp, memoryDb, type TestApp } from "./support/TestApp.ts"
 
 /** Status, headers (without the ones that differ per response) and body. */
@@ -143,5 +144,73 @@ describe("hot routes and the app answer alike", () => {
     expect((await app.request(`/data/${created.id}`, undefined, writer)).status).toBe(403)
     expect((await app.request(`/data/${created.id}`, undefined, writer)).status).toBe(403)
     expect(app.hotAnswered!()).toBe(before)
+  })
+})
+
+describe("hot routes with tracing on", () => {
+  let receiver: Awaited<ReturnType<typeof startOtlpReceiver>>
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver()
+  })
+  afterAll(() => receiver?.close())
+
+  /** A socket app exporting to the receiver with `ratio`; disposing of it flushes the spans. */
+  const tracedApp = (ratio: number) =>
+    makeSocketApp(memoryDb, {
+      otlpEndpoint: Option.some(receiver.url),
+      otlpProtocol: "http/json",
+      tracesSampler: "parentbased_traceidratio",
+      tracesSamplerArg: ratio
+    })
+
+  it("answers requests that start an unsampled trace itself, and exports nothing for them", async () => {
+    const app = await tracedApp(0)
+    receiver.spans.length = 0
+    try {
+      await app.json("/data", { stream: "traced", data: {} }) // verifies the key (through the app)
+      const before = app.hotAnswered!()
+      const created = await (await app.json("/data", { stream: "traced", data: {} })).json() as { id: string }
+      expect((await app.request(`/data/${created.id}`)).status).toBe(200)
+      expect(app.hotAnswered!()).toBe(before + 2)
+    } finally {
+      await app.dispose()
+    }
+    expect(receiver.spans.filter((s) => s.kind === 2)).toEqual([])
+  })
+
+  it("leaves sampled requests to the app, whose spans are exported", async () => {
+    const app = await tracedApp(1)
+    receiver.spans.length = 0
+    let id = ""
+    try {
+      await app.json("/data", { stream: "traced", data: {} })
+      const before = app.hotAnswered!()
+      id = ((await (await app.json("/data", { stream: "traced", data: {} })).json()) as { id: string }).id
+      expect((await app.request(`/data/${id}`)).status).toBe(200)
+      expect(app.hotAnswered!()).toBe(before)
+    } finally {
+      await app.dispose()
+    }
+    const server = receiver.spans.filter((s) => s.kind === 2).map((s) => s.name)
+    expect(server).toContain("POST /data")
+    expect(server).toContain("GET /data/{id}")
+  })
+
+  it("leaves a request whose caller's trace is sampled to the app, even at ratio 0", async () => {
+    const app = await tracedApp(0)
+    receiver.spans.length = 0
+    const caller = "4bf92f3577b34da6a3ce929d0e0e4736"
+    try {
+      await app.json("/data", { stream: "traced", data: {} })
+      const before = app.hotAnswered!()
+      const res = await app.json("/data", { stream: "traced", data: {} }, {
+        headers: { traceparent: `00-${caller}-00f067aa0ba902b7-01` }
+      })
+      expect(res.status).toBe(201)
+      expect(app.hotAnswered!()).toBe(before)
+    } finally {
+      await app.dispose()
+    }
+    expect(receiver.spans.some((s) => s.kind === 2 && s.traceId === caller)).toBe(true)
   })
 })
