@@ -6,7 +6,8 @@
  * once verified (and the record cached) the same requests take the hot routes.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Duration, Effect, Option } from "effect"
+import { request } from "node:http"
 import { Db } from "../src/db/Db.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { startOtlpReceiver } from "./support/OtlpReceiver.ts"
@@ -212,5 +213,36 @@ describe("hot routes with tracing on", () => {
       await app.dispose()
     }
     expect(receiver.spans.some((s) => s.kind === 2 && s.traceId === caller)).toBe(true)
+  })
+})
+
+describe("a hot write whose body does not arrive in time", () => {
+  it("is answered 503 after REQUEST_TIMEOUT, as the app answers, and frees its place", async () => {
+    const app = await makeSocketApp(memoryDb, { requestTimeout: Duration.millis(300), maxInFlight: 1 })
+    try {
+      await app.json("/data", { stream: "slow", data: {} }) // verifies the default key
+      const key = await app.createKey({ rateLimit: { rps: 1e6, burst: 1e6 } })
+      await app.json("/data", { stream: "slow", data: {} }, {}, key)
+      const base = (await app.request("/health/live")).url.replace(/\/health\/live$/, "")
+      const started = Date.now()
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request(`${base}/data`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "content-length": "100" }
+        }, (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+          req.destroy()
+        })
+        req.on("error", reject)
+        req.write(`{"stream":"slow",`) // and never the rest
+      })
+      expect(status).toBe(503)
+      expect(Date.now() - started).toBeLessThan(5_000)
+      // MAX_IN_FLIGHT is 1: the place was given back, so the next write is served.
+      expect((await app.json("/data", { stream: "slow", data: {} }, {}, key)).status).toBe(201)
+    } finally {
+      await app.dispose()
+    }
   })
 })

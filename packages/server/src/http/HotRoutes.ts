@@ -294,14 +294,47 @@ export class HotRoutes extends Context.Service<HotRoutes, {
         const trace = traceOf(request)
         if (!trace.ok || !admission.enter()) return false
         requestStarted(context)
+        const chunks: Array<Buffer> = []
+        let size = 0
+        let done = false
+        let headers: Record<string, string> = {}
+        let requestId: string | undefined
+        const idOfRequest = () => requestId ??= requestIdOf(headerOf(request, "x-request-id"))
+        // REQUEST_TIMEOUT counts from here, the body's arrival included, as in the app:
+        // past it the answer is a 503 (a write under way may still commit).
+        const deadline = setTimeout(() => {
+          done = true
+          answer(Exit.succeed(undefined))
+        }, deadlineMs)
+        const answer = once((exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord> | undefined, unknown>) => {
+          clearTimeout(deadline)
+          admission.leave()
+          let status: number
+          if (Exit.isSuccess(exit) && exit.value !== undefined) {
+            const [stored] = exit.value
+            const text = recordText(stored)
+            cache.remember(key.tenant, [{ id: stored.id, text }])
+            status = 201
+            response.writeHead(201, {
+              location: `/data/${stored.id}`,
+              "content-type": "application/json",
+              "content-length": String(Buffer.byteLength(text)),
+              "x-request-id": idOfRequest(),
+              ...headers
+            })
+            response.end(text)
+          } else {
+            const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
+            status = sendProblem(response, problem, headers, idOfRequest())
+          }
+          finished(request, "/data", status, start, idOfRequest())
+        })
         const passOn = (body: Buffer) => {
+          clearTimeout(deadline)
           admission.leave()
           requestPassedOn(context)
           handOver(replayOf(request, body))
         }
-        const chunks: Array<Buffer> = []
-        let size = 0
-        let done = false
         request.on("data", (chunk: Buffer) => {
           if (done) return
           chunks.push(chunk)
@@ -315,6 +348,7 @@ export class HotRoutes extends Context.Service<HotRoutes, {
         request.on("error", () => {
           if (done) return
           done = true
+          clearTimeout(deadline)
           admission.leave()
           requestEnded({ method: "POST", route: "/data", status: 499, seconds: 0, requestId: undefined }, context)
         })
@@ -328,33 +362,7 @@ export class HotRoutes extends Context.Service<HotRoutes, {
           const decision = record === undefined ? undefined : limiter.takeLeased(key.id, limit)
           if (record === undefined || decision === undefined) return passOn(body)
           keys.markUsed(key.id)
-          const requestId = requestIdOf(headerOf(request, "x-request-id"))
-          const headers = rateLimitHeaders(limit, decision)
-          // Past REQUEST_TIMEOUT the answer is a 503; the write may still commit.
-          const deadline = setTimeout(() => answer(Exit.succeed(undefined)), deadlineMs)
-          const answer = once((exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord> | undefined, unknown>) => {
-            clearTimeout(deadline)
-            admission.leave()
-            let status: number
-            if (Exit.isSuccess(exit) && exit.value !== undefined) {
-              const [stored] = exit.value
-              const text = recordText(stored)
-              cache.remember(key.tenant, [{ id: stored.id, text }])
-              status = 201
-              response.writeHead(201, {
-                location: `/data/${stored.id}`,
-                "content-type": "application/json",
-                "content-length": String(Buffer.byteLength(text)),
-                "x-request-id": requestId,
-                ...headers
-              })
-              response.end(text)
-            } else {
-              const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
-              status = sendProblem(response, problem, headers, requestId)
-            }
-            finished(request, "/data", status, start, requestId)
-          })
+          headers = rateLimitHeaders(limit, decision)
           writer.submit([record], answer)
         })
         return true
