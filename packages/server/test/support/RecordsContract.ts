@@ -4,6 +4,7 @@
  */
 import { describe, expect } from "@effect/vitest"
 import { withTestApp } from "./AppSuite.ts"
+import { expectProblem } from "./Problems.ts"
 import type { TestApp } from "./TestApp.ts"
 
 const order = {
@@ -13,20 +14,7 @@ const order = {
   data: { amount: 1250, currency: "EUR" }
 }
 
-const problem = async (res: Response, status: number, type: string) => {
-  expect(res.status).toBe(status)
-  expect(res.headers.get("content-type")).toContain("application/problem+json")
-  const body = await res.json() as {
-    type: string
-    status: number
-    requestId: string
-    errors?: Array<{ path: string; message: string }>
-  }
-  expect(body.type).toBe(`/problems/${type}`)
-  expect(body.status).toBe(status)
-  expect(body.requestId).toBe(res.headers.get("x-request-id"))
-  return body
-}
+const problem = expectProblem
 
 export const describeRecordsApi = (
   name: string,

@@ -6,23 +6,10 @@
 import { describe, expect } from "@effect/vitest"
 import { randomBytes } from "node:crypto"
 import { withTestApp } from "./AppSuite.ts"
+import { expectProblem } from "./Problems.ts"
 import type { TestApp } from "./TestApp.ts"
 
-interface FieldError {
-  path: string
-  message: string
-  keyword?: string
-  schemaVersion?: number
-  recordId?: string
-}
-
-const problem = async (res: Response, status: number, type: string) => {
-  expect(res.status).toBe(status)
-  expect(res.headers.get("content-type")).toContain("application/problem+json")
-  const body = await res.json() as { type: string; errors?: Array<FieldError> }
-  expect(body.type).toBe(`/problems/${type}`)
-  return body
-}
+const problem = expectProblem
 
 const freshStream = () => `s-${randomBytes(4).toString("hex")}`
 
