@@ -42,7 +42,7 @@ import { type CacheOutcome, RecordCache } from "../cache/RecordCache.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { logAccess } from "../observability/AccessLog.ts"
 import { requestEnded, type RequestOutcome, requestPassedOn, requestStarted } from "../observability/HttpMetrics.ts"
-import { samplingRatio } from "../observability/Tracing.ts"
+import { samplingRatio, traceparentOf } from "../observability/Tracing.ts"
 import { prepareRecord } from "../records/Prepare.ts"
 import { recordIdTime } from "../records/RecordId.ts"
 import { parseExact, recordText } from "../records/RecordJson.ts"
@@ -92,6 +92,13 @@ const unsampledSpan = (traceparent: string) => {
   return Tracer.externalSpan({ traceId, spanId, sampled: false })
 }
 
+/** A request's trace: whether the hot routes may serve it, the `traceparent` its record carries, the caller's span. */
+interface Trace {
+  readonly ok: boolean
+  readonly traceparent: string | null
+  readonly caller: Option.Option<Tracer.ExternalSpan>
+}
+
 /** `f` for its first call only: a deadline and a late answer must not both respond. */
 const once = <A>(f: (a: A) => void) => {
   let called = false
@@ -139,26 +146,29 @@ export class HotRoutes extends Context.Service<HotRoutes, {
        * the caller's `traceparent`; with tracing on, only requests that start an
        * unsampled trace come here (sampled ones are the app's to trace).
        */
-      const traceOf = (request: IncomingMessage): { ok: boolean; traceparent: string | null } => {
+      const traceOf = (request: IncomingMessage): Trace => {
         const caller = request.headers.traceparent !== undefined || request.headers.b3 !== undefined
           ? HttpTraceContext.fromHeaders(Headers.fromInput(request.headers as Record<string, string>))
           : Option.none<Tracer.ExternalSpan>()
         if (!tracing) {
           return {
             ok: true,
-            traceparent: Option.match(caller, {
-              onNone: () => null,
-              onSome: (s) => `00-${s.traceId.padStart(32, "0")}-${s.spanId}-${s.sampled ? "01" : "00"}`
-            })
+            traceparent: Option.match(caller, { onNone: () => null, onSome: traceparentOf }),
+            caller
           }
         }
-        if (Option.isSome(caller) || Math.random() < ratio) return { ok: false, traceparent: null }
+        if (Option.isSome(caller) || Math.random() < ratio) return { ok: false, traceparent: null, caller }
         // What an unsampled root span of the app would carry: fresh ids, not sampled.
-        return { ok: true, traceparent: `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-00` }
+        return {
+          ok: true,
+          traceparent: `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-00`,
+          caller
+        }
       }
 
       const finished = (
         request: IncomingMessage,
+        trace: Trace,
         route: string,
         status: number,
         start: number,
@@ -173,11 +183,11 @@ export class HotRoutes extends Context.Service<HotRoutes, {
         }
         requestEnded(outcome, context)
         if (logging) {
-          const caller = request.headers.traceparent !== undefined
-            ? HttpTraceContext.fromHeaders(Headers.fromInput(request.headers as Record<string, string>))
-            : Option.none<Tracer.ExternalSpan>()
+          // As the app logs it: under the caller's trace, when it sent one.
           const line = logAccess(outcome)
-          Effect.runSyncWith(context)(Option.isSome(caller) ? Effect.withParentSpan(line, caller.value) : line)
+          Effect.runSyncWith(context)(
+            Option.isSome(trace.caller) ? Effect.withParentSpan(line, trace.caller.value) : line
+          )
         }
       }
 
@@ -234,7 +244,7 @@ export class HotRoutes extends Context.Service<HotRoutes, {
           cache.countHit()
           const status = sendRecord(request, response, id, body, "hit", extra)
           admission.leave()
-          finished(request, "/data/{id}", status, start, requestId)
+          finished(request, trace, "/data/{id}", status, start, requestId)
           return true
         }
         // Not in process: Redis, then the database, as the app reads it.
@@ -252,7 +262,7 @@ export class HotRoutes extends Context.Service<HotRoutes, {
                 : new NotFound({ detail: `No record ${rawId}` })
               status = sendProblem(response, problem, extra, requestId)
             }
-            finished(request, "/data/{id}", status, start, requestId)
+            finished(request, trace, "/data/{id}", status, start, requestId)
           }
         )
         const deadline = setTimeout(() => answer(Exit.succeed(undefined)), deadlineMs)
@@ -327,7 +337,7 @@ export class HotRoutes extends Context.Service<HotRoutes, {
             const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
             status = sendProblem(response, problem, headers, idOfRequest())
           }
-          finished(request, "/data", status, start, idOfRequest())
+          finished(request, trace, "/data", status, start, idOfRequest())
         })
         const passOn = (body: Buffer) => {
           clearTimeout(deadline)

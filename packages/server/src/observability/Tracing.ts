@@ -118,9 +118,13 @@ export const currentTraceparent: Effect.Effect<string | null> = Effect.map(
   (span) =>
     Option.match(Option.flatMap(span, recordedSpan), {
       onNone: () => null,
-      onSome: (s) => `00-${s.traceId.padStart(32, "0")}-${s.spanId}-${s.sampled ? "01" : "00"}`
+      onSome: traceparentOf
     })
 )
+
+/** A span as a W3C `traceparent` header value. */
+export const traceparentOf = (span: Tracer.AnySpan): string =>
+  `00-${span.traceId.padStart(32, "0")}-${span.spanId}-${span.sampled ? "01" : "00"}`
 
 /**
  * The nearest span that is not a no-op: with tracing off, spans are shared
