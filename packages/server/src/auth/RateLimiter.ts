@@ -127,9 +127,9 @@ export class RateLimiter extends Context.Service<RateLimiter, {
         })
 
       const takeLeased = (keyId: string, limit: BucketLimit): BucketDecision | undefined => {
-        const lease = leases.get(keyId)
-        if (lease === undefined || lease.refused || lease.tokens < 1 || lease.expiresAt <= Date.now()) return undefined
-        const decision = fromLease(keyId, limit)!
+        // A refusal is `take`'s to answer (and count): only granted tokens are taken here.
+        const decision = fromLease(keyId, limit)
+        if (decision === undefined || !decision.allowed) return undefined
         decisions({ outcome: "allowed", where: "shared" }).updateUnsafe(1, context)
         return decision
       }
