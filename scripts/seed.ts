@@ -9,8 +9,8 @@
 import { spawn } from "node:child_process"
 import { availableParallelism } from "node:os"
 import { parseArgs } from "node:util"
-import type { PartitionInterval } from "../packages/server/src/config/AppConfig.ts"
-import { nextPartition, type PartitionBounds, partitionFor } from "../packages/server/src/db/Partitions.ts"
+import type { PartitionInterval } from "../packages/server/src/platform/config/AppConfig.ts"
+import { nextPartition, type PartitionBounds, partitionFor } from "../packages/server/src/platform/sql/Partitions.ts"
 import { makeRecordId } from "../packages/server/src/records/RecordId.ts"
 
 /** The streams seeded records (and the benchmark's own writes) go to. */

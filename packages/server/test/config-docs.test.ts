@@ -6,9 +6,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { AppConfig } from "../src/config/AppConfig.ts"
-import { effectiveConfig } from "../src/config/Describe.ts"
-import { logSettings } from "../src/observability/Logging.ts"
+import { AppConfig } from "../src/platform/config/AppConfig.ts"
+import { effectiveConfig } from "../src/platform/config/Describe.ts"
+import { logSettings } from "../src/platform/observability/Logging.ts"
 
 const root = join(import.meta.dirname, "../../..")
 const sources = (dir: string): Array<string> =>

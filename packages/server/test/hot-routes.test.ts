@@ -8,8 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Option } from "effect"
 import { request } from "node:http"
-import { Db } from "../src/db/Db.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
+import { Db } from "../src/records/RecordStore.ts"
 import { startOtlpReceiver } from "./support/OtlpReceiver.ts"
 import { makeSocketApp, memoryDb, type TestApp } from "./support/TestApp.ts"
 

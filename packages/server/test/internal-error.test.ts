@@ -5,8 +5,8 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { ApiKeys } from "../src/auth/ApiKeys.ts"
-import { Db } from "../src/db/Db.ts"
-import { IdempotencyStore } from "../src/db/IdempotencyStore.ts"
+import { IdempotencyStore } from "../src/idempotency/IdempotencyStore.ts"
+import { Db } from "../src/records/RecordStore.ts"
 import { SchemaRegistry } from "../src/schemas/SchemaRegistry.ts"
 import { makeTestApp } from "./support/TestApp.ts"
 

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { type Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
-import { Cache } from "../src/cache/Cache.ts"
+import { Cache } from "../src/platform/cache/CacheStore.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { REDIS_URL, redisAvailable, startRedisServer } from "./support/Redis.ts"
 import { makeTestApp, memoryDb, pgDb, type TestApp } from "./support/TestApp.ts"

@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, ManagedRuntime, Option } from "effect"
-import { AppConfig, type Settings } from "../src/config/AppConfig.ts"
 import type { EventBus } from "../src/events/EventBus.ts"
+import { AppConfig, type Settings } from "../src/platform/config/AppConfig.ts"
 import { type ReceivedSpan, startOtlpReceiver } from "./support/OtlpReceiver.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { RecordingBus } from "./support/RecordingBus.ts"

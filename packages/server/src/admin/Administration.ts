@@ -7,9 +7,9 @@
 import { type Scope, Scopes, TenantName } from "@strata/domain"
 import { Duration, Effect, Result, Schema } from "effect"
 import { type ApiKeyInfo, ApiKeys, type TenantExists, type TenantInfo } from "../auth/ApiKeys.ts"
-import { AppConfig } from "../config/AppConfig.ts"
-import { parseDuration } from "../config/Units.ts"
-import type { DbError } from "../db/DbError.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import { parseDuration } from "../platform/config/Units.ts"
+import type { DbError } from "../platform/sql/DbError.ts"
 
 /** An input the rules refuse; `field` names it (`name`, `tenant`, `scopes`, `expires`, `rateLimit`). */
 export class AdminInputError extends Schema.TaggedError<AdminInputError>()("AdminInputError", {

@@ -9,8 +9,8 @@ import { PgClient } from "@effect/sql-pg"
 import type { Scope } from "@strata/domain"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import type { SqlError } from "effect/sql"
-import type { DbError } from "../db/DbError.ts"
-import { type CallKind, DbPolicy } from "../db/DbPolicy.ts"
+import type { DbError } from "../platform/sql/DbError.ts"
+import { type CallKind, DbPolicy } from "../platform/sql/DbPolicy.ts"
 import { generateApiKey, hashApiKey } from "./ApiKey.ts"
 
 export interface RateLimitOverride {

@@ -16,9 +16,9 @@ import {
 } from "@strata/domain"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { HttpEffect, HttpServerResponse } from "effect/http"
-import type { BucketDecision, BucketLimit } from "../cache/TokenBucket.ts"
-import { AppConfig } from "../config/AppConfig.ts"
-import { RateLimiter } from "./RateLimiter.ts"
+import type { BucketDecision, BucketLimit } from "../platform/cache/TokenBucket.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import { RateLimiter } from "./RateLimits.ts"
 import { verdictOf, VerifiedKeys } from "./VerifiedKeys.ts"
 
 /** Adds headers to whatever response this request ends with, problems included. */

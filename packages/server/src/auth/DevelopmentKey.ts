@@ -5,7 +5,7 @@
  * their keys from `pnpm strata keys create` only.
  */
 import { Console, Effect, Option } from "effect"
-import { AppConfig } from "../config/AppConfig.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
 import { ApiKeys } from "./ApiKeys.ts"
 
 export const DEV_TENANT = "dev"

@@ -9,8 +9,8 @@
  */
 import type { Scope } from "@strata/domain"
 import { Context, Deferred, Duration, Effect, Layer, Option, Schedule } from "effect"
-import { AppConfig } from "../config/AppConfig.ts"
-import type { DbError } from "../db/DbError.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import type { DbError } from "../platform/sql/DbError.ts"
 import { hashApiKey, looksLikeApiKey } from "./ApiKey.ts"
 import { type ApiKeyInfo, ApiKeys } from "./ApiKeys.ts"
 

@@ -12,13 +12,13 @@ import { Console, Duration, Effect, Layer, Option, References, Schema } from "ef
 import { Argument, CliError, Command, Flag } from "effect/cli"
 import * as Admin from "../admin/Administration.ts"
 import { type ApiKeyInfo, ApiKeys } from "../auth/ApiKeys.ts"
-import { AppConfig } from "../config/AppConfig.ts"
-import { effectiveConfig } from "../config/Describe.ts"
-import { DatabaseLive } from "../db/Database.ts"
-import { DbPolicy } from "../db/DbPolicy.ts"
-import { runMigrations } from "../db/Migrations.ts"
 import { tailEvents } from "../events/Tail.ts"
-import { logSettings } from "../observability/Logging.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import { effectiveConfig } from "../platform/config/Describe.ts"
+import { logSettings } from "../platform/observability/Logging.ts"
+import { DatabaseLive } from "../platform/sql/Connection.ts"
+import { DbPolicy } from "../platform/sql/DbPolicy.ts"
+import { runMigrations } from "../platform/sql/Migrations.ts"
 
 /** A message for the person at the terminal; the command fails with exit code 1. */
 class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { message: Schema.String }) {}

@@ -16,7 +16,7 @@
  */
 import { Admin, compatibilityPartitioner, findErrorBy, Producer, stringSerializers } from "@platformatic/kafka"
 import { Effect, Layer, Schedule } from "effect"
-import { AppConfig, type Settings } from "../config/AppConfig.ts"
+import { AppConfig, type Settings } from "../platform/config/AppConfig.ts"
 import { EventBus, EventBusError, toKafkaMessage } from "./EventBus.ts"
 import { describeKafkaError, guardConnections, kafkaConnection } from "./KafkaConnection.ts"
 

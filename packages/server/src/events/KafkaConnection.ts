@@ -6,7 +6,7 @@
  */
 import type { Base, BaseOptions, Connection } from "@platformatic/kafka"
 import { Option, Redacted } from "effect"
-import type { Settings } from "../config/AppConfig.ts"
+import type { Settings } from "../platform/config/AppConfig.ts"
 
 type KafkaSettings = Pick<
   Settings,

@@ -27,9 +27,9 @@
 import { Array as Arr, Duration, Effect, Layer, Metric, Option, References, Schedule, type Tracer } from "effect"
 import { Headers, HttpTraceContext } from "effect/http"
 import { randomUUID } from "node:crypto"
-import { AppConfig } from "../config/AppConfig.ts"
-import { Db } from "../db/Db.ts"
-import { LATENCY_BUCKETS } from "../observability/DbMetrics.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import { LATENCY_BUCKETS } from "../platform/observability/DbMetrics.ts"
+import { Db } from "../records/RecordStore.ts"
 import { EventBus, EventBusError, type OutboxEvent } from "./EventBus.ts"
 
 export const outboxSize = Metric.gauge("strata_outbox_events", { description: "Events waiting in the outbox" })

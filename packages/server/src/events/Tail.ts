@@ -7,7 +7,7 @@
 import { Consumer, type Message, stringDeserializers } from "@platformatic/kafka"
 import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
-import type { Settings } from "../config/AppConfig.ts"
+import type { Settings } from "../platform/config/AppConfig.ts"
 import { EventBusError } from "./EventBus.ts"
 import { describeKafkaError, guardConnections, kafkaConnection } from "./KafkaConnection.ts"
 

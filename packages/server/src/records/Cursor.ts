@@ -5,7 +5,7 @@
  */
 import { Context, Effect, Layer } from "effect"
 import { createHmac, timingSafeEqual } from "node:crypto"
-import { Db } from "../db/Db.ts"
+import { Db } from "./RecordStore.ts"
 
 export interface CursorPosition {
   readonly occurredAt: Date

@@ -4,8 +4,8 @@
  */
 import type { FieldError, NewRecord } from "@strata/domain"
 import { Result } from "effect"
-import type { RecordToStore } from "../db/Db.ts"
 import { makeRecordId } from "./RecordId.ts"
+import type { RecordToStore } from "./RecordStore.ts"
 
 export const prepareRecord = (
   tenant: string,

@@ -11,10 +11,10 @@
  */
 import type { StoredRecord } from "@strata/domain"
 import { Array as Arr, Context, Duration, Effect, Exit, Layer, Metric, Tracer } from "effect"
-import { AppConfig } from "../config/AppConfig.ts"
-import { Db, type RecordToStore } from "../db/Db.ts"
-import type { DbError } from "../db/DbError.ts"
-import { RequestId } from "../http/RequestId.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import { RequestId } from "../platform/http/RequestId.ts"
+import type { DbError } from "../platform/sql/DbError.ts"
+import { Db, type RecordToStore } from "./RecordStore.ts"
 
 /** One write: its records, who waits for them, and the request span it serves (for links). */
 interface Unit {

@@ -4,7 +4,7 @@
  */
 import { Result } from "effect"
 import { parentPort } from "node:worker_threads"
-import { parseExact } from "../records/RecordJson.ts"
+import { parseExact } from "../platform/json/ExactJson.ts"
 import { compileSchemaSource } from "./SchemaRules.ts"
 
 parentPort!.on("message", (message: { readonly id: number; readonly text: string; readonly maxBytes: number }) => {

@@ -15,7 +15,7 @@ import type { FieldError } from "@strata/domain"
 import type { ValidateFunction } from "ajv/dist/2020.js"
 import { Context, Effect, Exit, Layer } from "effect"
 import { Worker } from "node:worker_threads"
-import { jsonText } from "../records/RecordJson.ts"
+import { jsonText } from "../platform/json/ExactJson.ts"
 import { loadValidator } from "./SchemaRules.ts"
 
 export const COMPILE_TIMEOUT_MS = 10_000

@@ -8,9 +8,9 @@ import { PgClient } from "@effect/sql-pg"
 import type { Compatibility } from "@strata/domain"
 import { Context, Effect, Layer, Option } from "effect"
 import type { SqlError } from "effect/sql"
-import type { DbError } from "../db/DbError.ts"
-import { DbPolicy } from "../db/DbPolicy.ts"
-import { jsonText, parseExact } from "../records/RecordJson.ts"
+import { jsonText, parseExact } from "../platform/json/ExactJson.ts"
+import type { DbError } from "../platform/sql/DbError.ts"
+import { DbPolicy } from "../platform/sql/DbPolicy.ts"
 
 export interface SchemaVersion {
   readonly stream: string

@@ -16,7 +16,7 @@ import standaloneModule from "ajv/dist/standalone/index.js"
 import { Result } from "effect"
 import { createRequire } from "node:module"
 import { RE2JS } from "re2js"
-import { jsonText } from "../records/RecordJson.ts"
+import { jsonText } from "../platform/json/ExactJson.ts"
 
 export const MAX_SCHEMA_DEPTH = 32
 

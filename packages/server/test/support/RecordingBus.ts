@@ -4,8 +4,8 @@
  * never run on it (production uses Kafka or the discarding sink).
  */
 import { Context, Effect, Layer } from "effect"
-import { AppConfig } from "../../src/config/AppConfig.ts"
 import { EventBus, EventBusError, type KafkaMessage, toKafkaMessage } from "../../src/events/EventBus.ts"
+import { AppConfig } from "../../src/platform/config/AppConfig.ts"
 
 export class RecordingBus extends Context.Service<RecordingBus, {
   readonly published: Array<KafkaMessage>

@@ -4,7 +4,7 @@
  */
 import { ManagedRuntime, Redacted } from "effect"
 import { spawn } from "node:child_process"
-import { Cache } from "../../src/cache/Cache.ts"
+import { Cache } from "../../src/platform/cache/CacheStore.ts"
 import { freePort } from "./Network.ts"
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379"

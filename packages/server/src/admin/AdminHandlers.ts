@@ -6,13 +6,13 @@ import { Api, Conflict, NewKey, NewTenant, NotFound, Unavailable } from "@strata
 import { Effect } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
-import * as Admin from "../admin/Administration.ts"
 import { ApiKeys } from "../auth/ApiKeys.ts"
-import { AppConfig } from "../config/AppConfig.ts"
-import type { DbError } from "../db/DbError.ts"
-import { readJsonBody } from "./JsonBody.ts"
-import { unavailableOnTransient } from "./RecordsHandlers.ts"
-import { decodeAll, validationFailed } from "./Validation.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import { readJsonBody } from "../platform/http/JsonBody.ts"
+import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
+import type { DbError } from "../platform/sql/DbError.ts"
+import { unavailableOnTransient } from "../records/RecordsHandlers.ts"
+import * as Admin from "./Administration.ts"
 
 const answered = <A, R>(
   effect: Effect.Effect<

@@ -36,22 +36,27 @@ import { Headers, HttpServerRespondable, HttpServerResponse, HttpTraceContext } 
 import { randomBytes } from "node:crypto"
 import { IncomingMessage, type ServerResponse } from "node:http"
 import { rateLimitHeaders } from "../auth/Authentication.ts"
-import { RateLimiter } from "../auth/RateLimiter.ts"
+import { RateLimiter } from "../auth/RateLimits.ts"
 import { verdictOf, VerifiedKeys } from "../auth/VerifiedKeys.ts"
-import { type CacheOutcome, RecordCache } from "../cache/RecordCache.ts"
-import { AppConfig } from "../config/AppConfig.ts"
-import { logAccess } from "../observability/AccessLog.ts"
-import { requestEnded, type RequestOutcome, requestPassedOn, requestStarted } from "../observability/HttpMetrics.ts"
-import { samplingRatio, traceparentOf } from "../observability/Tracing.ts"
-import { prepareRecord } from "../records/Prepare.ts"
-import { recordIdTime } from "../records/RecordId.ts"
-import { parseExact, recordText } from "../records/RecordJson.ts"
-import { RecordWriter } from "../records/RecordWriter.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import { Admission, pastDeadline } from "../platform/http/Admission.ts"
+import { isJsonContentType, isUtf8 } from "../platform/http/JsonBody.ts"
+import { finish, requestIdOf } from "../platform/http/RequestId.ts"
+import { parseExact, recordText } from "../platform/json/ExactJson.ts"
+import { logAccess } from "../platform/observability/AccessLog.ts"
+import {
+  requestEnded,
+  type RequestOutcome,
+  requestPassedOn,
+  requestStarted
+} from "../platform/observability/HttpMetrics.ts"
+import { samplingRatio, traceparentOf } from "../platform/observability/Tracing.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
-import { Admission, pastDeadline } from "./Admission.ts"
-import { isJsonContentType, isUtf8 } from "./JsonBody.ts"
+import { prepareRecord } from "./Prepare.ts"
+import { type CacheOutcome, RecordCache } from "./RecordCache.ts"
 import { matchesEtag, recordHeaders } from "./RecordHeaders.ts"
-import { finish, requestIdOf } from "./RequestId.ts"
+import { recordIdTime } from "./RecordId.ts"
+import { RecordWriter } from "./RecordWriter.ts"
 
 const RECORD_PATH = /^\/data\/([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/
 const BEARER = /^Bearer +(\S+) *$/i

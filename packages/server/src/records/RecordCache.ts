@@ -11,14 +11,14 @@
  */
 import { Context, Deferred, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
 import { CircuitBreaker } from "effect/persistence"
-import { AppConfig } from "../config/AppConfig.ts"
-import { Db } from "../db/Db.ts"
-import type { DbError } from "../db/DbError.ts"
-import { trackBreaker } from "../observability/BreakerMetrics.ts"
-import { labelled } from "../observability/Labels.ts"
-import { recordText } from "../records/RecordJson.ts"
-import { Cache, type CacheEntry } from "./Cache.ts"
+import { Cache, type CacheEntry } from "../platform/cache/CacheStore.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import { recordText } from "../platform/json/ExactJson.ts"
+import { trackBreaker } from "../platform/observability/BreakerMetrics.ts"
+import { labelled } from "../platform/observability/Labels.ts"
+import type { DbError } from "../platform/sql/DbError.ts"
 import { LocalAnswers } from "./LocalAnswers.ts"
+import { Db } from "./RecordStore.ts"
 
 /** What answered a read, for the `Cache-Status` header (RFC 9211). */
 export type CacheOutcome = "hit" | "miss" | "unavailable"

@@ -6,8 +6,8 @@
 import { Api, type Readiness } from "@strata/domain"
 import { Context, Effect, Layer, Ref } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
-import { RecordCache } from "../cache/RecordCache.ts"
-import { Db } from "../db/Db.ts"
+import { RecordCache } from "../records/RecordCache.ts"
+import { Db } from "../records/RecordStore.ts"
 
 /**
  * The process's lifecycle: `shuttingDown` turns true on SIGTERM, so readiness

@@ -8,9 +8,9 @@
 import { PgClient } from "@effect/sql-pg"
 import { Context, Duration, Effect, Layer } from "effect"
 import type { SqlError } from "effect/sql"
-import { AppConfig } from "../config/AppConfig.ts"
-import type { DbError } from "./DbError.ts"
-import { type CallKind, DbPolicy } from "./DbPolicy.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import type { DbError } from "../platform/sql/DbError.ts"
+import { type CallKind, DbPolicy } from "../platform/sql/DbPolicy.ts"
 
 export interface RememberedResponse {
   readonly status: number

@@ -14,10 +14,10 @@
  * better than no limit and better than refusing service.
  */
 import { Context, Deferred, Effect, Layer, Metric } from "effect"
-import { Cache } from "../cache/Cache.ts"
-import { type BucketDecision, type BucketLimit, decide, LocalBuckets } from "../cache/TokenBucket.ts"
-import { AppConfig } from "../config/AppConfig.ts"
-import { labelled } from "../observability/Labels.ts"
+import { Cache } from "../platform/cache/CacheStore.ts"
+import { type BucketDecision, type BucketLimit, decide, LocalBuckets } from "../platform/cache/TokenBucket.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import { labelled } from "../platform/observability/Labels.ts"
 
 export const rateLimitDecisions = Metric.counter("strata_rate_limit_decisions_total", {
   description: "Rate-limit decisions by outcome (allowed, limited) and where the bucket lives (shared, local)"

@@ -6,7 +6,7 @@
 import { InvalidJson, PayloadTooLarge, UnsupportedMediaType, type ValidationFailed } from "@strata/domain"
 import { ByteSize, Effect } from "effect"
 import { HttpIncomingMessage, type HttpServerRequest } from "effect/http"
-import { MAX_DECIMAL_EXPONENT, parseExact } from "../records/RecordJson.ts"
+import { MAX_DECIMAL_EXPONENT, parseExact } from "../json/ExactJson.ts"
 import { formatPath, validationFailed } from "./Validation.ts"
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i

@@ -6,13 +6,13 @@ import { Api, CheckSchema, NotFound, Principal, RegisterSchema } from "@strata/d
 import { Effect, Option } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
-import { AppConfig } from "../config/AppConfig.ts"
-import { jsonText } from "../records/RecordJson.ts"
-import { SchemaRegistry, type SchemaVersion } from "../schemas/SchemaRegistry.ts"
-import { StreamSchemas } from "../schemas/StreamSchemas.ts"
-import { readJsonBody } from "./JsonBody.ts"
-import { unavailableOnTransient } from "./RecordsHandlers.ts"
-import { decodeAll } from "./Validation.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import { readJsonBody } from "../platform/http/JsonBody.ts"
+import { decodeAll } from "../platform/http/Validation.ts"
+import { jsonText } from "../platform/json/ExactJson.ts"
+import { unavailableOnTransient } from "../records/RecordsHandlers.ts"
+import { SchemaRegistry, type SchemaVersion } from "./SchemaRegistry.ts"
+import { StreamSchemas } from "./StreamSchemas.ts"
 
 const versionText = (v: SchemaVersion) =>
   `{"stream":${JSON.stringify(v.stream)},"version":${v.version},"schema":${jsonText(v.schema)},"compatibility":${

@@ -15,8 +15,8 @@ import { Duration } from "effect"
 import { randomUUID } from "node:crypto"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { Duplex } from "node:stream"
+import type { HotRoutes } from "../../records/HotRoutes.ts"
 import type { Settings } from "../config/AppConfig.ts"
-import type { HotRoutes } from "./HotRoutes.ts"
 
 type Problem = HeadersTooLarge | MalformedRequest | PayloadTooLarge | RequestTimeout
 

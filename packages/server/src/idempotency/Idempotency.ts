@@ -9,9 +9,9 @@ import { IdempotencyKeyInFlight, IdempotencyKeyReused } from "@strata/domain"
 import { Effect, Exit } from "effect"
 import { type HttpServerRequest, HttpServerResponse } from "effect/http"
 import { createHash } from "node:crypto"
-import type { DbError } from "../db/DbError.ts"
-import type { IdempotencyStore } from "../db/IdempotencyStore.ts"
-import { validationFailed } from "./Validation.ts"
+import { validationFailed } from "../platform/http/Validation.ts"
+import type { DbError } from "../platform/sql/DbError.ts"
+import type { IdempotencyStore } from "./IdempotencyStore.ts"
 
 const VISIBLE_ASCII = /^[\x21-\x7e]{1,255}$/
 

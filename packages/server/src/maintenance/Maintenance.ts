@@ -5,9 +5,9 @@
  * idempotency keys. Running it on several replicas at once is harmless.
  */
 import { Duration, Effect, Layer, Option, Schedule } from "effect"
-import { AppConfig } from "../config/AppConfig.ts"
-import { Db } from "./Db.ts"
-import { IdempotencyStore } from "./IdempotencyStore.ts"
+import { IdempotencyStore } from "../idempotency/IdempotencyStore.ts"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import { Db } from "../records/RecordStore.ts"
 
 const AHEAD = Duration.days(62) // two months, or many days / weeks
 
