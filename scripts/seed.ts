@@ -10,7 +10,7 @@ import { spawn } from "node:child_process"
 import { availableParallelism } from "node:os"
 import { parseArgs } from "node:util"
 import type { PartitionInterval } from "../packages/server/src/platform/config/AppConfig.ts"
-import { nextPartition, type PartitionBounds, partitionFor } from "../packages/server/src/platform/sql/Partitions.ts"
+import { nextPartition, type PartitionBounds, partitionFor } from "../packages/server/src/records/Partitions.ts"
 import { makeRecordId } from "../packages/server/src/records/RecordId.ts"
 
 /** The streams seeded records (and the benchmark's own writes) go to. */

@@ -18,6 +18,7 @@ import { RateLimiter } from "./auth/RateLimits.ts"
 import { VerifiedKeys } from "./auth/VerifiedKeys.ts"
 import { EventBus } from "./events/EventBus.ts"
 import { OutboxRelayLive } from "./events/OutboxRelay.ts"
+import { OutboxStore } from "./events/OutboxStore.ts"
 import { HealthHandlers, Lifecycle } from "./health/HealthHandlers.ts"
 import { IdempotencyStore } from "./idempotency/IdempotencyStore.ts"
 import { MaintenanceLive } from "./maintenance/Maintenance.ts"
@@ -30,12 +31,15 @@ import { logAccess } from "./platform/observability/AccessLog.ts"
 import { withHttpMetrics } from "./platform/observability/HttpMetrics.ts"
 import { RuntimeMetricsLive } from "./platform/observability/RuntimeMetrics.ts"
 import { withTraceContext } from "./platform/observability/Tracing.ts"
+import { Database } from "./platform/sql/Database.ts"
 import { DbPolicy } from "./platform/sql/DbPolicy.ts"
+import { SharedSecrets } from "./platform/sql/SharedSecrets.ts"
 import { Cursors } from "./records/Cursor.ts"
 import { HotRoutes } from "./records/HotRoutes.ts"
+import { MemoryTables } from "./records/MemoryTables.ts"
 import { RecordCache } from "./records/RecordCache.ts"
 import { RecordsHandlers } from "./records/RecordsHandlers.ts"
-import { Db } from "./records/RecordStore.ts"
+import { RecordStore } from "./records/RecordStore.ts"
 import { RecordWriter } from "./records/RecordWriter.ts"
 import { SchemaCompiler } from "./schemas/SchemaCompiler.ts"
 import { SchemaRegistry } from "./schemas/SchemaRegistry.ts"
@@ -76,7 +80,10 @@ export const AppRoutes = Layer.mergeAll(
 
 /** The stores on PostgreSQL (or PGlite), sharing one resilience policy: need PgClient and AppConfig. */
 export const StorageLive = Layer.mergeAll(
-  Db.layerPg,
+  RecordStore.layerPg,
+  OutboxStore.layerPg,
+  SharedSecrets.layerPg,
+  Database.layerPg,
   IdempotencyStore.layerPg,
   ApiKeys.layerPg,
   SchemaRegistry.layerPg
@@ -86,13 +93,16 @@ export const StorageLive = Layer.mergeAll(
 
 /** The stores in memory, for tests. */
 export const StorageMemory = Layer.mergeAll(
-  Db.layerMemory,
+  // One set of tables under both, as PostgreSQL's under their layerPg.
+  Layer.mergeAll(RecordStore.layerMemory, OutboxStore.layerMemory).pipe(Layer.provide(MemoryTables.layer)),
+  SharedSecrets.layerMemory,
+  Database.layerMemory,
   IdempotencyStore.layerMemory,
   ApiKeys.layerMemory,
   SchemaRegistry.layerMemory
 )
 
-export type Storage = Db | IdempotencyStore | ApiKeys | SchemaRegistry
+export type Storage = RecordStore | OutboxStore | SharedSecrets | Database | IdempotencyStore | ApiKeys | SchemaRegistry
 
 /**
  * The services the routes use (the hot routes too), and the background

@@ -8,19 +8,20 @@ import { Duration, Effect, Layer, ManagedRuntime, Option, Redacted } from "effec
 import { randomBytes } from "node:crypto"
 import { Cache } from "../src/platform/cache/CacheStore.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
+import { MemoryTables } from "../src/records/MemoryTables.ts"
 import { RecordCache } from "../src/records/RecordCache.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
-import { Db } from "../src/records/RecordStore.ts"
+import { RecordStore } from "../src/records/RecordStore.ts"
 import { REDIS_URL, redisAvailable, startRedisServer } from "./support/Redis.ts"
 import { makeTestApp, memoryDb } from "./support/TestApp.ts"
 
-/** A Db that counts reads by id, to see coalescing. */
+/** A RecordStore that counts reads by id, to see coalescing. */
 const countingDb = (reads: { n: number }) =>
   Layer.effect(
-    Db,
+    RecordStore,
     Effect.gen(function*() {
-      const db = yield* Db
-      return Db.of({
+      const db = yield* RecordStore
+      return RecordStore.of({
         ...db,
         findById: (tenant, id) =>
           Effect.suspend(() => {
@@ -29,7 +30,7 @@ const countingDb = (reads: { n: number }) =>
           })
       })
     })
-  ).pipe(Layer.provideMerge(Db.layerMemory))
+  ).pipe(Layer.provideMerge(RecordStore.layerMemory), Layer.provide(MemoryTables.layer))
 
 const record = {
   id: makeRecordId(Date.parse("2026-01-01T00:00:00Z")),
@@ -48,11 +49,11 @@ const idOf = (answer: Option.Option<Uint8Array>): string =>
 const describeCache = (name: string, cacheLayer: () => Layer.Layer<Cache>, enabled: () => boolean) =>
   describe(name, () => {
     const reads = { n: 0 }
-    let runtime: ManagedRuntime.ManagedRuntime<RecordCache | Db | Cache, unknown>
-    const run = <A, E>(effect: Effect.Effect<A, E, RecordCache | Db | Cache>) => runtime.runPromise(effect)
+    let runtime: ManagedRuntime.ManagedRuntime<RecordCache | RecordStore | Cache, unknown>
+    const run = <A, E>(effect: Effect.Effect<A, E, RecordCache | RecordStore | Cache>) => runtime.runPromise(effect)
     const storeRecord = (id: string) =>
       run(
-        Db.use((db) =>
+        RecordStore.use((db) =>
           db.insert([{
             tenant: "t1",
             id,

@@ -12,13 +12,14 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { createServer, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { StorageLive } from "../src/App.ts"
+import { StorageLive, StorageMemory } from "../src/App.ts"
 import { EventBus, type KafkaMessage, type OutboxEvent, toKafkaMessage } from "../src/events/EventBus.ts"
 import { OutboxRelayLive } from "../src/events/OutboxRelay.ts"
+import { OutboxStore } from "../src/events/OutboxStore.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
 import { runMigrations } from "../src/platform/sql/Migrations.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
-import { Db } from "../src/records/RecordStore.ts"
+import { RecordStore } from "../src/records/RecordStore.ts"
 import { RecordWriter } from "../src/records/RecordWriter.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { RecordingBus } from "./support/RecordingBus.ts"
@@ -194,7 +195,7 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
         writes.push(stored.id)
       }
       await eventually(() => published.length >= writes.length, 200)
-      const stats = await a.runPromise(Db.use((d) => d.outboxStats))
+      const stats = await a.runPromise(OutboxStore.use((d) => d.stats))
       expect(stats.size).toBe(0)
       expect(overlaps).toBe(0)
       expect(published.map((m) => m.headers["strata-record-id"]).toSorted()).toEqual(writes.toSorted())
@@ -212,9 +213,15 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
 const leaseBackends: ReadonlyArray<{
   readonly name: string
   readonly skip: boolean
-  readonly make: () => Promise<{ readonly layer: Layer.Layer<Db, unknown>; readonly cleanup: () => Promise<void> }>
+  readonly make: () => Promise<
+    { readonly layer: Layer.Layer<RecordStore | OutboxStore, unknown>; readonly cleanup: () => Promise<void> }
+  >
 }> = [
-  { name: "in memory", skip: false, make: async () => ({ layer: Db.layerMemory, cleanup: async () => {} }) },
+  {
+    name: "in memory",
+    skip: false,
+    make: async () => ({ layer: StorageMemory.pipe(Layer.provide(AppConfig.layerWith())), cleanup: async () => {} })
+  },
   {
     name: "on PostgreSQL",
     skip: !available,
@@ -253,28 +260,29 @@ describe.each(leaseBackends)("the relay lease, $name", ({ make, skip }) => {
       const long = Duration.seconds(30)
       try {
         await runtime.runPromise(Effect.gen(function*() {
-          const db = yield* Db
-          expect(yield* db.claimOutbox("a", short, 10)).toEqual([]) // nothing to publish: no lease taken
-          expect(yield* db.claimOutbox("b", long, 10)).toEqual([])
+          const db = yield* RecordStore
+          const outbox = yield* OutboxStore
+          expect(yield* outbox.claim("a", short, 10)).toEqual([]) // nothing to publish: no lease taken
+          expect(yield* outbox.claim("b", long, 10)).toEqual([])
           for (let i = 1; i <= 12; i++) yield* db.insert([record(i)]) // seq 10 and up sort after 9
-          const first = yield* db.claimOutbox("a", short, 11)
+          const first = yield* outbox.claim("a", short, 11)
           expect(numbers(first)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
-          expect(yield* db.claimOutbox("b", long, 10)).toEqual([]) // a holds it
-          expect(yield* db.ackOutbox("a", short, [first[0].seq, first[1].seq])).toBe(true)
-          expect(numbers(yield* db.claimOutbox("a", short, 2))).toEqual([3, 4]) // renewed by its holder
+          expect(yield* outbox.claim("b", long, 10)).toEqual([]) // a holds it
+          expect(yield* outbox.ack("a", short, [first[0].seq, first[1].seq])).toBe(true)
+          expect(numbers(yield* outbox.claim("a", short, 2))).toEqual([3, 4]) // renewed by its holder
 
           yield* Effect.sleep("500 millis") // a's lease expires: b takes over
-          const taken = yield* db.claimOutbox("b", long, 100)
+          const taken = yield* outbox.claim("b", long, 100)
           expect(numbers(taken)).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
           // a published 3 and 4 meanwhile: they go, but a learns it must stop.
-          expect(yield* db.ackOutbox("a", short, [taken[0].seq, taken[1].seq])).toBe(false)
-          expect(yield* db.claimOutbox("a", short, 10)).toEqual([])
-          expect(yield* db.ackOutbox("b", long, [taken[2].seq])).toBe(true)
-          yield* db.releaseOutbox("a") // not a's to give up
-          expect(yield* db.claimOutbox("a", short, 10)).toEqual([])
-          yield* db.releaseOutbox("b")
-          expect(numbers(yield* db.claimOutbox("a", short, 10))).toEqual([6, 7, 8, 9, 10, 11, 12])
-          expect((yield* db.outboxStats).size).toBe(7)
+          expect(yield* outbox.ack("a", short, [taken[0].seq, taken[1].seq])).toBe(false)
+          expect(yield* outbox.claim("a", short, 10)).toEqual([])
+          expect(yield* outbox.ack("b", long, [taken[2].seq])).toBe(true)
+          yield* outbox.release("a") // not a's to give up
+          expect(yield* outbox.claim("a", short, 10)).toEqual([])
+          yield* outbox.release("b")
+          expect(numbers(yield* outbox.claim("a", short, 10))).toEqual([6, 7, 8, 9, 10, 11, 12])
+          expect((yield* outbox.stats).size).toBe(7)
         }))
       } finally {
         await runtime.dispose()
@@ -347,7 +355,7 @@ describe.each(backends)("on $name, with the bus hanging, then failing, then back
       state.failing = true
       for (let i = 15; i < 30; i++) await post(i)
       expect(state.published).toEqual([])
-      const waiting = await app.run(Db.use((d) => d.outboxStats))
+      const waiting = await app.run(OutboxStore.use((d) => d.stats))
       expect(waiting.size).toBe(30)
 
       state.failing = false
@@ -361,7 +369,7 @@ describe.each(backends)("on $name, with the bus hanging, then failing, then back
         const order = firsts.filter((m) => m.key.endsWith(`/${key}`)).map((m) => JSON.parse(m.value).data.i)
         expect(order).toEqual(order.toSorted((a, b) => a - b))
       }
-      await eventually(async () => (await app.run(Db.use((d) => d.outboxStats))).size === 0, 200)
+      await eventually(async () => (await app.run(OutboxStore.use((d) => d.stats))).size === 0, 200)
     } finally {
       await app.dispose()
       await busRuntime.dispose()

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Option } from "effect"
 import { request } from "node:http"
 import { makeRecordId } from "../src/records/RecordId.ts"
-import { Db } from "../src/records/RecordStore.ts"
+import { RecordStore } from "../src/records/RecordStore.ts"
 import { startOtlpReceiver } from "./support/OtlpReceiver.ts"
 import { makeSocketApp, memoryDb, type TestApp } from "./support/TestApp.ts"
 
@@ -29,10 +29,10 @@ describe("hot routes and the app answer alike", () => {
   })
   afterAll(() => app.dispose())
 
-  /** A record stored straight into the Db, so no cache level holds it. */
+  /** A record stored straight into the RecordStore, so no cache level holds it. */
   const stored = () =>
     app.run(Effect.map(
-      Db.use((db) =>
+      RecordStore.use((db) =>
         db.insert([{
           tenant: "test",
           id: makeRecordId(Date.now()),

@@ -4,23 +4,21 @@
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { ApiKeys } from "../src/auth/ApiKeys.ts"
-import { IdempotencyStore } from "../src/idempotency/IdempotencyStore.ts"
-import { Db } from "../src/records/RecordStore.ts"
-import { SchemaRegistry } from "../src/schemas/SchemaRegistry.ts"
+import { StorageMemory } from "../src/App.ts"
+import { RecordStore } from "../src/records/RecordStore.ts"
 import { makeTestApp } from "./support/TestApp.ts"
 
 const BrokenDb = Layer.effect(
-  Db,
+  RecordStore,
   Effect.gen(function*() {
-    const db = yield* Db
-    return Db.of({ ...db, findById: () => Effect.die(new Error("SELECT secret FROM pg_shadow")) })
+    const db = yield* RecordStore
+    return RecordStore.of({ ...db, findById: () => Effect.die(new Error("SELECT secret FROM pg_shadow")) })
   })
-).pipe(Layer.provide(Db.layerMemory))
+).pipe(Layer.provideMerge(StorageMemory))
 
 describe("internal errors", () => {
   const app = makeTestApp(
-    Layer.mergeAll(BrokenDb, IdempotencyStore.layerMemory, ApiKeys.layerMemory, SchemaRegistry.layerMemory)
+    BrokenDb
   )
   afterAll(() => app.dispose())
 

@@ -5,10 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer } from "effect"
 import { connect, createServer, type Server, type Socket } from "node:net"
-import { ApiKeys } from "../src/auth/ApiKeys.ts"
-import { IdempotencyStore } from "../src/idempotency/IdempotencyStore.ts"
-import { Db } from "../src/records/RecordStore.ts"
-import { SchemaRegistry } from "../src/schemas/SchemaRegistry.ts"
+import { StorageMemory } from "../src/App.ts"
+import { RecordStore } from "../src/records/RecordStore.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { makeTestApp, pgDb } from "./support/TestApp.ts"
 
@@ -98,18 +96,16 @@ describe.skipIf(!available)("when the database goes away", () => {
 
 /** In-memory stores whose reads take `ms`. */
 const slowStorage = (ms: number) =>
-  Layer.mergeAll(
-    Layer.effect(
-      Db,
-      Effect.gen(function*() {
-        const db = yield* Db
-        return Db.of({ ...db, findById: (tenant, id) => Effect.delay(db.findById(tenant, id), Duration.millis(ms)) })
+  Layer.effect(
+    RecordStore,
+    Effect.gen(function*() {
+      const db = yield* RecordStore
+      return RecordStore.of({
+        ...db,
+        findById: (tenant, id) => Effect.delay(db.findById(tenant, id), Duration.millis(ms))
       })
-    ).pipe(Layer.provide(Db.layerMemory)),
-    SchemaRegistry.layerMemory,
-    IdempotencyStore.layerMemory,
-    ApiKeys.layerMemory
-  )
+    })
+  ).pipe(Layer.provideMerge(StorageMemory))
 
 describe("load shedding and deadlines", () => {
   const id = "019a5f0e-7c4b-7d1e-9a2f-3c4d5e6f7a8b"

@@ -11,12 +11,12 @@ import { maintainOnce } from "../src/maintenance/Maintenance.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
 import { runMigrations } from "../src/platform/sql/Migrations.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
-import { Db, type RecordToStore } from "../src/records/RecordStore.ts"
+import { RecordStore, type RecordToStore } from "../src/records/RecordStore.ts"
 import { RecordWriter } from "../src/records/RecordWriter.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { makeTestApp, pgDb, type TestApp } from "./support/TestApp.ts"
 
-type Services = Db | IdempotencyStore | RecordWriter | PgClient.PgClient | AppConfig
+type Services = RecordStore | IdempotencyStore | RecordWriter | PgClient.PgClient | AppConfig
 
 const available = await postgresAvailable()
 const suite = available ? describe : describe.skip
@@ -94,7 +94,7 @@ suite("storage on PostgreSQL", () => {
 
   it("creates a partition the first time a record needs it: a backfill into 2019 works", async () => {
     const [stored] = await run(Effect.flatMap(RecordWriter, (w) => w.write([record("2019-03-05T12:00:00Z")])))
-    const found = await run(Effect.flatMap(Db, (d) => d.findById("default", stored.id)))
+    const found = await run(Effect.flatMap(RecordStore, (d) => d.findById("default", stored.id)))
     expect(Option.isSome(found)).toBe(true)
     const tables = await run(
       Effect.flatMap(
@@ -154,7 +154,7 @@ suite("storage on PostgreSQL", () => {
       ], { concurrency: "unbounded" })))
     expect(results.map(Exit.isSuccess)).toEqual([true, false, true])
     const bad = await run(
-      Effect.flatMap(Db, (d) => d.list({ tenant: "default", stream: "bad", order: "asc", limit: 10 }))
+      Effect.flatMap(RecordStore, (d) => d.list({ tenant: "default", stream: "bad", order: "asc", limit: 10 }))
     )
     expect(bad).toEqual([])
   })

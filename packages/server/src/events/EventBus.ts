@@ -5,7 +5,7 @@
  */
 import type { StoredRecord } from "@strata/domain"
 import { Context, Effect, Layer, Schema } from "effect"
-import { recordText } from "../platform/json/ExactJson.ts"
+import { recordText } from "../records/RecordJson.ts"
 
 /** One outbox row: the event of one stored record. */
 export interface OutboxEvent {

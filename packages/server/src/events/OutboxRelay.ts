@@ -29,8 +29,8 @@ import { Headers, HttpTraceContext } from "effect/http"
 import { randomUUID } from "node:crypto"
 import { AppConfig } from "../platform/config/AppConfig.ts"
 import { LATENCY_BUCKETS } from "../platform/observability/DbMetrics.ts"
-import { Db } from "../records/RecordStore.ts"
 import { EventBus, EventBusError, type OutboxEvent } from "./EventBus.ts"
+import { OutboxStore } from "./OutboxStore.ts"
 
 export const outboxSize = Metric.gauge("strata_outbox_events", { description: "Events waiting in the outbox" })
 export const outboxOldestAge = Metric.gauge("strata_outbox_oldest_event_age_seconds", {
@@ -84,7 +84,7 @@ export const relayLease = (
  */
 export const relayOnce = (holder: string) =>
   Effect.gen(function*() {
-    const db = yield* Db
+    const db = yield* OutboxStore
     const bus = yield* EventBus
     const config = yield* AppConfig
     const tracing = yield* References.TracerEnabled
@@ -131,13 +131,13 @@ export const relayOnce = (holder: string) =>
     return yield* Effect.gen(function*() {
       while (true) {
         // Short statements only: the connection goes back to the pool before the publish.
-        const events = yield* db.claimOutbox(holder, lease, config.outboxBatch).pipe(Effect.withTracerEnabled(false))
+        const events = yield* db.claim(holder, lease, config.outboxBatch).pipe(Effect.withTracerEnabled(false))
         if (!Arr.isReadonlyArrayNonEmpty(events)) return total
         claimed = true
         yield* publish(events)
         const acknowledged = Date.now()
         for (const event of events) yield* Metric.update(deliveryLag, (acknowledged - event.storedAt) / 1000)
-        const held = yield* db.ackOutbox(holder, lease, Arr.map(events, (e) => e.seq)).pipe(
+        const held = yield* db.ack(holder, lease, Arr.map(events, (e) => e.seq)).pipe(
           Effect.withTracerEnabled(false)
         )
         total += events.length
@@ -154,17 +154,17 @@ export const relayOnce = (holder: string) =>
       Effect.ensuring(
         Effect.suspend(() =>
           claimed
-            ? db.releaseOutbox(holder).pipe(Effect.timeout(config.dbTimeout), Effect.ignore)
+            ? db.release(holder).pipe(Effect.timeout(config.dbTimeout), Effect.ignore)
             : Effect.void
         ).pipe(Effect.withTracerEnabled(false))
       )
     )
   })
 
-export const OutboxRelayLive: Layer.Layer<never, never, Db | EventBus | AppConfig> = Layer.effectDiscard(
+export const OutboxRelayLive: Layer.Layer<never, never, OutboxStore | EventBus | AppConfig> = Layer.effectDiscard(
   Effect.gen(function*() {
     const config = yield* AppConfig
-    const db = yield* Db
+    const db = yield* OutboxStore
     const backoff = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("30 seconds")]).pipe(
       Schedule.jittered
     )
@@ -177,7 +177,7 @@ export const OutboxRelayLive: Layer.Layer<never, never, Db | EventBus | AppConfi
       Effect.forkScoped
     )
     // Size and age of the backlog, for alerts on a bus that stays down.
-    yield* db.outboxStats.pipe(
+    yield* db.stats.pipe(
       Effect.flatMap((stats) =>
         Effect.andThen(Metric.update(outboxSize, stats.size), Metric.update(outboxOldestAge, stats.oldestAgeSeconds))
       ),

@@ -6,8 +6,8 @@
 import { Api, type Readiness } from "@strata/domain"
 import { Context, Effect, Layer, Ref } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
+import { Database } from "../platform/sql/Database.ts"
 import { RecordCache } from "../records/RecordCache.ts"
-import { Db } from "../records/RecordStore.ts"
 
 /**
  * The process's lifecycle: `shuttingDown` turns true on SIGTERM, so readiness
@@ -26,7 +26,7 @@ export const HealthHandlers = HttpApiBuilder.group(
   Api,
   "health",
   Effect.fn(function*(handlers) {
-    const db = yield* Db
+    const db = yield* Database
     const recordCache = yield* RecordCache
     const lifecycle = yield* Lifecycle
     return handlers

@@ -7,12 +7,12 @@
 import { Duration, Effect, Layer, Option, Schedule } from "effect"
 import { IdempotencyStore } from "../idempotency/IdempotencyStore.ts"
 import { AppConfig } from "../platform/config/AppConfig.ts"
-import { Db } from "../records/RecordStore.ts"
+import { RecordStore } from "../records/RecordStore.ts"
 
 const AHEAD = Duration.days(62) // two months, or many days / weeks
 
 export const maintainOnce = Effect.gen(function*() {
-  const db = yield* Db
+  const db = yield* RecordStore
   const config = yield* AppConfig
   const now = new Date()
   const result = yield* db.maintainPartitions({
@@ -30,13 +30,14 @@ export const maintainOnce = Effect.gen(function*() {
   return result
 })
 
-export const MaintenanceLive: Layer.Layer<never, never, Db | IdempotencyStore | AppConfig> = Layer.effectDiscard(
-  Effect.gen(function*() {
-    const config = yield* AppConfig
-    yield* maintainOnce.pipe(
-      Effect.catch((error) => Effect.logWarning("Maintenance failed; will retry", error.message)),
-      Effect.repeat(Schedule.spaced(config.maintenanceEvery)),
-      Effect.forkScoped
-    )
-  })
-)
+export const MaintenanceLive: Layer.Layer<never, never, RecordStore | IdempotencyStore | AppConfig> = Layer
+  .effectDiscard(
+    Effect.gen(function*() {
+      const config = yield* AppConfig
+      yield* maintainOnce.pipe(
+        Effect.catch((error) => Effect.logWarning("Maintenance failed; will retry", error.message)),
+        Effect.repeat(Schedule.spaced(config.maintenanceEvery)),
+        Effect.forkScoped
+      )
+    })
+  )

@@ -5,7 +5,7 @@
  */
 import { Context, Effect, Layer } from "effect"
 import { createHmac, timingSafeEqual } from "node:crypto"
-import { Db } from "./RecordStore.ts"
+import { SharedSecrets } from "../platform/sql/SharedSecrets.ts"
 
 export interface CursorPosition {
   readonly occurredAt: Date
@@ -52,8 +52,8 @@ export type CursorCodec = ReturnType<typeof makeCursorCodec>
 /** The cursor codec, keyed with the secret every replica shares through the database. */
 export class Cursors extends Context.Service<Cursors, CursorCodec>()("strata/Cursors") {
   // Built with the other services, before the server listens, so no request waits on it.
-  static readonly layer: Layer.Layer<Cursors, never, Db> = Layer.effect(
+  static readonly layer: Layer.Layer<Cursors, never, SharedSecrets> = Layer.effect(
     Cursors,
-    Effect.map(Effect.orDie(Db.use((db) => db.sharedSecret("cursor"))), makeCursorCodec)
+    Effect.map(Effect.orDie(SharedSecrets.use((secrets) => secrets.get("cursor"))), makeCursorCodec)
   )
 }

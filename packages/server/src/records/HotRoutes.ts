@@ -42,7 +42,7 @@ import { AppConfig } from "../platform/config/AppConfig.ts"
 import { Admission, pastDeadline } from "../platform/http/Admission.ts"
 import { isJsonContentType, isUtf8 } from "../platform/http/JsonBody.ts"
 import { finish, requestIdOf } from "../platform/http/RequestId.ts"
-import { parseExact, recordText } from "../platform/json/ExactJson.ts"
+import { parseExact } from "../platform/json/ExactJson.ts"
 import { logAccess } from "../platform/observability/AccessLog.ts"
 import {
   requestEnded,
@@ -56,6 +56,7 @@ import { prepareRecord } from "./Prepare.ts"
 import { type CacheOutcome, RecordCache } from "./RecordCache.ts"
 import { matchesEtag, recordHeaders } from "./RecordHeaders.ts"
 import { recordIdTime } from "./RecordId.ts"
+import { recordText } from "./RecordJson.ts"
 import { RecordWriter } from "./RecordWriter.ts"
 
 const RECORD_PATH = /^\/data\/([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/

@@ -13,12 +13,12 @@ import { Context, Deferred, Duration, Effect, Layer, Metric, Option, Schedule } 
 import { CircuitBreaker } from "effect/persistence"
 import { Cache, type CacheEntry } from "../platform/cache/CacheStore.ts"
 import { AppConfig } from "../platform/config/AppConfig.ts"
-import { recordText } from "../platform/json/ExactJson.ts"
 import { trackBreaker } from "../platform/observability/BreakerMetrics.ts"
 import { labelled } from "../platform/observability/Labels.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { LocalAnswers } from "./LocalAnswers.ts"
-import { Db } from "./RecordStore.ts"
+import { recordText } from "./RecordJson.ts"
+import { RecordStore } from "./RecordStore.ts"
 
 /** What answered a read, for the `Cache-Status` header (RFC 9211). */
 export type CacheOutcome = "hit" | "miss" | "unavailable"
@@ -56,11 +56,11 @@ export class RecordCache extends Context.Service<RecordCache, {
   /** `up`, or `degraded` when the cache does not answer (reads still work). */
   readonly health: Effect.Effect<"up" | "degraded">
 }>()("strata/RecordCache") {
-  static readonly layer: Layer.Layer<RecordCache, never, Cache | Db | AppConfig> = Layer.effect(
+  static readonly layer: Layer.Layer<RecordCache, never, Cache | RecordStore | AppConfig> = Layer.effect(
     RecordCache,
     Effect.gen(function*() {
       const cache = yield* Cache
-      const db = yield* Db
+      const db = yield* RecordStore
       const config = yield* AppConfig
       const context = yield* Effect.context<never>()
       const local = new LocalAnswers(config.recordCacheBytes, Duration.toMillis(config.cacheTtl))

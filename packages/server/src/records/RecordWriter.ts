@@ -14,7 +14,7 @@ import { Array as Arr, Context, Duration, Effect, Exit, Layer, Metric, Tracer } 
 import { AppConfig } from "../platform/config/AppConfig.ts"
 import { RequestId } from "../platform/http/RequestId.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
-import { Db, type RecordToStore } from "./RecordStore.ts"
+import { RecordStore, type RecordToStore } from "./RecordStore.ts"
 
 /** One write: its records, who waits for them, and the request span it serves (for links). */
 interface Unit {
@@ -50,10 +50,10 @@ export class RecordWriter extends Context.Service<RecordWriter, {
     done: (exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>) => void
   ) => void
 }>()("strata/RecordWriter") {
-  static readonly layer: Layer.Layer<RecordWriter, never, Db | AppConfig> = Layer.effect(
+  static readonly layer: Layer.Layer<RecordWriter, never, RecordStore | AppConfig> = Layer.effect(
     RecordWriter,
     Effect.gen(function*() {
-      const db = yield* Db
+      const db = yield* RecordStore
       const config = yield* AppConfig
       const context = yield* Effect.context<never>()
       const windowMs = Duration.toMillis(config.writeBatchWindow)

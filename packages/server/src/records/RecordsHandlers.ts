@@ -23,7 +23,6 @@ import { IdempotencyStore } from "../idempotency/IdempotencyStore.ts"
 import { AppConfig } from "../platform/config/AppConfig.ts"
 import { readJsonBody } from "../platform/http/JsonBody.ts"
 import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
-import { recordText } from "../platform/json/ExactJson.ts"
 import { currentTraceparent } from "../platform/observability/Tracing.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
@@ -32,7 +31,8 @@ import { prepareRecord } from "./Prepare.ts"
 import { RecordCache } from "./RecordCache.ts"
 import { matchesEtag, recordHeaders } from "./RecordHeaders.ts"
 import { recordIdTime } from "./RecordId.ts"
-import { Db } from "./RecordStore.ts"
+import { recordText } from "./RecordJson.ts"
+import { RecordStore } from "./RecordStore.ts"
 import { RecordWriter } from "./RecordWriter.ts"
 
 /** A database that is down or slow is a 503 the client may retry; anything else is a bug (500). */
@@ -66,7 +66,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
   Api,
   "records",
   Effect.fn(function*(handlers) {
-    const db = yield* Db
+    const db = yield* RecordStore
     const writer = yield* RecordWriter
     const idempotency = yield* IdempotencyStore
     const recordCache = yield* RecordCache

@@ -1,5 +1,5 @@
 /**
- * JSON that keeps every number exactly (SPEC §1) and one byte form per record.
+ * JSON that keeps every number exactly (SPEC §1) with one byte form per value.
  *
  * `JSON.parse` turns `9007199254740993` into `9007199254740992` and
  * `19.999999999999999999` into `20`. `parseExact` keeps such a number as
@@ -9,11 +9,9 @@
  * such a number (a run of 16 digits, or an exponent) pay for the reviver.
  *
  * `jsonText` writes object keys in the order PostgreSQL's `jsonb` keeps them
- * (shorter first, then by UTF-8 bytes), so a record has one byte form whether
+ * (shorter first, then by UTF-8 bytes), so a value has one byte form whether
  * it comes from the request, the cache, the database or the outbox.
  */
-import type { StoredRecord } from "@strata/domain"
-
 /** Node 24's raw JSON (TC39 JSON.parse source text access), not yet in TypeScript's lib. */
 const RawJson = JSON as unknown as {
   rawJSON: (text: string) => object
@@ -160,11 +158,3 @@ export const jsonText = (value: unknown): string => {
   }
   return out + "}"
 }
-
-/** A stored record as every answer (`schemaVersion` null when absent: records stored before schemas), cache entry and event carries it: the contract's field order, data as `jsonText`. */
-export const recordText = (record: StoredRecord): string =>
-  `{"id":${JSON.stringify(record.id)},"stream":${JSON.stringify(record.stream)},"key":${
-    JSON.stringify(record.key)
-  },"occurredAt":${JSON.stringify(record.occurredAt)},"ingestedAt":${JSON.stringify(record.ingestedAt)},"data":${
-    jsonText(record.data)
-  },"schemaVersion":${record.schemaVersion ?? null}}`

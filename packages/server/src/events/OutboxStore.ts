@@ -1,0 +1,174 @@
+/**
+ * The outbox relay's store: the events waiting to be published and the one
+ * relay lease. `layerPg` reads them from PostgreSQL's `outbox` (joined with the
+ * record each event carries); `layerMemory` from MemoryTables, for tests.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { Array as Arr, Context, Duration, Effect, Layer } from "effect"
+import type { SqlError } from "effect/sql"
+import type { DbError } from "../platform/sql/DbError.ts"
+import { type CallKind, DbPolicy } from "../platform/sql/DbPolicy.ts"
+import { MemoryTables } from "../records/MemoryTables.ts"
+import { parseStored, type RecordRow, toRecord, withSchemaVersion } from "../records/RecordRows.ts"
+import type { OutboxEvent } from "./EventBus.ts"
+
+export class OutboxStore extends Context.Service<OutboxStore, {
+  /**
+   * The outbox relay's side (SPEC §4). A relay publishes only while it holds the
+   * one relay lease, so with several replicas one drains at a time and events
+   * with one key keep their order. Each call is one short statement: no
+   * transaction or connection is held while the events are published.
+   *
+   * `claim` takes (or renews) the lease for `holder` for `lease` and answers
+   * the oldest events (up to `limit`, by `seq`); none when the outbox is empty or
+   * another holder's lease has not expired (then it writes nothing).
+   */
+  readonly claim: (
+    holder: string,
+    lease: Duration.Duration,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<OutboxEvent>, DbError>
+  /**
+   * Deletes published events (by `seq`) and renews `holder`'s lease. Answers
+   * whether `holder` still holds it; when not, another relay took over (the
+   * lease expired) and this one must stop. Deleting is right either way: the bus
+   * acknowledged these events.
+   */
+  readonly ack: (
+    holder: string,
+    lease: Duration.Duration,
+    seqs: Arr.NonEmptyReadonlyArray<string>
+  ) => Effect.Effect<boolean, DbError>
+  /** Gives the lease up, if `holder` has it, so another relay can take it at once. */
+  readonly release: (holder: string) => Effect.Effect<void, DbError>
+  /** Events waiting in the outbox and the age of the oldest, in seconds. */
+  readonly stats: Effect.Effect<{ readonly size: number; readonly oldestAgeSeconds: number }, DbError>
+}>()("strata/events/OutboxStore") {
+  static readonly layerPg: Layer.Layer<OutboxStore, never, PgClient.PgClient | DbPolicy> = Layer.effect(
+    OutboxStore,
+    Effect.gen(function*() {
+      const sql = yield* PgClient.PgClient
+      const policy = yield* DbPolicy
+      const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>, kind: CallKind = "idempotent") =>
+        policy.run(`Db.${name}`, kind, effect)
+
+      interface OutboxRecordRow extends Partial<RecordRow> {
+        readonly seq: string
+        readonly tenant_id: string
+        readonly message_key: string
+        readonly payload: string | null
+        readonly traceparent: string | null
+        readonly created_at: Date
+      }
+      const leaseUntil = (lease: Duration.Duration) =>
+        sql`now() + ${Duration.toMillis(lease)} * interval '1 millisecond'`
+      // One statement: the lease is taken (only when there is something to
+      // publish, so an idle relay writes nothing) and, if it was, the oldest
+      // events are read. A transaction that commits late, after rows with a
+      // higher seq were published, is still picked up: the relay always takes the
+      // oldest remaining rows and deletes exactly what it published.
+      // (ORDER BY `outbox.seq`, the bigint: plain `seq` would be the text column
+      // of that name, and "10" sorts before "9".)
+      const claimOutbox = (holder: string, lease: Duration.Duration, limit: number) =>
+        guard(
+          "claimOutbox",
+          Effect.map(
+            sql<OutboxRecordRow>`
+              WITH lease AS (
+                UPDATE outbox_relay_lease SET holder = ${holder}, expires_at = ${leaseUntil(lease)}
+                WHERE id = 1 AND (holder = ${holder} OR expires_at < now()) AND EXISTS (SELECT 1 FROM outbox)
+                RETURNING id
+              )
+              SELECT o.seq::text AS seq, o.tenant_id, o.message_key, o.payload::text AS payload, o.traceparent,
+                o.created_at, r.id::text AS id, r.stream, r.key, r.occurred_at, r.ingested_at, r.data::text AS data,
+                r.schema_version
+              FROM outbox o
+              LEFT JOIN records r ON r.id = o.record_id AND r.occurred_at = o.occurred_at
+              WHERE EXISTS (SELECT 1 FROM lease) AND (o.payload IS NOT NULL OR r.id IS NOT NULL)
+              ORDER BY o.seq LIMIT ${limit}`,
+            (rows) =>
+              rows.map((r): OutboxEvent => ({
+                seq: r.seq,
+                tenant: r.tenant_id,
+                messageKey: r.message_key,
+                record: r.payload !== null
+                  ? withSchemaVersion(parseStored(r.payload))
+                  : toRecord(r as RecordRow),
+                traceparent: r.traceparent,
+                storedAt: r.created_at.getTime()
+              }))
+          )
+        )
+
+      const ackOutbox = (holder: string, lease: Duration.Duration, seqs: Arr.NonEmptyReadonlyArray<string>) =>
+        guard(
+          "ackOutbox",
+          Effect.map(
+            sql<{ readonly id: number }>`
+              WITH published AS (DELETE FROM outbox WHERE seq IN ${sql.in(seqs)})
+              UPDATE outbox_relay_lease SET expires_at = ${leaseUntil(lease)}
+              WHERE id = 1 AND holder = ${holder} RETURNING id`,
+            (rows) => rows.length > 0
+          )
+        )
+
+      const releaseOutbox = (holder: string) =>
+        guard(
+          "releaseOutbox",
+          Effect.asVoid(
+            sql`UPDATE outbox_relay_lease SET expires_at = '-infinity' WHERE id = 1 AND holder = ${holder}`
+          )
+        )
+
+      const outboxStats = guard(
+        "outboxStats",
+        Effect.map(
+          sql<{ readonly size: number; readonly age: number | null }>`
+            SELECT count(*)::int AS size, extract(epoch FROM now() - min(created_at))::float8 AS age FROM outbox`,
+          ([row]) => ({ size: row.size, oldestAgeSeconds: row.age ?? 0 })
+        )
+      )
+
+      return OutboxStore.of({ claim: claimOutbox, ack: ackOutbox, release: releaseOutbox, stats: outboxStats })
+    })
+  )
+
+  static readonly layerMemory: Layer.Layer<OutboxStore, never, MemoryTables> = Layer.effect(
+    OutboxStore,
+    Effect.gen(function*() {
+      const tables = yield* MemoryTables
+
+      // The relay lease, as in the table: a holder and when its lease ends.
+      const lease = { holder: "", expiresAt: Number.NEGATIVE_INFINITY }
+      const claimOutbox = (holder: string, duration: Duration.Duration, limit: number) =>
+        Effect.sync((): ReadonlyArray<OutboxEvent> => {
+          const now = Date.now()
+          if (tables.outbox.length === 0 || (lease.holder !== holder && lease.expiresAt >= now)) return []
+          lease.holder = holder
+          lease.expiresAt = now + Duration.toMillis(duration)
+          return tables.outbox.slice(0, limit)
+        })
+      const ackOutbox = (holder: string, duration: Duration.Duration, seqs: Arr.NonEmptyReadonlyArray<string>) =>
+        Effect.sync(() => {
+          const published = new Set(seqs)
+          for (let i = tables.outbox.length - 1; i >= 0; i--) {
+            if (published.has(tables.outbox[i].seq)) tables.outbox.splice(i, 1)
+          }
+          if (lease.holder !== holder) return false
+          lease.expiresAt = Date.now() + Duration.toMillis(duration)
+          return true
+        })
+      const releaseOutbox = (holder: string) =>
+        Effect.sync(() => {
+          if (lease.holder === holder) lease.expiresAt = Number.NEGATIVE_INFINITY
+        })
+
+      const outboxStats = Effect.sync(() => ({
+        size: tables.outbox.length,
+        oldestAgeSeconds: tables.outbox.length === 0 ? 0 : (Date.now() - tables.outbox[0].storedAt) / 1000
+      }))
+
+      return OutboxStore.of({ claim: claimOutbox, ack: ackOutbox, release: releaseOutbox, stats: outboxStats })
+    })
+  )
+}

@@ -1,0 +1,50 @@
+/** How a record row of PostgreSQL becomes a stored record, for every query that reads `records`. */
+import type { StoredRecord } from "@strata/domain"
+import { parseExact } from "../platform/json/ExactJson.ts"
+import type { RecordToStore } from "./RecordStore.ts"
+
+// `data` as text: the driver's JSON.parse would round long numbers.
+export const COLUMNS = "id::text AS id, stream, key, occurred_at, ingested_at, data::text AS data, schema_version"
+
+export interface RecordRow {
+  readonly id: string
+  readonly stream: string
+  readonly key: string | null
+  readonly occurred_at: Date
+  readonly ingested_at: Date
+  readonly data: string
+  readonly schema_version: number | null
+}
+
+/** JSON that PostgreSQL wrote: every number fits `parseExact`. */
+export const parseStored = <A>(text: string): A => {
+  const parsed = parseExact(text)
+  if (parsed._tag === "Inexact") throw new Error(`stored JSON holds an unreadable number at ${parsed.path.join(".")}`)
+  return parsed.value as A
+}
+
+/** An outbox payload written before schemas existed has no schemaVersion: null, as for its record. */
+export const withSchemaVersion = (record: Omit<StoredRecord, "schemaVersion"> & { schemaVersion?: number | null }) => ({
+  ...record,
+  schemaVersion: record.schemaVersion ?? null
+})
+
+export const toRecord = (row: RecordRow): StoredRecord => ({
+  id: row.id,
+  stream: row.stream,
+  key: row.key,
+  occurredAt: row.occurred_at.toISOString(),
+  ingestedAt: row.ingested_at.toISOString(),
+  data: parseStored(row.data),
+  schemaVersion: row.schema_version ?? null
+})
+
+export const storedOf = (r: RecordToStore, ingestedAt: Date): StoredRecord => ({
+  id: r.id,
+  stream: r.stream,
+  key: r.key,
+  occurredAt: r.occurredAt.toISOString(),
+  ingestedAt: ingestedAt.toISOString(),
+  data: r.data,
+  schemaVersion: r.schemaVersion
+})
