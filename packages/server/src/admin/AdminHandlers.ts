@@ -11,7 +11,7 @@ import { AppConfig } from "../platform/config/AppConfig.ts"
 import { readJsonBody } from "../platform/http/JsonBody.ts"
 import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
-import { unavailableOnTransient } from "../records/RecordsHandlers.ts"
+import { unavailableOnTransient } from "../platform/sql/DbError.ts"
 import * as Admin from "./Administration.ts"
 
 const answered = <A, R>(

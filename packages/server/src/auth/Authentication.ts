@@ -5,19 +5,12 @@
  *
  * Keys are verified through `VerifiedKeys` (in process for AUTH_CACHE_TTL).
  */
-import {
-  Authentication,
-  Forbidden,
-  Principal,
-  RateLimited,
-  RequiredScope,
-  Unauthorized,
-  Unavailable
-} from "@strata/domain"
+import { Authentication, Forbidden, Principal, RateLimited, RequiredScope, Unauthorized } from "@strata/domain"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { HttpEffect, HttpServerResponse } from "effect/http"
 import type { BucketDecision, BucketLimit } from "../platform/cache/TokenBucket.ts"
 import { AppConfig } from "../platform/config/AppConfig.ts"
+import { unavailableOnTransient } from "../platform/sql/DbError.ts"
 import { RateLimiter } from "./RateLimits.ts"
 import { verdictOf, VerifiedKeys } from "./VerifiedKeys.ts"
 
@@ -57,9 +50,7 @@ export const AuthenticationLive: Layer.Layer<Authentication, never, VerifiedKeys
             if (secret === "") return yield* unauthorized("Send Authorization: Bearer <api key>.")
             const found = yield* verified.lookup(secret).pipe(
               Effect.catchTag("DbError", (error) =>
-                error.transient
-                  ? Effect.fail(new Unavailable({ detail: "Cannot verify API keys right now; retry shortly." }))
-                  : Effect.die(error))
+                unavailableOnTransient(error, "Cannot verify API keys right now; retry shortly."))
             )
             const scope = Option.getOrUndefined(Context.getOption(endpoint.annotations, RequiredScope))
             const key = Option.getOrUndefined(found)

@@ -18,7 +18,7 @@
  * log are written, a record is answered 201 only after its group commit. The
  * contract suite runs over a real socket to hold the two paths together.
  */
-import { InternalError, isNewRecord, NotFound, type StoredRecord, Unavailable } from "@strata/domain"
+import { InternalError, isNewRecord, NotFound, type StoredRecord } from "@strata/domain"
 import {
   type Array as Arr,
   Cause,
@@ -51,6 +51,7 @@ import {
   requestStarted
 } from "../platform/observability/HttpMetrics.ts"
 import { samplingRatio, traceparentOf } from "../platform/observability/Tracing.ts"
+import { databaseUnavailable, isTransient } from "../platform/sql/DbError.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { prepareRecord } from "./Prepare.ts"
 import { type CacheOutcome, RecordCache } from "./RecordCache.ts"
@@ -411,9 +412,9 @@ export class HotRoutes extends Context.Service<HotRoutes, {
       /** As the app answers a failed write: a database that is down is a 503, anything else a 500. */
       const problemOf = (cause: Cause.Cause<unknown>) => {
         const error = Cause.findErrorOption(cause)
-        if (Option.isSome(error) && (error.value as { transient?: boolean }).transient === true) {
-          Effect.runForkWith(context)(Effect.logWarning("Database unavailable", (error.value as Error).message))
-          return new Unavailable({ detail: "The database is unavailable; retry shortly." })
+        if (Option.isSome(error) && isTransient(error.value)) {
+          Effect.runForkWith(context)(Effect.logWarning("Database unavailable", error.value.message))
+          return databaseUnavailable()
         }
         Effect.runForkWith(context)(Effect.logError("Unhandled failure", cause))
         return new InternalError({ detail: "Something went wrong on our side; quote the requestId." })

@@ -12,7 +12,6 @@ import {
   RecordKey,
   type StoredRecord,
   StreamName,
-  Unavailable,
   type ValidationFailed
 } from "@strata/domain"
 import { Array as Arr, Effect, Option, Result, Schema } from "effect"
@@ -24,7 +23,7 @@ import { AppConfig } from "../platform/config/AppConfig.ts"
 import { readJsonBody } from "../platform/http/JsonBody.ts"
 import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
 import { currentTraceparent } from "../platform/observability/Tracing.ts"
-import type { DbError } from "../platform/sql/DbError.ts"
+import { type DbError, unavailableOnTransient } from "../platform/sql/DbError.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { Cursors } from "./Cursor.ts"
 import { prepareRecord } from "./Prepare.ts"
@@ -34,15 +33,6 @@ import { recordIdTime } from "./RecordId.ts"
 import { recordText } from "./RecordJson.ts"
 import { RecordStore } from "./RecordStore.ts"
 import { RecordWriter } from "./RecordWriter.ts"
-
-/** A database that is down or slow is a 503 the client may retry; anything else is a bug (500). */
-export const unavailableOnTransient = (error: DbError): Effect.Effect<never, Unavailable> =>
-  error.transient
-    ? Effect.andThen(
-      Effect.logWarning("Database unavailable", error.message),
-      Effect.fail(new Unavailable({ detail: "The database is unavailable; retry shortly." }))
-    )
-    : Effect.die(error)
 
 const listText = (records: ReadonlyArray<StoredRecord>, nextCursor: string | null) =>
   `{"records":[${records.map(recordText).join(",")}],"nextCursor":${JSON.stringify(nextCursor)}}`

@@ -10,7 +10,7 @@ import { AppConfig } from "../platform/config/AppConfig.ts"
 import { readJsonBody } from "../platform/http/JsonBody.ts"
 import { decodeAll } from "../platform/http/Validation.ts"
 import { jsonText } from "../platform/json/ExactJson.ts"
-import { unavailableOnTransient } from "../records/RecordsHandlers.ts"
+import { unavailableOnTransient } from "../platform/sql/DbError.ts"
 import { SchemaRegistry, type SchemaVersion } from "./SchemaRegistry.ts"
 import { StreamSchemas } from "./StreamSchemas.ts"
 

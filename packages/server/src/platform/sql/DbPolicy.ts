@@ -22,8 +22,6 @@ import { DbError, fromSqlError } from "./DbError.ts"
 /** `idempotent` calls (reads, upserts, DDL with IF [NOT] EXISTS) may be retried after any transient failure. */
 export type CallKind = "idempotent" | "write"
 
-const ROLLED_BACK = new Set(["DeadlockError", "SerializationError"])
-
 const callDuration = labelled(dbCallDuration)
 const callErrors = labelled(dbCallErrors)
 
@@ -55,7 +53,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
             orElse: () =>
               Effect.fail(
                 new DbError({
-                  transient: true,
+                  reason: "Timeout",
                   message: `${name} timed out after ${Duration.format(config.dbTimeout)}`
                 })
               )
@@ -85,9 +83,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
         })
 
       const retryable = (kind: CallKind) => (error: DbError) =>
-        error.transient &&
-        (kind === "idempotent" ||
-          ROLLED_BACK.has((error.cause as SqlError.SqlError | undefined)?.reason?._tag ?? ""))
+        error.transient && (kind === "idempotent" || error.rolledBack)
 
       return DbPolicy.of({
         run: <A>(name: string, kind: CallKind, effect: Effect.Effect<A, SqlError.SqlError>) =>
@@ -108,7 +104,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
             Effect.catchTag("CircuitBreakerError", () =>
               Effect.andThen(
                 countError(name, "circuit_open"),
-                Effect.fail(new DbError({ transient: true, message: "database circuit breaker is open" }))
+                Effect.fail(new DbError({ reason: "CircuitOpen", message: "database circuit breaker is open" }))
               )),
             trackPool,
             Effect.withSpan(name, undefined, { captureStackTrace: false }) // a stack per call costs on the hot path
