@@ -43,6 +43,7 @@ import { RecordStore } from "./records/RecordStore.ts"
 import { RecordWriter } from "./records/RecordWriter.ts"
 import { SchemaCompiler } from "./schemas/SchemaCompiler.ts"
 import { SchemaRegistry } from "./schemas/SchemaRegistry.ts"
+import { StreamSamples } from "./schemas/StreamSamples.ts"
 import { StreamSchemas } from "./schemas/StreamSchemas.ts"
 import { StreamsHandlers } from "./schemas/StreamsHandlers.ts"
 
@@ -76,6 +77,15 @@ export const AppRoutes = Layer.mergeAll(
     }),
     { global: true }
   )
+)
+
+/** A candidate schema is checked against the stream's latest stored records. */
+const StreamSamplesFromRecords = Layer.effect(
+  StreamSamples,
+  Effect.map(RecordStore, (store) =>
+    StreamSamples.of({
+      recent: (tenant, stream, limit) => store.list({ tenant, stream, order: "desc", limit })
+    }))
 )
 
 /** The stores on PostgreSQL (or PGlite), sharing one resilience policy: need PgClient and AppConfig. */
@@ -124,7 +134,7 @@ export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = neve
     RateLimiter.layer,
     VerifiedKeys.layer,
     Admission.layer,
-    StreamSchemas.layer.pipe(Layer.provide(SchemaCompiler.layer))
+    StreamSchemas.layer.pipe(Layer.provide([SchemaCompiler.layer, StreamSamplesFromRecords]))
   ))).pipe(
     Layer.provideMerge(Layer.mergeAll(storage, cache, bus))
   )

@@ -41,6 +41,7 @@ import { verdictOf, VerifiedKeys } from "../auth/VerifiedKeys.ts"
 import { AppConfig } from "../platform/config/AppConfig.ts"
 import { Admission, pastDeadline } from "../platform/http/Admission.ts"
 import { isJsonContentType, isUtf8 } from "../platform/http/JsonBody.ts"
+import type { FastPath, HandOver } from "../platform/http/NodeServer.ts"
 import { finish, requestIdOf } from "../platform/http/RequestId.ts"
 import { parseExact } from "../platform/json/ExactJson.ts"
 import { logAccess } from "../platform/observability/AccessLog.ts"
@@ -116,16 +117,12 @@ const once = <A>(f: (a: A) => void) => {
   }
 }
 
-export type HandOver = (request: IncomingMessage) => void
-
-export class HotRoutes extends Context.Service<HotRoutes, {
-  /**
-   * Serves `request` when it is a hot route on its happy path, and answers
-   * true; false leaves it to the app. A request whose body was read is given
-   * to `handOver`, rebuilt, when it turns out not to be plainly fine.
-   */
-  readonly serve: (request: IncomingMessage, response: ServerResponse, handOver: HandOver) => boolean
-}>()("strata/HotRoutes") {
+/**
+ * `serve` takes `request` when it is a hot route on its happy path, and answers
+ * true; false leaves it to the app. A request whose body was read is given to
+ * `handOver`, rebuilt, when it turns out not to be plainly fine.
+ */
+export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/records/HotRoutes") {
   static readonly layer: Layer.Layer<
     HotRoutes,
     never,

@@ -25,10 +25,10 @@ import { AppConfig } from "../platform/config/AppConfig.ts"
 import { validationFailed } from "../platform/http/Validation.ts"
 import { jsonText } from "../platform/json/ExactJson.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
-import { RecordStore } from "../records/RecordStore.ts"
 import { SchemaCompiler } from "./SchemaCompiler.ts"
 import { SchemaRegistry, type SchemaVersion } from "./SchemaRegistry.ts"
 import { violations } from "./SchemaRules.ts"
+import { StreamSamples } from "./StreamSamples.ts"
 
 /** A stream's current schema, ready to validate with. */
 export interface CompiledSchema {
@@ -80,159 +80,161 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
     InvalidSchema | SchemaIncompatible | DbError
   >
 }>()("strata/StreamSchemas") {
-  static readonly layer: Layer.Layer<StreamSchemas, never, SchemaRegistry | RecordStore | AppConfig | SchemaCompiler> =
-    Layer
-      .effect(
-        StreamSchemas,
-        Effect.gen(function*() {
-          const registry = yield* SchemaRegistry
-          const db = yield* RecordStore
-          const config = yield* AppConfig
-          const compiler = yield* SchemaCompiler
-          const ttl = Duration.toMillis(config.schemaCacheTtl)
-          const currents = new Map<string, { readonly schema: CompiledSchema | null; readonly expiresAt: number }>()
-          const compiled = new Map<string, CompiledSchema>()
-          const pending = new Map<string, Deferred.Deferred<CompiledSchema | null, DbError>>()
+  static readonly layer: Layer.Layer<
+    StreamSchemas,
+    never,
+    SchemaRegistry | StreamSamples | AppConfig | SchemaCompiler
+  > = Layer
+    .effect(
+      StreamSchemas,
+      Effect.gen(function*() {
+        const registry = yield* SchemaRegistry
+        const samples = yield* StreamSamples
+        const config = yield* AppConfig
+        const compiler = yield* SchemaCompiler
+        const ttl = Duration.toMillis(config.schemaCacheTtl)
+        const currents = new Map<string, { readonly schema: CompiledSchema | null; readonly expiresAt: number }>()
+        const compiled = new Map<string, CompiledSchema>()
+        const pending = new Map<string, Deferred.Deferred<CompiledSchema | null, DbError>>()
 
-          const peek = (tenant: string, stream: string) => {
-            const entry = currents.get(keyOf(tenant, stream))
-            return entry === undefined || entry.expiresAt <= Date.now() ? undefined : entry.schema
-          }
+        const peek = (tenant: string, stream: string) => {
+          const entry = currents.get(keyOf(tenant, stream))
+          return entry === undefined || entry.expiresAt <= Date.now() ? undefined : entry.schema
+        }
 
-          const keep = (key: string, schema: CompiledSchema) => {
-            if (!compiled.has(key) && compiled.size >= MAX_COMPILED) compiled.delete(compiled.keys().next().value!)
-            compiled.set(key, schema)
-          }
+        const keep = (key: string, schema: CompiledSchema) => {
+          if (!compiled.has(key) && compiled.size >= MAX_COMPILED) compiled.delete(compiled.keys().next().value!)
+          compiled.set(key, schema)
+        }
 
-          const compile = (tenant: string, found: SchemaVersion): Effect.Effect<CompiledSchema> => {
-            const key = `${keyOf(tenant, found.stream)}\u0000${found.version}`
-            const known = compiled.get(key)
-            if (known !== undefined) return Effect.succeed(known)
-            return compiler.compile(found.schema, Number.MAX_SAFE_INTEGER).pipe(
-              // Accepted at registration under the same rules, so this compiles.
-              Effect.catch((problems) =>
-                Effect.die(
-                  new Error(
-                    `stored schema ${found.stream} v${found.version} no longer compiles: ${problems[0]?.message}`
-                  )
-                )
-              ),
-              Effect.map((validate) => {
-                const schema = compiledOf(found.version, validate)
-                keep(key, schema)
-                return schema
-              })
-            )
-          }
-
-          const remember = (tenant: string, stream: string, schema: CompiledSchema | null) => {
-            const key = keyOf(tenant, stream)
-            // Oldest first out, as a Map iterates in insertion order.
-            if (!currents.has(key) && currents.size >= MAX_COMPILED) currents.delete(currents.keys().next().value!)
-            currents.set(key, { schema, expiresAt: Date.now() + ttl })
-          }
-
-          const current = (tenant: string, stream: string): Effect.Effect<CompiledSchema | null, DbError> =>
-            Effect.suspend(() => {
-              const known = peek(tenant, stream)
-              if (known !== undefined) return Effect.succeed(known)
-              const key = keyOf(tenant, stream)
-              const inFlight = pending.get(key)
-              if (inFlight !== undefined) return Deferred.await(inFlight)
-              const done = Deferred.makeUnsafe<CompiledSchema | null, DbError>()
-              pending.set(key, done)
-              return registry.current(tenant, stream).pipe(
-                Effect.flatMap(
-                  Option.match({ onNone: () => Effect.succeed(null), onSome: (found) => compile(tenant, found) })
-                ),
-                Effect.tap((schema) => Effect.sync(() => remember(tenant, stream, schema))),
-                Effect.onExit((exit) =>
-                  Effect.sync(() => {
-                    pending.delete(key)
-                    Deferred.doneUnsafe(done, exit)
-                  })
+        const compile = (tenant: string, found: SchemaVersion): Effect.Effect<CompiledSchema> => {
+          const key = `${keyOf(tenant, found.stream)}\u0000${found.version}`
+          const known = compiled.get(key)
+          if (known !== undefined) return Effect.succeed(known)
+          return compiler.compile(found.schema, Number.MAX_SAFE_INTEGER).pipe(
+            // Accepted at registration under the same rules, so this compiles.
+            Effect.catch((problems) =>
+              Effect.die(
+                new Error(
+                  `stored schema ${found.stream} v${found.version} no longer compiles: ${problems[0]?.message}`
                 )
               )
+            ),
+            Effect.map((validate) => {
+              const schema = compiledOf(found.version, validate)
+              keep(key, schema)
+              return schema
             })
+          )
+        }
 
-          const validate = (
-            tenant: string,
-            records: ReadonlyArray<{ readonly stream: string; readonly data: unknown }>,
-            prefixOf: (index: number) => string
-          ) =>
-            Effect.gen(function*() {
-              const versions: Array<number | null> = []
-              const errors: Array<FieldError> = []
-              for (let i = 0; i < records.length; i++) {
-                const schema = yield* current(tenant, records[i].stream)
-                versions.push(schema?.version ?? null)
-                if (schema !== null) errors.push(...schema.violations(records[i].data, prefixOf(i)))
-              }
-              if (errors.length > 0) return yield* Effect.fail(validationFailed(errors))
-              return versions
-            })
+        const remember = (tenant: string, stream: string, schema: CompiledSchema | null) => {
+          const key = keyOf(tenant, stream)
+          // Oldest first out, as a Map iterates in insertion order.
+          if (!currents.has(key) && currents.size >= MAX_COMPILED) currents.delete(currents.keys().next().value!)
+          currents.set(key, { schema, expiresAt: Date.now() + ttl })
+        }
 
-          const compileCandidate = (schema: unknown) =>
-            compiler.compile(schema, config.maxSchemaBytes).pipe(
-              Effect.mapError((problems) =>
-                new InvalidSchema({
-                  detail: `The schema cannot be accepted: ${problems[0]?.path} ${problems[0]?.message}`,
-                  errors: problems
+        const current = (tenant: string, stream: string): Effect.Effect<CompiledSchema | null, DbError> =>
+          Effect.suspend(() => {
+            const known = peek(tenant, stream)
+            if (known !== undefined) return Effect.succeed(known)
+            const key = keyOf(tenant, stream)
+            const inFlight = pending.get(key)
+            if (inFlight !== undefined) return Deferred.await(inFlight)
+            const done = Deferred.makeUnsafe<CompiledSchema | null, DbError>()
+            pending.set(key, done)
+            return registry.current(tenant, stream).pipe(
+              Effect.flatMap(
+                Option.match({ onNone: () => Effect.succeed(null), onSome: (found) => compile(tenant, found) })
+              ),
+              Effect.tap((schema) => Effect.sync(() => remember(tenant, stream, schema))),
+              Effect.onExit((exit) =>
+                Effect.sync(() => {
+                  pending.delete(key)
+                  Deferred.doneUnsafe(done, exit)
                 })
               )
             )
+          })
 
-          /** The stream's most recent records against a compiled candidate. */
-          const checkWith = (tenant: string, stream: string, validateFn: ValidateFunction) =>
-            Effect.gen(function*() {
-              const records = yield* db.list({ tenant, stream, order: "desc", limit: config.schemaCheckRecords })
-              const errors: Array<FieldError> = []
-              let failed = 0
-              for (const record of records) {
-                const found = violations(validateFn, 0, record.data, "data")
-                if (found.length === 0) continue
-                failed++
-                for (const { schemaVersion: _, ...error } of found) {
-                  if (errors.length < MAX_CHECK_ERRORS) errors.push({ ...error, recordId: record.id })
-                }
-              }
-              return { checked: records.length, passed: records.length - failed, failed, errors }
-            })
+        const validate = (
+          tenant: string,
+          records: ReadonlyArray<{ readonly stream: string; readonly data: unknown }>,
+          prefixOf: (index: number) => string
+        ) =>
+          Effect.gen(function*() {
+            const versions: Array<number | null> = []
+            const errors: Array<FieldError> = []
+            for (let i = 0; i < records.length; i++) {
+              const schema = yield* current(tenant, records[i].stream)
+              versions.push(schema?.version ?? null)
+              if (schema !== null) errors.push(...schema.violations(records[i].data, prefixOf(i)))
+            }
+            if (errors.length > 0) return yield* Effect.fail(validationFailed(errors))
+            return versions
+          })
 
-          const check = (tenant: string, stream: string, schema: unknown) =>
-            Effect.flatMap(compileCandidate(schema), (validateFn) => checkWith(tenant, stream, validateFn))
+        const compileCandidate = (schema: unknown) =>
+          compiler.compile(schema, config.maxSchemaBytes).pipe(
+            Effect.mapError((problems) =>
+              new InvalidSchema({
+                detail: `The schema cannot be accepted: ${problems[0]?.path} ${problems[0]?.message}`,
+                errors: problems
+              })
+            )
+          )
 
-          const register = (tenant: string, stream: string, schema: unknown, compatibility: Compatibility) =>
-            Effect.gen(function*() {
-              // Compiled once: for the checks, the compatibility check and this replica's validator.
-              const validateFn = yield* compileCandidate(schema)
-              // The current schema again is a no-op, whatever recent records say.
-              const existing = yield* registry.current(tenant, stream)
-              if (Option.isSome(existing) && jsonText(existing.value.schema) === jsonText(schema)) {
-                return { created: false, version: existing.value }
+        /** The stream's most recent records against a compiled candidate. */
+        const checkWith = (tenant: string, stream: string, validateFn: ValidateFunction) =>
+          Effect.gen(function*() {
+            const records = yield* samples.recent(tenant, stream, config.schemaCheckRecords)
+            const errors: Array<FieldError> = []
+            let failed = 0
+            for (const record of records) {
+              const found = violations(validateFn, 0, record.data, "data")
+              if (found.length === 0) continue
+              failed++
+              for (const { schemaVersion: _, ...error } of found) {
+                if (errors.length < MAX_CHECK_ERRORS) errors.push({ ...error, recordId: record.id })
               }
-              if (compatibility === "backward") {
-                const result = yield* checkWith(tenant, stream, validateFn)
-                if (result.failed > 0) {
-                  return yield* new SchemaIncompatible({
-                    detail:
-                      `${result.failed} of the stream's ${result.checked} most recent records fail the new schema`,
-                    errors: result.errors
-                  })
-                }
-              }
-              const registered = yield* registry.register(tenant, stream, schema, compatibility)
-              // This replica enforces its own registration at once (a racing no-op may
-              // answer a version stored by another request: compile that one).
-              if (registered.created) {
-                const key = `${keyOf(tenant, stream)}\u0000${registered.version.version}`
-                keep(key, compiledOf(registered.version.version, validateFn))
-              }
-              remember(tenant, stream, yield* compile(tenant, registered.version))
-              return registered
-            })
+            }
+            return { checked: records.length, passed: records.length - failed, failed, errors }
+          })
 
-          return StreamSchemas.of({ peek, current, validate, check, register })
-        })
-      )
+        const check = (tenant: string, stream: string, schema: unknown) =>
+          Effect.flatMap(compileCandidate(schema), (validateFn) => checkWith(tenant, stream, validateFn))
+
+        const register = (tenant: string, stream: string, schema: unknown, compatibility: Compatibility) =>
+          Effect.gen(function*() {
+            // Compiled once: for the checks, the compatibility check and this replica's validator.
+            const validateFn = yield* compileCandidate(schema)
+            // The current schema again is a no-op, whatever recent records say.
+            const existing = yield* registry.current(tenant, stream)
+            if (Option.isSome(existing) && jsonText(existing.value.schema) === jsonText(schema)) {
+              return { created: false, version: existing.value }
+            }
+            if (compatibility === "backward") {
+              const result = yield* checkWith(tenant, stream, validateFn)
+              if (result.failed > 0) {
+                return yield* new SchemaIncompatible({
+                  detail: `${result.failed} of the stream's ${result.checked} most recent records fail the new schema`,
+                  errors: result.errors
+                })
+              }
+            }
+            const registered = yield* registry.register(tenant, stream, schema, compatibility)
+            // This replica enforces its own registration at once (a racing no-op may
+            // answer a version stored by another request: compile that one).
+            if (registered.created) {
+              const key = `${keyOf(tenant, stream)}\u0000${registered.version.version}`
+              keep(key, compiledOf(registered.version.version, validateFn))
+            }
+            remember(tenant, stream, yield* compile(tenant, registered.version))
+            return registered
+          })
+
+        return StreamSchemas.of({ peek, current, validate, check, register })
+      })
+    )
 }

@@ -15,7 +15,6 @@ import { Duration } from "effect"
 import { randomUUID } from "node:crypto"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { Duplex } from "node:stream"
-import type { HotRoutes } from "../../records/HotRoutes.ts"
 import type { Settings } from "../config/AppConfig.ts"
 
 type Problem = HeadersTooLarge | MalformedRequest | PayloadTooLarge | RequestTimeout
@@ -57,9 +56,20 @@ export const clientErrorResponse = (code: string | undefined, maxHeaderBytes: nu
   ].join("\r\n")
 }
 
+/** Hands a request (its body replayed, when it was read) to the app. */
+export type HandOver = (request: IncomingMessage) => void
+
+/**
+ * Routes served straight from Node's `request` event, ahead of the app: `serve`
+ * answers true when it took the request (it answers it, or hands it over).
+ */
+export interface FastPath {
+  readonly serve: (request: IncomingMessage, response: ServerResponse, handOver: HandOver) => boolean
+}
+
 export const makeNodeServer = (
   config: Pick<Settings, "maxHeaderBytes" | "shutdownTimeout">,
-  hot?: HotRoutes["Service"]
+  hot?: FastPath
 ): Server => {
   const server = createServer({ maxHeaderSize: config.maxHeaderBytes })
   if (hot !== undefined) {
