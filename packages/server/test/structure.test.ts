@@ -65,7 +65,7 @@ const loopsOf = (graph: ReadonlyMap<string, ReadonlyMap<string, unknown>>): Arra
         onStack.delete(member)
         component.push(member)
       } while (member !== node)
-      if (component.length > 1) loops.push(component.sort())
+      if (component.length > 1) loops.push(component.toSorted())
     }
   }
   for (const node of graph.keys()) if (!index.has(node)) visit(node)
@@ -107,7 +107,7 @@ describe("the server's folders", () => {
   })
 
   it("are the ones the layout names (a new folder goes into docs/ARCHITECTURE.md and the README)", () => {
-    expect([...graph.keys()].sort()).toEqual([
+    expect([...graph.keys()].toSorted()).toEqual([
       ".",
       "admin",
       "auth",
