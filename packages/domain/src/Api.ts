@@ -2,7 +2,7 @@
  * The whole HTTP contract (SPEC §2). The server implements it, the client is
  * derived from it and the OpenAPI document is generated from it.
  */
-import { Schema } from "effect"
+import { Schema, SchemaTransformation } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
 import { ApiKeyList, ApiKeyView, CreatedKey, NewKey, NewTenant, Tenant, TenantList } from "./Admin.ts"
 import { Authentication, RequiredScope } from "./Auth.ts"
@@ -18,7 +18,17 @@ import {
   SchemaIncompatible,
   ValidationFailed
 } from "./Problems.ts"
-import { BatchRequest, NewRecord, RecordId, RecordList, RecordPage, StoredRecord, StreamName } from "./Record.ts"
+import {
+  BatchRequest,
+  IsoDateTime,
+  NewRecord,
+  RecordId,
+  RecordKey,
+  RecordList,
+  RecordPage,
+  StoredRecord,
+  StreamName
+} from "./Record.ts"
 import { CheckSchema, RegisterSchema, SchemaCheck, StreamList, StreamSchema, StreamSchemaVersions } from "./Streams.ts"
 
 const IdempotencyHeaders = Schema.Struct({
@@ -33,15 +43,36 @@ const ConditionalHeaders = Schema.Struct({
 
 const WriteProblems = [...BodyProblems, RateLimited, IdempotencyKeyReused, IdempotencyKeyInFlight, ...CommonProblems]
 
+/** A date-time query parameter: ISO 8601 with a zone, as a Date. */
+const DateTimeParam = IsoDateTime.pipe(Schema.decodeTo(Schema.Date, SchemaTransformation.dateFromString))
+
+/** How many records a page holds: a whole number from 1 to 1000 in the query string. */
+export const PageLimit = Schema.String.check(
+  Schema.isPattern(/^(?:[1-9]\d{0,2}|1000)$/, { message: "must be a whole number from 1 to 1000" })
+).pipe(
+  Schema.decodeTo(
+    Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 })),
+    SchemaTransformation.numberFromString
+  )
+).annotate({ description: "1 to 1000; 100 when absent." })
+
+/** `GET /data`'s query: every bad parameter is named in one problem (QueryParseOptions errors: all). */
 export const ListQuery = Schema.Struct({
-  stream: Schema.String,
-  key: Schema.optionalKey(Schema.String),
-  from: Schema.optionalKey(Schema.String),
-  to: Schema.optionalKey(Schema.String),
-  order: Schema.optionalKey(Schema.Literals(["asc", "desc"])),
-  limit: Schema.optionalKey(Schema.String),
-  cursor: Schema.optionalKey(Schema.String)
+  stream: StreamName,
+  key: Schema.optionalKey(RecordKey),
+  from: Schema.optionalKey(DateTimeParam.annotate({ description: "Inclusive lower bound of occurredAt." })),
+  to: Schema.optionalKey(
+    DateTimeParam.annotate({ description: "Exclusive upper bound of occurredAt; not before from." })
+  ),
+  order: Schema.optionalKey(Schema.Literals(["asc", "desc"]).annotate({ description: "desc when absent." })),
+  limit: Schema.optionalKey(PageLimit),
+  cursor: Schema.optionalKey(
+    Schema.String.check(Schema.isMaxLength(512, { message: "is not a cursor we issued" })).annotate({
+      description: "The nextCursor of the previous page, with the same stream, key and order."
+    })
+  )
 })
+export type ListQuery = typeof ListQuery.Type
 
 export class RecordsGroup extends HttpApiGroup.make("records")
   .add(
@@ -74,7 +105,7 @@ export class RecordsGroup extends HttpApiGroup.make("records")
       query: ListQuery,
       success: RecordPage,
       error: [ValidationFailed, RateLimited, ...CommonProblems]
-    }).annotate(
+    }).annotate(HttpApi.QueryParseOptions, { errors: "all" }).annotate(
       OpenApi.Description,
       "A stream's records over the half-open range [from, to) of occurredAt, keyset-paginated on (occurredAt, id). Scope: records:read."
     ).annotate(RequiredScope, "records:read")

@@ -38,6 +38,7 @@ import { Cursors } from "./records/Cursor.ts"
 import { HotRoutes } from "./records/HotRoutes.ts"
 import { MemoryTables } from "./records/MemoryTables.ts"
 import { RecordCache } from "./records/RecordCache.ts"
+import { Records } from "./records/Records.ts"
 import { RecordsHandlers } from "./records/RecordsHandlers.ts"
 import { RecordStore } from "./records/RecordStore.ts"
 import { RecordWriter } from "./records/RecordWriter.ts"
@@ -123,7 +124,7 @@ export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = neve
   cache: Layer.Layer<Cache, E2, R2> = Cache.layerMemory() as Layer.Layer<Cache, E2, R2>,
   bus: Layer.Layer<EventBus, E3, R3> = EventBus.layerDiscard as Layer.Layer<EventBus, E3, R3>
 ) =>
-  HotRoutes.layer.pipe(Layer.provideMerge(Layer.mergeAll(
+  Layer.mergeAll(HotRoutes.layer, Records.layer).pipe(Layer.provideMerge(Layer.mergeAll(
     RecordWriter.layer,
     RecordCache.layer,
     MaintenanceLive,

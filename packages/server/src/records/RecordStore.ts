@@ -33,7 +33,7 @@ export interface RecordToStore {
 }
 
 /** One page of a stream, keyset-paginated on (occurredAt, id). */
-export interface ListQuery {
+export interface PageQuery {
   readonly tenant: string
   readonly stream: string
   readonly key?: string | undefined
@@ -51,7 +51,7 @@ export class RecordStore extends Context.Service<RecordStore, {
     records: Arr.NonEmptyReadonlyArray<RecordToStore>
   ) => Effect.Effect<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>
   readonly findById: (tenant: string, id: string) => Effect.Effect<Option.Option<StoredRecord>, DbError>
-  readonly list: (query: ListQuery) => Effect.Effect<ReadonlyArray<StoredRecord>, DbError>
+  readonly list: (query: PageQuery) => Effect.Effect<ReadonlyArray<StoredRecord>, DbError>
   /**
    * Creates the partitions that hold [now, aheadUntil] ahead of need, and drops
    * whole partitions that end before `dropBefore` (retention). Answers the names.
@@ -118,7 +118,7 @@ export class RecordStore extends Context.Service<RecordStore, {
         )
       }
 
-      const list = (q: ListQuery) => {
+      const list = (q: PageQuery) => {
         const desc = q.order === "desc"
         const clauses = [
           sql`tenant_id = ${q.tenant}`,
@@ -219,7 +219,7 @@ export class RecordStore extends Context.Service<RecordStore, {
           return entry !== undefined && entry.tenant === tenant ? Option.some(entry.record) : Option.none()
         })
 
-      const list = (q: ListQuery) =>
+      const list = (q: PageQuery) =>
         Effect.sync(() => {
           const m = tables.records
           const sign = q.order === "desc" ? -1 : 1

@@ -1,0 +1,132 @@
+/**
+ * What the `/data` routes do, without HTTP: validate and store one record or an
+ * atomic batch, find one by id (through the caches), and page through a stream
+ * with cursors. Answers are the JSON text clients get, in the one byte form of
+ * recordText. The handlers around it only read bodies, apply idempotency and
+ * write headers.
+ */
+import { BatchRequest, type ListQuery, NewRecord, type StoredRecord, type ValidationFailed } from "@strata/domain"
+import { Array as Arr, Context, Effect, Layer, Option, Result } from "effect"
+import { AppConfig } from "../platform/config/AppConfig.ts"
+import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
+import type { DbError } from "../platform/sql/DbError.ts"
+import { StreamSchemas } from "../schemas/StreamSchemas.ts"
+import { Cursors } from "./Cursor.ts"
+import { prepareRecord } from "./Prepare.ts"
+import { type CacheOutcome, RecordCache } from "./RecordCache.ts"
+import { recordIdTime } from "./RecordId.ts"
+import { recordText } from "./RecordJson.ts"
+import { RecordStore } from "./RecordStore.ts"
+import { RecordWriter } from "./RecordWriter.ts"
+
+/** How many records a page holds when the query does not say. */
+export const DEFAULT_PAGE_LIMIT = 100
+
+const pageText = (records: ReadonlyArray<StoredRecord>, nextCursor: string | null) =>
+  `{"records":[${records.map(recordText).join(",")}],"nextCursor":${JSON.stringify(nextCursor)}}`
+
+export class Records extends Context.Service<Records, {
+  /** Validates and stores one record; answers it with its Location, after the commit. */
+  readonly create: (
+    tenant: string,
+    body: unknown,
+    traceparent: string | null
+  ) => Effect.Effect<{ readonly text: string; readonly location: string }, DbError | ValidationFailed>
+  /** Validates every record of the batch (each problem named) and stores all or none. */
+  readonly createBatch: (
+    tenant: string,
+    body: unknown,
+    traceparent: string | null
+  ) => Effect.Effect<{ readonly text: string }, DbError | ValidationFailed>
+  /** The record's answer, from the first cache level that has it, and which level that was. */
+  readonly find: (
+    tenant: string,
+    id: string
+  ) => Effect.Effect<{ readonly answer: Option.Option<Uint8Array>; readonly cache: CacheOutcome }, DbError>
+  /** One page of a stream, with the cursor of the next one (null on the last). */
+  readonly list: (tenant: string, query: ListQuery) => Effect.Effect<string, DbError | ValidationFailed>
+}>()("strata/records/Records") {
+  static readonly layer: Layer.Layer<
+    Records,
+    never,
+    RecordStore | RecordWriter | RecordCache | Cursors | StreamSchemas | AppConfig
+  > = Layer.effect(
+    Records,
+    Effect.gen(function*() {
+      const store = yield* RecordStore
+      const writer = yield* RecordWriter
+      const cache = yield* RecordCache
+      const cursors = yield* Cursors
+      const schemas = yield* StreamSchemas
+      const config = yield* AppConfig
+      const decodeRecord = decodeAll(NewRecord)
+      const decodeBatch = decodeAll(BatchRequest)
+
+      const create = (tenant: string, body: unknown, traceparent: string | null) =>
+        Effect.gen(function*() {
+          const input = yield* decodeRecord(body)
+          const [version] = yield* schemas.validate(tenant, [input], () => "data")
+          const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes, traceparent, "", version)
+          if (Result.isFailure(row)) return yield* validationFailed([row.failure])
+          const [stored] = yield* writer.write([row.success])
+          const text = recordText(stored)
+          cache.remember(tenant, [{ id: stored.id, text }])
+          return { text, location: `/data/${stored.id}` }
+        })
+
+      const createBatch = (tenant: string, body: unknown, traceparent: string | null) =>
+        Effect.gen(function*() {
+          const input = yield* decodeBatch(body)
+          if (input.records.length === 0 || input.records.length > config.maxBatch) {
+            return yield* validationFailed([{
+              path: "records",
+              message: `must hold 1 to ${config.maxBatch} records (MAX_BATCH)`
+            }])
+          }
+          const versions = yield* schemas.validate(tenant, input.records, (i) => `records[${i}].data`)
+          const now = Date.now()
+          const rows = input.records.map((r, i) =>
+            prepareRecord(tenant, r, now, config.maxRecordBytes, traceparent, `records[${i}]`, versions[i])
+          )
+          const invalid = Arr.getFailures(rows)
+          if (invalid.length > 0) return yield* validationFailed(invalid)
+          const valid = Arr.getSuccesses(rows)
+          if (!Arr.isArrayNonEmpty(valid)) return yield* Effect.die("a non-empty batch has rows")
+          const stored = yield* writer.write(valid)
+          const answers = stored.map((r) => ({ id: r.id, text: recordText(r) }))
+          cache.remember(tenant, answers)
+          return { text: `{"records":[${answers.map((a) => a.text).join(",")}]}` }
+        })
+
+      // An id that is no UUIDv7 names no record: no cache or database is asked.
+      const find = (tenant: string, id: string) =>
+        recordIdTime(id) === undefined
+          ? Effect.succeed({ answer: Option.none<Uint8Array>(), cache: "miss" as const })
+          : cache.findById(tenant, id)
+
+      const list = (tenant: string, q: ListQuery) =>
+        Effect.gen(function*() {
+          const order = q.order ?? "desc"
+          const scope = { tenant, stream: q.stream, key: q.key, order }
+          if (q.from !== undefined && q.to !== undefined && q.from.getTime() > q.to.getTime()) {
+            return yield* validationFailed([{ path: "to", message: "must not be before from" }])
+          }
+          const after = q.cursor !== undefined ? cursors.decode(scope, q.cursor) : undefined
+          if (q.cursor !== undefined && after === undefined) {
+            return yield* validationFailed([{ path: "cursor", message: "is not a cursor we issued for this query" }])
+          }
+          const limit = q.limit ?? DEFAULT_PAGE_LIMIT
+          // One more than the page: whether it exists says if there is a next page.
+          const rows = yield* store.list({ ...scope, from: q.from, to: q.to, limit: limit + 1, after })
+          const page = rows.slice(0, limit)
+          const last = page.at(-1)
+          const nextCursor = rows.length > limit && last !== undefined
+            ? cursors.encode(scope, { occurredAt: new Date(last.occurredAt), id: last.id })
+            : null
+          return pageText(page, nextCursor)
+        })
+
+      return Records.of({ create, createBatch, find, list })
+    })
+  )
+}
