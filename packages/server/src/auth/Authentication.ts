@@ -17,7 +17,7 @@ import {
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { HttpEffect, HttpServerResponse } from "effect/http"
 import type { BucketDecision, BucketLimit } from "../platform/cache/TokenBucket.ts"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import { RateLimiter } from "./RateLimits.ts"
 import { verdictOf, VerifiedKeys } from "./VerifiedKeys.ts"
 
@@ -42,13 +42,13 @@ const unauthorized = (detail: string, error?: "invalid_token") =>
     Effect.fail(new Unauthorized({ detail }))
   )
 
-export const AuthenticationLive: Layer.Layer<Authentication, never, VerifiedKeys | RateLimiter | AppConfig> = Layer
+export const AuthenticationLive: Layer.Layer<Authentication, never, VerifiedKeys | RateLimiter | LimitsConfig> = Layer
   .effect(
     Authentication,
     Effect.gen(function*() {
       const verified = yield* VerifiedKeys
       const limiter = yield* RateLimiter
-      const config = yield* AppConfig
+      const config = yield* LimitsConfig
 
       return Authentication.of({
         bearer: (httpEffect, { credential, endpoint }) =>

@@ -20,7 +20,7 @@ import { type HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { idempotently } from "../idempotency/Idempotency.ts"
 import { IdempotencyStore } from "../idempotency/IdempotencyStore.ts"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { readJsonBody } from "../platform/http/JsonBody.ts"
 import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
 import { recordText } from "../platform/json/ExactJson.ts"
@@ -70,7 +70,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
     const writer = yield* RecordWriter
     const idempotency = yield* IdempotencyStore
     const recordCache = yield* RecordCache
-    const config = yield* AppConfig
+    const config = yield* HttpConfig
     const cursors = yield* Cursors
     const schemas = yield* StreamSchemas
     const decodeRecord = decodeAll(NewRecord)

@@ -16,7 +16,7 @@ import { randomUUID } from "node:crypto"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { Duplex } from "node:stream"
 import type { HotRoutes } from "../../records/HotRoutes.ts"
-import type { Settings } from "../config/AppConfig.ts"
+import type { HttpSettings } from "../config/HttpConfig.ts"
 
 type Problem = HeadersTooLarge | MalformedRequest | PayloadTooLarge | RequestTimeout
 
@@ -58,7 +58,7 @@ export const clientErrorResponse = (code: string | undefined, maxHeaderBytes: nu
 }
 
 export const makeNodeServer = (
-  config: Pick<Settings, "maxHeaderBytes" | "shutdownTimeout">,
+  config: Pick<HttpSettings, "maxHeaderBytes" | "shutdownTimeout">,
   hot?: HotRoutes["Service"]
 ): Server => {
   const server = createServer({ maxHeaderSize: config.maxHeaderBytes })
