@@ -76,6 +76,30 @@ describe("AppConfig.layerWith", () => {
   })
 })
 
+describe("a slice's own layer", () => {
+  it("reads only its variables", () => {
+    const env = withEnv({ LOG_LEVEL: "loud", PORT: "9090" })
+    const http = Effect.runSyncExit(
+      Effect.provide(
+        Effect.gen(function*() {
+          return yield* HttpConfig
+        }),
+        HttpConfig.layer
+      ).pipe(env)
+    )
+    expect(Exit.isSuccess(http) && http.value.port).toBe(9090)
+    const telemetry = Effect.runSyncExit(
+      Effect.provide(
+        Effect.gen(function*() {
+          return yield* TelemetryConfig
+        }),
+        TelemetryConfig.layer
+      ).pipe(env)
+    )
+    expect(Exit.isFailure(telemetry)).toBe(true)
+  })
+})
+
 describe("enumerations", () => {
   it("accept LOG_LEVEL in pino's, OpenTelemetry's and Effect's spellings", () => {
     const cases = {
