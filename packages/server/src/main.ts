@@ -10,7 +10,10 @@ import { ensureDevelopmentKey } from "./auth/DevelopmentKey.ts"
 import { EventBusLive } from "./events/KafkaBus.ts"
 import { Lifecycle } from "./health/HealthHandlers.ts"
 import { Cache } from "./platform/cache/CacheStore.ts"
-import { AppConfig, describeDatabase } from "./platform/config/AppConfig.ts"
+import { allFields, AppConfig } from "./platform/config/AppConfig.ts"
+import { DatabaseConfig, describeDatabase } from "./platform/config/DatabaseConfig.ts"
+import { HttpConfig } from "./platform/config/HttpConfig.ts"
+import { EX_CONFIG, problemLine, problemsInEnvironment } from "./platform/config/Read.ts"
 import { makeNodeServer } from "./platform/http/NodeServer.ts"
 import { LoggingLive } from "./platform/observability/Logging.ts"
 import { TracingLive } from "./platform/observability/Tracing.ts"
@@ -27,9 +30,10 @@ const Services = withServices(StorageLive, Cache.layerFromConfig, EventBusLive).
 )
 
 const Server = Layer.unwrap(Effect.gen(function*() {
-  const config = yield* AppConfig
+  const config = yield* HttpConfig
+  const { databaseUrl } = yield* DatabaseConfig
   const hot = yield* HotRoutes
-  yield* Effect.logInfo("Starting Strata", { database: describeDatabase(config.databaseUrl), port: config.port })
+  yield* Effect.logInfo("Starting Strata", { database: describeDatabase(databaseUrl), port: config.port })
   yield* ensureDevelopmentKey
   // The services are built before the server listens, so an early request is
   // answered rather than left hanging (EFFECT4.md, startup race).
@@ -52,7 +56,7 @@ const Server = Layer.unwrap(Effect.gen(function*() {
  */
 const GracefulShutdown = Layer.effectDiscard(Effect.gen(function*() {
   const lifecycle = yield* Lifecycle
-  const config = yield* AppConfig
+  const config = yield* HttpConfig
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
       yield* Ref.set(lifecycle.shuttingDown, true)
@@ -74,10 +78,16 @@ const serve = () =>
     })
   )
 
+// Every variable is checked before anything starts (and before workers fork,
+// which the supervisor would otherwise restart forever): one line for each bad one.
+const problems = problemsInEnvironment(allFields)
 const workers = workersWanted(process.env)
-if (typeof workers === "string") {
+if (problems.length > 0) {
+  for (const problem of problems) process.stderr.write(`${problemLine(problem)}\n`)
+  process.exitCode = EX_CONFIG
+} else if (typeof workers === "string") {
   process.stderr.write(`Invalid configuration: ${workers}\n`)
-  process.exit(1)
+  process.exitCode = EX_CONFIG
 } else if (workers === 1 || isServerProcess()) {
   serve()
 } else {

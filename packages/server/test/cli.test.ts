@@ -99,8 +99,8 @@ describe("pnpm strata, on PostgreSQL", () => {
     expect(shown.stdout).not.toContain("hunter2-secret")
     expect(shown.stdout).not.toContain("kafka-secret")
     const wrong = await strata(["config"], { RATE_LIMIT_BURST: "lots" })
-    expect(wrong.code).toBe(1)
-    expect(wrong.stderr).toContain("RATE_LIMIT_BURST")
+    expect(wrong.code).toBe(78)
+    expect(wrong.stderr).toContain(`Invalid RATE_LIMIT_BURST="lots": expected a whole number from 1 to 1000000`)
   }, 60_000)
 })
 

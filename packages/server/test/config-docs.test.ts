@@ -8,7 +8,6 @@ import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
 import { effectiveConfig } from "../src/platform/config/Describe.ts"
-import { logSettings } from "../src/platform/observability/Logging.ts"
 
 const root = join(import.meta.dirname, "../../..")
 const sources = (dir: string): Array<string> =>
@@ -24,14 +23,15 @@ const documentedVariables = () => {
 }
 
 const READS =
-  /(?:Config\.\w+\(|\b(?:duration|bytes|intBetween|httpUrl)\(|,)\s*"([A-Z][A-Z0-9_]{2,})"\s*[),]|process\.env\.([A-Z][A-Z0-9_]{2,})/g
+  /(?:Config\.\w+\(|\b(?:duration|bytes|intBetween|flag|httpUrl)\(|,)\s*"([A-Z][A-Z0-9_]{2,})"\s*[),]|process\.env\.([A-Z][A-Z0-9_]{2,})/g
 
 describe("configuration", () => {
   it("documents every variable the server reads in the README table", () => {
     const read = new Set<string>()
     for (const file of sources(join(root, "packages/server/src"))) {
       // A variable is named as the argument of a Config constructor or of one of
-      // config/Units.ts's helpers, or last after a schema (`Config.schema(s, "NAME")`),
+      // config/Units.ts's helpers, or last after a schema or a list
+      // (`Config.schema(s, "NAME")`, `oneOf([...], "NAME")`),
       // or read straight from process.env.
       for (const match of readFileSync(file, "utf8").matchAll(READS)) {
         read.add(match[1] ?? match[2])
@@ -46,7 +46,7 @@ describe("configuration", () => {
   it("`pnpm strata config` prints every variable of the table under its documented name", async () => {
     const settings = await Effect.runPromise(
       Effect.gen(function*() {
-        return { ...(yield* AppConfig), ...(yield* logSettings) }
+        return yield* AppConfig
       }).pipe(Effect.provide(AppConfig.layerWith()))
     )
     const printed = effectiveConfig(settings).map(([name]) => name).toSorted()

@@ -8,7 +8,7 @@ import { Duration, Effect, Exit, Layer, ManagedRuntime, Option, Redacted } from 
 import { StorageLive } from "../src/App.ts"
 import type { IdempotencyStore } from "../src/idempotency/IdempotencyStore.ts"
 import { maintainOnce } from "../src/maintenance/Maintenance.ts"
-import { AppConfig } from "../src/platform/config/AppConfig.ts"
+import { AppConfig, type ConfigServices } from "../src/platform/config/AppConfig.ts"
 import { runMigrations } from "../src/platform/sql/Migrations.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordStore, type RecordToStore } from "../src/records/RecordStore.ts"
@@ -16,7 +16,7 @@ import { RecordWriter } from "../src/records/RecordWriter.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { makeTestApp, pgDb, type TestApp } from "./support/TestApp.ts"
 
-type Services = RecordStore | IdempotencyStore | RecordWriter | PgClient.PgClient | AppConfig
+type Services = RecordStore | IdempotencyStore | RecordWriter | PgClient.PgClient | ConfigServices
 
 const available = await postgresAvailable()
 const suite = available ? describe : describe.skip

@@ -58,7 +58,7 @@ describe("WORKERS without DATABASE_URL", () => {
         env: { ...process.env, WORKERS: "2", DATABASE_URL: "" }
       }, (error, _stdout, stderr) => resolve({ code: error === null ? 0 : (error.code as number), stderr }))
     )
-    expect(result.code).toBe(1)
+    expect(result.code).toBe(78)
     expect(result.stderr).toContain("WORKERS")
     expect(result.stderr).toContain("DATABASE_URL")
   }, 30_000)

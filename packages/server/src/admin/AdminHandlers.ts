@@ -7,7 +7,8 @@ import { Effect } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { ApiKeys } from "../auth/ApiKeys.ts"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { HttpConfig } from "../platform/config/HttpConfig.ts"
+import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import { readJsonBody } from "../platform/http/JsonBody.ts"
 import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
@@ -40,9 +41,10 @@ export const AdminHandlers = HttpApiBuilder.group(
   "admin",
   Effect.fn(function*(handlers) {
     const keys = yield* ApiKeys
-    const config = yield* AppConfig
-    const run = <A, E>(effect: Effect.Effect<A, E, ApiKeys | AppConfig>) =>
-      effect.pipe(Effect.provideService(ApiKeys, keys), Effect.provideService(AppConfig, config))
+    const config = yield* HttpConfig
+    const limits = yield* LimitsConfig
+    const run = <A, E>(effect: Effect.Effect<A, E, ApiKeys | LimitsConfig>) =>
+      effect.pipe(Effect.provideService(ApiKeys, keys), Effect.provideService(LimitsConfig, limits))
     // Bodies read by hand, as on /data, so a bad one is a 4xx problem of its own kind.
     const decodeTenant = decodeAll(NewTenant)
     const decodeKey = decodeAll(NewKey)

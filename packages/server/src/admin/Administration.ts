@@ -7,7 +7,7 @@
 import { type Scope, Scopes, TenantName } from "@strata/domain"
 import { Duration, Effect, Result, Schema } from "effect"
 import { type ApiKeyInfo, ApiKeys, type TenantExists, type TenantInfo } from "../auth/ApiKeys.ts"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import { parseDuration } from "../platform/config/Units.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 
@@ -64,7 +64,7 @@ export const listTenants = ApiKeys.use((keys) => keys.listTenants)
 /** Makes a key; the answer holds the secret, never shown again. */
 export const createKey = (request: KeyRequest) =>
   Effect.gen(function*() {
-    const config = yield* AppConfig
+    const config = yield* LimitsConfig
     const keys = yield* ApiKeys
     const tenant = yield* checkTenantName(request.tenant, "tenant")
     const scopes = request.scopes === undefined ? [...DEFAULT_SCOPES] : yield* parseScopes(request.scopes)

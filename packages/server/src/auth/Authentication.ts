@@ -9,7 +9,7 @@ import { Authentication, Forbidden, Principal, RateLimited, RequiredScope, Unaut
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { HttpEffect, HttpServerResponse } from "effect/http"
 import type { BucketDecision, BucketLimit } from "../platform/cache/TokenBucket.ts"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import { unavailableOnTransient } from "../platform/sql/DbError.ts"
 import { RateLimiter } from "./RateLimits.ts"
 import { verdictOf, VerifiedKeys } from "./VerifiedKeys.ts"
@@ -35,13 +35,13 @@ const unauthorized = (detail: string, error?: "invalid_token") =>
     Effect.fail(new Unauthorized({ detail }))
   )
 
-export const AuthenticationLive: Layer.Layer<Authentication, never, VerifiedKeys | RateLimiter | AppConfig> = Layer
+export const AuthenticationLive: Layer.Layer<Authentication, never, VerifiedKeys | RateLimiter | LimitsConfig> = Layer
   .effect(
     Authentication,
     Effect.gen(function*() {
       const verified = yield* VerifiedKeys
       const limiter = yield* RateLimiter
-      const config = yield* AppConfig
+      const config = yield* LimitsConfig
 
       return Authentication.of({
         bearer: (httpEffect, { credential, endpoint }) =>

@@ -5,13 +5,13 @@
  * their keys from `pnpm strata keys create` only.
  */
 import { Console, Effect, Option } from "effect"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { DatabaseConfig } from "../platform/config/DatabaseConfig.ts"
 import { ApiKeys } from "./ApiKeys.ts"
 
 export const DEV_TENANT = "dev"
 
 export const ensureDevelopmentKey = Effect.gen(function*() {
-  const config = yield* AppConfig
+  const config = yield* DatabaseConfig
   if (Option.isSome(config.databaseUrl)) return
   const keys = yield* ApiKeys
   if (yield* keys.hasAnyKey) return

@@ -16,7 +16,7 @@
 import { Context, Deferred, Effect, Layer, Metric } from "effect"
 import { Cache } from "../platform/cache/CacheStore.ts"
 import { type BucketDecision, type BucketLimit, decide, LocalBuckets } from "../platform/cache/TokenBucket.ts"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import { labelled } from "../platform/observability/Labels.ts"
 
 export const rateLimitDecisions = Metric.counter("strata_rate_limit_decisions_total", {
@@ -49,11 +49,11 @@ export class RateLimiter extends Context.Service<RateLimiter, {
    */
   readonly takeLeased: (keyId: string, limit: BucketLimit) => BucketDecision | undefined
 }>()("strata/RateLimiter") {
-  static readonly layer: Layer.Layer<RateLimiter, never, Cache | AppConfig> = Layer.effect(
+  static readonly layer: Layer.Layer<RateLimiter, never, Cache | CacheConfig> = Layer.effect(
     RateLimiter,
     Effect.gen(function*() {
       const cache = yield* Cache
-      const config = yield* AppConfig
+      const config = yield* CacheConfig
       const context = yield* Effect.context<never>()
       const local = new LocalBuckets()
       const leases = new Map<string, Lease>()

@@ -9,7 +9,7 @@
  */
 import type { Scope } from "@strata/domain"
 import { Context, Deferred, Duration, Effect, Layer, Option, Schedule } from "effect"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { hashApiKey, looksLikeApiKey } from "./ApiKey.ts"
 import { type ApiKeyInfo, ApiKeys } from "./ApiKeys.ts"
@@ -41,11 +41,11 @@ export class VerifiedKeys extends Context.Service<VerifiedKeys, {
   /** Notes a use of the key, written to the database within a minute. */
   readonly markUsed: (keyId: string) => void
 }>()("strata/VerifiedKeys") {
-  static readonly layer: Layer.Layer<VerifiedKeys, never, ApiKeys | AppConfig> = Layer.effect(
+  static readonly layer: Layer.Layer<VerifiedKeys, never, ApiKeys | CacheConfig> = Layer.effect(
     VerifiedKeys,
     Effect.gen(function*() {
       const keys = yield* ApiKeys
-      const config = yield* AppConfig
+      const config = yield* CacheConfig
       const ttl = Duration.toMillis(config.authCacheTtl)
       const cached = new Map<string, Entry>()
       const pending = new Map<string, Deferred.Deferred<Option.Option<ApiKeyInfo>, DbError>>()

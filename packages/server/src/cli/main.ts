@@ -4,7 +4,8 @@
  * and uses the same Db layer, so it works on whatever database the server uses.
  *
  * Output meant for scripts (a new key) goes alone to stdout; everything else a
- * person should read goes to stderr. Exit code 1 on any error.
+ * person should read goes to stderr. Exit code 1 on any error, 78 (EX_CONFIG)
+ * on a bad environment variable, with one line for each.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Scopes } from "@strata/domain"
@@ -14,8 +15,11 @@ import * as Admin from "../admin/Administration.ts"
 import { type ApiKeyInfo, ApiKeys } from "../auth/ApiKeys.ts"
 import { tailEvents } from "../events/Tail.ts"
 import { AppConfig } from "../platform/config/AppConfig.ts"
+import { CacheConfig } from "../platform/config/CacheConfig.ts"
+import { DatabaseConfig } from "../platform/config/DatabaseConfig.ts"
 import { effectiveConfig } from "../platform/config/Describe.ts"
-import { logSettings } from "../platform/observability/Logging.ts"
+import { KafkaConfig } from "../platform/config/KafkaConfig.ts"
+import { EX_CONFIG, InvalidConfig } from "../platform/config/Read.ts"
 import { DatabaseLive } from "../platform/sql/Connection.ts"
 import { DbPolicy } from "../platform/sql/DbPolicy.ts"
 import { runMigrations } from "../platform/sql/Migrations.ts"
@@ -38,7 +42,15 @@ const migrate = Command.make("migrate", {}, () =>
     )
   }).pipe(
     // Only the migrations named here: DatabaseLive must not run them on its own first.
-    Effect.provide(DatabaseLive.pipe(Layer.provideMerge(AppConfig.layerWith({ migrateOnStart: false }))))
+    Effect.provide(DatabaseLive.pipe(
+      Layer.provide(Layer.effect(
+        DatabaseConfig,
+        Effect.gen(function*() {
+          return { ...(yield* DatabaseConfig), migrateOnStart: false }
+        })
+      )),
+      Layer.provide(AppConfig.layer)
+    ))
   )).pipe(Command.withDescription("Applies the database migrations that have not run yet."))
 
 /** The shared rules' refusals, worded for the command line. */
@@ -123,7 +135,7 @@ const keysList = Command.make("list", { tenant: Flag.String("tenant") }, ({ tena
 
 const keysRevoke = Command.make("revoke", { id: Argument.String("id") }, ({ id }) =>
   Effect.gen(function*() {
-    const config = yield* AppConfig
+    const config = yield* CacheConfig
     const key = yield* Admin.revokeKey(id)
     yield* Console.error(
       `Key ${key.id} of tenant ${key.tenant} revoked; servers stop accepting it within ` +
@@ -133,8 +145,7 @@ const keysRevoke = Command.make("revoke", { id: Argument.String("id") }, ({ id }
 
 const config = Command.make("config", {}, () =>
   Effect.gen(function*() {
-    const settings = { ...(yield* AppConfig), ...(yield* logSettings) }
-    for (const [name, value] of effectiveConfig(settings)) yield* Console.log(`${name}=${value}`)
+    for (const [name, value] of effectiveConfig(yield* AppConfig)) yield* Console.log(`${name}=${value}`)
   }).pipe(Effect.provide(AppConfig.layer))).pipe(
     Command.withDescription("Prints the effective configuration, secrets redacted.")
   )
@@ -146,7 +157,7 @@ const eventsTail = Command.make("tail", {
   stream: Flag.String("stream").pipe(Flag.withDescription("Only the events of this stream"), Flag.optional)
 }, (flags) =>
   Effect.gen(function*() {
-    const config = yield* AppConfig
+    const config = yield* KafkaConfig
     yield* Console.error(
       `Events of ${config.kafkaTopic} at ${config.kafkaBrokers.join(",")}` +
         `${flags.fromBeginning ? ", from the beginning" : ""}; Ctrl-C stops.`
@@ -172,12 +183,15 @@ const strata = Command.make("strata").pipe(
 )
 
 Command.run(strata, { version: "0.1.0" }).pipe(
-  // Parse errors were already shown with the usage; ours get one line.
+  // Parse errors were already shown with the usage; ours get one line, a bad
+  // configuration one line per variable.
   Effect.catch((error) =>
     Effect.andThen(
-      CliError.isCliError(error) ? Effect.void : Console.error(`strata: ${messageOf(error)}`),
+      CliError.isCliError(error)
+        ? Effect.void
+        : Console.error(error instanceof InvalidConfig ? error.message : `strata: ${messageOf(error)}`),
       Effect.sync(() => {
-        process.exitCode = 1
+        process.exitCode = error instanceof InvalidConfig ? EX_CONFIG : 1
       })
     )
   ),

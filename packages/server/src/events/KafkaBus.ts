@@ -16,7 +16,7 @@
  */
 import { Admin, compatibilityPartitioner, findErrorBy, Producer, stringSerializers } from "@platformatic/kafka"
 import { Effect, Layer, Schedule } from "effect"
-import { AppConfig, type Settings } from "../platform/config/AppConfig.ts"
+import { KafkaConfig, type KafkaSettings } from "../platform/config/KafkaConfig.ts"
 import { EventBus, EventBusError, toKafkaMessage } from "./EventBus.ts"
 import { describeKafkaError, guardConnections, kafkaConnection } from "./KafkaConnection.ts"
 
@@ -32,7 +32,7 @@ const TOPIC_EXISTS = "TOPIC_ALREADY_EXISTS"
  * `min.insync.replicas=2`, so an acknowledged event is on two brokers.
  * Answers whether it made it.
  */
-export const ensureTopic = (config: Settings) =>
+export const ensureTopic = (config: KafkaSettings) =>
   Effect.tryPromise({
     try: async () => {
       const admin = guardConnections(new Admin({ ...kafkaConnection(config), retries: RETRIES }))
@@ -56,10 +56,10 @@ export const ensureTopic = (config: Settings) =>
       new EventBusError({ message: describeKafkaError(config, `Kafka topic ${config.kafkaTopic}`, cause), cause })
   })
 
-export const KafkaBusLive: Layer.Layer<EventBus, never, AppConfig> = Layer.effect(
+export const KafkaBusLive: Layer.Layer<EventBus, never, KafkaConfig> = Layer.effect(
   EventBus,
   Effect.gen(function*() {
-    const config = yield* AppConfig
+    const config = yield* KafkaConfig
     let topicReady = false
     const checkTopic = Effect.suspend(() => topicReady ? Effect.succeed(false) : ensureTopic(config)).pipe(
       Effect.tap((made) => {
@@ -125,9 +125,9 @@ export const KafkaBusLive: Layer.Layer<EventBus, never, AppConfig> = Layer.effec
 )
 
 /** Kafka when KAFKA_BROKERS is set, the discarding sink otherwise. */
-export const EventBusLive: Layer.Layer<EventBus, never, AppConfig> = Layer.unwrap(
+export const EventBusLive: Layer.Layer<EventBus, never, KafkaConfig> = Layer.unwrap(
   Effect.gen(function*() {
-    const config = yield* AppConfig
+    const config = yield* KafkaConfig
     if (config.kafkaBrokers.length > 0) return KafkaBusLive
     yield* Effect.logInfo("KAFKA_BROKERS is unset: events are acknowledged and discarded, not published")
     return EventBus.layerDiscard

@@ -6,10 +6,10 @@
  */
 import type { Base, BaseOptions, Connection } from "@platformatic/kafka"
 import { Option, Redacted } from "effect"
-import type { Settings } from "../platform/config/AppConfig.ts"
+import type { KafkaSettings } from "../platform/config/KafkaConfig.ts"
 
-type KafkaSettings = Pick<
-  Settings,
+type ConnectionSettings = Pick<
+  KafkaSettings,
   | "kafkaBrokers"
   | "kafkaClientId"
   | "kafkaTls"
@@ -18,7 +18,7 @@ type KafkaSettings = Pick<
   | "kafkaSaslPassword"
 >
 
-export const kafkaConnection = (config: KafkaSettings) =>
+export const kafkaConnection = (config: ConnectionSettings) =>
   ({
     clientId: config.kafkaClientId,
     bootstrapBrokers: config.kafkaBrokers,
@@ -66,7 +66,7 @@ const chain = (error: unknown): Array<Error> => {
  * SASL credentials or a refused connection, rather than the client's generic
  * "metadata failed 4 times". The password is never part of it.
  */
-export const describeKafkaError = (config: KafkaSettings, what: string, error: unknown): string => {
+export const describeKafkaError = (config: ConnectionSettings, what: string, error: unknown): string => {
   const errors = chain(error)
   const code = (e: Error) => (e as { code?: unknown }).code
   let line: string

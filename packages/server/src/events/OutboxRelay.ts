@@ -27,7 +27,8 @@
 import { Array as Arr, Duration, Effect, Layer, Metric, Option, References, Schedule, type Tracer } from "effect"
 import { Headers, HttpTraceContext } from "effect/http"
 import { randomUUID } from "node:crypto"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { DatabaseConfig } from "../platform/config/DatabaseConfig.ts"
+import { KafkaConfig } from "../platform/config/KafkaConfig.ts"
 import { LATENCY_BUCKETS } from "../platform/observability/DbMetrics.ts"
 import { EventBus, EventBusError, type OutboxEvent } from "./EventBus.ts"
 import { OutboxStore } from "./OutboxStore.ts"
@@ -86,7 +87,7 @@ export const relayOnce = (holder: string) =>
   Effect.gen(function*() {
     const db = yield* OutboxStore
     const bus = yield* EventBus
-    const config = yield* AppConfig
+    const config = { ...(yield* DatabaseConfig), ...(yield* KafkaConfig) }
     const tracing = yield* References.TracerEnabled
     const lease = relayLease(config)
     const publish = (events: ReadonlyArray<OutboxEvent>) =>
@@ -161,30 +162,31 @@ export const relayOnce = (holder: string) =>
     )
   })
 
-export const OutboxRelayLive: Layer.Layer<never, never, OutboxStore | EventBus | AppConfig> = Layer.effectDiscard(
-  Effect.gen(function*() {
-    const config = yield* AppConfig
-    const db = yield* OutboxStore
-    const backoff = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("30 seconds")]).pipe(
-      Schedule.jittered
-    )
-    const holder = randomUUID() // this replica, in the lease table
-    yield* relayOnce(holder).pipe(
-      Effect.tapError((error) => Effect.logWarning("Outbox relay failed; backing off", error.message)),
-      Effect.retry(backoff),
-      Effect.andThen(Effect.sleep(config.outboxPollInterval)),
-      Effect.forever,
-      Effect.forkScoped
-    )
-    // Size and age of the backlog, for alerts on a bus that stays down.
-    yield* db.stats.pipe(
-      Effect.flatMap((stats) =>
-        Effect.andThen(Metric.update(outboxSize, stats.size), Metric.update(outboxOldestAge, stats.oldestAgeSeconds))
-      ),
-      Effect.ignore,
-      Effect.repeat(Schedule.spaced("5 seconds")),
-      Effect.withTracerEnabled(false),
-      Effect.forkScoped
-    )
-  })
-)
+export const OutboxRelayLive: Layer.Layer<never, never, OutboxStore | EventBus | DatabaseConfig | KafkaConfig> = Layer
+  .effectDiscard(
+    Effect.gen(function*() {
+      const config = { ...(yield* DatabaseConfig), ...(yield* KafkaConfig) }
+      const db = yield* OutboxStore
+      const backoff = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("30 seconds")]).pipe(
+        Schedule.jittered
+      )
+      const holder = randomUUID() // this replica, in the lease table
+      yield* relayOnce(holder).pipe(
+        Effect.tapError((error) => Effect.logWarning("Outbox relay failed; backing off", error.message)),
+        Effect.retry(backoff),
+        Effect.andThen(Effect.sleep(config.outboxPollInterval)),
+        Effect.forever,
+        Effect.forkScoped
+      )
+      // Size and age of the backlog, for alerts on a bus that stays down.
+      yield* db.stats.pipe(
+        Effect.flatMap((stats) =>
+          Effect.andThen(Metric.update(outboxSize, stats.size), Metric.update(outboxOldestAge, stats.oldestAgeSeconds))
+        ),
+        Effect.ignore,
+        Effect.repeat(Schedule.spaced("5 seconds")),
+        Effect.withTracerEnabled(false),
+        Effect.forkScoped
+      )
+    })
+  )

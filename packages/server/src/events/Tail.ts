@@ -7,7 +7,7 @@
 import { Consumer, type Message, stringDeserializers } from "@platformatic/kafka"
 import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
-import type { Settings } from "../platform/config/AppConfig.ts"
+import type { KafkaSettings } from "../platform/config/KafkaConfig.ts"
 import { EventBusError } from "./EventBus.ts"
 import { describeKafkaError, guardConnections, kafkaConnection } from "./KafkaConnection.ts"
 
@@ -30,7 +30,7 @@ export const tailLine = (event: Event): string => {
 
 /** Prints the events until interrupted (Ctrl-C). */
 export const tailEvents = (
-  config: Settings,
+  config: KafkaSettings,
   options: { readonly fromBeginning: boolean; readonly stream: string | undefined },
   print: (line: string) => void
 ) =>

@@ -8,7 +8,7 @@
 import { PgClient } from "@effect/sql-pg"
 import { Context, Duration, Effect, Layer } from "effect"
 import type { SqlError } from "effect/sql"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { type CallKind, DbPolicy } from "../platform/sql/DbPolicy.ts"
 
@@ -34,12 +34,12 @@ export class IdempotencyStore extends Context.Service<IdempotencyStore, {
   /** Deletes expired keys; answers how many. */
   readonly purgeExpired: Effect.Effect<number, DbError>
 }>()("strata/IdempotencyStore") {
-  static readonly layerPg: Layer.Layer<IdempotencyStore, never, PgClient.PgClient | AppConfig | DbPolicy> = Layer
+  static readonly layerPg: Layer.Layer<IdempotencyStore, never, PgClient.PgClient | LimitsConfig | DbPolicy> = Layer
     .effect(
       IdempotencyStore,
       Effect.gen(function*() {
         const sql = yield* PgClient.PgClient
-        const config = yield* AppConfig
+        const config = yield* LimitsConfig
         const ttl = `${Duration.toMillis(config.idempotencyTtl)} milliseconds`
         const lease = `${Duration.toMillis(config.idempotencyLease)} milliseconds`
         const policy = yield* DbPolicy
@@ -113,10 +113,10 @@ export class IdempotencyStore extends Context.Service<IdempotencyStore, {
       })
     )
 
-  static readonly layerMemory: Layer.Layer<IdempotencyStore, never, AppConfig> = Layer.effect(
+  static readonly layerMemory: Layer.Layer<IdempotencyStore, never, LimitsConfig> = Layer.effect(
     IdempotencyStore,
     Effect.gen(function*() {
-      const config = yield* AppConfig
+      const config = yield* LimitsConfig
       const ttl = Duration.toMillis(config.idempotencyTtl)
       const lease = Duration.toMillis(config.idempotencyLease)
       const keys = new Map<

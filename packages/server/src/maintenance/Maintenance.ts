@@ -6,14 +6,14 @@
  */
 import { Duration, Effect, Layer, Option, Schedule } from "effect"
 import { IdempotencyStore } from "../idempotency/IdempotencyStore.ts"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { DatabaseConfig } from "../platform/config/DatabaseConfig.ts"
 import { RecordStore } from "../records/RecordStore.ts"
 
 const AHEAD = Duration.days(62) // two months, or many days / weeks
 
 export const maintainOnce = Effect.gen(function*() {
   const db = yield* RecordStore
-  const config = yield* AppConfig
+  const config = yield* DatabaseConfig
   const now = new Date()
   const result = yield* db.maintainPartitions({
     now,
@@ -30,10 +30,10 @@ export const maintainOnce = Effect.gen(function*() {
   return result
 })
 
-export const MaintenanceLive: Layer.Layer<never, never, RecordStore | IdempotencyStore | AppConfig> = Layer
+export const MaintenanceLive: Layer.Layer<never, never, RecordStore | IdempotencyStore | DatabaseConfig> = Layer
   .effectDiscard(
     Effect.gen(function*() {
-      const config = yield* AppConfig
+      const config = yield* DatabaseConfig
       yield* maintainOnce.pipe(
         Effect.catch((error) => Effect.logWarning("Maintenance failed; will retry", error.message)),
         Effect.repeat(Schedule.spaced(config.maintenanceEvery)),

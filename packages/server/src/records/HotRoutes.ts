@@ -38,7 +38,9 @@ import { IncomingMessage, type ServerResponse } from "node:http"
 import { rateLimitHeaders } from "../auth/Authentication.ts"
 import { RateLimiter } from "../auth/RateLimits.ts"
 import { verdictOf, VerifiedKeys } from "../auth/VerifiedKeys.ts"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { HttpConfig } from "../platform/config/HttpConfig.ts"
+import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
+import { TelemetryConfig } from "../platform/config/TelemetryConfig.ts"
 import { Admission, pastDeadline } from "../platform/http/Admission.ts"
 import { isJsonContentType, isUtf8 } from "../platform/http/JsonBody.ts"
 import type { FastPath, HandOver } from "../platform/http/NodeServer.ts"
@@ -126,11 +128,19 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
   static readonly layer: Layer.Layer<
     HotRoutes,
     never,
-    AppConfig | VerifiedKeys | RateLimiter | RecordCache | RecordWriter | Admission | StreamSchemas
+    | HttpConfig
+    | LimitsConfig
+    | TelemetryConfig
+    | VerifiedKeys
+    | RateLimiter
+    | RecordCache
+    | RecordWriter
+    | Admission
+    | StreamSchemas
   > = Layer.effect(
     HotRoutes,
     Effect.gen(function*() {
-      const config = yield* AppConfig
+      const config = { ...(yield* HttpConfig), ...(yield* LimitsConfig), ...(yield* TelemetryConfig) }
       const keys = yield* VerifiedKeys
       const limiter = yield* RateLimiter
       const cache = yield* RecordCache

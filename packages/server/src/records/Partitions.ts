@@ -2,7 +2,7 @@
  * Time partitions of `records` (SPEC §5): the bounds of the partition that holds
  * an instant, for each `PARTITION_INTERVAL`, and the partition's table name.
  */
-import type { PartitionInterval } from "../platform/config/AppConfig.ts"
+import type { PartitionInterval } from "../platform/config/DatabaseConfig.ts"
 
 export interface PartitionBounds {
   readonly name: string

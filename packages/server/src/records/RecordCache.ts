@@ -12,7 +12,7 @@
 import { Context, Deferred, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
 import { CircuitBreaker } from "effect/persistence"
 import { Cache, type CacheEntry } from "../platform/cache/CacheStore.ts"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import { trackBreaker } from "../platform/observability/BreakerMetrics.ts"
 import { labelled } from "../platform/observability/Labels.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
@@ -56,12 +56,12 @@ export class RecordCache extends Context.Service<RecordCache, {
   /** `up`, or `degraded` when the cache does not answer (reads still work). */
   readonly health: Effect.Effect<"up" | "degraded">
 }>()("strata/RecordCache") {
-  static readonly layer: Layer.Layer<RecordCache, never, Cache | RecordStore | AppConfig> = Layer.effect(
+  static readonly layer: Layer.Layer<RecordCache, never, Cache | RecordStore | CacheConfig> = Layer.effect(
     RecordCache,
     Effect.gen(function*() {
       const cache = yield* Cache
       const db = yield* RecordStore
-      const config = yield* AppConfig
+      const config = yield* CacheConfig
       const context = yield* Effect.context<never>()
       const local = new LocalAnswers(config.recordCacheBytes, Duration.toMillis(config.cacheTtl))
       const hit = lookups({ outcome: "hit" })

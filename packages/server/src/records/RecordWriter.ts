@@ -11,7 +11,7 @@
  */
 import type { StoredRecord } from "@strata/domain"
 import { Array as Arr, Context, Duration, Effect, Exit, Layer, Metric, Tracer } from "effect"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { DatabaseConfig } from "../platform/config/DatabaseConfig.ts"
 import { RequestId } from "../platform/http/RequestId.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { RecordStore, type RecordToStore } from "./RecordStore.ts"
@@ -50,11 +50,11 @@ export class RecordWriter extends Context.Service<RecordWriter, {
     done: (exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>) => void
   ) => void
 }>()("strata/RecordWriter") {
-  static readonly layer: Layer.Layer<RecordWriter, never, RecordStore | AppConfig> = Layer.effect(
+  static readonly layer: Layer.Layer<RecordWriter, never, RecordStore | DatabaseConfig> = Layer.effect(
     RecordWriter,
     Effect.gen(function*() {
       const db = yield* RecordStore
-      const config = yield* AppConfig
+      const config = yield* DatabaseConfig
       const context = yield* Effect.context<never>()
       const windowMs = Duration.toMillis(config.writeBatchWindow)
 

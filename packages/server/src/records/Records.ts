@@ -7,7 +7,7 @@
  */
 import { BatchRequest, type ListQuery, NewRecord, type StoredRecord, type ValidationFailed } from "@strata/domain"
 import { Array as Arr, Context, Effect, Layer, Option, Result } from "effect"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
@@ -49,7 +49,7 @@ export class Records extends Context.Service<Records, {
   static readonly layer: Layer.Layer<
     Records,
     never,
-    RecordStore | RecordWriter | RecordCache | Cursors | StreamSchemas | AppConfig
+    RecordStore | RecordWriter | RecordCache | Cursors | StreamSchemas | HttpConfig
   > = Layer.effect(
     Records,
     Effect.gen(function*() {
@@ -58,7 +58,7 @@ export class Records extends Context.Service<Records, {
       const cache = yield* RecordCache
       const cursors = yield* Cursors
       const schemas = yield* StreamSchemas
-      const config = yield* AppConfig
+      const config = yield* HttpConfig
       const decodeRecord = decodeAll(NewRecord)
       const decodeBatch = decodeAll(BatchRequest)
 

@@ -10,7 +10,7 @@ import { type HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { idempotently } from "../idempotency/Idempotency.ts"
 import { IdempotencyStore } from "../idempotency/IdempotencyStore.ts"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { readJsonBody } from "../platform/http/JsonBody.ts"
 import { currentTraceparent } from "../platform/observability/Tracing.ts"
 import { type DbError, unavailableOnTransient } from "../platform/sql/DbError.ts"
@@ -25,7 +25,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
   Effect.fn(function*(handlers) {
     const records = yield* Records
     const idempotency = yield* IdempotencyStore
-    const config = yield* AppConfig
+    const config = yield* HttpConfig
 
     /** Both POSTs: the body read with its limits, then stored at most once per Idempotency-Key. */
     const post = <A extends { readonly text: string; readonly location?: string }>(

@@ -21,7 +21,8 @@ import {
 } from "@strata/domain"
 import type { ValidateFunction } from "ajv/dist/2020.js"
 import { Context, Deferred, Duration, Effect, Layer, Option } from "effect"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { CacheConfig } from "../platform/config/CacheConfig.ts"
+import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import { validationFailed } from "../platform/http/Validation.ts"
 import { jsonText } from "../platform/json/ExactJson.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
@@ -83,14 +84,14 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
   static readonly layer: Layer.Layer<
     StreamSchemas,
     never,
-    SchemaRegistry | StreamSamples | AppConfig | SchemaCompiler
+    SchemaRegistry | StreamSamples | CacheConfig | LimitsConfig | SchemaCompiler
   > = Layer
     .effect(
       StreamSchemas,
       Effect.gen(function*() {
         const registry = yield* SchemaRegistry
         const samples = yield* StreamSamples
-        const config = yield* AppConfig
+        const config = { ...(yield* CacheConfig), ...(yield* LimitsConfig) }
         const compiler = yield* SchemaCompiler
         const ttl = Duration.toMillis(config.schemaCacheTtl)
         const currents = new Map<string, { readonly schema: CompiledSchema | null; readonly expiresAt: number }>()

@@ -6,7 +6,7 @@ import { Api, CheckSchema, NotFound, Principal, RegisterSchema } from "@strata/d
 import { Effect, Option } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
-import { AppConfig } from "../platform/config/AppConfig.ts"
+import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { readJsonBody } from "../platform/http/JsonBody.ts"
 import { decodeAll } from "../platform/http/Validation.ts"
 import { jsonText } from "../platform/json/ExactJson.ts"
@@ -29,7 +29,7 @@ export const StreamsHandlers = HttpApiBuilder.group(
   Effect.fn(function*(handlers) {
     const registry = yield* SchemaRegistry
     const schemas = yield* StreamSchemas
-    const config = yield* AppConfig
+    const config = yield* HttpConfig
     const decodeRegister = decodeAll(RegisterSchema)
     const decodeCheck = decodeAll(CheckSchema)
 

@@ -16,7 +16,7 @@ import { AppRoutes, type Storage, StorageLive, StorageMemory, withServices } fro
 import { ApiKeys, type RateLimitOverride } from "../../src/auth/ApiKeys.ts"
 import { EventBus } from "../../src/events/EventBus.ts"
 import { Cache } from "../../src/platform/cache/CacheStore.ts"
-import { AppConfig, type Settings } from "../../src/platform/config/AppConfig.ts"
+import { AppConfig, type ConfigServices, type Settings } from "../../src/platform/config/AppConfig.ts"
 import { makeNodeServer } from "../../src/platform/http/NodeServer.ts"
 import { TracingLive } from "../../src/platform/observability/Tracing.ts"
 import { startEmbedded } from "../../src/platform/sql/Connection.ts"
@@ -43,7 +43,7 @@ export interface TestApp {
   readonly hotAnswered?: () => number
 }
 
-export type DbLayer = Layer.Layer<Storage, unknown, AppConfig>
+export type DbLayer = Layer.Layer<Storage, unknown, ConfigServices>
 
 export const memoryDb: DbLayer = StorageMemory
 

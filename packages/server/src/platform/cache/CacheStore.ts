@@ -6,7 +6,7 @@
  */
 import { Cause, Context, Duration, Effect, Layer, Metric, Option, Redacted, Schema } from "effect"
 import { Cluster, Redis } from "ioredis"
-import { AppConfig } from "../config/AppConfig.ts"
+import { CacheConfig } from "../config/CacheConfig.ts"
 import { labelled } from "../observability/Labels.ts"
 import { type BucketLimit, type BucketTake, LocalBuckets, TAKE_TOKENS_LUA } from "./TokenBucket.ts"
 
@@ -162,8 +162,8 @@ export class Cache extends Context.Service<Cache, {
     })
 
   /** Redis when REDIS_URL or REDIS_CLUSTER_NODES is set, memory otherwise. */
-  static readonly layerFromConfig: Layer.Layer<Cache, never, AppConfig> = Layer.unwrap(Effect.gen(function*() {
-    const config = yield* AppConfig
+  static readonly layerFromConfig: Layer.Layer<Cache, never, CacheConfig> = Layer.unwrap(Effect.gen(function*() {
+    const config = yield* CacheConfig
     return Option.isNone(config.redisUrl) && config.redisClusterNodes.length === 0
       ? Cache.layerMemory(config.cacheMaxEntries)
       : Cache.layerRedis({

@@ -18,7 +18,7 @@ const STANDARD_NAMES: Record<string, string> = {
 }
 
 /** `databasePoolMax` → `DATABASE_POOL_MAX`: the other settings are named after their variables. */
-const envName = (key: string) => STANDARD_NAMES[key] ?? key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()
+export const envName = (key: string) => STANDARD_NAMES[key] ?? key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()
 
 const show = (value: unknown): string => {
   if (Redacted.isRedacted(value)) return "<redacted>"

@@ -1,6 +1,7 @@
 /**
  * Parsers for the units operators write in environment variables:
- * durations (`2ms`, `30s`, `5m`, `24h`, `400d`) and byte sizes (`65536`, `64KiB`, `1MiB`).
+ * durations (`2ms`, `30s`, `5m`, `24h`, `400d`), byte sizes (`65536`, `64KiB`, `1MiB`),
+ * whole numbers in a range, switches and enumerations (any case: `debug`, `WARN`).
  */
 import { Config, Duration, Schema } from "effect"
 
@@ -45,3 +46,23 @@ export const intBetween = (name: string, min: number, max: number): Config.Confi
     ),
     name
   )
+
+/** A switch such as `MIGRATE_ON_START=false`: true/false, yes/no, on/off, 1/0, in any case. */
+export const flag = (name: string): Config.Config<boolean> =>
+  oneOf(["true", "false", "yes", "no", "on", "off", "1", "0"], name).pipe(
+    Config.map((word) => word === "true" || word === "yes" || word === "on" || word === "1")
+  )
+
+/**
+ * One of `literals`, matched in any case and answered in the spelling given here:
+ * operators write `debug` or `WARN` (pino, OpenTelemetry) where Effect says `Debug`, `Warn`.
+ */
+export const oneOf = <const L extends ReadonlyArray<string>>(literals: L, name: string): Config.Config<L[number]> => {
+  const find = (text: string) => literals.find((literal) => literal.toLowerCase() === text.trim().toLowerCase())
+  return Config.schema(
+    Schema.String.check(Schema.makeFilter((text: string) => find(text) !== undefined, {
+      message: `expected one of ${literals.join(", ")} (any case)`
+    })),
+    name
+  ).pipe(Config.map((text) => find(text)!))
+}

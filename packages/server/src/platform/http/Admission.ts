@@ -10,7 +10,7 @@
 import { Unavailable } from "@strata/domain"
 import { Context, Effect, Layer } from "effect"
 import { HttpServerRequest, HttpServerRespondable, type HttpServerResponse } from "effect/http"
-import { AppConfig } from "../config/AppConfig.ts"
+import { HttpConfig } from "../config/HttpConfig.ts"
 
 export const tooManyInFlight = () =>
   new Unavailable({ detail: "Too many requests in flight (MAX_IN_FLIGHT); retry shortly." })
@@ -26,10 +26,10 @@ export class Admission extends Context.Service<Admission, {
     app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
   ) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
 }>()("strata/Admission") {
-  static readonly layer: Layer.Layer<Admission, never, AppConfig> = Layer.effect(
+  static readonly layer: Layer.Layer<Admission, never, HttpConfig> = Layer.effect(
     Admission,
     Effect.gen(function*() {
-      const config = yield* AppConfig
+      const config = yield* HttpConfig
       let inFlight = 0
       const enter = () => {
         if (inFlight >= config.maxInFlight) return false

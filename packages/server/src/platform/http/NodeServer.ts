@@ -15,7 +15,7 @@ import { Duration } from "effect"
 import { randomUUID } from "node:crypto"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { Duplex } from "node:stream"
-import type { Settings } from "../config/AppConfig.ts"
+import type { HttpSettings } from "../config/HttpConfig.ts"
 
 type Problem = HeadersTooLarge | MalformedRequest | PayloadTooLarge | RequestTimeout
 
@@ -68,7 +68,7 @@ export interface FastPath {
 }
 
 export const makeNodeServer = (
-  config: Pick<Settings, "maxHeaderBytes" | "shutdownTimeout">,
+  config: Pick<HttpSettings, "maxHeaderBytes" | "shutdownTimeout">,
   hot?: FastPath
 ): Server => {
   const server = createServer({ maxHeaderSize: config.maxHeaderBytes })

@@ -10,7 +10,9 @@
  * URLs with passwords are masked before logging, Redacted values print as
  * `<redacted>`, headers are never logged.
  */
-import { Config, Context, Effect, Formatter, Layer, Logger, Predicate, References, Tracer } from "effect"
+import { Context, Effect, Formatter, Layer, Logger, Predicate, References, Tracer } from "effect"
+import { readAll } from "../config/Read.ts"
+import { loggingFields } from "../config/TelemetryConfig.ts"
 import { RequestId } from "../http/RequestId.ts"
 import { recordedSpan } from "./Tracing.ts"
 
@@ -48,14 +50,10 @@ export const jsonLine = Logger.make((options) => {
   return Formatter.formatJson(line)
 })
 
-/** Read here rather than in AppConfig: logging is set up before anything else. */
-export const logSettings = Config.all({
-  logFormat: Config.Literals(["json", "pretty"], "LOG_FORMAT").pipe(Config.withDefault("json")),
-  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info"))
-})
-
+// Read straight from the environment, not from TelemetryConfig's layer:
+// logging is set up before anything else.
 export const LoggingLive = Layer.unwrap(Effect.gen(function*() {
-  const { logFormat: format, logLevel: level } = yield* logSettings
+  const { logFormat: format, logLevel: level } = yield* readAll(loggingFields)
   return Layer.mergeAll(
     Logger.layer([format === "json" ? Logger.withConsoleLog(jsonLine) : Logger.consolePretty()]),
     Layer.succeed(References.MinimumLogLevel, level)

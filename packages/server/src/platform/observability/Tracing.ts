@@ -8,7 +8,7 @@
 import { Context, Effect, Layer, Option, Redacted, References, Tracer } from "effect"
 import { FetchHttpClient, HttpMiddleware, HttpServerRequest, HttpTraceContext } from "effect/http"
 import { OtlpExporter, OtlpSerialization, OtlpTracer } from "effect/observability"
-import { AppConfig, type Settings } from "../config/AppConfig.ts"
+import { TelemetryConfig, type TelemetrySettings } from "../config/TelemetryConfig.ts"
 import { routeOf } from "../http/RouteTable.ts"
 
 /**
@@ -34,7 +34,7 @@ export const parentBasedRatio = (ratio: number) => (tracer: Tracer.Tracer): Trac
   })
 
 /** The ratio of root spans to sample under OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG. */
-export const samplingRatio = (config: Pick<Settings, "tracesSampler" | "tracesSamplerArg">): number =>
+export const samplingRatio = (config: Pick<TelemetrySettings, "tracesSampler" | "tracesSamplerArg">): number =>
   config.tracesSampler === "parentbased_always_on"
     ? 1
     : config.tracesSampler === "parentbased_always_off"
@@ -42,7 +42,9 @@ export const samplingRatio = (config: Pick<Settings, "tracesSampler" | "tracesSa
     : config.tracesSamplerArg
 
 /** Where spans go: the traces endpoint as given, or `/v1/traces` below the base endpoint (OTLP spec). */
-export const tracesUrl = (config: Pick<Settings, "otlpEndpoint" | "otlpTracesEndpoint">): Option.Option<string> =>
+export const tracesUrl = (
+  config: Pick<TelemetrySettings, "otlpEndpoint" | "otlpTracesEndpoint">
+): Option.Option<string> =>
   Option.orElse(
     config.otlpTracesEndpoint,
     () => Option.map(config.otlpEndpoint, (base) => `${base.replace(/\/+$/, "")}/v1/traces`)
@@ -60,8 +62,8 @@ const parseHeaders = (text: string): Record<string, string> => {
 }
 
 /** The tracer for the configuration: an OTLP exporter behind the sampler, or tracing off. */
-export const TracingLive: Layer.Layer<never, never, AppConfig> = Layer.unwrap(Effect.gen(function*() {
-  const config = yield* AppConfig
+export const TracingLive: Layer.Layer<never, never, TelemetryConfig> = Layer.unwrap(Effect.gen(function*() {
+  const config = yield* TelemetryConfig
   const url = tracesUrl(config)
   if (Option.isNone(url)) return Layer.succeed(References.TracerEnabled, false)
   const tracer = Layer.effect(

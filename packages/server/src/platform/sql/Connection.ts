@@ -9,7 +9,7 @@ import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import { Effect, Layer, Option, Redacted } from "effect"
 import type { SqlClient } from "effect/sql"
 import { mkdirSync } from "node:fs"
-import { AppConfig } from "../config/AppConfig.ts"
+import { DatabaseConfig } from "../config/DatabaseConfig.ts"
 import { applicationName, PoolMetricsLive } from "../observability/DbMetrics.ts"
 import { runMigrations } from "./Migrations.ts"
 
@@ -37,9 +37,9 @@ const pool = (url: Redacted.Redacted, maxConnections: number) =>
   PoolMetricsLive(maxConnections).pipe(Layer.provideMerge(PgClient.layer({ url, maxConnections, applicationName })))
 
 /** PgClient and SqlClient for the configured database, migrated when MIGRATE_ON_START is on. */
-export const DatabaseLive: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown, AppConfig> = Layer.unwrap(
+export const DatabaseLive: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown, DatabaseConfig> = Layer.unwrap(
   Effect.gen(function*() {
-    const config = yield* AppConfig
+    const config = yield* DatabaseConfig
     const client = yield* Option.match(config.databaseUrl, {
       onSome: (url) => Effect.succeed(pool(url, config.databasePoolMax)),
       onNone: () => Effect.map(startEmbedded(config.dataDir), ({ url }) => pool(Redacted.make(url), 1))

@@ -13,7 +13,7 @@
 import { Cause, Context, Duration, Effect, type Exit, Layer, Metric, Option, Result, Schedule } from "effect"
 import { CircuitBreaker } from "effect/persistence"
 import type { SqlError } from "effect/sql"
-import { AppConfig } from "../config/AppConfig.ts"
+import { DatabaseConfig } from "../config/DatabaseConfig.ts"
 import { trackBreaker } from "../observability/BreakerMetrics.ts"
 import { dbCallDuration, dbCallErrors, makePoolTracker } from "../observability/DbMetrics.ts"
 import { labelled } from "../observability/Labels.ts"
@@ -32,10 +32,10 @@ export class DbPolicy extends Context.Service<DbPolicy, {
     effect: Effect.Effect<A, SqlError.SqlError>
   ) => Effect.Effect<A, DbError>
 }>()("strata/DbPolicy") {
-  static readonly layer: Layer.Layer<DbPolicy, never, AppConfig> = Layer.effect(
+  static readonly layer: Layer.Layer<DbPolicy, never, DatabaseConfig> = Layer.effect(
     DbPolicy,
     Effect.gen(function*() {
-      const config = yield* AppConfig
+      const config = yield* DatabaseConfig
       const breaker = yield* CircuitBreaker.make({
         tripPolicy: CircuitBreaker.consecutive(config.dbBreakerFailures),
         openDuration: Schedule.min([Schedule.exponential("1 second"), Schedule.spaced("30 seconds")])
