@@ -14,7 +14,7 @@ import {
   Unauthorized,
   Unavailable
 } from "@strata/domain"
-import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { Clock, Context, Effect, Layer, Option, Redacted } from "effect"
 import { HttpEffect, HttpServerResponse } from "effect/http"
 import type { BucketDecision, BucketLimit } from "../platform/cache/TokenBucket.ts"
 import { AppConfig } from "../platform/config/AppConfig.ts"
@@ -49,6 +49,8 @@ export const AuthenticationLive: Layer.Layer<Authentication, never, VerifiedKeys
       const verified = yield* VerifiedKeys
       const limiter = yield* RateLimiter
       const config = yield* AppConfig
+      // Key expiry is judged on the Clock the layer is built with, read synchronously per request.
+      const clock = yield* Clock.clockWith(Effect.succeed)
 
       return Authentication.of({
         bearer: (httpEffect, { credential, endpoint }) =>
@@ -63,7 +65,7 @@ export const AuthenticationLive: Layer.Layer<Authentication, never, VerifiedKeys
             )
             const scope = Option.getOrUndefined(Context.getOption(endpoint.annotations, RequiredScope))
             const key = Option.getOrUndefined(found)
-            switch (verdictOf(key, scope, Date.now())) {
+            switch (verdictOf(key, scope, clock.currentTimeMillisUnsafe())) {
               case "unknown":
                 return yield* unauthorized("The API key is unknown, revoked or expired.", "invalid_token")
               case "forbidden":
