@@ -6,10 +6,11 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect } from "effect"
+import { TestClock } from "effect/testing"
 import { ApiKeys } from "../src/auth/ApiKeys.ts"
 import { withTestApp } from "./support/AppSuite.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { type DbLayer, makeTestApp, memoryDb, pgDb, type TestApp } from "./support/TestApp.ts"
+import { type DbLayer, makeTestApp, memoryDb, pgDb, scopedTestApp, type TestApp } from "./support/TestApp.ts"
 
 const record = { stream: "auth", key: "k", occurredAt: "2026-11-24T10:00:00.000Z", data: { n: 1 } }
 
@@ -44,7 +45,15 @@ const expectProblem = async (res: Response, status: number, type: string) => {
   expect(((await res.json()) as { type: string }).type).toBe(`/problems/${type}`)
 }
 
-const describeAuth = (name: string, db: () => Promise<{ layer: DbLayer; drop: () => Promise<void> } | undefined>) =>
+/**
+ * `clock`: "test" runs the revocation test on the TestClock (verified keys read
+ * the Clock they are built with); "real" waits out AUTH_CACHE_TTL.
+ */
+const describeAuth = (
+  name: string,
+  db: () => Promise<{ layer: DbLayer; drop: () => Promise<void> } | undefined>,
+  clock: "test" | "real"
+) =>
   describe(name, () => {
     let drop = async () => {}
     let id = ""
@@ -144,23 +153,44 @@ const describeAuth = (name: string, db: () => Promise<{ layer: DbLayer; drop: ()
       }
     })
 
-    test("a revoked key stops working within AUTH_CACHE_TTL", async (app) => {
-      const key = await app.createKey({ tenant: "acme" })
-      expect((await app.request(`/data/${id}`, {}, key)).status).toBe(200)
-      const keyId = (await app.run(ApiKeys.use((k) => k.listKeys("acme")))).at(-1)!.id
-      await app.run(ApiKeys.use((k) => k.revokeKey(keyId)))
-      await Effect.runPromise(Effect.sleep(Duration.millis(400)))
-      await expectProblem(await app.request(`/data/${id}`, {}, key), 401, "unauthorized")
-    })
+    const revoked = "a revoked key stops working within AUTH_CACHE_TTL"
+    if (clock === "real") {
+      test(revoked, async (app) => {
+        const key = await app.createKey({ tenant: "acme" })
+        expect((await app.request(`/data/${id}`, {}, key)).status).toBe(200)
+        const keyId = (await app.run(ApiKeys.use((k) => k.listKeys("acme")))).at(-1)!.id
+        await app.run(ApiKeys.use((k) => k.revokeKey(keyId)))
+        await Effect.runPromise(Effect.sleep(Duration.millis(400)))
+        await expectProblem(await app.request(`/data/${id}`, {}, key), 401, "unauthorized")
+      })
+    } else {
+      // An app of its own, built on the test's clock, with a record of the same tenant to read.
+      it.effect(revoked, () =>
+        Effect.gen(function*() {
+          const app = yield* scopedTestApp(memoryDb, { authCacheTtl: Duration.millis(300) })
+          const id = yield* Effect.promise(async () => {
+            const writer = await app.createKey({ tenant: "acme" })
+            return ((await (await app.json("/data", record, {}, writer)).json()) as { id: string }).id
+          })
+          const key = yield* Effect.promise(() => app.createKey({ tenant: "acme" }))
+          expect((yield* Effect.promise(() => app.request(`/data/${id}`, {}, key))).status).toBe(200)
+          const keyId = (yield* Effect.promise(() => app.run(ApiKeys.use((k) => k.listKeys("acme"))))).at(-1)!.id
+          yield* Effect.promise(() => app.run(ApiKeys.use((k) => k.revokeKey(keyId))))
+          yield* TestClock.adjust("400 millis")
+          yield* Effect.promise(async () =>
+            expectProblem(await app.request(`/data/${id}`, {}, key), 401, "unauthorized")
+          )
+        }))
+    }
   })
 
-describeAuth("auth in memory", async () => ({ layer: memoryDb, drop: async () => {} }))
+describeAuth("auth in memory", async () => ({ layer: memoryDb, drop: async () => {} }), "test")
 
 describeAuth("auth on PostgreSQL", async () => {
   if (!(await postgresAvailable())) return undefined
   const db = await freshDatabase()
   return { layer: pgDb(db.url), drop: db.drop }
-})
+}, "real")
 
 describe("last-used times", () => {
   it("are written in the background, not per request, and flushed on shutdown", async (ctx) => {

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
+import { TestClock } from "effect/testing"
 import { randomBytes } from "node:crypto"
 import { Cache } from "../src/platform/cache/CacheStore.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
@@ -46,7 +47,28 @@ const answerOf = (id: string) => ({ id, text: JSON.stringify({ ...record, id }) 
 const idOf = (answer: Option.Option<Uint8Array>): string =>
   JSON.parse(new TextDecoder().decode(Option.getOrThrow(answer))).id
 
-const describeCache = (name: string, cacheLayer: () => Layer.Layer<Cache>, enabled: () => boolean) =>
+const ttls = { cacheNegativeTtl: Duration.millis(300), cacheTtl: Duration.millis(600) }
+
+/** Until `key` is in the shared cache: RecordCache writes there on the next macrotask. */
+const untilShared = (key: string) =>
+  Effect.gen(function*() {
+    const cache = yield* Cache
+    while (Option.isNone(yield* Effect.orDie(cache.get(key)))) {
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+    }
+  })
+
+/**
+ * `clock`: "test" runs the TTL test on the TestClock (the in-memory cache and
+ * LocalAnswers read the Clock they are built with); "real" waits, as Redis
+ * keeps its own time.
+ */
+const describeCache = (
+  name: string,
+  cacheLayer: () => Layer.Layer<Cache>,
+  enabled: () => boolean,
+  clock: "test" | "real"
+) =>
   describe(name, () => {
     const reads = { n: 0 }
     let runtime: ManagedRuntime.ManagedRuntime<RecordCache | RecordStore | Cache, unknown>
@@ -70,7 +92,7 @@ const describeCache = (name: string, cacheLayer: () => Layer.Layer<Cache>, enabl
       runtime = ManagedRuntime.make(
         RecordCache.layer.pipe(
           Layer.provideMerge(Layer.merge(countingDb(reads), cacheLayer())),
-          Layer.provide(AppConfig.layerWith({ cacheNegativeTtl: Duration.millis(300), cacheTtl: Duration.millis(600) }))
+          Layer.provide(AppConfig.layerWith(ttls))
         )
       )
     })
@@ -124,14 +146,37 @@ const describeCache = (name: string, cacheLayer: () => Layer.Layer<Cache>, enabl
       expect(Option.isNone(other.answer)).toBe(true)
     })
 
-    test("expires entries after their TTL", async () => {
-      const id = makeRecordId(Date.now())
-      await run(RecordCache.use((c) => Effect.sync(() => c.remember("t1", [answerOf(id)]))))
-      expect((await run(RecordCache.use((c) => c.findById("t1", id)))).cache).toBe("hit")
-      await new Promise((resolve) => setTimeout(resolve, 800))
-      const later = await run(RecordCache.use((c) => c.findById("t1", id)))
-      expect(later.cache).toBe("miss")
-    })
+    if (clock === "real") {
+      test("expires entries after their TTL", async () => {
+        const id = makeRecordId(Date.now())
+        await run(RecordCache.use((c) => Effect.sync(() => c.remember("t1", [answerOf(id)]))))
+        expect((await run(RecordCache.use((c) => c.findById("t1", id)))).cache).toBe("hit")
+        await new Promise((resolve) => setTimeout(resolve, 800))
+        const later = await run(RecordCache.use((c) => c.findById("t1", id)))
+        expect(later.cache).toBe("miss")
+      })
+    } else {
+      // Built in the test, on its TestClock, with a Db that answers at once (no sleep to drive).
+      it.effect("expires entries after their TTL", () =>
+        Effect.gen(function*() {
+          const id = makeRecordId(Date.now())
+          yield* RecordCache.use((c) => Effect.sync(() => c.remember("t1", [answerOf(id)])))
+          yield* untilShared(`r:t1:${id}`)
+          expect((yield* RecordCache.use((c) => c.findById("t1", id))).cache).toBe("hit")
+          yield* TestClock.adjust("800 millis")
+          const later = yield* RecordCache.use((c) => c.findById("t1", id))
+          expect(later.cache).toBe("miss")
+        }).pipe(
+          Effect.provide(
+            RecordCache.layer.pipe(
+              Layer.provideMerge(
+                Layer.merge(RecordStore.layerMemory.pipe(Layer.provide(MemoryTables.layer)), cacheLayer())
+              ),
+              Layer.provide(AppConfig.layerWith(ttls))
+            )
+          )
+        ))
+    }
   })
 
 let redisUp = false
@@ -139,11 +184,12 @@ beforeAll(async () => {
   redisUp = await redisAvailable()
 })
 
-describeCache("record cache in memory", () => Cache.layerMemory(), () => true)
+describeCache("record cache in memory", () => Cache.layerMemory(), () => true, "test")
 describeCache(
   "record cache on Redis",
   () => Cache.layerRedis({ url: Redacted.make(REDIS_URL), prefix: `strata-test-${randomBytes(4).toString("hex")}:` }),
-  () => redisUp
+  () => redisUp,
+  "real"
 )
 
 describe("GET /data/{id} and the cache", () => {

@@ -1,18 +1,22 @@
-import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Duration } from "effect"
-import { makeTestApp, memoryDb } from "./support/TestApp.ts"
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect } from "effect"
+import { TestClock } from "effect/testing"
+import { memoryDb, scopedTestApp } from "./support/TestApp.ts"
 
 describe("Idempotency-Key expiry", () => {
-  const app = makeTestApp(memoryDb, { idempotencyTtl: Duration.millis(50) })
-  afterAll(() => app.dispose())
-
-  it("forgets a key after IDEMPOTENCY_TTL: the same key then stores a new record", async () => {
-    const headers = { "idempotency-key": "expiring" }
-    const first = await (await app.json("/data", { stream: "exp", data: {} }, { headers })).json() as any
-    await new Promise((resolve) => setTimeout(resolve, 80))
-    const second = await app.json("/data", { stream: "exp", data: {} }, { headers })
-    expect(second.status).toBe(201)
-    expect(second.headers.get("idempotent-replayed")).toBeNull()
-    expect(((await second.json()) as any).id).not.toBe(first.id)
-  })
+  // The store runs on the test's clock: time passes by TestClock.adjust, not by waiting.
+  it.effect("forgets a key after IDEMPOTENCY_TTL: the same key then stores a new record", () =>
+    Effect.gen(function*() {
+      const app = yield* scopedTestApp(memoryDb, { idempotencyTtl: Duration.millis(50) })
+      const post = Effect.promise(async () => {
+        const res = await app.json("/data", { stream: "exp", data: {} }, { headers: { "idempotency-key": "expiring" } })
+        return { res, body: (await res.json()) as { id: string } }
+      })
+      const first = yield* post
+      yield* TestClock.adjust("80 millis")
+      const second = yield* post
+      expect(second.res.status).toBe(201)
+      expect(second.res.headers.get("idempotent-replayed")).toBeNull()
+      expect(second.body.id).not.toBe(first.body.id)
+    }))
 })

@@ -5,14 +5,15 @@
  * takes over. Against the real Redis and in memory.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { type Layer, Redacted } from "effect"
+import { Effect, type Layer, Redacted } from "effect"
+import { TestClock } from "effect/testing"
 import { randomBytes } from "node:crypto"
 import { Cache } from "../src/platform/cache/CacheStore.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { REDIS_URL, redisAvailable, startRedisServer } from "./support/Redis.ts"
-import { makeTestApp, memoryDb, pgDb, type TestApp } from "./support/TestApp.ts"
+import { makeTestApp, memoryDb, pgDb, scopedTestApp, type TestApp } from "./support/TestApp.ts"
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Sends `n` reads one after the other with `key`; answers the responses. */
 const burst = async (app: TestApp, key: string, n: number) => {
@@ -21,7 +22,36 @@ const burst = async (app: TestApp, key: string, n: number) => {
   return out
 }
 
-const describeLimits = (name: string, cache: () => Layer.Layer<Cache>, enabled: () => boolean) =>
+/** A burst past the limit, then the wait for Retry-After; `wait` passes that time. */
+const pastTheBurst = async (app: TestApp, wait: (seconds: number) => Promise<void>) => {
+  const key = await app.createKey({ rateLimit: { rps: 2, burst: 3 } })
+  const [a, b, c, d] = await burst(app, key, 4)
+  expect([a, b, c].map((r) => r.status)).toEqual([200, 200, 200])
+  expect(a.headers.get("ratelimit-policy")).toBe(`"per-key";q=3;w=2`)
+  expect(a.headers.get("ratelimit")).toMatch(/^"per-key";r=2;t=\d+$/)
+  expect(c.headers.get("ratelimit")).toMatch(/^"per-key";r=0;t=\d+$/)
+  expect(d.status).toBe(429)
+  expect(d.headers.get("content-type")).toContain("application/problem+json")
+  expect(((await d.json()) as { type: string }).type).toBe("/problems/rate-limited")
+  expect(Number(d.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
+  expect(d.headers.get("ratelimit")).toMatch(/^"per-key";r=0;t=\d+$/)
+  expect(d.headers.get("ratelimit-policy")).toBe(`"per-key";q=3;w=2`)
+
+  await wait(Number(d.headers.get("retry-after")))
+  expect((await app.request("/data?stream=limited", {}, key)).status).toBe(200)
+}
+
+/**
+ * `clock`: "test" runs the wait on the TestClock (the in-memory buckets and the
+ * limiter read the Clock they are built with); "real" sleeps, as Redis keeps its
+ * own time.
+ */
+const describeLimits = (
+  name: string,
+  cache: () => Layer.Layer<Cache>,
+  enabled: () => boolean,
+  clock: "test" | "real"
+) =>
   describe(name, () => {
     let app: TestApp
     beforeAll(() => {
@@ -29,24 +59,26 @@ const describeLimits = (name: string, cache: () => Layer.Layer<Cache>, enabled: 
     })
     afterAll(() => app?.dispose())
 
-    it("answers 429 past the burst, with Retry-After and RateLimit headers, then resumes", async (ctx) => {
-      if (!enabled()) return ctx.skip()
-      const key = await app.createKey({ rateLimit: { rps: 2, burst: 3 } })
-      const [a, b, c, d] = await burst(app, key, 4)
-      expect([a, b, c].map((r) => r.status)).toEqual([200, 200, 200])
-      expect(a.headers.get("ratelimit-policy")).toBe(`"per-key";q=3;w=2`)
-      expect(a.headers.get("ratelimit")).toMatch(/^"per-key";r=2;t=\d+$/)
-      expect(c.headers.get("ratelimit")).toMatch(/^"per-key";r=0;t=\d+$/)
-      expect(d.status).toBe(429)
-      expect(d.headers.get("content-type")).toContain("application/problem+json")
-      expect(((await d.json()) as { type: string }).type).toBe("/problems/rate-limited")
-      expect(Number(d.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
-      expect(d.headers.get("ratelimit")).toMatch(/^"per-key";r=0;t=\d+$/)
-      expect(d.headers.get("ratelimit-policy")).toBe(`"per-key";q=3;w=2`)
-
-      await sleep(Number(d.headers.get("retry-after")) * 1000)
-      expect((await app.request("/data?stream=limited", {}, key)).status).toBe(200)
-    }, 30_000)
+    const title = "answers 429 past the burst, with Retry-After and RateLimit headers, then resumes"
+    if (clock === "real") {
+      it(title, async (ctx) => {
+        if (!enabled()) return ctx.skip()
+        await pastTheBurst(app, (seconds) => sleep(seconds * 1000))
+      }, 30_000)
+    } else {
+      it.effect(title, () =>
+        Effect.gen(function*() {
+          const onTestClock = yield* scopedTestApp(memoryDb, {}, cache())
+          // The callback runs outside the fiber: the adjust is run back in it, on its TestClock.
+          const context = yield* Effect.context<never>()
+          yield* Effect.promise(() =>
+            pastTheBurst(
+              onTestClock,
+              (seconds) => Effect.runPromiseWith(context)(TestClock.adjust(`${seconds} seconds`))
+            )
+          )
+        }))
+    }
 
     it("lets through every one of many concurrent requests within the burst", async (ctx) => {
       if (!enabled()) return ctx.skip()
@@ -84,11 +116,12 @@ beforeAll(async () => {
   redisUp = await redisAvailable()
 })
 
-describeLimits("rate limits in memory", () => Cache.layerMemory(), () => true)
+describeLimits("rate limits in memory", () => Cache.layerMemory(), () => true, "test")
 describeLimits(
   "rate limits in Redis",
   () => Cache.layerRedis({ url: Redacted.make(REDIS_URL), prefix: `strata-test-${randomBytes(4).toString("hex")}:` }),
-  () => redisUp
+  () => redisUp,
+  "real"
 )
 
 describe("rate limits shared by replicas through Redis", () => {

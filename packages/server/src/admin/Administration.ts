@@ -5,7 +5,7 @@
  * ApiKeys store does the work.
  */
 import { type Scope, Scopes, TenantName } from "@strata/domain"
-import { Duration, Effect, Result, Schema } from "effect"
+import { Clock, Duration, Effect, Result, Schema } from "effect"
 import { type ApiKeyInfo, ApiKeys, type TenantExists, type TenantInfo } from "../auth/ApiKeys.ts"
 import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import { parseDuration } from "../platform/config/Units.ts"
@@ -37,11 +37,13 @@ export const parseScopes = (input: string | ReadonlyArray<string>) => {
     : Effect.succeed([...new Set(scopes)] as Array<Scope>)
 }
 
+/** `expires` (a duration such as 30d) as the instant it ends, from the fiber's Clock. */
 export const parseExpiry = (text: string | undefined) =>
-  text === undefined ? Effect.succeed(undefined) : Effect.try({
-    try: () => new Date(Date.now() + Duration.toMillis(parseDuration(text))),
-    catch: () => new AdminInputError({ field: "expires", message: "expected a duration such as 30d, 12h or 90m" })
-  })
+  text === undefined ? Effect.succeed(undefined) : Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.try({
+      try: () => new Date(now + Duration.toMillis(parseDuration(text))),
+      catch: () => new AdminInputError({ field: "expires", message: "expected a duration such as 30d, 12h or 90m" })
+    }))
 
 export interface KeyRequest {
   readonly tenant: string

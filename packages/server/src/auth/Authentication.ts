@@ -6,7 +6,7 @@
  * Keys are verified through `VerifiedKeys` (in process for AUTH_CACHE_TTL).
  */
 import { Authentication, Forbidden, Principal, RateLimited, RequiredScope, Unauthorized } from "@strata/domain"
-import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { Clock, Context, Effect, Layer, Option, Redacted } from "effect"
 import { HttpEffect, HttpServerResponse } from "effect/http"
 import type { BucketDecision, BucketLimit } from "../platform/cache/TokenBucket.ts"
 import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
@@ -42,6 +42,8 @@ export const AuthenticationLive: Layer.Layer<Authentication, never, VerifiedKeys
       const verified = yield* VerifiedKeys
       const limiter = yield* RateLimiter
       const config = yield* LimitsConfig
+      // Key expiry is judged on the Clock the layer is built with, read synchronously per request.
+      const clock = yield* Clock.clockWith(Effect.succeed)
 
       return Authentication.of({
         bearer: (httpEffect, { credential, endpoint }) =>
@@ -54,7 +56,7 @@ export const AuthenticationLive: Layer.Layer<Authentication, never, VerifiedKeys
             )
             const scope = Option.getOrUndefined(Context.getOption(endpoint.annotations, RequiredScope))
             const key = Option.getOrUndefined(found)
-            switch (verdictOf(key, scope, Date.now())) {
+            switch (verdictOf(key, scope, clock.currentTimeMillisUnsafe())) {
               case "unknown":
                 return yield* unauthorized("The API key is unknown, revoked or expired.", "invalid_token")
               case "forbidden":

@@ -13,7 +13,7 @@
  * process instead: limits then hold per replica rather than overall, which is
  * better than no limit and better than refusing service.
  */
-import { Context, Deferred, Effect, Layer, Metric } from "effect"
+import { Clock, Context, Deferred, Effect, Layer, Metric } from "effect"
 import { Cache } from "../platform/cache/CacheStore.ts"
 import { type BucketDecision, type BucketLimit, decide, LocalBuckets } from "../platform/cache/TokenBucket.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
@@ -55,6 +55,9 @@ export class RateLimiter extends Context.Service<RateLimiter, {
       const cache = yield* Cache
       const config = yield* CacheConfig
       const context = yield* Effect.context<never>()
+      // Captured here: takeLeased runs outside fibers, on the hot routes.
+      const clock = yield* Clock.clockWith(Effect.succeed)
+      const now = () => clock.currentTimeMillisUnsafe()
       const local = new LocalBuckets()
       const leases = new Map<string, Lease>()
       const count = (decision: BucketDecision, where: "shared" | "local") =>
@@ -64,7 +67,7 @@ export class RateLimiter extends Context.Service<RateLimiter, {
 
       const fromLease = (keyId: string, limit: BucketLimit): BucketDecision | undefined => {
         const lease = leases.get(keyId)
-        if (lease === undefined || lease.expiresAt <= Date.now()) return undefined
+        if (lease === undefined || lease.expiresAt <= now()) return undefined
         if (lease.refused) return decide(false, lease.shared, limit)
         if (lease.tokens < 1) return undefined
         lease.tokens--
@@ -75,26 +78,26 @@ export class RateLimiter extends Context.Service<RateLimiter, {
         cache.takeTokens(`ratelimit:${keyId}`, limit, leaseSize(limit)).pipe(
           Effect.timeout(config.cacheTimeout),
           Effect.map(({ granted, tokens }) => {
-            const now = Date.now()
+            const at = now()
             if (granted === 0) {
               // The shared bucket gains its next whole token this much later, whoever asks.
               leases.set(keyId, {
                 tokens: 0,
                 refused: true,
-                expiresAt: now + ((1 - tokens) / limit.rps) * 1000,
+                expiresAt: at + ((1 - tokens) / limit.rps) * 1000,
                 shared: tokens
               })
               return decide(false, tokens, limit)
             }
             if (granted > 1) {
-              leases.set(keyId, { tokens: granted - 1, refused: false, expiresAt: now + LEASE_MS, shared: tokens })
+              leases.set(keyId, { tokens: granted - 1, refused: false, expiresAt: at + LEASE_MS, shared: tokens })
             } else leases.delete(keyId)
             return decide(true, tokens + granted - 1, limit)
           })
         )
 
       const fromLocal = (keyId: string, limit: BucketLimit) => {
-        const { granted, tokens } = local.take(keyId, limit)
+        const { granted, tokens } = local.take(keyId, limit, 1, now())
         return decide(granted === 1, tokens, limit)
       }
 
@@ -108,7 +111,7 @@ export class RateLimiter extends Context.Service<RateLimiter, {
         Effect.suspend(() => {
           const leased = fromLease(keyId, limit)
           if (leased !== undefined) return count(leased, "shared")
-          if (Date.now() < sharedDownUntil) return count(fromLocal(keyId, limit), "local")
+          if (now() < sharedDownUntil) return count(fromLocal(keyId, limit), "local")
           const inFlight = pending.get(keyId)
           if (inFlight !== undefined) return Effect.andThen(Deferred.await(inFlight), take(keyId, limit))
           const done = Deferred.makeUnsafe<void>()
@@ -116,7 +119,7 @@ export class RateLimiter extends Context.Service<RateLimiter, {
           return fromShared(keyId, limit).pipe(
             Effect.flatMap((decision) => count(decision, "shared")),
             Effect.catch(() => {
-              sharedDownUntil = Date.now() + SHARED_RETRY_MS
+              sharedDownUntil = now() + SHARED_RETRY_MS
               return count(fromLocal(keyId, limit), "local")
             }),
             Effect.ensuring(Effect.suspend(() => {

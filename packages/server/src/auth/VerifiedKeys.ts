@@ -8,7 +8,7 @@
  * Last-used times are written in one statement a minute (and at shutdown).
  */
 import type { Scope } from "@strata/domain"
-import { Context, Deferred, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Layer, Option, Schedule } from "effect"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { hashApiKey, looksLikeApiKey } from "./ApiKey.ts"
@@ -47,13 +47,15 @@ export class VerifiedKeys extends Context.Service<VerifiedKeys, {
       const keys = yield* ApiKeys
       const config = yield* CacheConfig
       const ttl = Duration.toMillis(config.authCacheTtl)
+      // Captured here: peek runs outside fibers, on the hot routes.
+      const clock = yield* Clock.clockWith(Effect.succeed)
       const cached = new Map<string, Entry>()
       const pending = new Map<string, Deferred.Deferred<Option.Option<ApiKeyInfo>, DbError>>()
 
       const peek = (secret: string): ApiKeyInfo | null | undefined => {
         const entry = cached.get(secret)
         if (entry === undefined) return looksLikeApiKey(secret) ? undefined : null
-        if (entry.expiresAt <= Date.now()) {
+        if (entry.expiresAt <= clock.currentTimeMillisUnsafe()) {
           cached.delete(secret)
           return undefined
         }
@@ -63,7 +65,7 @@ export class VerifiedKeys extends Context.Service<VerifiedKeys, {
       const remember = (secret: string, key: Option.Option<ApiKeyInfo>) => {
         // Oldest first out: a Map iterates in insertion order.
         if (cached.size >= MAX_KEYS) cached.delete(cached.keys().next().value!)
-        cached.set(secret, { key: Option.getOrUndefined(key), expiresAt: Date.now() + ttl })
+        cached.set(secret, { key: Option.getOrUndefined(key), expiresAt: clock.currentTimeMillisUnsafe() + ttl })
       }
 
       const lookup = (secret: string): Effect.Effect<Option.Option<ApiKeyInfo>, DbError> =>

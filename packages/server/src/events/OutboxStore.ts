@@ -4,7 +4,7 @@
  * record each event carries); `layerMemory` from MemoryTables, for tests.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Array as Arr, Context, Duration, Effect, Layer } from "effect"
+import { Array as Arr, Clock, Context, Duration, Effect, Layer } from "effect"
 import type { SqlError } from "effect/sql"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { type CallKind, DbPolicy } from "../platform/sql/DbPolicy.ts"
@@ -137,12 +137,14 @@ export class OutboxStore extends Context.Service<OutboxStore, {
     OutboxStore,
     Effect.gen(function*() {
       const tables = yield* MemoryTables
+      // The lease expires on the Clock the layer is built with (a TestClock in tests).
+      const clock = yield* Clock.clockWith(Effect.succeed)
 
       // The relay lease, as in the table: a holder and when its lease ends.
       const lease = { holder: "", expiresAt: Number.NEGATIVE_INFINITY }
       const claimOutbox = (holder: string, duration: Duration.Duration, limit: number) =>
         Effect.sync((): ReadonlyArray<OutboxEvent> => {
-          const now = Date.now()
+          const now = clock.currentTimeMillisUnsafe()
           if (tables.outbox.length === 0 || (lease.holder !== holder && lease.expiresAt >= now)) return []
           lease.holder = holder
           lease.expiresAt = now + Duration.toMillis(duration)
@@ -155,7 +157,7 @@ export class OutboxStore extends Context.Service<OutboxStore, {
             if (published.has(tables.outbox[i].seq)) tables.outbox.splice(i, 1)
           }
           if (lease.holder !== holder) return false
-          lease.expiresAt = Date.now() + Duration.toMillis(duration)
+          lease.expiresAt = clock.currentTimeMillisUnsafe() + Duration.toMillis(duration)
           return true
         })
       const releaseOutbox = (holder: string) =>
@@ -165,7 +167,9 @@ export class OutboxStore extends Context.Service<OutboxStore, {
 
       const outboxStats = Effect.sync(() => ({
         size: tables.outbox.length,
-        oldestAgeSeconds: tables.outbox.length === 0 ? 0 : (Date.now() - tables.outbox[0].storedAt) / 1000
+        oldestAgeSeconds: tables.outbox.length === 0
+          ? 0
+          : (clock.currentTimeMillisUnsafe() - tables.outbox[0].storedAt) / 1000
       }))
 
       return OutboxStore.of({ claim: claimOutbox, ack: ackOutbox, release: releaseOutbox, stats: outboxStats })

@@ -6,7 +6,7 @@
  * IDEMPOTENCY_LEASE.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Context, Duration, Effect, Layer } from "effect"
+import { Clock, Context, Duration, Effect, Layer } from "effect"
 import type { SqlError } from "effect/sql"
 import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
@@ -119,6 +119,8 @@ export class IdempotencyStore extends Context.Service<IdempotencyStore, {
       const config = yield* LimitsConfig
       const ttl = Duration.toMillis(config.idempotencyTtl)
       const lease = Duration.toMillis(config.idempotencyLease)
+      // Expiry and leases run on the Clock the layer is built with, so tests can move time.
+      const clock = yield* Clock.clockWith(Effect.succeed)
       const keys = new Map<
         string,
         { hash: string; createdAt: number; expiresAt: number; response: RememberedResponse | undefined }
@@ -127,7 +129,7 @@ export class IdempotencyStore extends Context.Service<IdempotencyStore, {
       return IdempotencyStore.of({
         claim: (tenant, key, hash) =>
           Effect.sync((): Claim => {
-            const now = Date.now()
+            const now = clock.currentTimeMillisUnsafe()
             const entry = keys.get(id(tenant, key))
             if (
               entry === undefined || entry.expiresAt < now ||
@@ -151,7 +153,7 @@ export class IdempotencyStore extends Context.Service<IdempotencyStore, {
             if (entry !== undefined && entry.response === undefined) keys.delete(id(tenant, key))
           }),
         purgeExpired: Effect.sync(() => {
-          const now = Date.now()
+          const now = clock.currentTimeMillisUnsafe()
           let n = 0
           for (const [k, entry] of keys) {
             if (entry.expiresAt < now) {

@@ -22,6 +22,7 @@ import { InternalError, isNewRecord, NotFound, type StoredRecord } from "@strata
 import {
   type Array as Arr,
   Cause,
+  Clock,
   Context,
   Duration,
   Effect,
@@ -148,6 +149,8 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
       const admission = yield* Admission
       const schemas = yield* StreamSchemas
       const context = yield* Effect.context<never>()
+      // Key expiry is judged on the Clock the layer is built with: a sync read, no Effect per request.
+      const clock = yield* Clock.clockWith(Effect.succeed)
       const tracing = Context.get(context, References.TracerEnabled)
       const ratio = samplingRatio(config)
       const logging = config.accessLog &&
@@ -210,7 +213,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         const match = BEARER.exec(request.headers.authorization ?? "")
         if (match === null) return undefined
         const key = keys.peek(match[1])
-        return key != null && verdictOf(key, scope, Date.now()) === "ok" ? key : undefined
+        return key != null && verdictOf(key, scope, clock.currentTimeMillisUnsafe()) === "ok" ? key : undefined
       }
 
       /** A record's answer, as the app's `get` handler gives it: 200 with the body, or 304. */

@@ -21,28 +21,31 @@ export class LocalAnswers {
   private bytes = 0
   private readonly maxBytes: number
   private readonly ttlMs: number
+  private readonly now: () => number
 
-  constructor(maxBytes: number, ttlMs: number) {
+  /** `now`: milliseconds since the epoch, from the owner's Clock (a test clock in tests). */
+  constructor(maxBytes: number, ttlMs: number, now: () => number) {
     this.maxBytes = maxBytes
     this.ttlMs = ttlMs
+    this.now = now
   }
 
-  get(key: string, now = Date.now()): Uint8Array | undefined {
+  get(key: string): Uint8Array | undefined {
     const entry = this.entries.get(key)
     if (entry === undefined) return undefined
-    if (entry.expiresAt <= now) {
+    if (entry.expiresAt <= this.now()) {
       this.remove(key, entry)
       return undefined
     }
     return entry.body
   }
 
-  set(key: string, body: Uint8Array, now = Date.now()): void {
+  set(key: string, body: Uint8Array): void {
     const size = body.byteLength + key.length + ENTRY_OVERHEAD_BYTES
     if (size > this.maxBytes) return
     const old = this.entries.get(key)
     if (old !== undefined) this.remove(key, old)
-    this.entries.set(key, { body, expiresAt: now + this.ttlMs })
+    this.entries.set(key, { body, expiresAt: this.now() + this.ttlMs })
     this.bytes += size
     while (this.bytes > this.maxBytes) {
       const [oldestKey, oldest] = this.entries.entries().next().value!

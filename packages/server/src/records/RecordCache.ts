@@ -9,7 +9,7 @@
  * row a circuit breaker skips it for a while, and reads go to the database.
  * Writes to Redis never hold up the request that causes them.
  */
-import { Context, Deferred, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
 import { CircuitBreaker } from "effect/persistence"
 import { Cache, type CacheEntry } from "../platform/cache/CacheStore.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
@@ -63,7 +63,13 @@ export class RecordCache extends Context.Service<RecordCache, {
       const db = yield* RecordStore
       const config = yield* CacheConfig
       const context = yield* Effect.context<never>()
-      const local = new LocalAnswers(config.recordCacheBytes, Duration.toMillis(config.cacheTtl))
+      // Captured here: peek runs outside fibers, on the hot routes.
+      const clock = yield* Clock.clockWith(Effect.succeed)
+      const local = new LocalAnswers(
+        config.recordCacheBytes,
+        Duration.toMillis(config.cacheTtl),
+        () => clock.currentTimeMillisUnsafe()
+      )
       const hit = lookups({ outcome: "hit" })
       const breaker = yield* CircuitBreaker.make({
         tripPolicy: CircuitBreaker.consecutive(5),

@@ -7,7 +7,7 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import type { StoredRecord } from "@strata/domain"
-import { Array as Arr, Context, Effect, Layer, Option } from "effect"
+import { Array as Arr, Clock, Context, Effect, Layer, Option } from "effect"
 import type { SqlError } from "effect/sql"
 import { AppConfig } from "../platform/config/AppConfig.ts"
 import { jsonText } from "../platform/json/ExactJson.ts"
@@ -190,6 +190,7 @@ export class RecordStore extends Context.Service<RecordStore, {
     RecordStore,
     Effect.gen(function*() {
       const tables = yield* MemoryTables
+      const clock = yield* Clock.clockWith(Effect.succeed)
 
       const insert = (records: Arr.NonEmptyReadonlyArray<RecordToStore>) =>
         Effect.sync(() => {
@@ -204,7 +205,7 @@ export class RecordStore extends Context.Service<RecordStore, {
               messageKey: `${r.tenant}/${r.stream}/${r.key ?? r.id}`,
               record,
               traceparent: r.traceparent,
-              storedAt: Date.now()
+              storedAt: clock.currentTimeMillisUnsafe()
             })
             return record
           })

@@ -20,7 +20,7 @@ import {
   type ValidationFailed
 } from "@strata/domain"
 import type { ValidateFunction } from "ajv/dist/2020.js"
-import { Context, Deferred, Duration, Effect, Layer, Option } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Layer, Option } from "effect"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import { validationFailed } from "../platform/http/Validation.ts"
@@ -94,13 +94,15 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
         const config = { ...(yield* CacheConfig), ...(yield* LimitsConfig) }
         const compiler = yield* SchemaCompiler
         const ttl = Duration.toMillis(config.schemaCacheTtl)
+        // Captured here: peek runs outside fibers, on the hot routes.
+        const clock = yield* Clock.clockWith(Effect.succeed)
         const currents = new Map<string, { readonly schema: CompiledSchema | null; readonly expiresAt: number }>()
         const compiled = new Map<string, CompiledSchema>()
         const pending = new Map<string, Deferred.Deferred<CompiledSchema | null, DbError>>()
 
         const peek = (tenant: string, stream: string) => {
           const entry = currents.get(keyOf(tenant, stream))
-          return entry === undefined || entry.expiresAt <= Date.now() ? undefined : entry.schema
+          return entry === undefined || entry.expiresAt <= clock.currentTimeMillisUnsafe() ? undefined : entry.schema
         }
 
         const keep = (key: string, schema: CompiledSchema) => {
@@ -133,7 +135,7 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
           const key = keyOf(tenant, stream)
           // Oldest first out, as a Map iterates in insertion order.
           if (!currents.has(key) && currents.size >= MAX_COMPILED) currents.delete(currents.keys().next().value!)
-          currents.set(key, { schema, expiresAt: Date.now() + ttl })
+          currents.set(key, { schema, expiresAt: clock.currentTimeMillisUnsafe() + ttl })
         }
 
         const current = (tenant: string, stream: string): Effect.Effect<CompiledSchema | null, DbError> =>

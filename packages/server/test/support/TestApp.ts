@@ -6,11 +6,14 @@
  * a loopback port with the hot routes in front, reached with `fetch`.
  * Requests carry an API key of tenant `test` (both scopes, no practical rate
  * limit) unless they pass another key, or `null` for none.
+ * Given a `clock`, the services are built on it (they read time from the Clock
+ * captured at build), so a TestClock moves their TTLs and expiry; `scopedTestApp`
+ * passes the current fiber's, e.g. the TestClock of an `it.effect` test.
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
 import type { Scope } from "@strata/domain"
-import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
+import { Clock, Effect, Layer, ManagedRuntime, Redacted, type Scope as EffectScope } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { AppRoutes, type Storage, StorageLive, StorageMemory, withServices } from "../../src/App.ts"
 import { ApiKeys, type RateLimitOverride } from "../../src/auth/ApiKeys.ts"
@@ -66,25 +69,45 @@ export const makeTestApp = (
   db: DbLayer,
   settings: Partial<Settings> = {},
   cache: Layer.Layer<Cache> = Cache.layerMemory(),
-  bus?: Layer.Layer<EventBus>
+  bus?: Layer.Layer<EventBus>,
+  clock?: Clock.Clock
 ): TestApp => {
+  // Provided to the layers' construction only: requests themselves keep the live clock.
+  const onClock = <A, E, R>(layer: Layer.Layer<A, E, R>) =>
+    clock === undefined ? layer : Layer.provide(layer, Layer.succeed(Clock.Clock, clock))
   // As in main: tracing (off unless the settings name an OTLP endpoint) under
   // everything, and in the handler's context too, where request spans are made.
   const observability = TracingLive.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
-  const services = withServices(db, cache, bus ?? EventBus.layerDiscard).pipe(
-    Layer.provideMerge(observability),
-    Layer.provideMerge(HttpServer.layerServices)
+  const services = onClock(
+    withServices(db, cache, bus ?? EventBus.layerDiscard).pipe(
+      Layer.provideMerge(observability),
+      Layer.provideMerge(HttpServer.layerServices)
+    )
   )
   // One memo map: the runtime (for createKey/run) and the handler share one set of services.
   const memoMap = Layer.makeMemoMapUnsafe()
   const runtime = ManagedRuntime.make(services, { memoMap })
-  const app = AppRoutes.pipe(Layer.provide(services), Layer.provideMerge(observability))
+  const app = onClock(AppRoutes.pipe(Layer.provide(services), Layer.provideMerge(observability)))
   const { dispose, handler } = HttpRouter.toWebHandler(app as any, {
     disableLogger: true,
     memoMap
   })
   return withClient(runtime, handler, dispose)
 }
+
+/**
+ * `makeTestApp` on the current fiber's Clock (under `it.effect`, the test's
+ * TestClock), disposed when the scope closes.
+ */
+export const scopedTestApp = (
+  db: DbLayer,
+  settings: Partial<Settings> = {},
+  cache: Layer.Layer<Cache> = Cache.layerMemory()
+): Effect.Effect<TestApp, never, EffectScope.Scope> =>
+  Effect.acquireRelease(
+    Clock.clockWith((clock) => Effect.sync(() => makeTestApp(db, settings, cache, undefined, clock))),
+    (app) => Effect.promise(() => app.dispose())
+  )
 
 /** The app on a real socket, hot routes first, as `main` serves it. */
 export const makeSocketApp = async (

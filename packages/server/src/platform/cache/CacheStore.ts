@@ -4,7 +4,7 @@
  * in-process map when neither is set. Every call can fail with `CacheError`;
  * callers treat the cache as optional. Redis calls are spans and are measured.
  */
-import { Cause, Context, Duration, Effect, Layer, Metric, Option, Redacted, Schema } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Layer, Metric, Option, Redacted, Schema } from "effect"
 import { Cluster, Redis } from "ioredis"
 import { CacheConfig } from "../config/CacheConfig.ts"
 import { labelled } from "../observability/Labels.ts"
@@ -131,35 +131,42 @@ export class Cache extends Context.Service<Cache, {
       })
     )
 
-  /** In process, at most `maxEntries` (the oldest written go first). */
+  /**
+   * In process, at most `maxEntries` (the oldest written go first). TTLs and
+   * buckets run on the Clock the layer is built with, so tests can move time.
+   */
   static readonly layerMemory = (maxEntries = 10_000): Layer.Layer<Cache> =>
-    Layer.sync(Cache, () => {
-      const entries = new Map<string, { readonly value: string; readonly expiresAt: number }>()
-      const buckets = new LocalBuckets()
-      return Cache.of({
-        kind: "memory",
-        get: (key) =>
-          Effect.sync(() => {
-            const entry = entries.get(key)
-            if (entry === undefined) return Option.none()
-            if (entry.expiresAt <= Date.now()) {
-              entries.delete(key)
-              return Option.none()
-            }
-            return Option.some(entry.value)
-          }),
-        setMany: (list) =>
-          Effect.sync(() => {
-            for (const e of list) {
-              entries.delete(e.key) // re-insert at the end: Map keeps insertion order
-              entries.set(e.key, { value: e.value, expiresAt: Date.now() + Duration.toMillis(e.ttl) })
-            }
-            while (entries.size > maxEntries) entries.delete(entries.keys().next().value!)
-          }),
-        ping: Effect.void,
-        takeTokens: (key, limit, wanted) => Effect.sync(() => buckets.take(key, limit, wanted))
+    Layer.effect(
+      Cache,
+      Effect.map(Clock.clockWith(Effect.succeed), (clock) => {
+        const now = () => clock.currentTimeMillisUnsafe()
+        const entries = new Map<string, { readonly value: string; readonly expiresAt: number }>()
+        const buckets = new LocalBuckets()
+        return Cache.of({
+          kind: "memory",
+          get: (key) =>
+            Effect.sync(() => {
+              const entry = entries.get(key)
+              if (entry === undefined) return Option.none()
+              if (entry.expiresAt <= now()) {
+                entries.delete(key)
+                return Option.none()
+              }
+              return Option.some(entry.value)
+            }),
+          setMany: (list) =>
+            Effect.sync(() => {
+              for (const e of list) {
+                entries.delete(e.key) // re-insert at the end: Map keeps insertion order
+                entries.set(e.key, { value: e.value, expiresAt: now() + Duration.toMillis(e.ttl) })
+              }
+              while (entries.size > maxEntries) entries.delete(entries.keys().next().value!)
+            }),
+          ping: Effect.void,
+          takeTokens: (key, limit, wanted) => Effect.sync(() => buckets.take(key, limit, wanted, now()))
+        })
       })
-    })
+    )
 
   /** Redis when REDIS_URL or REDIS_CLUSTER_NODES is set, memory otherwise. */
   static readonly layerFromConfig: Layer.Layer<Cache, never, CacheConfig> = Layer.unwrap(Effect.gen(function*() {

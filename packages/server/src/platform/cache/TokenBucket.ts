@@ -66,7 +66,8 @@ export class LocalBuckets {
     this.maxBuckets = maxBuckets
   }
 
-  take(key: string, limit: BucketLimit, wanted = 1, now = Date.now()): BucketTake {
+  /** Takes up to `wanted` tokens at `now` (milliseconds, from the caller's Clock). */
+  take(key: string, limit: BucketLimit, wanted: number, now: number): BucketTake {
     const state = this.buckets.get(key) ?? { tokens: limit.burst, at: now }
     this.buckets.delete(key) // re-insert at the end: Map keeps insertion order
     const tokens = Math.min(limit.burst, state.tokens + Math.max(0, now - state.at) * limit.rps / 1000)
