@@ -9,11 +9,11 @@ import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { PrometheusMetrics } from "effect/observability"
 import { randomBytes } from "node:crypto"
-import { StorageLive } from "../../../packages/server/src/App.ts"
+import { layerStorage } from "../../../packages/server/src/App.ts"
 import type { EventBus } from "../../../packages/server/src/events/EventBus.ts"
-import { Cache } from "../../../packages/server/src/platform/cache/CacheStore.ts"
+import { CacheStore } from "../../../packages/server/src/platform/cache/CacheStore.ts"
 import { AppConfig } from "../../../packages/server/src/platform/config/AppConfig.ts"
-import { DatabaseLive } from "../../../packages/server/src/platform/sql/Connection.ts"
+import { layerConnection } from "../../../packages/server/src/platform/sql/Connection.ts"
 import { DbPolicy } from "../../../packages/server/src/platform/sql/DbPolicy.ts"
 import { makeRecordId } from "../../../packages/server/src/records/RecordId.ts"
 import { freshDatabase } from "../../../packages/server/test/support/Postgres.ts"
@@ -37,9 +37,9 @@ export const servedMetricNames = async (): Promise<ReadonlySet<string>> => {
   const served = new Set<string>()
   const db = await freshDatabase()
   const app = makeTestApp(
-    StorageLive.pipe(Layer.provide(DatabaseLive)),
+    layerStorage.pipe(Layer.provide(layerConnection)),
     { databaseUrl: Option.some(Redacted.make(db.url)), databasePoolMax: 2, outboxPollInterval: Duration.millis(10) },
-    Cache.layerRedis({ url: Redacted.make(REDIS_URL), prefix: `strata-deploy-${randomBytes(4).toString("hex")}:` })
+    CacheStore.layerRedis({ url: Redacted.make(REDIS_URL), prefix: `strata-deploy-${randomBytes(4).toString("hex")}:` })
   )
   try {
     const created = await app.json("/data", { stream: "orders", data: { n: 1 } })
@@ -82,7 +82,7 @@ export const servedMetricNames = async (): Promise<ReadonlySet<string>> => {
   const brokenCache = makeTestApp(
     memoryDb,
     {},
-    Cache.layerRedis({ url: Redacted.make("redis://127.0.0.1:1"), prefix: "x:" })
+    CacheStore.layerRedis({ url: Redacted.make("redis://127.0.0.1:1"), prefix: "x:" })
   )
   try {
     await brokenCache.request(`/data/${makeRecordId(Date.now())}`)

@@ -7,12 +7,12 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { FetchHttpClient, HttpRouter, HttpServer } from "effect/http"
 import { createServer } from "node:http"
-import { AppRoutes, StorageMemory, withServices } from "../../server/src/App.ts"
+import { AppRoutes, layerStorageMemory, withServices } from "../../server/src/App.ts"
 import { ApiKeys } from "../../server/src/auth/ApiKeys.ts"
 import { AppConfig } from "../../server/src/platform/config/AppConfig.ts"
 import { make, StrataClient } from "../src/Client.ts"
 
-const Services = withServices(StorageMemory).pipe(Layer.provideMerge(AppConfig.layerWith()))
+const Services = withServices(layerStorageMemory).pipe(Layer.provideMerge(AppConfig.layerWith()))
 
 const LiveServer = HttpRouter.serve(AppRoutes, { disableLogger: true, disableListenLog: true }).pipe(
   Layer.provideMerge(Services),

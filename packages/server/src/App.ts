@@ -13,23 +13,23 @@ import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-ap
 import { PrometheusMetrics } from "effect/observability"
 import { AdminHandlers } from "./admin/AdminHandlers.ts"
 import { ApiKeys } from "./auth/ApiKeys.ts"
-import { AuthenticationLive } from "./auth/Authentication.ts"
-import { RateLimiter } from "./auth/RateLimits.ts"
+import { layerAuthentication } from "./auth/Authentication.ts"
+import { RateLimits } from "./auth/RateLimits.ts"
 import { VerifiedKeys } from "./auth/VerifiedKeys.ts"
 import { EventBus } from "./events/EventBus.ts"
-import { OutboxRelayLive } from "./events/OutboxRelay.ts"
+import { layerOutboxRelay } from "./events/OutboxRelay.ts"
 import { OutboxStore } from "./events/OutboxStore.ts"
 import { HealthHandlers, Lifecycle } from "./health/HealthHandlers.ts"
 import { IdempotencyStore } from "./idempotency/IdempotencyStore.ts"
-import { MaintenanceLive } from "./maintenance/Maintenance.ts"
-import { Cache } from "./platform/cache/CacheStore.ts"
+import { layerMaintenance } from "./maintenance/Maintenance.ts"
+import { CacheStore } from "./platform/cache/CacheStore.ts"
 import { AppConfig } from "./platform/config/AppConfig.ts"
 import { Admission } from "./platform/http/Admission.ts"
 import { withRequestId } from "./platform/http/RequestId.ts"
 import { toFieldErrors, validationFailed } from "./platform/http/Validation.ts"
 import { logAccess } from "./platform/observability/AccessLog.ts"
 import { withHttpMetrics } from "./platform/observability/HttpMetrics.ts"
-import { RuntimeMetricsLive } from "./platform/observability/RuntimeMetrics.ts"
+import { layerRuntimeMetrics } from "./platform/observability/RuntimeMetrics.ts"
 import { withTraceContext } from "./platform/observability/Tracing.ts"
 import { Database } from "./platform/sql/Database.ts"
 import { DbPolicy } from "./platform/sql/DbPolicy.ts"
@@ -48,7 +48,7 @@ import { StreamSamples } from "./schemas/StreamSamples.ts"
 import { StreamSchemas } from "./schemas/StreamSchemas.ts"
 import { StreamsHandlers } from "./schemas/StreamsHandlers.ts"
 
-const RequestValidationLive = HttpApiMiddleware.layerSchemaErrorTransform(
+const layerRequestValidation = HttpApiMiddleware.layerSchemaErrorTransform(
   RequestValidation,
   (error) =>
     error.kind === "Body" || error.kind === "ResponseHeaders"
@@ -60,7 +60,7 @@ const RequestValidationLive = HttpApiMiddleware.layerSchemaErrorTransform(
 export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
   Layer.provide([RecordsHandlers, StreamsHandlers, AdminHandlers, HealthHandlers]),
   // The routes resolve the middleware when they are built, hence provideMerge.
-  Layer.provideMerge(Layer.mergeAll(RequestValidationLive, AuthenticationLive))
+  Layer.provideMerge(Layer.mergeAll(layerRequestValidation, layerAuthentication))
 )
 
 export const AppRoutes = Layer.mergeAll(
@@ -90,7 +90,7 @@ const StreamSamplesFromRecords = Layer.effect(
 )
 
 /** The stores on PostgreSQL (or PGlite), sharing one resilience policy: need PgClient and AppConfig. */
-export const StorageLive = Layer.mergeAll(
+export const layerStorage = Layer.mergeAll(
   RecordStore.layerPg,
   OutboxStore.layerPg,
   SharedSecrets.layerPg,
@@ -103,7 +103,7 @@ export const StorageLive = Layer.mergeAll(
 )
 
 /** The stores in memory, for tests. */
-export const StorageMemory = Layer.mergeAll(
+export const layerStorageMemory = Layer.mergeAll(
   // One set of tables under both, as PostgreSQL's under their layerPg.
   Layer.mergeAll(RecordStore.layerMemory, OutboxStore.layerMemory).pipe(Layer.provide(MemoryTables.layer)),
   SharedSecrets.layerMemory,
@@ -121,18 +121,18 @@ export type Storage = RecordStore | OutboxStore | SharedSecrets | Database | Ide
  */
 export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = never>(
   storage: Layer.Layer<Storage, E, R>,
-  cache: Layer.Layer<Cache, E2, R2> = Cache.layerMemory() as Layer.Layer<Cache, E2, R2>,
+  cache: Layer.Layer<CacheStore, E2, R2> = CacheStore.layerMemory() as Layer.Layer<CacheStore, E2, R2>,
   bus: Layer.Layer<EventBus, E3, R3> = EventBus.layerDiscard as Layer.Layer<EventBus, E3, R3>
 ) =>
   Layer.mergeAll(HotRoutes.layer, Records.layer).pipe(Layer.provideMerge(Layer.mergeAll(
     RecordWriter.layer,
     RecordCache.layer,
-    MaintenanceLive,
-    OutboxRelayLive,
-    RuntimeMetricsLive,
+    layerMaintenance,
+    layerOutboxRelay,
+    layerRuntimeMetrics,
     Lifecycle.layer,
     Cursors.layer,
-    RateLimiter.layer,
+    RateLimits.layer,
     VerifiedKeys.layer,
     Admission.layer,
     StreamSchemas.layer.pipe(Layer.provide([SchemaCompiler.layer, StreamSamplesFromRecords]))

@@ -5,27 +5,27 @@
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Cause, Duration, Effect, Exit, Layer, Ref, Runtime } from "effect"
 import { HttpRouter } from "effect/http"
-import { AppRoutes, StorageLive, withServices } from "./App.ts"
+import { AppRoutes, layerStorage, withServices } from "./App.ts"
 import { ensureDevelopmentKey } from "./auth/DevelopmentKey.ts"
-import { EventBusLive } from "./events/KafkaBus.ts"
+import { layerEventBus } from "./events/KafkaBus.ts"
 import { Lifecycle } from "./health/HealthHandlers.ts"
-import { Cache } from "./platform/cache/CacheStore.ts"
+import { CacheStore } from "./platform/cache/CacheStore.ts"
 import { allFields, AppConfig } from "./platform/config/AppConfig.ts"
 import { DatabaseConfig, describeDatabase } from "./platform/config/DatabaseConfig.ts"
 import { HttpConfig } from "./platform/config/HttpConfig.ts"
 import { EX_CONFIG, problemLine, problemsInEnvironment } from "./platform/config/Read.ts"
 import { makeNodeServer } from "./platform/http/NodeServer.ts"
-import { LoggingLive } from "./platform/observability/Logging.ts"
-import { TracingLive } from "./platform/observability/Tracing.ts"
+import { layerLogging } from "./platform/observability/Logging.ts"
+import { layerTracing } from "./platform/observability/Tracing.ts"
 import { isServerProcess, superviseWorkers, workersWanted } from "./platform/runtime/Workers.ts"
-import { DatabaseLive } from "./platform/sql/Connection.ts"
+import { layerConnection } from "./platform/sql/Connection.ts"
 import { HotRoutes } from "./records/HotRoutes.ts"
 
 // Tracing sits under everything, so the server, the services and their
 // background fibers all use its tracer (or run untraced).
-const Services = withServices(StorageLive, Cache.layerFromConfig, EventBusLive).pipe(
-  Layer.provideMerge(DatabaseLive),
-  Layer.provideMerge(TracingLive),
+const Services = withServices(layerStorage, CacheStore.layerFromConfig, layerEventBus).pipe(
+  Layer.provideMerge(layerConnection),
+  Layer.provideMerge(layerTracing),
   Layer.provideMerge(AppConfig.layer)
 )
 
@@ -70,7 +70,7 @@ const GracefulShutdown = Layer.effectDiscard(Effect.gen(function*() {
 
 const serve = () =>
   Layer.launch(GracefulShutdown).pipe(
-    Effect.provide(LoggingLive),
+    Effect.provide(layerLogging),
     NodeRuntime.runMain({
       // SIGTERM/SIGINT interrupt the program; a shutdown that completes is a clean exit (0), not 130.
       teardown: (exit, onExit) =>

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 import { randomBytes } from "node:crypto"
-import { Cache } from "../src/platform/cache/CacheStore.ts"
+import { CacheStore } from "../src/platform/cache/CacheStore.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
 import { MemoryTables } from "../src/records/MemoryTables.ts"
 import { RecordCache } from "../src/records/RecordCache.ts"
@@ -52,7 +52,7 @@ const ttls = { cacheNegativeTtl: Duration.millis(300), cacheTtl: Duration.millis
 /** Until `key` is in the shared cache: RecordCache writes there on the next macrotask. */
 const untilShared = (key: string) =>
   Effect.gen(function*() {
-    const cache = yield* Cache
+    const cache = yield* CacheStore
     while (Option.isNone(yield* Effect.orDie(cache.get(key)))) {
       yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
     }
@@ -65,14 +65,15 @@ const untilShared = (key: string) =>
  */
 const describeCache = (
   name: string,
-  cacheLayer: () => Layer.Layer<Cache>,
+  cacheLayer: () => Layer.Layer<CacheStore>,
   enabled: () => boolean,
   clock: "test" | "real"
 ) =>
   describe(name, () => {
     const reads = { n: 0 }
-    let runtime: ManagedRuntime.ManagedRuntime<RecordCache | RecordStore | Cache, unknown>
-    const run = <A, E>(effect: Effect.Effect<A, E, RecordCache | RecordStore | Cache>) => runtime.runPromise(effect)
+    let runtime: ManagedRuntime.ManagedRuntime<RecordCache | RecordStore | CacheStore, unknown>
+    const run = <A, E>(effect: Effect.Effect<A, E, RecordCache | RecordStore | CacheStore>) =>
+      runtime.runPromise(effect)
     const storeRecord = (id: string) =>
       run(
         RecordStore.use((db) =>
@@ -184,10 +185,11 @@ beforeAll(async () => {
   redisUp = await redisAvailable()
 })
 
-describeCache("record cache in memory", () => Cache.layerMemory(), () => true, "test")
+describeCache("record cache in memory", () => CacheStore.layerMemory(), () => true, "test")
 describeCache(
   "record cache on Redis",
-  () => Cache.layerRedis({ url: Redacted.make(REDIS_URL), prefix: `strata-test-${randomBytes(4).toString("hex")}:` }),
+  () =>
+    CacheStore.layerRedis({ url: Redacted.make(REDIS_URL), prefix: `strata-test-${randomBytes(4).toString("hex")}:` }),
   () => redisUp,
   "real"
 )
@@ -217,7 +219,7 @@ describe("when Redis dies", () => {
     const app = makeTestApp(
       memoryDb,
       {},
-      Cache.layerRedis({ url: Redacted.make(redis!.url), prefix: "t:" })
+      CacheStore.layerRedis({ url: Redacted.make(redis!.url), prefix: "t:" })
     )
     try {
       const stored = await (await app.json("/data", { stream: "s", data: {} })).json() as any

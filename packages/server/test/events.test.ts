@@ -12,9 +12,9 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { createServer, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { StorageLive, StorageMemory } from "../src/App.ts"
+import { layerStorage, layerStorageMemory } from "../src/App.ts"
 import { EventBus, type KafkaMessage, type OutboxEvent, toKafkaMessage } from "../src/events/EventBus.ts"
-import { OutboxRelayLive } from "../src/events/OutboxRelay.ts"
+import { layerOutboxRelay } from "../src/events/OutboxRelay.ts"
 import { OutboxStore } from "../src/events/OutboxStore.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
 import { runMigrations } from "../src/platform/sql/Migrations.ts"
@@ -165,8 +165,8 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
       )
     const replica = (relay: number) =>
       ManagedRuntime.make(
-        Layer.mergeAll(RecordWriter.layer, OutboxRelayLive).pipe(
-          Layer.provideMerge(Layer.merge(StorageLive, sharedBus(relay))),
+        Layer.mergeAll(RecordWriter.layer, layerOutboxRelay).pipe(
+          Layer.provideMerge(Layer.merge(layerStorage, sharedBus(relay))),
           Layer.provideMerge(Layer.effectDiscard(runMigrations)),
           Layer.provideMerge(PgClient.layer({ url: Redacted.make(db.url), maxConnections: 3 })),
           Layer.provideMerge(AppConfig.layerWith({ outboxBatch: 7, outboxPollInterval: Duration.millis(5) }))
@@ -220,7 +220,10 @@ const leaseBackends: ReadonlyArray<{
   {
     name: "in memory",
     skip: false,
-    make: async () => ({ layer: StorageMemory.pipe(Layer.provide(AppConfig.layerWith())), cleanup: async () => {} })
+    make: async () => ({
+      layer: layerStorageMemory.pipe(Layer.provide(AppConfig.layerWith())),
+      cleanup: async () => {}
+    })
   },
   {
     name: "on PostgreSQL",
@@ -228,7 +231,7 @@ const leaseBackends: ReadonlyArray<{
     make: async () => {
       const database = await freshDatabase()
       return {
-        layer: StorageLive.pipe(
+        layer: layerStorage.pipe(
           Layer.provideMerge(Layer.effectDiscard(runMigrations)),
           Layer.provide(PgClient.layer({ url: Redacted.make(database.url), maxConnections: 2 })),
           Layer.provide(AppConfig.layerWith())

@@ -14,7 +14,7 @@ import fc from "fast-check"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Cache } from "../src/platform/cache/CacheStore.ts"
+import { CacheStore } from "../src/platform/cache/CacheStore.ts"
 import { jsonText, parseExact } from "../src/platform/json/ExactJson.ts"
 import { withTestApp } from "./support/AppSuite.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
@@ -171,7 +171,7 @@ const describeRoundTrip = (name: string, setup: () => Promise<TestApp | undefine
   })
 
 /** A cache that keeps nothing, so every read comes from the database. */
-const noCache = Cache.layerMemory(0)
+const noCache = CacheStore.layerMemory(0)
 
 describeRoundTrip("in memory", async () => makeTestApp(memoryDb))
 describeRoundTrip("in memory over a socket with the hot routes", () => makeSocketApp(memoryDb))

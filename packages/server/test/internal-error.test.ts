@@ -4,7 +4,7 @@
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { StorageMemory } from "../src/App.ts"
+import { layerStorageMemory } from "../src/App.ts"
 import { RecordStore } from "../src/records/RecordStore.ts"
 import { makeTestApp } from "./support/TestApp.ts"
 
@@ -14,7 +14,7 @@ const BrokenDb = Layer.effect(
     const db = yield* RecordStore
     return RecordStore.of({ ...db, findById: () => Effect.die(new Error("SELECT secret FROM pg_shadow")) })
   })
-).pipe(Layer.provideMerge(StorageMemory))
+).pipe(Layer.provideMerge(layerStorageMemory))
 
 describe("internal errors", () => {
   const app = makeTestApp(

@@ -10,11 +10,11 @@ import { Duration, Effect, Exit, Layer, ManagedRuntime, Option, Redacted } from 
 import { PrometheusMetrics } from "effect/observability"
 import { spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { StorageLive } from "../src/App.ts"
+import { layerStorage } from "../src/App.ts"
 import type { EventBus } from "../src/events/EventBus.ts"
-import { Cache } from "../src/platform/cache/CacheStore.ts"
+import { CacheStore } from "../src/platform/cache/CacheStore.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
-import { DatabaseLive } from "../src/platform/sql/Connection.ts"
+import { layerConnection } from "../src/platform/sql/Connection.ts"
 import { DbPolicy } from "../src/platform/sql/DbPolicy.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
@@ -51,13 +51,16 @@ suite("GET /metrics after real traffic", () => {
   beforeAll(async () => {
     db = await freshDatabase()
     app = makeTestApp(
-      StorageLive.pipe(Layer.provide(DatabaseLive)),
+      layerStorage.pipe(Layer.provide(layerConnection)),
       {
         databaseUrl: Option.some(Redacted.make(db.url)),
         databasePoolMax: 3,
         outboxPollInterval: Duration.millis(10)
       },
-      Cache.layerRedis({ url: Redacted.make(REDIS_URL), prefix: `strata-metrics-${randomBytes(4).toString("hex")}:` })
+      CacheStore.layerRedis({
+        url: Redacted.make(REDIS_URL),
+        prefix: `strata-metrics-${randomBytes(4).toString("hex")}:`
+      })
     )
     const created = await app.json("/data", { stream: "orders", data: { amount: 1 } })
     expect(created.status).toBe(201)
@@ -164,7 +167,11 @@ suite("GET /metrics after real traffic", () => {
 suite("failures in the metrics", () => {
   it("counts Redis calls that fail", async () => {
     // Nothing listens on port 1: every call fails at once.
-    const app = makeTestApp(memoryDb, {}, Cache.layerRedis({ url: Redacted.make("redis://127.0.0.1:1"), prefix: "x:" }))
+    const app = makeTestApp(
+      memoryDb,
+      {},
+      CacheStore.layerRedis({ url: Redacted.make("redis://127.0.0.1:1"), prefix: "x:" })
+    )
     try {
       expect((await app.request(`/data/${makeRecordId(Date.now())}`)).status).toBe(404)
       const metrics = await scrape(app)

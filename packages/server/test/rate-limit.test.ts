@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, type Layer, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 import { randomBytes } from "node:crypto"
-import { Cache } from "../src/platform/cache/CacheStore.ts"
+import { CacheStore } from "../src/platform/cache/CacheStore.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { REDIS_URL, redisAvailable, startRedisServer } from "./support/Redis.ts"
 import { makeTestApp, memoryDb, pgDb, scopedTestApp, type TestApp } from "./support/TestApp.ts"
@@ -48,7 +48,7 @@ const pastTheBurst = async (app: TestApp, wait: (seconds: number) => Promise<voi
  */
 const describeLimits = (
   name: string,
-  cache: () => Layer.Layer<Cache>,
+  cache: () => Layer.Layer<CacheStore>,
   enabled: () => boolean,
   clock: "test" | "real"
 ) =>
@@ -116,10 +116,11 @@ beforeAll(async () => {
   redisUp = await redisAvailable()
 })
 
-describeLimits("rate limits in memory", () => Cache.layerMemory(), () => true, "test")
+describeLimits("rate limits in memory", () => CacheStore.layerMemory(), () => true, "test")
 describeLimits(
   "rate limits in Redis",
-  () => Cache.layerRedis({ url: Redacted.make(REDIS_URL), prefix: `strata-test-${randomBytes(4).toString("hex")}:` }),
+  () =>
+    CacheStore.layerRedis({ url: Redacted.make(REDIS_URL), prefix: `strata-test-${randomBytes(4).toString("hex")}:` }),
   () => redisUp,
   "real"
 )
@@ -128,7 +129,7 @@ describe("rate limits shared by replicas through Redis", () => {
   it("hold across two servers within one lease each, and cost a Redis call per lease, not per request", async (ctx) => {
     if (!redisUp) return ctx.skip()
     const prefix = `strata-test-${randomBytes(4).toString("hex")}:`
-    const redis = () => Cache.layerRedis({ url: Redacted.make(REDIS_URL), prefix })
+    const redis = () => CacheStore.layerRedis({ url: Redacted.make(REDIS_URL), prefix })
     // Two replicas: one database (so one set of keys), one Redis.
     if (!(await postgresAvailable())) return ctx.skip()
     const db = await freshDatabase()
@@ -182,7 +183,7 @@ describe("rate limits when Redis dies", () => {
   it("fall back to the in-process bucket: still enforced, never a 5xx", async (ctx) => {
     if (!redisUp) return ctx.skip()
     const redis = await startRedisServer()
-    const app = makeTestApp(memoryDb, {}, Cache.layerRedis({ url: Redacted.make(redis.url), prefix: "rl:" }))
+    const app = makeTestApp(memoryDb, {}, CacheStore.layerRedis({ url: Redacted.make(redis.url), prefix: "rl:" }))
     try {
       const key = await app.createKey({ rateLimit: { rps: 0.5, burst: 2 } })
       expect((await burst(app, key, 1)).map((r) => r.status)).toEqual([200])

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer } from "effect"
 import { connect, createServer, type Server, type Socket } from "node:net"
-import { StorageMemory } from "../src/App.ts"
+import { layerStorageMemory } from "../src/App.ts"
 import { RecordStore } from "../src/records/RecordStore.ts"
 import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
 import { makeTestApp, pgDb } from "./support/TestApp.ts"
@@ -105,7 +105,7 @@ const slowStorage = (ms: number) =>
         findById: (tenant, id) => Effect.delay(db.findById(tenant, id), Duration.millis(ms))
       })
     })
-  ).pipe(Layer.provideMerge(StorageMemory))
+  ).pipe(Layer.provideMerge(layerStorageMemory))
 
 describe("load shedding and deadlines", () => {
   const id = "019a5f0e-7c4b-7d1e-9a2f-3c4d5e6f7a8b"

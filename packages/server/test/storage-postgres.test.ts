@@ -5,7 +5,7 @@
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Layer, ManagedRuntime, Option, Redacted } from "effect"
-import { StorageLive } from "../src/App.ts"
+import { layerStorage } from "../src/App.ts"
 import type { IdempotencyStore } from "../src/idempotency/IdempotencyStore.ts"
 import { maintainOnce } from "../src/maintenance/Maintenance.ts"
 import { AppConfig, type ConfigServices } from "../src/platform/config/AppConfig.ts"
@@ -62,7 +62,7 @@ suite("storage on PostgreSQL", () => {
     const Config = AppConfig.layerWith({ retention: Option.some(Duration.days(365)) })
     runtime = ManagedRuntime.make(
       RecordWriter.layer.pipe(
-        Layer.provideMerge(StorageLive),
+        Layer.provideMerge(layerStorage),
         Layer.provideMerge(Layer.effectDiscard(runMigrations)),
         Layer.provideMerge(Sql),
         Layer.provideMerge(Config)

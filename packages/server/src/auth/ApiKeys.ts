@@ -76,7 +76,7 @@ export class ApiKeys extends Context.Service<ApiKeys, {
   /** Records that these keys were used at `at` (batched by the caller: not a write per request). */
   readonly touch: (ids: ReadonlyArray<string>, at: Date) => Effect.Effect<void, DbError>
   readonly hasAnyKey: Effect.Effect<boolean, DbError>
-}>()("strata/ApiKeys") {
+}>()("strata/auth/ApiKeys") {
   static readonly layerPg: Layer.Layer<ApiKeys, never, PgClient.PgClient | DbPolicy> = Layer.effect(
     ApiKeys,
     Effect.gen(function*() {

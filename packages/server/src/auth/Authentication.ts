@@ -11,7 +11,7 @@ import { HttpEffect, HttpServerResponse } from "effect/http"
 import type { BucketDecision, BucketLimit } from "../platform/cache/TokenBucket.ts"
 import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import { unavailableOnTransient } from "../platform/sql/DbError.ts"
-import { RateLimiter } from "./RateLimits.ts"
+import { RateLimits } from "./RateLimits.ts"
 import { verdictOf, VerifiedKeys } from "./VerifiedKeys.ts"
 
 /** Adds headers to whatever response this request ends with, problems included. */
@@ -35,12 +35,12 @@ const unauthorized = (detail: string, error?: "invalid_token") =>
     Effect.fail(new Unauthorized({ detail }))
   )
 
-export const AuthenticationLive: Layer.Layer<Authentication, never, VerifiedKeys | RateLimiter | LimitsConfig> = Layer
+export const layerAuthentication: Layer.Layer<Authentication, never, VerifiedKeys | RateLimits | LimitsConfig> = Layer
   .effect(
     Authentication,
     Effect.gen(function*() {
       const verified = yield* VerifiedKeys
-      const limiter = yield* RateLimiter
+      const limiter = yield* RateLimits
       const config = yield* LimitsConfig
       // Key expiry is judged on the Clock the layer is built with, read synchronously per request.
       const clock = yield* Clock.clockWith(Effect.succeed)

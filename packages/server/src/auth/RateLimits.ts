@@ -14,7 +14,7 @@
  * better than no limit and better than refusing service.
  */
 import { Clock, Context, Deferred, Effect, Layer, Metric } from "effect"
-import { Cache } from "../platform/cache/CacheStore.ts"
+import { CacheStore } from "../platform/cache/CacheStore.ts"
 import { type BucketDecision, type BucketLimit, decide, LocalBuckets } from "../platform/cache/TokenBucket.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import { labelled } from "../platform/observability/Labels.ts"
@@ -41,18 +41,18 @@ interface Lease {
   readonly shared: number
 }
 
-export class RateLimiter extends Context.Service<RateLimiter, {
+export class RateLimits extends Context.Service<RateLimits, {
   readonly take: (keyId: string, limit: BucketLimit) => Effect.Effect<BucketDecision>
   /**
    * A token from this replica's lease, synchronously (for the hot routes):
    * undefined when the lease is used up, expired or refusing, so `take` must decide.
    */
   readonly takeLeased: (keyId: string, limit: BucketLimit) => BucketDecision | undefined
-}>()("strata/RateLimiter") {
-  static readonly layer: Layer.Layer<RateLimiter, never, Cache | CacheConfig> = Layer.effect(
-    RateLimiter,
+}>()("strata/auth/RateLimits") {
+  static readonly layer: Layer.Layer<RateLimits, never, CacheStore | CacheConfig> = Layer.effect(
+    RateLimits,
     Effect.gen(function*() {
-      const cache = yield* Cache
+      const cache = yield* CacheStore
       const config = yield* CacheConfig
       const context = yield* Effect.context<never>()
       // Captured here: takeLeased runs outside fibers, on the hot routes.
@@ -137,7 +137,7 @@ export class RateLimiter extends Context.Service<RateLimiter, {
         return decision
       }
 
-      return RateLimiter.of({ take, takeLeased })
+      return RateLimits.of({ take, takeLeased })
     })
   )
 }

@@ -40,7 +40,7 @@ export class VerifiedKeys extends Context.Service<VerifiedKeys, {
   readonly lookup: (secret: string) => Effect.Effect<Option.Option<ApiKeyInfo>, DbError>
   /** Notes a use of the key, written to the database within a minute. */
   readonly markUsed: (keyId: string) => void
-}>()("strata/VerifiedKeys") {
+}>()("strata/auth/VerifiedKeys") {
   static readonly layer: Layer.Layer<VerifiedKeys, never, ApiKeys | CacheConfig> = Layer.effect(
     VerifiedKeys,
     Effect.gen(function*() {

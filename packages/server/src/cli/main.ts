@@ -20,7 +20,7 @@ import { DatabaseConfig } from "../platform/config/DatabaseConfig.ts"
 import { effectiveConfig } from "../platform/config/Describe.ts"
 import { KafkaConfig } from "../platform/config/KafkaConfig.ts"
 import { EX_CONFIG, InvalidConfig } from "../platform/config/Read.ts"
-import { DatabaseLive } from "../platform/sql/Connection.ts"
+import { layerConnection } from "../platform/sql/Connection.ts"
 import { DbPolicy } from "../platform/sql/DbPolicy.ts"
 import { runMigrations } from "../platform/sql/Migrations.ts"
 
@@ -29,8 +29,8 @@ class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { messag
 
 const messageOf = (error: unknown) => error instanceof Error ? error.message : String(error)
 
-const Database = DatabaseLive.pipe(Layer.provideMerge(AppConfig.layer))
-const KeysLive = ApiKeys.layerPg.pipe(Layer.provide(DbPolicy.layer), Layer.provideMerge(Database))
+const Database = layerConnection.pipe(Layer.provideMerge(AppConfig.layer))
+const layerKeys = ApiKeys.layerPg.pipe(Layer.provide(DbPolicy.layer), Layer.provideMerge(Database))
 
 const migrate = Command.make("migrate", {}, () =>
   Effect.gen(function*() {
@@ -41,8 +41,8 @@ const migrate = Command.make("migrate", {}, () =>
         : `Applied: ${applied.map(([id, name]) => `${id}_${name}`).join(", ")}`
     )
   }).pipe(
-    // Only the migrations named here: DatabaseLive must not run them on its own first.
-    Effect.provide(DatabaseLive.pipe(
+    // Only the migrations named here: layerConnection must not run them on its own first.
+    Effect.provide(layerConnection.pipe(
       Layer.provide(Layer.effect(
         DatabaseConfig,
         Effect.gen(function*() {
@@ -72,12 +72,12 @@ const tenantsCreate = Command.make("create", { name: Argument.String("name") }, 
   Effect.gen(function*() {
     yield* asUsage(Admin.createTenant(name))
     yield* Console.error(`Tenant ${name} created.`)
-  }).pipe(Effect.provide(KeysLive))).pipe(Command.withDescription("Creates a tenant."))
+  }).pipe(Effect.provide(layerKeys))).pipe(Command.withDescription("Creates a tenant."))
 
 const tenantsList = Command.make("list", {}, () =>
   Effect.gen(function*() {
     for (const t of yield* Admin.listTenants) yield* Console.log(`${t.name}  ${t.createdAt.toISOString()}`)
-  }).pipe(Effect.provide(KeysLive))).pipe(Command.withDescription("Lists the tenants."))
+  }).pipe(Effect.provide(layerKeys))).pipe(Command.withDescription("Lists the tenants."))
 
 const keysCreate = Command.make("create", {
   tenant: Flag.String("tenant").pipe(Flag.withDescription("The tenant the key acts for")),
@@ -109,7 +109,7 @@ const keysCreate = Command.make("create", {
         `${info.expiresAt === null ? "" : `, expires ${info.expiresAt.toISOString()}`}. ` +
         "The key above is shown only this once."
     )
-  }).pipe(Effect.provide(KeysLive))).pipe(
+  }).pipe(Effect.provide(layerKeys))).pipe(
     Command.withDescription("Makes an API key and prints it, alone on stdout, this one time.")
   )
 
@@ -131,7 +131,7 @@ const keysList = Command.make("list", { tenant: Flag.String("tenant") }, ({ tena
     ]
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)))
     yield* Console.log(rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd()).join("\n"))
-  }).pipe(Effect.provide(KeysLive))).pipe(Command.withDescription("Lists a tenant's keys (never their secrets)."))
+  }).pipe(Effect.provide(layerKeys))).pipe(Command.withDescription("Lists a tenant's keys (never their secrets)."))
 
 const keysRevoke = Command.make("revoke", { id: Argument.String("id") }, ({ id }) =>
   Effect.gen(function*() {
@@ -141,7 +141,7 @@ const keysRevoke = Command.make("revoke", { id: Argument.String("id") }, ({ id }
       `Key ${key.id} of tenant ${key.tenant} revoked; servers stop accepting it within ` +
         `${Duration.format(config.authCacheTtl)} (AUTH_CACHE_TTL).`
     )
-  }).pipe(Effect.provide(KeysLive))).pipe(Command.withDescription("Revokes a key by its id."))
+  }).pipe(Effect.provide(layerKeys))).pipe(Command.withDescription("Revokes a key by its id."))
 
 const config = Command.make("config", {}, () =>
   Effect.gen(function*() {

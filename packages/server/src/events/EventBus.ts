@@ -55,7 +55,7 @@ export class EventBus extends Context.Service<EventBus, {
   readonly system: string
   /** Publishes the events in order; fails as a whole if any is not acknowledged. */
   readonly publish: (events: ReadonlyArray<OutboxEvent>) => Effect.Effect<void, EventBusError>
-}>()("strata/EventBus") {
+}>()("strata/events/EventBus") {
   /**
    * Without Kafka: every event is acknowledged and dropped, so the relay deletes
    * it from the outbox as usual. Nothing is kept anywhere (before, an in-memory

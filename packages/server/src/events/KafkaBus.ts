@@ -56,7 +56,7 @@ export const ensureTopic = (config: KafkaSettings) =>
       new EventBusError({ message: describeKafkaError(config, `Kafka topic ${config.kafkaTopic}`, cause), cause })
   })
 
-export const KafkaBusLive: Layer.Layer<EventBus, never, KafkaConfig> = Layer.effect(
+export const layerKafka: Layer.Layer<EventBus, never, KafkaConfig> = Layer.effect(
   EventBus,
   Effect.gen(function*() {
     const config = yield* KafkaConfig
@@ -125,10 +125,10 @@ export const KafkaBusLive: Layer.Layer<EventBus, never, KafkaConfig> = Layer.eff
 )
 
 /** Kafka when KAFKA_BROKERS is set, the discarding sink otherwise. */
-export const EventBusLive: Layer.Layer<EventBus, never, KafkaConfig> = Layer.unwrap(
+export const layerEventBus: Layer.Layer<EventBus, never, KafkaConfig> = Layer.unwrap(
   Effect.gen(function*() {
     const config = yield* KafkaConfig
-    if (config.kafkaBrokers.length > 0) return KafkaBusLive
+    if (config.kafkaBrokers.length > 0) return layerKafka
     yield* Effect.logInfo("KAFKA_BROKERS is unset: events are acknowledged and discarded, not published")
     return EventBus.layerDiscard
   })

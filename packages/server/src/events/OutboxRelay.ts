@@ -162,7 +162,7 @@ export const relayOnce = (holder: string) =>
     )
   })
 
-export const OutboxRelayLive: Layer.Layer<never, never, OutboxStore | EventBus | DatabaseConfig | KafkaConfig> = Layer
+export const layerOutboxRelay: Layer.Layer<never, never, OutboxStore | EventBus | DatabaseConfig | KafkaConfig> = Layer
   .effectDiscard(
     Effect.gen(function*() {
       const config = { ...(yield* DatabaseConfig), ...(yield* KafkaConfig) }

@@ -14,7 +14,7 @@ import { RecordCache } from "../records/RecordCache.ts"
  * answers 503 and load balancers stop sending traffic before the server closes.
  */
 export class Lifecycle extends Context.Service<Lifecycle, { readonly shuttingDown: Ref.Ref<boolean> }>()(
-  "strata/Lifecycle"
+  "strata/health/Lifecycle"
 ) {
   static readonly layer: Layer.Layer<Lifecycle> = Layer.effect(
     Lifecycle,

@@ -33,7 +33,7 @@ export class IdempotencyStore extends Context.Service<IdempotencyStore, {
   readonly release: (tenant: string, key: string) => Effect.Effect<void, DbError>
   /** Deletes expired keys; answers how many. */
   readonly purgeExpired: Effect.Effect<number, DbError>
-}>()("strata/IdempotencyStore") {
+}>()("strata/idempotency/IdempotencyStore") {
   static readonly layerPg: Layer.Layer<IdempotencyStore, never, PgClient.PgClient | LimitsConfig | DbPolicy> = Layer
     .effect(
       IdempotencyStore,

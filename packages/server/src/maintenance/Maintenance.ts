@@ -30,7 +30,7 @@ export const maintainOnce = Effect.gen(function*() {
   return result
 })
 
-export const MaintenanceLive: Layer.Layer<never, never, RecordStore | IdempotencyStore | DatabaseConfig> = Layer
+export const layerMaintenance: Layer.Layer<never, never, RecordStore | IdempotencyStore | DatabaseConfig> = Layer
   .effectDiscard(
     Effect.gen(function*() {
       const config = yield* DatabaseConfig

@@ -50,7 +50,7 @@ export const makeCursorCodec = (secret: string | Uint8Array) => {
 export type CursorCodec = ReturnType<typeof makeCursorCodec>
 
 /** The cursor codec, keyed with the secret every replica shares through the database. */
-export class Cursors extends Context.Service<Cursors, CursorCodec>()("strata/Cursors") {
+export class Cursors extends Context.Service<Cursors, CursorCodec>()("strata/records/Cursors") {
   // Built with the other services, before the server listens, so no request waits on it.
   static readonly layer: Layer.Layer<Cursors, never, SharedSecrets> = Layer.effect(
     Cursors,

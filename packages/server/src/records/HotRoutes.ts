@@ -37,7 +37,7 @@ import { Headers, HttpServerRespondable, HttpServerResponse, HttpTraceContext } 
 import { randomBytes } from "node:crypto"
 import { IncomingMessage, type ServerResponse } from "node:http"
 import { rateLimitHeaders } from "../auth/Authentication.ts"
-import { RateLimiter } from "../auth/RateLimits.ts"
+import { RateLimits } from "../auth/RateLimits.ts"
 import { verdictOf, VerifiedKeys } from "../auth/VerifiedKeys.ts"
 import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
@@ -133,7 +133,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
     | LimitsConfig
     | TelemetryConfig
     | VerifiedKeys
-    | RateLimiter
+    | RateLimits
     | RecordCache
     | RecordWriter
     | Admission
@@ -143,7 +143,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
     Effect.gen(function*() {
       const config = { ...(yield* HttpConfig), ...(yield* LimitsConfig), ...(yield* TelemetryConfig) }
       const keys = yield* VerifiedKeys
-      const limiter = yield* RateLimiter
+      const limiter = yield* RateLimits
       const cache = yield* RecordCache
       const writer = yield* RecordWriter
       const admission = yield* Admission

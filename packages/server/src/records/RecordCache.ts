@@ -11,7 +11,7 @@
  */
 import { Clock, Context, Deferred, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
 import { CircuitBreaker } from "effect/persistence"
-import { Cache, type CacheEntry } from "../platform/cache/CacheStore.ts"
+import { type CacheEntry, CacheStore } from "../platform/cache/CacheStore.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import { trackBreaker } from "../platform/observability/BreakerMetrics.ts"
 import { labelled } from "../platform/observability/Labels.ts"
@@ -55,11 +55,11 @@ export class RecordCache extends Context.Service<RecordCache, {
   readonly remember: (tenant: string, answers: ReadonlyArray<Answer>) => void
   /** `up`, or `degraded` when the cache does not answer (reads still work). */
   readonly health: Effect.Effect<"up" | "degraded">
-}>()("strata/RecordCache") {
-  static readonly layer: Layer.Layer<RecordCache, never, Cache | RecordStore | CacheConfig> = Layer.effect(
+}>()("strata/records/RecordCache") {
+  static readonly layer: Layer.Layer<RecordCache, never, CacheStore | RecordStore | CacheConfig> = Layer.effect(
     RecordCache,
     Effect.gen(function*() {
-      const cache = yield* Cache
+      const cache = yield* CacheStore
       const db = yield* RecordStore
       const config = yield* CacheConfig
       const context = yield* Effect.context<never>()

@@ -49,7 +49,7 @@ export class RecordWriter extends Context.Service<RecordWriter, {
     records: Arr.NonEmptyReadonlyArray<RecordToStore>,
     done: (exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>) => void
   ) => void
-}>()("strata/RecordWriter") {
+}>()("strata/records/RecordWriter") {
   static readonly layer: Layer.Layer<RecordWriter, never, RecordStore | DatabaseConfig> = Layer.effect(
     RecordWriter,
     Effect.gen(function*() {

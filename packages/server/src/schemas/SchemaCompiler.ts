@@ -34,7 +34,7 @@ interface Job {
 export class SchemaCompiler extends Context.Service<SchemaCompiler, {
   /** The validator of an untrusted schema, or every reason it cannot be accepted. */
   readonly compile: (schema: unknown, maxBytes: number) => Effect.Effect<ValidateFunction, ReadonlyArray<FieldError>>
-}>()("strata/SchemaCompiler") {
+}>()("strata/schemas/SchemaCompiler") {
   /** `workerUrl`: the worker's script (tests give one that can hang). */
   static readonly layerWith = (
     timeoutMs: number,

@@ -48,7 +48,7 @@ export class SchemaRegistry extends Context.Service<SchemaRegistry, {
   ) => Effect.Effect<Option.Option<SchemaVersion>, DbError>
   /** The tenant's streams that have a schema, by name, with their current version. */
   readonly streams: (tenant: string) => Effect.Effect<ReadonlyArray<StreamSummary>, DbError>
-}>()("strata/SchemaRegistry") {
+}>()("strata/schemas/SchemaRegistry") {
   static readonly layerPg: Layer.Layer<SchemaRegistry, never, PgClient.PgClient | DbPolicy> = Layer.effect(
     SchemaRegistry,
     Effect.gen(function*() {

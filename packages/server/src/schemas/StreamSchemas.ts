@@ -80,7 +80,7 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
     { readonly created: boolean; readonly version: SchemaVersion },
     InvalidSchema | SchemaIncompatible | DbError
   >
-}>()("strata/StreamSchemas") {
+}>()("strata/schemas/StreamSchemas") {
   static readonly layer: Layer.Layer<
     StreamSchemas,
     never,

@@ -4,16 +4,16 @@
  */
 import { ManagedRuntime, Redacted } from "effect"
 import { spawn } from "node:child_process"
-import { Cache } from "../../src/platform/cache/CacheStore.ts"
+import { CacheStore } from "../../src/platform/cache/CacheStore.ts"
 import { freePort } from "./Network.ts"
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379"
 
 /** True when the shared Redis answers; under CI=true, throws when it does not. */
 export const redisAvailable = async () => {
-  const probe = ManagedRuntime.make(Cache.layerRedis({ url: Redacted.make(REDIS_URL), prefix: "strata-probe:" }))
+  const probe = ManagedRuntime.make(CacheStore.layerRedis({ url: Redacted.make(REDIS_URL), prefix: "strata-probe:" }))
   try {
-    await probe.runPromise(Cache.use((c) => c.ping))
+    await probe.runPromise(CacheStore.use((c) => c.ping))
     return true
   } catch (error) {
     if (process.env.CI === "true") throw new Error(`Redis at ${REDIS_URL} is required under CI=true`, { cause: error })

@@ -15,13 +15,13 @@ import { PgClient } from "@effect/sql-pg"
 import type { Scope } from "@strata/domain"
 import { Clock, Effect, Layer, ManagedRuntime, Redacted, type Scope as EffectScope } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
-import { AppRoutes, type Storage, StorageLive, StorageMemory, withServices } from "../../src/App.ts"
+import { AppRoutes, layerStorage, layerStorageMemory, type Storage, withServices } from "../../src/App.ts"
 import { ApiKeys, type RateLimitOverride } from "../../src/auth/ApiKeys.ts"
 import { EventBus } from "../../src/events/EventBus.ts"
-import { Cache } from "../../src/platform/cache/CacheStore.ts"
+import { CacheStore } from "../../src/platform/cache/CacheStore.ts"
 import { AppConfig, type ConfigServices, type Settings } from "../../src/platform/config/AppConfig.ts"
 import { makeNodeServer } from "../../src/platform/http/NodeServer.ts"
-import { TracingLive } from "../../src/platform/observability/Tracing.ts"
+import { layerTracing } from "../../src/platform/observability/Tracing.ts"
 import { startEmbedded } from "../../src/platform/sql/Connection.ts"
 import { runMigrations } from "../../src/platform/sql/Migrations.ts"
 import { HotRoutes } from "../../src/records/HotRoutes.ts"
@@ -48,11 +48,11 @@ export interface TestApp {
 
 export type DbLayer = Layer.Layer<Storage, unknown, ConfigServices>
 
-export const memoryDb: DbLayer = StorageMemory
+export const memoryDb: DbLayer = layerStorageMemory
 
 /** Db on PostgreSQL at `url`, migrated. */
 export const pgDb = (url: string): DbLayer =>
-  StorageLive.pipe(
+  layerStorage.pipe(
     Layer.provideMerge(Layer.effectDiscard(runMigrations)),
     Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 4 }))
   )
@@ -60,7 +60,7 @@ export const pgDb = (url: string): DbLayer =>
 /** Db on an embedded PGlite in `dataDir`, migrated, through the same client. */
 export const pgliteDb = (dataDir: string): DbLayer =>
   Layer.unwrap(Effect.map(startEmbedded(dataDir), ({ url }) =>
-    StorageLive.pipe(
+    layerStorage.pipe(
       Layer.provideMerge(Layer.effectDiscard(runMigrations)),
       Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 }))
     )))
@@ -68,7 +68,7 @@ export const pgliteDb = (dataDir: string): DbLayer =>
 export const makeTestApp = (
   db: DbLayer,
   settings: Partial<Settings> = {},
-  cache: Layer.Layer<Cache> = Cache.layerMemory(),
+  cache: Layer.Layer<CacheStore> = CacheStore.layerMemory(),
   bus?: Layer.Layer<EventBus>,
   clock?: Clock.Clock
 ): TestApp => {
@@ -77,7 +77,7 @@ export const makeTestApp = (
     clock === undefined ? layer : Layer.provide(layer, Layer.succeed(Clock.Clock, clock))
   // As in main: tracing (off unless the settings name an OTLP endpoint) under
   // everything, and in the handler's context too, where request spans are made.
-  const observability = TracingLive.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
+  const observability = layerTracing.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
   const services = onClock(
     withServices(db, cache, bus ?? EventBus.layerDiscard).pipe(
       Layer.provideMerge(observability),
@@ -102,7 +102,7 @@ export const makeTestApp = (
 export const scopedTestApp = (
   db: DbLayer,
   settings: Partial<Settings> = {},
-  cache: Layer.Layer<Cache> = Cache.layerMemory()
+  cache: Layer.Layer<CacheStore> = CacheStore.layerMemory()
 ): Effect.Effect<TestApp, never, EffectScope.Scope> =>
   Effect.acquireRelease(
     Clock.clockWith((clock) => Effect.sync(() => makeTestApp(db, settings, cache, undefined, clock))),
@@ -113,10 +113,10 @@ export const scopedTestApp = (
 export const makeSocketApp = async (
   db: DbLayer,
   settings: Partial<Settings> = {},
-  cache: Layer.Layer<Cache> = Cache.layerMemory(),
+  cache: Layer.Layer<CacheStore> = CacheStore.layerMemory(),
   bus?: Layer.Layer<EventBus>
 ): Promise<TestApp> => {
-  const observability = TracingLive.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
+  const observability = layerTracing.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
   const services = withServices(db, cache, bus ?? EventBus.layerDiscard).pipe(Layer.provideMerge(observability))
   let answered = 0
   const server = Layer.unwrap(Effect.gen(function*() {

@@ -37,7 +37,7 @@ export interface CacheEntry {
   readonly ttl: Duration.Duration
 }
 
-export class Cache extends Context.Service<Cache, {
+export class CacheStore extends Context.Service<CacheStore, {
   readonly get: (key: string) => Effect.Effect<Option.Option<string>, CacheError>
   readonly setMany: (entries: ReadonlyArray<CacheEntry>) => Effect.Effect<void, CacheError>
   readonly ping: Effect.Effect<void, CacheError>
@@ -45,15 +45,15 @@ export class Cache extends Context.Service<Cache, {
   readonly takeTokens: (key: string, limit: BucketLimit, wanted: number) => Effect.Effect<BucketTake, CacheError>
   /** `redis`, `redis-cluster` or `memory`, for readiness and logs. */
   readonly kind: string
-}>()("strata/Cache") {
+}>()("strata/cache/CacheStore") {
   /** Redis at `url` (or a cluster), keys prefixed with `prefix`. Connects lazily and never blocks startup. */
   static readonly layerRedis = (options: {
     readonly url?: Redacted.Redacted | undefined
     readonly clusterNodes?: ReadonlyArray<string> | undefined
     readonly prefix: string
-  }): Layer.Layer<Cache> =>
+  }): Layer.Layer<CacheStore> =>
     Layer.effect(
-      Cache,
+      CacheStore,
       Effect.gen(function*() {
         const common = {
           keyPrefix: options.prefix,
@@ -106,7 +106,7 @@ export class Cache extends Context.Service<Cache, {
               attributes: { "db.system.name": "redis", "db.operation.name": operation }
             }, { captureStackTrace: false }) // a stack per call costs on the hot path and says little here
           )
-        return Cache.of({
+        return CacheStore.of({
           kind: options.clusterNodes !== undefined && options.clusterNodes.length > 0 ? "redis-cluster" : "redis",
           get: (key) => Effect.map(call("get", () => client.get(key)), Option.fromNullishOr),
           setMany: (entries) =>
@@ -135,14 +135,14 @@ export class Cache extends Context.Service<Cache, {
    * In process, at most `maxEntries` (the oldest written go first). TTLs and
    * buckets run on the Clock the layer is built with, so tests can move time.
    */
-  static readonly layerMemory = (maxEntries = 10_000): Layer.Layer<Cache> =>
+  static readonly layerMemory = (maxEntries = 10_000): Layer.Layer<CacheStore> =>
     Layer.effect(
-      Cache,
+      CacheStore,
       Effect.map(Clock.clockWith(Effect.succeed), (clock) => {
         const now = () => clock.currentTimeMillisUnsafe()
         const entries = new Map<string, { readonly value: string; readonly expiresAt: number }>()
         const buckets = new LocalBuckets()
-        return Cache.of({
+        return CacheStore.of({
           kind: "memory",
           get: (key) =>
             Effect.sync(() => {
@@ -169,11 +169,11 @@ export class Cache extends Context.Service<Cache, {
     )
 
   /** Redis when REDIS_URL or REDIS_CLUSTER_NODES is set, memory otherwise. */
-  static readonly layerFromConfig: Layer.Layer<Cache, never, CacheConfig> = Layer.unwrap(Effect.gen(function*() {
+  static readonly layerFromConfig: Layer.Layer<CacheStore, never, CacheConfig> = Layer.unwrap(Effect.gen(function*() {
     const config = yield* CacheConfig
     return Option.isNone(config.redisUrl) && config.redisClusterNodes.length === 0
-      ? Cache.layerMemory(config.cacheMaxEntries)
-      : Cache.layerRedis({
+      ? CacheStore.layerMemory(config.cacheMaxEntries)
+      : CacheStore.layerRedis({
         url: Option.getOrUndefined(config.redisUrl),
         clusterNodes: config.redisClusterNodes,
         prefix: config.redisKeyPrefix

@@ -25,7 +25,7 @@ export class Admission extends Context.Service<Admission, {
   readonly guard: <E, R>(
     app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
   ) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
-}>()("strata/Admission") {
+}>()("strata/http/Admission") {
   static readonly layer: Layer.Layer<Admission, never, HttpConfig> = Layer.effect(
     Admission,
     Effect.gen(function*() {

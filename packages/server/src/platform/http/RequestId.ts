@@ -10,7 +10,7 @@ import { HttpServerRequest, HttpServerRespondable, HttpServerResponse } from "ef
 import { randomUUID } from "node:crypto"
 import { methodsOf, routeOf } from "./RouteTable.ts"
 
-export const RequestId = Context.Reference<string>("strata/RequestId", { defaultValue: () => "" })
+export const RequestId = Context.Reference<string>("strata/http/RequestId", { defaultValue: () => "" })
 
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/
 const PROBLEM_JSON = "application/problem+json"

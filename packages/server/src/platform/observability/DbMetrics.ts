@@ -59,7 +59,7 @@ export const makePoolTracker = (size: number) => {
 }
 
 /** Samples this process's connections every 5 s (untraced: it is not a request). */
-export const PoolMetricsLive = (size: number): Layer.Layer<never, never, SqlClient.SqlClient> =>
+export const layerPoolMetrics = (size: number): Layer.Layer<never, never, SqlClient.SqlClient> =>
   Layer.effectDiscard(Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* Metric.update(poolMax, size)

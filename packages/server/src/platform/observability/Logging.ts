@@ -52,7 +52,7 @@ export const jsonLine = Logger.make((options) => {
 
 // Read straight from the environment, not from TelemetryConfig's layer:
 // logging is set up before anything else.
-export const LoggingLive = Layer.unwrap(Effect.gen(function*() {
+export const layerLogging = Layer.unwrap(Effect.gen(function*() {
   const { logFormat: format, logLevel: level } = yield* readAll(loggingFields)
   return Layer.mergeAll(
     Logger.layer([format === "json" ? Logger.withConsoleLog(jsonLine) : Logger.consolePretty()]),

@@ -21,7 +21,7 @@ export const residentMemory = Metric.gauge("process_resident_memory_bytes", {
   description: "Resident set size of the process"
 })
 
-export const RuntimeMetricsLive: Layer.Layer<never> = Layer.effectDiscard(Effect.gen(function*() {
+export const layerRuntimeMetrics: Layer.Layer<never> = Layer.effectDiscard(Effect.gen(function*() {
   const delay = yield* Effect.acquireRelease(
     Effect.sync(() => {
       const histogram = monitorEventLoopDelay({ resolution: 10 })

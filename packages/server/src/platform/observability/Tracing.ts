@@ -62,7 +62,7 @@ const parseHeaders = (text: string): Record<string, string> => {
 }
 
 /** The tracer for the configuration: an OTLP exporter behind the sampler, or tracing off. */
-export const TracingLive: Layer.Layer<never, never, TelemetryConfig> = Layer.unwrap(Effect.gen(function*() {
+export const layerTracing: Layer.Layer<never, never, TelemetryConfig> = Layer.unwrap(Effect.gen(function*() {
   const config = yield* TelemetryConfig
   const url = tracesUrl(config)
   if (Option.isNone(url)) return Layer.succeed(References.TracerEnabled, false)

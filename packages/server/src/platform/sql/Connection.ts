@@ -10,7 +10,7 @@ import { Effect, Layer, Option, Redacted } from "effect"
 import type { SqlClient } from "effect/sql"
 import { mkdirSync } from "node:fs"
 import { DatabaseConfig } from "../config/DatabaseConfig.ts"
-import { applicationName, PoolMetricsLive } from "../observability/DbMetrics.ts"
+import { applicationName, layerPoolMetrics } from "../observability/DbMetrics.ts"
 import { runMigrations } from "./Migrations.ts"
 
 /** Opens PGlite in `dataDir` and serves it on a loopback port; answers its URL. */
@@ -34,18 +34,19 @@ export const startEmbedded = (dataDir: string) =>
 
 /** A pool on `url` with the configured size, its usage sampled as metrics. */
 const pool = (url: Redacted.Redacted, maxConnections: number) =>
-  PoolMetricsLive(maxConnections).pipe(Layer.provideMerge(PgClient.layer({ url, maxConnections, applicationName })))
+  layerPoolMetrics(maxConnections).pipe(Layer.provideMerge(PgClient.layer({ url, maxConnections, applicationName })))
 
 /** PgClient and SqlClient for the configured database, migrated when MIGRATE_ON_START is on. */
-export const DatabaseLive: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown, DatabaseConfig> = Layer.unwrap(
-  Effect.gen(function*() {
-    const config = yield* DatabaseConfig
-    const client = yield* Option.match(config.databaseUrl, {
-      onSome: (url) => Effect.succeed(pool(url, config.databasePoolMax)),
-      onNone: () => Effect.map(startEmbedded(config.dataDir), ({ url }) => pool(Redacted.make(url), 1))
+export const layerConnection: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown, DatabaseConfig> = Layer
+  .unwrap(
+    Effect.gen(function*() {
+      const config = yield* DatabaseConfig
+      const client = yield* Option.match(config.databaseUrl, {
+        onSome: (url) => Effect.succeed(pool(url, config.databasePoolMax)),
+        onNone: () => Effect.map(startEmbedded(config.dataDir), ({ url }) => pool(Redacted.make(url), 1))
+      })
+      return config.migrateOnStart
+        ? Layer.effectDiscard(runMigrations).pipe(Layer.provideMerge(client))
+        : client
     })
-    return config.migrateOnStart
-      ? Layer.effectDiscard(runMigrations).pipe(Layer.provideMerge(client))
-      : client
-  })
-)
+  )

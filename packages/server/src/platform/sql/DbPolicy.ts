@@ -31,7 +31,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
     kind: CallKind,
     effect: Effect.Effect<A, SqlError.SqlError>
   ) => Effect.Effect<A, DbError>
-}>()("strata/DbPolicy") {
+}>()("strata/sql/DbPolicy") {
   static readonly layer: Layer.Layer<DbPolicy, never, DatabaseConfig> = Layer.effect(
     DbPolicy,
     Effect.gen(function*() {
