@@ -12,7 +12,7 @@ import { ApiKeys } from "../../server/src/auth/ApiKeys.ts"
 import { AppConfig } from "../../server/src/platform/config/AppConfig.ts"
 import { make, StrataClient } from "../src/Client.ts"
 
-const Services = withServices(layerStorageMemory).pipe(Layer.provideMerge(AppConfig.layerWith()))
+const Services = withServices({ storage: layerStorageMemory }).pipe(Layer.provideMerge(AppConfig.layerWith()))
 
 const LiveServer = HttpRouter.serve(AppRoutes, { disableLogger: true, disableListenLog: true }).pipe(
   Layer.provideMerge(Services),

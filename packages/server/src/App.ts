@@ -74,7 +74,16 @@ export const AppRoutes = Layer.mergeAll(
       const config = yield* AppConfig
       const admission = yield* Admission
       const report = config.accessLog ? logAccess : undefined
-      return (app) => withTraceContext(withHttpMetrics(withRequestId(admission.guard(app)), report))
+      // Innermost first: admission (shed, deadline), then the request id (and the
+      // problems for unknown routes and defects), metrics and the access log, and
+      // outermost the caller's trace context.
+      return (app) =>
+        app.pipe(
+          admission.guard,
+          withRequestId,
+          (withId) => withHttpMetrics(withId, report),
+          withTraceContext
+        )
     }),
     { global: true }
   )
@@ -115,14 +124,19 @@ export const layerStorageMemory = Layer.mergeAll(
 
 export type Storage = RecordStore | OutboxStore | SharedSecrets | Database | IdempotencyStore | ApiKeys | SchemaRegistry
 
+/** What a composition of the services runs on; the cache and the bus default to in-memory and discarding ones. */
+export interface ServiceOptions<E, R, E2, R2, E3, R3> {
+  readonly storage: Layer.Layer<Storage, E, R>
+  readonly cache?: Layer.Layer<CacheStore, E2, R2> | undefined
+  readonly bus?: Layer.Layer<EventBus, E3, R3> | undefined
+}
+
 /**
  * The services the routes use (the hot routes too), and the background
- * maintenance, around the stores and the cache (real or in memory).
+ * maintenance, around the stores, the cache and the bus (real or in memory).
  */
 export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = never>(
-  storage: Layer.Layer<Storage, E, R>,
-  cache: Layer.Layer<CacheStore, E2, R2> = CacheStore.layerMemory() as Layer.Layer<CacheStore, E2, R2>,
-  bus: Layer.Layer<EventBus, E3, R3> = EventBus.layerDiscard as Layer.Layer<EventBus, E3, R3>
+  options: ServiceOptions<E, R, E2, R2, E3, R3>
 ) =>
   Layer.mergeAll(HotRoutes.layer, Records.layer).pipe(Layer.provideMerge(Layer.mergeAll(
     RecordWriter.layer,
@@ -137,5 +151,9 @@ export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = neve
     Admission.layer,
     StreamSchemas.layer.pipe(Layer.provide([SchemaCompiler.layer, StreamSamplesFromRecords]))
   ))).pipe(
-    Layer.provideMerge(Layer.mergeAll(storage, cache, bus))
+    Layer.provideMerge(Layer.mergeAll(
+      options.storage,
+      options.cache ?? CacheStore.layerMemory(),
+      options.bus ?? EventBus.layerDiscard
+    ))
   )

@@ -23,7 +23,7 @@ import { HotRoutes } from "./records/HotRoutes.ts"
 
 // Tracing sits under everything, so the server, the services and their
 // background fibers all use its tracer (or run untraced).
-const Services = withServices(layerStorage, CacheStore.layerFromConfig, layerEventBus).pipe(
+const Services = withServices({ storage: layerStorage, cache: CacheStore.layerFromConfig, bus: layerEventBus }).pipe(
   Layer.provideMerge(layerConnection),
   Layer.provideMerge(layerTracing),
   Layer.provideMerge(AppConfig.layer)

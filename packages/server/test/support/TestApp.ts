@@ -79,7 +79,7 @@ export const makeTestApp = (
   // everything, and in the handler's context too, where request spans are made.
   const observability = layerTracing.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
   const services = onClock(
-    withServices(db, cache, bus ?? EventBus.layerDiscard).pipe(
+    withServices({ storage: db, cache, bus }).pipe(
       Layer.provideMerge(observability),
       Layer.provideMerge(HttpServer.layerServices)
     )
@@ -117,7 +117,7 @@ export const makeSocketApp = async (
   bus?: Layer.Layer<EventBus>
 ): Promise<TestApp> => {
   const observability = layerTracing.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
-  const services = withServices(db, cache, bus ?? EventBus.layerDiscard).pipe(Layer.provideMerge(observability))
+  const services = withServices({ storage: db, cache, bus }).pipe(Layer.provideMerge(observability))
   let answered = 0
   const server = Layer.unwrap(Effect.gen(function*() {
     const config = yield* AppConfig

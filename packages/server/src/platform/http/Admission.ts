@@ -11,6 +11,7 @@ import { Unavailable } from "@strata/domain"
 import { Context, Effect, Layer } from "effect"
 import { HttpServerRequest, HttpServerRespondable, type HttpServerResponse } from "effect/http"
 import { HttpConfig } from "../config/HttpConfig.ts"
+import { groupOf, routeOf } from "./RouteTable.ts"
 
 export const tooManyInFlight = () =>
   new Unavailable({ detail: "Too many requests in flight (MAX_IN_FLIGHT); retry shortly." })
@@ -21,7 +22,7 @@ export class Admission extends Context.Service<Admission, {
   /** Takes a place among the requests in flight; false when MAX_IN_FLIGHT are. */
   readonly enter: () => boolean
   readonly leave: () => void
-  /** The HttpApi side: sheds and bounds `/data` requests. */
+  /** The HttpApi side: sheds and bounds the records routes (`/data…`). */
   readonly guard: <E, R>(
     app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
   ) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
@@ -40,7 +41,7 @@ export class Admission extends Context.Service<Admission, {
       const guard = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
         Effect.withFiber<HttpServerResponse.HttpServerResponse, E, R>((fiber) => {
           const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
-          if (!request.url.startsWith("/data")) return app
+          if (groupOf(routeOf(request.url)) !== "records") return app
           if (!enter()) return HttpServerRespondable.toResponse(tooManyInFlight())
           return app.pipe(
             Effect.timeoutOrElse({

@@ -89,11 +89,11 @@ export const layerTracing: Layer.Layer<never, never, TelemetryConfig> = Layer.un
     // Server spans are named like OpenTelemetry's HTTP conventions: `GET /data/{id}`.
     Layer.succeed(HttpMiddleware.SpanNameGenerator, (request) => `${request.method} ${routeOf(request.url)}`),
     // Probes and scrapes every few seconds would only add noise.
-    Layer.succeed(HttpMiddleware.TracerDisabledWhen, (request) => UNTRACED.test(request.url))
+    Layer.succeed(HttpMiddleware.TracerDisabledWhen, (request) => UNTRACED.has(routeOf(request.url)))
   )
 }))
 
-const UNTRACED = /^\/(?:health\/|metrics(?:\?|$))/
+const UNTRACED: ReadonlySet<string> = new Set(["/health/live", "/health/ready", "/metrics"])
 
 /**
  * With tracing off, the caller's `traceparent` still identifies the request in
