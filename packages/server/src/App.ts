@@ -25,6 +25,7 @@ import { layerMaintenance } from "./maintenance/Maintenance.ts"
 import { CacheStore } from "./platform/cache/CacheStore.ts"
 import { AppConfig } from "./platform/config/AppConfig.ts"
 import { Admission } from "./platform/http/Admission.ts"
+import { withProblemFallback } from "./platform/http/ProblemFallback.ts"
 import { withRequestId } from "./platform/http/RequestId.ts"
 import { toFieldErrors, validationFailed } from "./platform/http/Validation.ts"
 import { logAccess } from "./platform/observability/AccessLog.ts"
@@ -74,12 +75,13 @@ export const AppRoutes = Layer.mergeAll(
       const config = yield* AppConfig
       const admission = yield* Admission
       const report = config.accessLog ? logAccess : undefined
-      // Innermost first: admission (shed, deadline), then the request id (and the
-      // problems for unknown routes and defects), metrics and the access log, and
+      // Innermost first: admission (shed, deadline), the problems for unknown
+      // routes and defects, the request id, metrics and the access log, and
       // outermost the caller's trace context.
       return (app) =>
         app.pipe(
           admission.guard,
+          withProblemFallback,
           withRequestId,
           (withId) => withHttpMetrics(withId, report),
           withTraceContext
