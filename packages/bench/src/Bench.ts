@@ -205,7 +205,7 @@ const registerOrderSchema = async (base: string, auth: Auth): Promise<void> => {
 }
 
 /** Writes PRECREATE records through the API, spread over the last year, and answers their ids. */
-const precreate = async (base: string, auth: Auth): Promise<Array<string>> => {
+const precreate = async (base: string, auth: Auth, signal: AbortSignal): Promise<Array<string>> => {
   const ids: Array<string> = []
   const now = Date.now()
   const postBatch = async () => {
@@ -214,7 +214,7 @@ const precreate = async (base: string, auth: Auth): Promise<Array<string>> => {
       method: "POST",
       headers: { ...auth, "content-type": "application/json" },
       body: JSON.stringify({ records }),
-      signal: AbortSignal.timeout(30_000)
+      signal: AbortSignal.any([signal, AbortSignal.timeout(30_000)])
     })
     if (res.status !== 201) throw new Error(`POST /data/batch answered ${res.status}: ${await res.text()}`)
     const body = (await res.json()) as { records: Array<{ id: string }> }
@@ -249,14 +249,22 @@ const cacheStatus = (headers: autocannon.Request["headers"]): unknown =>
   headers?.["cache-status"] ?? headers?.["Cache-Status"]
 
 /** Reads every id once (a few at a time) and counts `Cache-Status: strata; hit`; every read must answer 200. */
-const readAll = async (base: string, auth: Auth, ids: ReadonlyArray<string>): Promise<Hits> => {
+const readAll = async (
+  base: string,
+  auth: Auth,
+  ids: ReadonlyArray<string>,
+  signal: AbortSignal
+): Promise<Hits> => {
   let hits = 0
   let next = 0
   const lanes = 8
   await Promise.all(Array.from({ length: lanes }, async () => {
     while (next < ids.length) {
       const id = ids[next++]
-      const res = await fetch(`${base}/data/${id}`, { headers: auth, signal: AbortSignal.timeout(10_000) })
+      const res = await fetch(`${base}/data/${id}`, {
+        headers: auth,
+        signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)])
+      })
       await res.arrayBuffer()
       if (res.status !== 200) throw new Error(`GET /data/${id} answered ${res.status}`)
       if (res.headers.get("cache-status") === CACHE_HIT) hits++
@@ -363,7 +371,8 @@ const measure = async (
   auth: Auth,
   scenario: Scenario,
   connections: number,
-  duration: number
+  duration: number,
+  signal: AbortSignal
 ): Promise<Row> => {
   // autocannon's own histogram keeps whole milliseconds; sub-millisecond reads need the raw timings.
   const latencies: Array<number> = []
@@ -384,6 +393,7 @@ const measure = async (
       { url: base, connections, duration, headers: auth, requests: [request] },
       (err, res) => err ? reject(err) : resolve(res)
     )
+    signal.addEventListener("abort", () => instance.stop(), { once: true })
     instance.on("response", (_client, status, _bytes, ms) => {
       if (status >= 200 && status < 300) latencies.push(ms)
     })
@@ -517,7 +527,7 @@ export const runBench = (options: BenchOptions): Effect.Effect<void, BenchError>
     let precreated: Array<string> = []
     if (only.has("get-cached") || only.has("mix") || empty) {
       progress(`writing ${count(PRECREATE)} records through the API`)
-      precreated = yield* attempt(() => precreate(base, auth))
+      precreated = yield* attempt((signal) => precreate(base, auth, signal))
       ids.push(...precreated)
     } else progress("writing no records through the API: no selected scenario needs them")
     const total = yield* query(databaseUrl, "SELECT count(*) FROM records")
@@ -558,13 +568,13 @@ export const runBench = (options: BenchOptions): Effect.Effect<void, BenchError>
           progress(line)
           notes.push(`${scenario.name}: ${line} (written on insert)`)
         }
-        const before = yield* attempt(() => readAll(base, auth, checked))
+        const before = yield* attempt((signal) => readAll(base, auth, checked, signal))
         progress(`cache check on ${count(before.total)} of the cached ids: ${ratio(before)}`)
         let check = `sample of ${count(before.total)} read just before measuring: ${ratio(before)}`
         if (before.hits < 0.99 * before.total) {
           progress(`reading all ${count(cachedIds.length)} cached ids once to fill the cache`)
-          yield* attempt(() => readAll(base, auth, cachedIds))
-          const after = yield* attempt(() => readAll(base, auth, sample(cachedIds, CHECK_SAMPLE)))
+          yield* attempt((signal) => readAll(base, auth, cachedIds, signal))
+          const after = yield* attempt((signal) => readAll(base, auth, sample(cachedIds, CHECK_SAMPLE), signal))
           progress(`cache check after filling: ${ratio(after)}`)
           check += `; after reading every id once: ${ratio(after)}`
         }
@@ -572,12 +582,12 @@ export const runBench = (options: BenchOptions): Effect.Effect<void, BenchError>
       }
       if (scenario.key === "get-uncached") {
         // Also warms the second server up, as the earlier scenarios did the first.
-        const before = yield* attempt(() => readAll(uncachedBase, auth, sample(spreadIds, CHECK_SAMPLE)))
+        const before = yield* attempt((signal) => readAll(uncachedBase, auth, sample(spreadIds, CHECK_SAMPLE), signal))
         progress(`uncached server check on ${count(before.total)} ids: ${ratio(before)}`)
         notes.push(`${scenario.name}: Cache-Status on a sample of ${count(before.total)} read before: ${ratio(before)}`)
       }
       progress(`${scenario.name}: ${duration} s, ${connections} connections`)
-      results.push(yield* attempt(() => measure(target, auth, scenario, connections, duration)))
+      results.push(yield* attempt((signal) => measure(target, auth, scenario, connections, duration, signal)))
     }
 
     const approach = [

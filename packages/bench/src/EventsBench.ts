@@ -133,29 +133,38 @@ export interface EventsBenchOptions {
 }
 
 /** Runs both phases and prints one Markdown table. */
-const measure = async (base: string, key: string, brokers: string, { connections, duration }: EventsBenchOptions) => {
+const measure = async (
+  base: string,
+  key: string,
+  brokers: string,
+  { connections, duration }: EventsBenchOptions,
+  signal: AbortSignal
+) => {
   const request = (rate?: number) =>
-    autocannon({
-      url: `${base}/data`,
-      method: "POST",
-      connections,
-      duration,
-      ...(rate === undefined ? {} : { overallRate: rate }),
-      headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
-      // a key per request (1,000 keys), so the events spread over the partitions
-      requests: [{
-        setupRequest: (req) => {
-          const n = Math.floor(Math.random() * 1_000_000)
-          return {
-            ...req,
-            body: JSON.stringify({
-              stream: "orders",
-              key: `customer-${n % 1000}`,
-              data: { n, amount: 1250, currency: "EUR", items: [{ sku: "A-1", qty: 2 }] }
-            })
+    new Promise<autocannon.Result>((resolve, reject) => {
+      const instance = autocannon({
+        url: `${base}/data`,
+        method: "POST",
+        connections,
+        duration,
+        ...(rate === undefined ? {} : { overallRate: rate }),
+        headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+        // a key per request (1,000 keys), so the events spread over the partitions
+        requests: [{
+          setupRequest: (req) => {
+            const n = Math.floor(Math.random() * 1_000_000)
+            return {
+              ...req,
+              body: JSON.stringify({
+                stream: "orders",
+                key: `customer-${n % 1000}`,
+                data: { n, amount: 1250, currency: "EUR", items: [{ sku: "A-1", qty: 2 }] }
+              })
+            }
           }
-        }
-      }]
+        }]
+      }, (err, result) => err ? reject(err) : resolve(result))
+      signal.addEventListener("abort", () => instance.stop(), { once: true })
     })
 
   log("warming up")
@@ -233,5 +242,5 @@ export const runEventsBench = (options: EventsBenchOptions): Effect.Effect<void,
       "1000000000"
     ], env)
     const { base } = yield* serverProcess({ env: { ...env, ACCESS_LOG: "false" }, log })
-    yield* attempt(() => measure(base, key, brokers, options))
+    yield* attempt((signal) => measure(base, key, brokers, options, signal))
   }))

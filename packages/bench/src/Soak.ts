@@ -66,7 +66,8 @@ const measure = async (
   base: string,
   key: string,
   call: (method: string, params?: object) => Promise<any>,
-  { batch, connections, records }: SoakOptions
+  { batch, connections, records }: SoakOptions,
+  signal: AbortSignal
 ): Promise<number> => {
   const gauge = async (name: string) =>
     Number(new RegExp(`^${name} (\\S+)$`, "m").exec(await (await fetch(`${base}/metrics`)).text())?.[1] ?? NaN)
@@ -84,7 +85,8 @@ const measure = async (
         const res = await fetch(`${base}/data/batch`, {
           method: "POST",
           headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
-          body: JSON.stringify({ records: items })
+          body: JSON.stringify({ records: items }),
+          signal
         })
         if (res.status !== 201) throw new Error(`POST /data/batch answered ${res.status}`)
         await res.arrayBuffer()
@@ -144,7 +146,7 @@ export const runSoak = (options: SoakOptions): Effect.Effect<void, BenchError> =
     const inspectPort = yield* freePort
     const { base } = yield* serverProcess({ env, nodeArgs: [`--inspect=${HOST}:${inspectPort}`], log })
     const call = yield* inspectorSession(inspectPort)
-    const growth = yield* attempt(() => measure(base, key, call, options))
+    const growth = yield* attempt((signal) => measure(base, key, call, options, signal))
     if (!(growth < BOUND_MB)) {
       return yield* new BenchError({
         message: `the second half grew the heap by ${growth.toFixed(1)} MB, over ${BOUND_MB} MB`
