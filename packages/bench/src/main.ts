@@ -18,7 +18,7 @@ import { runSoak } from "./Soak.ts"
 
 /** A positive integer flag (`1000000`, `1_000_000` or `1e6`), read from `variable` when not given. */
 const count = (name: string, options: { readonly description: string; readonly variable?: string }) => {
-  const flag = Flag.String(name).pipe(Flag.withDescription(options.description))
+  const flag = Flag.String(name).pipe(Flag.withDescription(options.description), Flag.withMetavar("N"))
   const given = options.variable === undefined
     ? flag
     : flag.pipe(Flag.withFallbackConfig(Config.String(options.variable)))
@@ -51,6 +51,7 @@ const events = Command.make(
 const bench = Command.make("bench", {
   rows: count("rows", { description: "Seed this many synthetic rows before measuring" }).pipe(Flag.optional),
   only: Flag.String("only").pipe(
+    Flag.withMetavar("a,b,…"),
     Flag.withDescription(`Comma-separated scenarios (default all): ${SCENARIO_KEYS.join(", ")}`),
     Flag.mapTryCatch(parseOnly, errorText),
     Flag.withDefault(new Set(SCENARIO_KEYS))
@@ -58,11 +59,13 @@ const bench = Command.make("bench", {
   duration,
   connections,
   databaseUrl: Flag.String("database-url").pipe(
+    Flag.withMetavar("URL"),
     Flag.withDescription("An existing database to use and keep (default: a throwaway one on the local PostgreSQL)"),
     Flag.withFallbackConfig(Config.String("BENCH_DATABASE_URL")),
     Flag.optional
   ),
   redisUrl: Flag.String("redis-url").pipe(
+    Flag.withMetavar("URL"),
     Flag.withDescription(`Redis for the record cache, \`off\` for the in-process one (default ${DEFAULT_REDIS_URL})`),
     Flag.withFallbackConfig(Config.String("BENCH_REDIS_URL").pipe(Config.orElse(() => Config.String("REDIS_URL")))),
     Flag.withDefault(DEFAULT_REDIS_URL)
@@ -75,6 +78,7 @@ const bench = Command.make("bench", {
 const seedCommand = Command.make("seed", {
   rows: count("rows", { description: "How many records to load" }),
   databaseUrl: Flag.String("database-url").pipe(
+    Flag.withMetavar("URL"),
     Flag.withDescription("The database, already migrated (default DATABASE_URL)"),
     Flag.withFallbackConfig(Config.String("DATABASE_URL"))
   ),
