@@ -4,12 +4,10 @@
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, layer } from "@effect/vitest"
+import { ApiKeys, AppConfig, AppRoutes, layerStorageMemory, withServices } from "@strata/server"
 import { Effect, Layer } from "effect"
 import { FetchHttpClient, HttpRouter, HttpServer } from "effect/http"
 import { createServer } from "node:http"
-import { AppRoutes, layerStorageMemory, withServices } from "../../server/src/App.ts"
-import { ApiKeys } from "../../server/src/auth/ApiKeys.ts"
-import { AppConfig } from "../../server/src/platform/config/AppConfig.ts"
 import { make, StrataClient } from "../src/Client.ts"
 
 const Services = withServices({ storage: layerStorageMemory }).pipe(Layer.provideMerge(AppConfig.layerWith()))

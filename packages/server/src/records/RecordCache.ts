@@ -25,6 +25,12 @@ export type CacheOutcome = "hit" | "miss" | "unavailable"
 
 const NOT_FOUND = "" // a stored 404: no record serialises to the empty string
 
+/**
+ * A record's key in the shared cache, which Redis holds under REDIS_KEY_PREFIX
+ * (the store's key prefix). Exported so the bench names the keys it inspects as this does.
+ */
+export const recordCacheKey = (tenant: string, id: string): string => `r:${encodeURIComponent(tenant)}:${id}`
+
 export const cacheRequests = Metric.counter("strata_cache_requests_total", {
   description: "Record cache lookups by outcome (hit, miss, error)"
 })
@@ -77,7 +83,6 @@ export class RecordCache extends Context.Service<RecordCache, {
       }).pipe(Effect.provide(CircuitBreaker.layerStoreMemory()))
       yield* trackBreaker("cache", breaker)
 
-      const keyOf = (tenant: string, id: string) => `r:${encodeURIComponent(tenant)}:${id}`
       const jittered = (ttl: Duration.Duration) => Duration.millis(Duration.toMillis(ttl) * (1 + Math.random() * 0.1))
       /** Every cache call: bounded in time, behind the breaker, never failing the caller. */
       const guarded = <A>(effect: Effect.Effect<A, unknown>) =>
@@ -105,7 +110,7 @@ export class RecordCache extends Context.Service<RecordCache, {
       const inFlight = new Map<string, Deferred.Deferred<Option.Option<Uint8Array>, DbError>>()
       const readThrough = (tenant: string, id: string) =>
         Effect.suspend(() => {
-          const key = keyOf(tenant, id)
+          const key = recordCacheKey(tenant, id)
           const pending = inFlight.get(key)
           if (pending !== undefined) return Deferred.await(pending)
           const deferred = Deferred.makeUnsafe<Option.Option<Uint8Array>, DbError>()
@@ -136,12 +141,12 @@ export class RecordCache extends Context.Service<RecordCache, {
           )
         })
 
-      const peek = (tenant: string, id: string) => local.get(keyOf(tenant, id))
+      const peek = (tenant: string, id: string) => local.get(recordCacheKey(tenant, id))
       const countHit = () => hit.updateUnsafe(1, context)
 
       const findById = (tenant: string, id: string) =>
         Effect.gen(function*() {
-          const key = keyOf(tenant, id)
+          const key = recordCacheKey(tenant, id)
           const near = peek(tenant, id)
           if (near !== undefined) {
             countHit()
@@ -163,7 +168,7 @@ export class RecordCache extends Context.Service<RecordCache, {
 
       const remember = (tenant: string, answers: ReadonlyArray<Answer>) => {
         for (const a of answers) {
-          const key = keyOf(tenant, a.id)
+          const key = recordCacheKey(tenant, a.id)
           local.set(key, encoder.encode(a.text))
           write({ key, value: a.text, ttl: jittered(config.cacheTtl) })
         }

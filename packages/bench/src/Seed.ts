@@ -1,54 +1,25 @@
 /**
- * `pnpm bench:seed --rows N [--database-url URL] [--jobs J]`: bulk-loads N synthetic
+ * `seed --rows N [--database-url URL] [--jobs J]`: bulk-loads N synthetic
  * records with COPY, so reads can be measured against a large table.
  *
- * The schema must already exist (the server migrates at startup; `pnpm bench --rows N`
- * seeds after starting it). The outbox is left empty. Talks to PostgreSQL through
- * `psql`, so the script needs no database driver of its own.
+ * The schema must already exist (the server migrates at startup; `bench --rows N`
+ * seeds after starting it). The outbox is left empty. Ids and partitions are the
+ * server's own (makeRecordId, partitionFor), so the rows are ones it could have written.
  */
-import { spawn } from "node:child_process"
+import { makeRecordId, nextPartition, type PartitionBounds, partitionFor, PartitionInterval } from "@strata/server"
 import { availableParallelism } from "node:os"
-import { parseArgs } from "node:util"
-import type { PartitionInterval } from "../packages/server/src/platform/config/AppConfig.ts"
-import { nextPartition, type PartitionBounds, partitionFor } from "../packages/server/src/records/Partitions.ts"
-import { makeRecordId } from "../packages/server/src/records/RecordId.ts"
+import { psql, psqlSpawnError, spawnPsql } from "./Postgres.ts"
 
 /** The streams seeded records (and the benchmark's own writes) go to. */
 export const STREAMS: ReadonlyArray<string> = ["orders", "payments", "shipments", "sensor.temp"]
 /** Distinct keys per stream: enough that a key holds a handful of records, not one or millions. */
 export const KEYS_PER_STREAM = 10_000
+/** The tenant seeded records belong to, and the one the bench's key acts for. */
+export const TENANT = "default"
 const STATUSES = ["new", "paid", "shipped", "cancelled"]
-const TENANT = "default"
 const SPAN_MS = 365 * 86_400_000
 // Rows per write to psql: large enough to amortise the pipe, small enough to keep memory flat.
 const CHUNK_ROWS = 5_000
-
-/** Runs an SQL script through psql and answers its unaligned output; fails with psql's message. */
-export const psql = (databaseUrl: string, sql: string): Promise<string> =>
-  new Promise((resolve, reject) => {
-    const child = spawnPsql(databaseUrl, ["-A", "-t"], ["pipe", "pipe", "pipe"])
-    let out = ""
-    let err = ""
-    child.stdout!.setEncoding("utf8").on("data", (s: string) => out += s)
-    child.stderr!.setEncoding("utf8").on("data", (s: string) => err += s)
-    child.on("error", (e) => reject(psqlSpawnError(e)))
-    child.on(
-      "close",
-      (code) => code === 0 ? resolve(out.trim()) : reject(new Error(err.trim() || `psql exited ${code}`))
-    )
-    child.stdin!.on("error", () => {}) // psql's exit status carries the real failure
-    child.stdin!.end(sql)
-  })
-
-const spawnPsql = (databaseUrl: string, args: ReadonlyArray<string>, stdio: ["pipe", "pipe" | "ignore", "pipe"]) =>
-  spawn("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", ...args, "-d", databaseUrl], {
-    stdio,
-    // Fail fast rather than hang when nothing listens.
-    env: { ...process.env, PGCONNECT_TIMEOUT: process.env.PGCONNECT_TIMEOUT ?? "5" }
-  })
-
-const psqlSpawnError = (e: NodeJS.ErrnoException): Error =>
-  e.code === "ENOENT" ? new Error("psql is not on PATH; it is needed to talk to PostgreSQL") : e
 
 /** One `COPY records … FROM STDIN` in its own psql process, fed with backpressure. */
 const openCopy = (databaseUrl: string) => {
@@ -85,10 +56,12 @@ const partitionsBetween = (interval: PartitionInterval, fromMs: number, toMs: nu
   return out
 }
 
+/** PARTITION_INTERVAL as the server reads it: the seeded partitions must be the ones it would make. */
 const partitionInterval = (): PartitionInterval => {
   const value = process.env.PARTITION_INTERVAL ?? "month"
-  if (value === "day" || value === "week" || value === "month") return value
-  throw new Error(`PARTITION_INTERVAL must be day, week or month (as the server's), got ${value}`)
+  const known = PartitionInterval.find((interval) => interval === value)
+  if (known !== undefined) return known
+  throw new Error(`PARTITION_INTERVAL must be ${PartitionInterval.join(", ")} (as the server's), got ${value}`)
 }
 
 export interface SeedOptions {
@@ -190,23 +163,3 @@ export const parseCount = (name: string, text: string): number => {
 export const describeSeed = (r: SeedResult): string =>
   `seeded ${r.rows.toLocaleString("en-US")} rows in ${r.loadSeconds.toFixed(1)} s ` +
   `(${Math.round(r.rows / r.loadSeconds).toLocaleString("en-US")} rows/s), ANALYZE ${r.analyzeSeconds.toFixed(1)} s`
-
-if (import.meta.main) {
-  try {
-    const { values } = parseArgs({
-      options: { rows: { type: "string" }, "database-url": { type: "string" }, jobs: { type: "string" } }
-    })
-    if (values.rows === undefined) throw new Error("usage: pnpm bench:seed --rows N [--database-url URL] [--jobs J]")
-    const databaseUrl = values["database-url"] ?? process.env.DATABASE_URL
-    if (databaseUrl === undefined) throw new Error("set DATABASE_URL or pass --database-url")
-    const result = await seed({
-      databaseUrl,
-      rows: parseCount("--rows", values.rows),
-      ...(values.jobs !== undefined ? { jobs: parseCount("--jobs", values.jobs) } : {})
-    })
-    console.log(describeSeed(result))
-  } catch (e) {
-    console.error(`seed: ${e instanceof Error ? e.message : String(e)}`)
-    process.exitCode = 1
-  }
-}

@@ -1,12 +1,13 @@
 /**
- * `pnpm bench [--rows N] [--only a,b,…]`: measures the HTTP API under load on this machine.
+ * `bench [--rows N] [--only a,b,…]`: measures the HTTP API under load on this machine.
  *
- * Creates a throwaway database on the local PostgreSQL (or uses BENCH_DATABASE_URL),
+ * Creates a throwaway database on the local PostgreSQL (or uses --database-url),
  * starts the server on it on a free port with the Redis record cache (under a key
- * prefix of its own), optionally seeds N rows (see seed.ts), writes 10,000 records
+ * prefix of its own), optionally seeds N rows (see Seed.ts), writes 10,000 records
  * through the API so reads have ids, runs each scenario with autocannon and prints
- * one table. Then stops the servers, drops the database it created and deletes its
- * Redis keys.
+ * one table. Every one of those is a scoped resource: when the run ends, fails or
+ * is interrupted (Ctrl-C), the servers stop, the database it created is dropped
+ * and its Redis keys are deleted.
  *
  * Reads by id are measured twice, in the same run:
  * - cached: the ids written through the API, which the server put in the cache on
@@ -23,27 +24,26 @@
  * with a 10-property schema: what validation costs (SPEC §2a). With `--only`, records are written
  * through the API only when get-cached or mix is selected or the table is empty.
  *
- * Environment: BENCH_DURATION (seconds per scenario, default 10), BENCH_CONNECTIONS
- * (default 50), BENCH_DATABASE_URL (an existing, possibly non-empty database: kept),
- * BENCH_REDIS_URL (else REDIS_URL, else redis://127.0.0.1:6379; `off` for the
- * in-process cache). Redis is checked and cleaned with redis-cli; when it does not
- * answer, the bench says so and uses the in-process cache (CACHE_MAX_ENTRIES).
- * REDIS_CLUSTER_NODES is ignored. Other variables (e.g. DATABASE_POOL_MAX) reach
- * the servers unchanged.
+ * Options (main.ts; each also read from the variable named): --duration
+ * (BENCH_DURATION, seconds per scenario, default 10), --connections
+ * (BENCH_CONNECTIONS, default 50), --database-url (BENCH_DATABASE_URL: an existing,
+ * possibly non-empty database, kept), --redis-url (BENCH_REDIS_URL, else REDIS_URL,
+ * else redis://127.0.0.1:6379; `off` for the in-process cache). Redis is checked
+ * and cleaned with redis-cli; when it does not answer, the bench says so and uses
+ * the in-process cache (CACHE_MAX_ENTRIES). REDIS_CLUSTER_NODES is ignored. Other
+ * variables (e.g. DATABASE_POOL_MAX) reach the servers unchanged.
  */
 import autocannon from "autocannon"
-import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
-import { once } from "node:events"
-import { createServer } from "node:net"
 import { availableParallelism, cpus, totalmem } from "node:os"
-import { createInterface } from "node:readline"
-import { parseArgs } from "node:util"
-import { describeSeed, KEYS_PER_STREAM, parseCount, psql, seed, STREAMS } from "./seed.ts"
+import { attempt, BenchError } from "./BenchError.ts"
+import { checkReachable, databaseName, psql, query, throwawayDatabase } from "./Postgres.ts"
+import { benchCache, countRecordKeys } from "./Redis.ts"
+import { describeSeed, KEYS_PER_STREAM, parseCount, seed, STREAMS, TENANT } from "./Seed.ts"
+import { type Environment, serverProcess, strataCli } from "./Server.ts"
 
-const ADMIN_URL = "postgres://root@127.0.0.1:5432/postgres"
-const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
-const HOST = "127.0.0.1"
+export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 const PRECREATE = 10_000
 const BATCH = 100
 /** Ids sampled over the whole table for uncached reads by id. */
@@ -51,12 +51,12 @@ const SPREAD_IDS = 10_000
 /** Reads made to check Cache-Status before measuring reads by id. */
 const CHECK_SAMPLE = 1_000
 const CACHE_HIT = "strata; hit"
-const READY_TIMEOUT_MS = 60_000
-const STOP_TIMEOUT_MS = 15_000
-const REDIS_TIMEOUT_MS = 5_000
 const CACHE_UP_TIMEOUT_MS = 45_000
 
-const SCENARIO_KEYS = [
+/** Headers that carry the bench's API key. */
+type Auth = Readonly<Record<string, string>>
+
+export const SCENARIO_KEYS = [
   "post",
   "post-batch",
   "get-cached",
@@ -66,7 +66,7 @@ const SCENARIO_KEYS = [
   "post-plain",
   "post-schema"
 ] as const
-type ScenarioKey = (typeof SCENARIO_KEYS)[number]
+export type ScenarioKey = (typeof SCENARIO_KEYS)[number]
 
 interface Scenario {
   /** The name `--only` selects it by. */
@@ -110,48 +110,12 @@ const sample = <A>(items: ReadonlyArray<A>, n: number): Array<A> => {
   return copy.slice(0, k)
 }
 
-const envCount = (name: string, fallback: number): number => {
-  const text = process.env[name]
-  return text === undefined || text === "" ? fallback : parseCount(name, text)
-}
-
 const progress = (message: string) => console.error(`bench: ${message}`)
 
 const count = (n: number) => n.toLocaleString("en-US")
 
 const ratio = (h: Hits) =>
   `${count(h.hits)}/${count(h.total)} hit` + (h.total > 0 ? ` (${(100 * h.hits / h.total).toFixed(2)} %)` : "")
-
-const errorText = (e: unknown) => e instanceof Error ? e.message : String(e)
-
-// ---------------------------------------------------------------------------
-// Database, cache and server lifecycle
-
-const checkReachable = async (databaseUrl: string): Promise<void> => {
-  try {
-    await psql(databaseUrl, "SELECT 1")
-  } catch (e) {
-    const { hostname, port, username } = new URL(databaseUrl)
-    throw new Error(
-      `PostgreSQL is not reachable at ${hostname}:${port || 5432} as user ${username || "(default)"}: ` +
-        `${(e as Error).message}\nStart it, or point BENCH_DATABASE_URL at a database to use.`,
-      { cause: e }
-    )
-  }
-}
-
-const createDatabase = async (): Promise<string> => {
-  await checkReachable(ADMIN_URL)
-  const name = `strata_bench_${randomBytes(4).toString("hex")}`
-  await psql(ADMIN_URL, `CREATE DATABASE ${name}`)
-  const url = new URL(ADMIN_URL)
-  url.pathname = `/${name}`
-  return url.toString()
-}
-
-const dropDatabase = (databaseUrl: string) =>
-  // FORCE: a server that died mid-run may have left connections behind.
-  psql(ADMIN_URL, `DROP DATABASE IF EXISTS ${new URL(databaseUrl).pathname.slice(1)} WITH (FORCE)`)
 
 /**
  * Up to `n` ids spread uniformly over the whole table (every partition, old and
@@ -177,185 +141,6 @@ const sampleSpreadIds = async (databaseUrl: string, n: number): Promise<Array<st
        ) one_per_page ORDER BY random() LIMIT ${n}`
   const out = await psql(databaseUrl, sql)
   return out === "" ? [] : out.split("\n")
-}
-
-/** Runs redis-cli against `url` and answers its output; fails with its message or after a timeout. */
-const redisCli = (url: string, args: ReadonlyArray<string>): Promise<string> =>
-  new Promise((resolve, reject) => {
-    const child = spawn("redis-cli", ["-u", url, "--no-auth-warning", ...args], {
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: REDIS_TIMEOUT_MS
-    })
-    let out = ""
-    let err = ""
-    child.stdout.setEncoding("utf8").on("data", (s: string) => out += s)
-    child.stderr.setEncoding("utf8").on("data", (s: string) => err += s)
-    child.on("error", (e: NodeJS.ErrnoException) =>
-      reject(e.code === "ENOENT" ? new Error("redis-cli is not on PATH") : e))
-    child.on("close", (code, signal) =>
-      code === 0
-        ? resolve(out.trim())
-        : reject(new Error(err.trim() || out.trim() || `redis-cli exited ${code ?? signal}`)))
-  })
-
-/** Deletes every key under `prefix` (SCAN, then DEL in batches through one redis-cli); answers how many. */
-const deleteRedisKeys = async (url: string, prefix: string): Promise<number> => {
-  const args = ["-u", url, "--no-auth-warning"]
-  const scan = spawn("redis-cli", [...args, "--scan", "--pattern", `${prefix}*`], {
-    stdio: ["ignore", "pipe", "inherit"]
-  })
-  const del = spawn("redis-cli", args, { stdio: ["pipe", "ignore", "inherit"] })
-  const exited = (child: ChildProcess) =>
-    new Promise<void>((resolve, reject) => {
-      child.on("error", reject)
-      child.on("close", (code) => code === 0 ? resolve() : reject(new Error(`redis-cli exited ${code}`)))
-    })
-  const scanned = exited(scan)
-  const deleted = exited(del)
-  del.stdin.on("error", () => {}) // the exit status carries the real failure
-  let total = 0
-  let batch: Array<string> = []
-  const flush = async () => {
-    if (batch.length === 0) return
-    // Keys are `<prefix>r:<tenant>:<uuid>`: no spaces or quotes to escape.
-    if (!del.stdin.write(`DEL ${batch.join(" ")}\n`)) await once(del.stdin, "drain")
-    batch = []
-  }
-  for await (const line of createInterface({ input: scan.stdout })) {
-    if (line === "") continue
-    batch.push(line)
-    total++
-    if (batch.length === 500) await flush()
-  }
-  await flush()
-  del.stdin.end()
-  await Promise.all([scanned, deleted])
-  return total
-}
-
-const redactUrl = (text: string): string => {
-  const url = URL.parse(text)
-  if (url === null) return "(unparseable URL)"
-  if (url.password !== "") url.password = "***"
-  return url.toString()
-}
-
-interface CacheSetup {
-  /** Set when the server with the cache uses Redis. */
-  readonly redis?: { readonly url: string; readonly prefix: string }
-  /** Environment for the server with the cache (undefined: removed). */
-  readonly env: Readonly<Record<string, string | undefined>>
-  readonly description: string
-}
-
-/** Redis when it answers (a fresh key prefix for this run), else the in-process cache. */
-const setupCache = async (): Promise<CacheSetup> => {
-  const memory = {
-    env: { REDIS_URL: undefined, REDIS_CLUSTER_NODES: undefined },
-    description: `in-process cache (CACHE_MAX_ENTRIES ${process.env.CACHE_MAX_ENTRIES ?? "10000, the default"})`
-  }
-  const url = process.env.BENCH_REDIS_URL ?? process.env.REDIS_URL ?? DEFAULT_REDIS_URL
-  if (url === "off" || url === "") return memory
-  try {
-    const pong = await redisCli(url, ["PING"])
-    if (pong !== "PONG") throw new Error(pong || "no answer to PING")
-    const version = /redis_version:(\S+)/.exec(await redisCli(url, ["INFO", "server"]))?.[1] ?? "(unknown version)"
-    const prefix = `strata-bench-${randomBytes(4).toString("hex")}:`
-    return {
-      redis: { url, prefix },
-      env: { REDIS_URL: url, REDIS_KEY_PREFIX: prefix, REDIS_CLUSTER_NODES: undefined },
-      description: `Redis ${version} at ${redactUrl(url)}, key prefix ${prefix}`
-    }
-  } catch (e) {
-    const why = `Redis at ${redactUrl(url)} does not answer (${errorText(e)})`
-    progress(`${why}: falling back to the ${memory.description}`)
-    return { ...memory, description: `${memory.description}, because ${why}` }
-  }
-}
-
-const freePort = async (): Promise<number> => {
-  const server = createServer().listen(0, HOST)
-  await once(server, "listening")
-  const address = server.address()
-  server.close()
-  if (address === null || typeof address === "string") throw new Error("could not pick a free port")
-  return address.port
-}
-
-const startServer = (
-  databaseUrl: string,
-  port: number,
-  overrides: Readonly<Record<string, string | undefined>>
-): ChildProcess => {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    HOST,
-    PORT: String(port),
-    DATABASE_URL: databaseUrl,
-    ACCESS_LOG: "false",
-    LOG_LEVEL: "Warn"
-  }
-  for (const [name, value] of Object.entries(overrides)) {
-    if (value === undefined) delete env[name]
-    else env[name] = value
-  }
-  return spawn(process.execPath, ["packages/server/src/main.ts"], {
-    cwd: new URL("..", import.meta.url),
-    stdio: ["ignore", "inherit", "inherit"],
-    env
-  })
-}
-
-/** The bench's API key: tenant `default` (the one `pnpm bench:seed` fills), no practical rate limit. */
-let auth: Record<string, string> = {}
-
-const cli = (databaseUrl: string, args: ReadonlyArray<string>) =>
-  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, ["packages/server/src/cli/main.ts", ...args], {
-      cwd: new URL("..", import.meta.url),
-      env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: "Warn" }
-    }, (error, stdout, stderr) => resolve({ code: error === null ? 0 : 1, stdout, stderr }))
-  })
-
-const makeBenchKey = async (databaseUrl: string): Promise<void> => {
-  await cli(databaseUrl, ["tenants", "create", "default"]) // fails harmlessly when it exists
-  const made = await cli(databaseUrl, [
-    "keys",
-    "create",
-    "--tenant",
-    "default",
-    "--scopes",
-    "records:read,records:write,schemas:write",
-    "--rate-limit-rps",
-    "1000000000",
-    "--rate-limit-burst",
-    "1000000000"
-  ])
-  if (made.code !== 0) throw new Error(`pnpm strata keys create failed: ${made.stderr}`)
-  auth = { authorization: `Bearer ${made.stdout.trim()}` }
-}
-
-const waitReady = async (base: string, server: ChildProcess): Promise<void> => {
-  const deadline = Date.now() + READY_TIMEOUT_MS
-  while (Date.now() < deadline) {
-    if (server.exitCode !== null || server.signalCode !== null) {
-      throw new Error(`the server exited (${server.exitCode ?? server.signalCode}) before it was ready`)
-    }
-    const status = await fetch(`${base}/health/ready`, { signal: AbortSignal.timeout(1_000) })
-      .then((r) => r.status, () => 0)
-    if (status === 200) return
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
-  throw new Error(`the server was not ready within ${READY_TIMEOUT_MS / 1000} s`)
-}
-
-const stopServer = async (server: ChildProcess): Promise<void> => {
-  if (server.exitCode !== null || server.signalCode !== null) return
-  const exited = once(server, "exit")
-  server.kill("SIGTERM")
-  const timer = setTimeout(() => server.kill("SIGKILL"), STOP_TIMEOUT_MS)
-  await exited
-  clearTimeout(timer)
 }
 
 // ---------------------------------------------------------------------------
@@ -408,7 +193,7 @@ const order = (stream: string) => ({
   }
 })
 
-const registerOrderSchema = async (base: string): Promise<void> => {
+const registerOrderSchema = async (base: string, auth: Auth): Promise<void> => {
   const res = await fetch(`${base}/streams/bench.schema/schema`, {
     method: "PUT",
     headers: { ...auth, "content-type": "application/json" },
@@ -420,7 +205,7 @@ const registerOrderSchema = async (base: string): Promise<void> => {
 }
 
 /** Writes PRECREATE records through the API, spread over the last year, and answers their ids. */
-const precreate = async (base: string): Promise<Array<string>> => {
+const precreate = async (base: string, auth: Auth, signal: AbortSignal): Promise<Array<string>> => {
   const ids: Array<string> = []
   const now = Date.now()
   const postBatch = async () => {
@@ -429,7 +214,7 @@ const precreate = async (base: string): Promise<Array<string>> => {
       method: "POST",
       headers: { ...auth, "content-type": "application/json" },
       body: JSON.stringify({ records }),
-      signal: AbortSignal.timeout(30_000)
+      signal: AbortSignal.any([signal, AbortSignal.timeout(30_000)])
     })
     if (res.status !== 201) throw new Error(`POST /data/batch answered ${res.status}: ${await res.text()}`)
     const body = (await res.json()) as { records: Array<{ id: string }> }
@@ -460,22 +245,26 @@ const waitCacheUp = async (base: string): Promise<number | undefined> => {
   return undefined
 }
 
-/** How many of `ids` have a key in Redis, as the server's record cache names them for the default tenant. */
-const countRedisKeys = async (url: string, prefix: string, ids: ReadonlyArray<string>): Promise<number> =>
-  ids.length === 0 ? 0 : Number(await redisCli(url, ["EXISTS", ...ids.map((id) => `${prefix}r:default:${id}`)]))
-
 const cacheStatus = (headers: autocannon.Request["headers"]): unknown =>
   headers?.["cache-status"] ?? headers?.["Cache-Status"]
 
 /** Reads every id once (a few at a time) and counts `Cache-Status: strata; hit`; every read must answer 200. */
-const readAll = async (base: string, ids: ReadonlyArray<string>): Promise<Hits> => {
+const readAll = async (
+  base: string,
+  auth: Auth,
+  ids: ReadonlyArray<string>,
+  signal: AbortSignal
+): Promise<Hits> => {
   let hits = 0
   let next = 0
   const lanes = 8
   await Promise.all(Array.from({ length: lanes }, async () => {
     while (next < ids.length) {
       const id = ids[next++]
-      const res = await fetch(`${base}/data/${id}`, { headers: auth, signal: AbortSignal.timeout(10_000) })
+      const res = await fetch(`${base}/data/${id}`, {
+        headers: auth,
+        signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)])
+      })
       await res.arrayBuffer()
       if (res.status !== 200) throw new Error(`GET /data/${id} answered ${res.status}`)
       if (res.headers.get("cache-status") === CACHE_HIT) hits++
@@ -485,6 +274,7 @@ const readAll = async (base: string, ids: ReadonlyArray<string>): Promise<Hits> 
 }
 
 const scenarios = (
+  auth: Auth,
   ids: ReadonlyArray<string>,
   cachedIds: ReadonlyArray<string>,
   spreadIds: ReadonlyArray<string>
@@ -576,7 +366,14 @@ const scenarios = (
 const percentile = (sorted: Float64Array, p: number): number =>
   sorted.length === 0 ? Number.NaN : sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]
 
-const measure = async (base: string, scenario: Scenario, connections: number, duration: number): Promise<Row> => {
+const measure = async (
+  base: string,
+  auth: Auth,
+  scenario: Scenario,
+  connections: number,
+  duration: number,
+  signal: AbortSignal
+): Promise<Row> => {
   // autocannon's own histogram keeps whole milliseconds; sub-millisecond reads need the raw timings.
   const latencies: Array<number> = []
   let hits = 0
@@ -596,6 +393,7 @@ const measure = async (base: string, scenario: Scenario, connections: number, du
       { url: base, connections, duration, headers: auth, requests: [request] },
       (err, res) => err ? reject(err) : resolve(res)
     )
+    signal.addEventListener("abort", () => instance.stop(), { once: true })
     instance.on("response", (_client, status, _bytes, ms) => {
       if (status >= 200 && status < 300) latencies.push(ms)
     })
@@ -634,8 +432,7 @@ const formatTable = (rows: ReadonlyArray<Row>): string => {
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...cells.map(line)].join("\n")
 }
 
-const parseOnly = (text: string | undefined): ReadonlySet<ScenarioKey> => {
-  if (text === undefined) return new Set(SCENARIO_KEYS)
+export const parseOnly = (text: string): ReadonlySet<ScenarioKey> => {
   const keys = text.split(",").map((s) => s.trim()).filter((s) => s !== "")
   const unknown = keys.filter((k) => !(SCENARIO_KEYS as ReadonlyArray<string>).includes(k))
   if (keys.length === 0 || unknown.length > 0) {
@@ -644,114 +441,117 @@ const parseOnly = (text: string | undefined): ReadonlySet<ScenarioKey> => {
   return new Set(keys as Array<ScenarioKey>)
 }
 
-const main = async () => {
-  const { values } = parseArgs({ options: { rows: { type: "string" }, only: { type: "string" } } })
-  const rows = values.rows === undefined ? 0 : parseCount("--rows", values.rows)
-  const only = parseOnly(values.only)
-  const duration = envCount("BENCH_DURATION", 10)
-  const connections = envCount("BENCH_CONNECTIONS", 50)
+export interface BenchOptions {
+  readonly rows: Option.Option<number>
+  readonly only: ReadonlySet<ScenarioKey>
+  readonly duration: number
+  readonly connections: number
+  /** An existing database to use (and keep), else a throwaway one. */
+  readonly databaseUrl: Option.Option<string>
+  readonly redisUrl: string
+}
 
-  const given = process.env.BENCH_DATABASE_URL
-  let created: string | undefined
-  let redis: CacheSetup["redis"]
-  const servers: Array<ChildProcess> = []
-  const cleanup = async () => {
-    const steps: Array<[string, () => Promise<unknown>]> = [
-      ["stopping the servers", () => Promise.all(servers.splice(0).map(stopServer))],
-      ["dropping the database", async () => {
-        const name = created
-        created = undefined
-        if (name !== undefined) await dropDatabase(name)
-      }],
-      ["deleting the Redis keys", async () => {
-        if (redis === undefined) return
-        const { url, prefix } = redis
-        redis = undefined
-        progress(`deleted ${count(await deleteRedisKeys(url, prefix))} Redis keys under ${prefix}`)
-      }]
-    ]
-    // Each step runs even when an earlier one failed.
-    for (const [what, step] of steps) {
-      await step().catch((e: unknown) => {
-        progress(`${what} failed: ${errorText(e)}`)
-        process.exitCode = 1
-      })
-    }
-  }
-  // Ctrl-C still stops the servers, drops the database and deletes the Redis keys.
-  process.once("SIGINT", () => {
-    progress("interrupted, cleaning up")
-    void cleanup().finally(() => process.exit(130))
+/** The bench's API key: tenant `default` (the one `seed` fills), no practical rate limit. */
+const makeBenchKey = (databaseUrl: string): Effect.Effect<Auth, BenchError> =>
+  Effect.gen(function*() {
+    const env: Environment = { DATABASE_URL: databaseUrl, LOG_LEVEL: "Warn" }
+    // Fails harmlessly when the tenant exists.
+    yield* Effect.ignore(strataCli(["tenants", "create", TENANT], env))
+    const secret = yield* strataCli([
+      "keys",
+      "create",
+      "--tenant",
+      TENANT,
+      "--scopes",
+      "records:read,records:write,schemas:write",
+      "--rate-limit-rps",
+      "1000000000",
+      "--rate-limit-burst",
+      "1000000000"
+    ], env)
+    return { authorization: `Bearer ${secret}` }
   })
 
-  try {
-    if (given !== undefined) await checkReachable(given)
-    else created = await createDatabase()
-    const databaseUrl = given ?? created!
-    const cache = await setupCache()
-    redis = cache.redis
-    const port = await freePort()
-    const base = `http://${HOST}:${port}`
-    progress(
-      `starting the server on ${base} (database ${new URL(databaseUrl).pathname.slice(1)}, ${cache.description})`
-    )
-    const server = startServer(databaseUrl, port, cache.env)
-    servers.push(server)
-    await waitReady(base, server)
-    await makeBenchKey(databaseUrl)
-    if (only.has("post-schema")) await registerOrderSchema(base)
+/** The server's environment: this process's, with these over it (undefined: removed). */
+const serverEnv = (databaseUrl: string, overrides: Environment): Environment => ({
+  DATABASE_URL: databaseUrl,
+  ACCESS_LOG: "false",
+  LOG_LEVEL: "Warn",
+  ...overrides
+})
+
+export const runBench = (options: BenchOptions): Effect.Effect<void, BenchError> =>
+  Effect.scoped(Effect.gen(function*() {
+    const { connections, duration, only } = options
+    const rows = Option.getOrElse(options.rows, () => 0)
+    // Released in the reverse order: the servers stop, then the Redis keys go, then the database.
+    const databaseUrl = yield* Option.match(options.databaseUrl, {
+      onNone: () => throwawayDatabase(progress),
+      onSome: (url) =>
+        checkReachable(url, "Start it, or point --database-url (BENCH_DATABASE_URL) at a database to use.").pipe(
+          Effect.as(url)
+        )
+    })
+    const cache = yield* benchCache(options.redisUrl, progress)
+    progress(`starting the server (database ${databaseName(databaseUrl)}, ${cache.description})`)
+    const { base } = yield* serverProcess({ env: serverEnv(databaseUrl, cache.env), log: progress })
+    progress(`the server is ready on ${base}`)
+    const auth = yield* makeBenchKey(databaseUrl)
+    if (only.has("post-schema")) yield* attempt(() => registerOrderSchema(base, auth))
 
     // The second server starts once the first has migrated the database.
     let uncachedBase = ""
     if (only.has("get-uncached")) {
-      const port = await freePort()
-      uncachedBase = `http://${HOST}:${port}`
-      progress(
-        `starting the server without a cache on ${uncachedBase} (CACHE_MAX_ENTRIES=1, RECORD_CACHE_BYTES=0, no Redis)`
-      )
-      const uncached = startServer(databaseUrl, port, {
-        REDIS_URL: undefined,
-        REDIS_CLUSTER_NODES: undefined,
-        CACHE_MAX_ENTRIES: "1",
-        RECORD_CACHE_BYTES: "0"
+      progress("starting the server without a cache (CACHE_MAX_ENTRIES=1, RECORD_CACHE_BYTES=0, no Redis)")
+      const uncached = yield* serverProcess({
+        env: serverEnv(databaseUrl, {
+          REDIS_URL: undefined,
+          REDIS_CLUSTER_NODES: undefined,
+          CACHE_MAX_ENTRIES: "1",
+          RECORD_CACHE_BYTES: "0"
+        }),
+        log: progress
       })
-      servers.push(uncached)
-      await waitReady(uncachedBase, uncached)
+      uncachedBase = uncached.base
+      progress(`the server without a cache is ready on ${uncachedBase}`)
     }
 
     const ids: Array<string> = []
     if (rows > 0) {
       progress(`seeding ${count(rows)} rows`)
-      const seeded = await seed({ databaseUrl, rows, sampleIds: PRECREATE })
+      const seeded = yield* attempt(() => seed({ databaseUrl, rows, sampleIds: PRECREATE }))
       progress(describeSeed(seeded))
       ids.push(...seeded.sampleIds)
     }
-    const empty = (await psql(databaseUrl, "SELECT NOT EXISTS (SELECT 1 FROM records)")) === "t"
+    const empty = (yield* query(databaseUrl, "SELECT NOT EXISTS (SELECT 1 FROM records)")) === "t"
     let precreated: Array<string> = []
     if (only.has("get-cached") || only.has("mix") || empty) {
       progress(`writing ${count(PRECREATE)} records through the API`)
-      precreated = await precreate(base)
+      precreated = yield* attempt((signal) => precreate(base, auth, signal))
       ids.push(...precreated)
     } else progress("writing no records through the API: no selected scenario needs them")
-    const total = await psql(databaseUrl, "SELECT count(*) FROM records")
-    const postgres = await psql(databaseUrl, "SHOW server_version")
+    const total = yield* query(databaseUrl, "SELECT count(*) FROM records")
+    const postgres = yield* query(databaseUrl, "SHOW server_version")
 
     // The in-process cache keeps the newest CACHE_MAX_ENTRIES records: read only ids it can hold.
-    const capacity = cache.redis !== undefined ? Infinity : envCount("CACHE_MAX_ENTRIES", 10_000)
+    const capacity = cache.redis !== undefined ? Infinity : yield* attempt(async () => {
+      const text = process.env.CACHE_MAX_ENTRIES
+      return text === undefined || text === "" ? 10_000 : parseCount("CACHE_MAX_ENTRIES", text)
+    })
     const cachedIds = precreated.slice(-Math.min(precreated.length, capacity))
     let spreadIds: Array<string> = []
     if (only.has("get-uncached")) {
       progress(`sampling ${count(SPREAD_IDS)} ids over the whole table`)
-      spreadIds = await sampleSpreadIds(databaseUrl, SPREAD_IDS)
-      if (spreadIds.length === 0) throw new Error("the table is empty: no ids to read")
+      spreadIds = yield* attempt(() => sampleSpreadIds(databaseUrl, SPREAD_IDS))
+      if (spreadIds.length === 0) return yield* new BenchError({ message: "the table is empty: no ids to read" })
     }
 
     const notes: Array<string> = []
     const results: Array<Row> = []
-    for (const scenario of scenarios(ids, cachedIds, spreadIds).filter((s) => only.has(s.key))) {
+    for (const scenario of scenarios(auth, ids, cachedIds, spreadIds).filter((s) => only.has(s.key))) {
       const target = scenario.uncachedServer === true ? uncachedBase : base
       if (scenario.key === "get-cached") {
-        const waited = await waitCacheUp(base)
+        const waited = yield* attempt(() => waitCacheUp(base))
         const health = waited === undefined
           ? `still not up after ${CACHE_UP_TIMEOUT_MS / 1000} s`
           : waited >= 1
@@ -761,20 +561,20 @@ const main = async () => {
         notes.push(`${scenario.name}: cache health on /health/ready before measuring: ${health}`)
         const checked = sample(cachedIds, CHECK_SAMPLE)
         if (cache.redis !== undefined) {
-          const present = await countRedisKeys(cache.redis.url, cache.redis.prefix, checked)
+          const present = yield* countRecordKeys(cache.redis, TENANT, checked)
           const line = `${count(present)}/${
             count(checked.length)
           } of a sample of the ids were keys in Redis before any read`
           progress(line)
           notes.push(`${scenario.name}: ${line} (written on insert)`)
         }
-        const before = await readAll(base, checked)
+        const before = yield* attempt((signal) => readAll(base, auth, checked, signal))
         progress(`cache check on ${count(before.total)} of the cached ids: ${ratio(before)}`)
         let check = `sample of ${count(before.total)} read just before measuring: ${ratio(before)}`
         if (before.hits < 0.99 * before.total) {
           progress(`reading all ${count(cachedIds.length)} cached ids once to fill the cache`)
-          await readAll(base, cachedIds)
-          const after = await readAll(base, sample(cachedIds, CHECK_SAMPLE))
+          yield* attempt((signal) => readAll(base, auth, cachedIds, signal))
+          const after = yield* attempt((signal) => readAll(base, auth, sample(cachedIds, CHECK_SAMPLE), signal))
           progress(`cache check after filling: ${ratio(after)}`)
           check += `; after reading every id once: ${ratio(after)}`
         }
@@ -782,12 +582,12 @@ const main = async () => {
       }
       if (scenario.key === "get-uncached") {
         // Also warms the second server up, as the earlier scenarios did the first.
-        const before = await readAll(uncachedBase, sample(spreadIds, CHECK_SAMPLE))
+        const before = yield* attempt((signal) => readAll(uncachedBase, auth, sample(spreadIds, CHECK_SAMPLE), signal))
         progress(`uncached server check on ${count(before.total)} ids: ${ratio(before)}`)
         notes.push(`${scenario.name}: Cache-Status on a sample of ${count(before.total)} read before: ${ratio(before)}`)
       }
       progress(`${scenario.name}: ${duration} s, ${connections} connections`)
-      results.push(await measure(target, scenario, connections, duration))
+      results.push(yield* attempt((signal) => measure(target, auth, scenario, connections, duration, signal)))
     }
 
     const approach = [
@@ -837,12 +637,4 @@ const main = async () => {
         )
       ].join("\n")
     )
-  } finally {
-    await cleanup()
-  }
-}
-
-main().catch((e: unknown) => {
-  console.error(`bench: ${errorText(e)}`)
-  process.exitCode = 1
-})
+  }))

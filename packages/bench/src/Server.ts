@@ -1,0 +1,114 @@
+/**
+ * Strata as the bench runs it: the server a process of its own (stopped when
+ * the scope closes), and the server's CLI for tenants and keys.
+ */
+import { cliMain, serverMain } from "@strata/server"
+import { Effect, type Scope } from "effect"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { once } from "node:events"
+import { createServer } from "node:net"
+import { attempt, BenchError } from "./BenchError.ts"
+
+export const HOST = "127.0.0.1"
+const READY_TIMEOUT_MS = 60_000
+const STOP_TIMEOUT_MS = 15_000
+
+/** An environment where `undefined` removes a variable. */
+export type Environment = Readonly<Record<string, string | undefined>>
+
+const withOverrides = (base: Environment, overrides: Environment): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = { ...base }
+  for (const [name, value] of Object.entries(overrides)) {
+    if (value === undefined) delete env[name]
+    else env[name] = value
+  }
+  return env
+}
+
+/** A port nothing listens on now (another process may still take it before the server does). */
+export const freePort: Effect.Effect<number, BenchError> = attempt(async () => {
+  const server = createServer().listen(0, HOST)
+  await once(server, "listening")
+  const address = server.address()
+  server.close()
+  if (address === null || typeof address === "string") throw new Error("could not pick a free port")
+  return address.port
+})
+
+export interface ServerProcess {
+  readonly base: string
+  readonly child: ChildProcess
+}
+
+const stop = async (child: ChildProcess): Promise<void> => {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, "exit")
+  child.kill("SIGTERM")
+  const timer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS)
+  await exited
+  clearTimeout(timer)
+}
+
+const waitReady = async (base: string, child: ChildProcess): Promise<void> => {
+  const deadline = Date.now() + READY_TIMEOUT_MS
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`the server exited (${child.exitCode ?? child.signalCode}) before it was ready`)
+    }
+    const status = await fetch(`${base}/health/ready`, { signal: AbortSignal.timeout(1_000) })
+      .then((r) => r.status, () => 0)
+    if (status === 200) return
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  throw new Error(`the server was not ready within ${READY_TIMEOUT_MS / 1000} s`)
+}
+
+/**
+ * Starts the server on a free port of HOST with this process's environment and
+ * `env` over it, and waits until /health/ready answers 200. Stopped (SIGTERM,
+ * SIGKILL after 15 s) when the scope closes; an exit before that is logged.
+ */
+export const serverProcess = (options: {
+  readonly env: Environment
+  readonly nodeArgs?: ReadonlyArray<string>
+  readonly log: (message: string) => void
+}): Effect.Effect<ServerProcess, BenchError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const port = yield* freePort
+    const base = `http://${HOST}:${port}`
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const child = spawn(process.execPath, [...(options.nodeArgs ?? []), serverMain], {
+          stdio: ["ignore", "inherit", "inherit"],
+          env: withOverrides(process.env, { ...options.env, HOST, PORT: String(port) })
+        })
+        const unexpected = (code: number | null, signal: NodeJS.Signals | null) =>
+          options.log(`the server on ${base} exited (${code ?? signal})`)
+        child.on("exit", unexpected)
+        return { child, unexpected }
+      }),
+      ({ child, unexpected }) =>
+        Effect.promise(() => {
+          child.off("exit", unexpected)
+          return stop(child)
+        })
+    )
+    yield* attempt(() => waitReady(base, child.child))
+    return { base, child: child.child }
+  })
+
+/** Runs `strata <args>` (the server's CLI) with `env` over this process's environment; answers its stdout. */
+export const strataCli = (args: ReadonlyArray<string>, env: Environment): Effect.Effect<string, BenchError> =>
+  Effect.callback<string, BenchError>((resume) => {
+    execFile(
+      process.execPath,
+      [cliMain, ...args],
+      { env: withOverrides(process.env, env) },
+      (error, stdout, stderr) =>
+        resume(
+          error === null
+            ? Effect.succeed(stdout.trim())
+            : Effect.fail(new BenchError({ message: `strata ${args.join(" ")}: ${stderr.trim() || error.message}` }))
+        )
+    )
+  })
