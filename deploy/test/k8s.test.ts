@@ -8,10 +8,10 @@
  * REQUEST_TIMEOUT and the idempotency rules, and scripts/deploy migrates first.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { methodsOf, routeOf } from "@strata/server"
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { methodsOf, routeOf } from "../../packages/server/src/platform/http/RouteTable.ts"
 import { configurationTable, read, readYaml, readYamlDocuments, run, seconds, tool } from "./support/Repo.ts"
 
 const kubectl = tool("kubectl", "rendering the Kubernetes overlays (kubectl kustomize)")

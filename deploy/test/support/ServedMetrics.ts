@@ -6,16 +6,18 @@
  * (histograms with their _bucket, _sum and _count).
  */
 import { PgClient } from "@effect/sql-pg"
+import {
+  AppConfig,
+  CacheStore,
+  DbPolicy,
+  type EventBus,
+  layerConnection,
+  layerStorage,
+  makeRecordId
+} from "@strata/server"
 import { Duration, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { PrometheusMetrics } from "effect/observability"
 import { randomBytes } from "node:crypto"
-import { layerStorage } from "../../../packages/server/src/App.ts"
-import type { EventBus } from "../../../packages/server/src/events/EventBus.ts"
-import { CacheStore } from "../../../packages/server/src/platform/cache/CacheStore.ts"
-import { AppConfig } from "../../../packages/server/src/platform/config/AppConfig.ts"
-import { layerConnection } from "../../../packages/server/src/platform/sql/Connection.ts"
-import { DbPolicy } from "../../../packages/server/src/platform/sql/DbPolicy.ts"
-import { makeRecordId } from "../../../packages/server/src/records/RecordId.ts"
 import { freshDatabase } from "../../../packages/server/test/support/Postgres.ts"
 import { parsePrometheusText } from "../../../packages/server/test/support/PrometheusText.ts"
 import { RecordingBus } from "../../../packages/server/test/support/RecordingBus.ts"
