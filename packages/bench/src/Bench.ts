@@ -21,7 +21,7 @@
  * Scenarios, for `--only` (comma-separated; default all): post, post-batch,
  * get-cached, get-uncached, get-range, mix, post-plain, post-schema. The last
  * two post one body of 10 properties to a stream without a schema and to one
- * with a 10-property schema: what validation costs (SPEC §2a). With `--only`, records are written
+ * with a 10-property schema: what validation costs (README: Schemas). With `--only`, records are written
  * through the API only when get-cached or mix is selected or the table is empty.
  *
  * Options (main.ts; each also read from the variable named): --duration

@@ -1,5 +1,5 @@
 /**
- * Administration over HTTP (SPEC §2, Administration): tenants and their API
+ * Administration over HTTP (README: Administration over HTTP): tenants and their API
  * keys, for keys with the `admin` scope. Same rules as `pnpm strata`.
  */
 import { Schema } from "effect"

@@ -1,5 +1,5 @@
 /**
- * The whole HTTP contract (SPEC §2). The server implements it, the client is
+ * The whole HTTP contract (README: The API). The server implements it, the client is
  * derived from it and the OpenAPI document is generated from it.
  */
 import { Schema, SchemaTransformation } from "effect"

@@ -1,5 +1,5 @@
 /**
- * Authentication and tenants (SPEC §2): every `/data` route needs
+ * Authentication and tenants (README: The API): every `/data` route needs
  * `Authorization: Bearer <api key>`. The key names one tenant and its scopes;
  * each route declares the scope it needs.
  */

@@ -1,5 +1,5 @@
 /**
- * The record as clients send it and as the API returns it (SPEC §1).
+ * The record as clients send it and as the API returns it (README: The API).
  */
 import { Schema } from "effect"
 

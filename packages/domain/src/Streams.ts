@@ -1,5 +1,5 @@
 /**
- * Stream schemas (SPEC §2a): per tenant and stream, a JSON Schema (draft
+ * Stream schemas (README: Schemas): per tenant and stream, a JSON Schema (draft
  * 2020-12) for `data`, with immutable versions numbered 1, 2, 3…
  */
 import { Schema } from "effect"

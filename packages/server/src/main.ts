@@ -36,7 +36,7 @@ const Server = Layer.unwrap(Effect.gen(function*() {
   yield* Effect.logInfo("Starting Strata", { database: describeDatabase(databaseUrl), port: config.port })
   yield* ensureDevelopmentKey
   // The services are built before the server listens, so an early request is
-  // answered rather than left hanging (EFFECT4.md, startup race).
+  // answered rather than left hanging (docs/ARCHITECTURE.md, Startup).
   // The access log is ours (ACCESS_LOG, in the JSON format), not the platform's.
   return HttpRouter.serve(AppRoutes, { disableLogger: true }).pipe(
     Layer.provide(NodeHttpServer.layer(() => makeNodeServer(config, hot), {

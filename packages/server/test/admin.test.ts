@@ -1,5 +1,5 @@
 /**
- * Administration over HTTP (SPEC §2): tenants and keys for keys with the
+ * Administration over HTTP (README: The API): tenants and keys for keys with the
  * `admin` scope, with the command-line tool's rules, on memory and PostgreSQL.
  */
 import { describe, expect } from "@effect/vitest"

@@ -1,5 +1,5 @@
 /**
- * Authentication and tenants (SPEC §2): the status of every `/data` route for
+ * Authentication and tenants (README: The API): the status of every `/data` route for
  * every kind of key, tenant isolation (reads, lists, idempotency keys, events,
  * and inside one group-commit batch), revocation within AUTH_CACHE_TTL, and the
  * OpenAPI document declaring the scheme. Run in memory and on real PostgreSQL.

@@ -1,5 +1,5 @@
 /**
- * The record cache (SPEC §3) against the real Redis at 127.0.0.1:6379 (a key
+ * The record cache (README: Cache) against the real Redis at 127.0.0.1:6379 (a key
  * prefix per run) and in memory: hits and misses, coalescing, negative caching,
  * per-tenant keys, TTL, and a Redis that dies mid-test.
  */

@@ -1,5 +1,5 @@
 /**
- * SPEC §6: no acknowledged record and no event is lost, even on `kill -9`.
+ * README: Resilience: no acknowledged record and no event is lost, even on `kill -9`.
  * A client writes steadily (single and batch POSTs) to the real server, noting
  * every id answered 201; the server is killed mid-stream with SIGKILL and
  * started again on the same database: every noted id must be readable, and

@@ -1,5 +1,5 @@
 /**
- * Events (SPEC §4): every stored record yields one event through the outbox;
+ * Events (README: Events): every stored record yields one event through the outbox;
  * with the bus down, failing or hanging, writes go on (the relay holds no
  * database connection while it publishes) and the outbox drains when it is
  * back; two relays on one database lose nothing, keep per-key order and never

@@ -1,5 +1,5 @@
 /**
- * A record's data reads back exactly as it was sent (SPEC §1): numbers keep
+ * A record's data reads back exactly as it was sent (README: The API): numbers keep
  * every digit — `9007199254740993`, `12345678901234567890`,
  * `19.999999999999999999` — and strings every code point, through POST's
  * answer, `GET /data/{id}` and the list, on memory, PostgreSQL and PGlite, and

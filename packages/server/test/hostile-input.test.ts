@@ -1,5 +1,5 @@
 /**
- * SPEC §10: bad input of any shape gets a 4xx problem, never a 500, never a
+ * README, Input limits: bad input of any shape gets a 4xx problem, never a 500, never a
  * crash, and stores nothing. Run against the in-memory Db and a real
  * PostgreSQL, whose jsonb and text columns refuse what JavaScript strings may
  * hold (NUL, unpaired surrogates).

@@ -1,5 +1,5 @@
 /**
- * Per-key order in Kafka with two server processes on one database (SPEC §4):
+ * Per-key order in Kafka with two server processes on one database (README: Events):
  * each key is written by one sequential client that alternates between the two
  * servers, all keys at once; in the key's partition the events come in the
  * order the client stored them (the first copy of each: delivery is at least once).

@@ -2,7 +2,7 @@
  * Events against a real Apache Kafka broker (the one ./scripts/test starts):
  * a real server process makes its topic, every stored record (single POSTs,
  * batches, concurrent POSTs that share a group commit) reaches Kafka exactly
- * once with the key, value and headers of SPEC §4, one key stays in one
+ * once with the key, value and headers of README: Events, one key stays in one
  * partition, `pnpm strata events tail` shows them, and SASL works, or fails
  * clearly without the password in any log line.
  */
@@ -110,7 +110,7 @@ describe.skipIf(!available)("events in a real Kafka broker", () => {
     expect(ids.toSorted()).toEqual(stored.map((r) => r.id).toSorted())
   })
 
-  it("each event has key tenant/stream/key-or-id and the headers of SPEC §4, with the request's traceparent", () => {
+  it("each event has key tenant/stream/key-or-id and the headers the README (Events) names, with the request's traceparent", () => {
     const byId = new Map(events.map((e) => [e.headers.get("strata-record-id")!, e]))
     for (const record of stored) {
       const event = byId.get(record.id)!

@@ -1,5 +1,5 @@
 /**
- * Logs (SPEC §7) of the real server process: JSON lines on stdout with time,
+ * Logs (README: Operations) of the real server process: JSON lines on stdout with time,
  * level, message, request id and trace ids, one access line per request (which
  * ACCESS_LOG=false turns off), and no secret or record content at info level.
  * The same process exports its spans, so this also checks main's wiring.

@@ -1,5 +1,5 @@
 /**
- * `GET /metrics` (SPEC §7) after real traffic through the whole app, on the real
+ * `GET /metrics` (README: Operations) after real traffic through the whole app, on the real
  * PostgreSQL and Redis: request, database, pool, cache, event-bus and runtime
  * metrics are there with values that match the traffic, the text is valid
  * Prometheus exposition, and failures of each dependency are counted.

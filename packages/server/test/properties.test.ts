@@ -1,5 +1,5 @@
 /**
- * Property-based tests over the whole HTTP API (SPEC §10): random bodies
+ * Property-based tests over the whole HTTP API (README: The API): random bodies
  * (near-valid records, random JSON, broken JSON, random bytes), methods, paths,
  * query strings and headers. Whatever arrives, the answer is never a 5xx, an
  * error is a problem document that leaks nothing, every response has a request

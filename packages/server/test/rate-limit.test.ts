@@ -1,5 +1,5 @@
 /**
- * Per-key rate limits (SPEC §2): a burst past the limit gets 429 problems with
+ * Per-key rate limits (README: The API): a burst past the limit gets 429 problems with
  * Retry-After and the IETF RateLimit headers, service resumes as tokens flow
  * back, keys do not share buckets, and with Redis killed the in-process bucket
  * takes over. Against the real Redis and in memory.

@@ -1,5 +1,5 @@
 /**
- * SPEC §6: a database that goes away gives fast 503s and recovers without a
+ * README: Resilience: a database that goes away gives fast 503s and recovers without a
  * restart; load shedding and deadlines answer 503 with Retry-After.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"

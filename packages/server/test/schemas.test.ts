@@ -1,5 +1,5 @@
 /**
- * Stream schemas (SPEC §2a): the contract on every Db layer and over a socket,
+ * Stream schemas (README: Schemas): the contract on every Db layer and over a socket,
  * concurrent registrations on PostgreSQL, hostile schemas, the hot route, and
  * properties of validation.
  */

@@ -1,5 +1,5 @@
 /**
- * Graceful shutdown (SPEC §6) on a real process: on SIGTERM readiness turns 503
+ * Graceful shutdown (README: Resilience) on a real process: on SIGTERM readiness turns 503
  * at once, new connections are still taken for SHUTDOWN_DELAY and refused
  * after it, every request in flight completes with its normal status, and the
  * process exits 0 — at the latest after SHUTDOWN_TIMEOUT.

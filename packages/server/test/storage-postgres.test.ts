@@ -1,5 +1,5 @@
 /**
- * Storage on the real PostgreSQL (SPEC §5): partitions made on need and ahead of
+ * Storage on the real PostgreSQL (README: Storage): partitions made on need and ahead of
  * time, retention, pruning proven with EXPLAIN, and group commit.
  */
 import { PgClient } from "@effect/sql-pg"

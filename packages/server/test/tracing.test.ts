@@ -1,5 +1,5 @@
 /**
- * Traces (SPEC §7) from the whole app on the real PostgreSQL, exported over
+ * Traces (README: Operations) from the whole app on the real PostgreSQL, exported over
  * OTLP/HTTP to a receiver in the test: the span tree of a request, the caller's
  * `traceparent` as parent, the trace context in the event, and parent-based
  * ratio sampling.

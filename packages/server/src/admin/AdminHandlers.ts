@@ -1,5 +1,5 @@
 /**
- * `/admin` (SPEC §2, Administration): tenants and keys over HTTP for keys with
+ * `/admin` (README: Administration over HTTP): tenants and keys over HTTP for keys with
  * the `admin` scope, through the same rules as the command-line tool.
  */
 import { Api, Conflict, NewKey, NewTenant, NotFound, Unavailable } from "@strata/domain"

@@ -1,5 +1,5 @@
 /**
- * Tenants and their API keys (SPEC §2). A key is stored only as its SHA-256
+ * Tenants and their API keys (README: The API). A key is stored only as its SHA-256
  * hash, bound to one tenant and a set of scopes, revocable, optionally
  * expiring, with optional per-key rate limits. `layerPg` keeps them in
  * PostgreSQL (shared by every replica and the command-line tool),

@@ -1,5 +1,5 @@
 /**
- * Per-key rate limits (SPEC §2): a token bucket per API key in Redis, shared by
+ * Per-key rate limits (README: The API): a token bucket per API key in Redis, shared by
  * every replica. A round trip to Redis per request would cost about a third of
  * the throughput of a cached read (measured), so a replica leases tokens: it
  * takes up to 50 ms worth of the key's rate at once (never more than 5 % of the

@@ -1,5 +1,5 @@
 /**
- * Where accepted records are published (SPEC §4): the EventBus service, the
+ * Where accepted records are published (README: Events): the EventBus service, the
  * Kafka message of an event, and the sink used without Kafka. The Kafka bus and
  * the choice between the two by KAFKA_BROKERS are in KafkaBus.ts.
  */

@@ -1,5 +1,5 @@
 /**
- * The Kafka EventBus (SPEC §4), through `@platformatic/kafka`: an idempotent
+ * The Kafka EventBus (README: Events), through `@platformatic/kafka`: an idempotent
  * producer (acks from all in-sync replicas) to KAFKA_TOPIC, which it creates
  * when missing.
  *

@@ -1,5 +1,5 @@
 /**
- * Publishes the outbox to the EventBus (SPEC §4). It drains in batches of
+ * Publishes the outbox to the EventBus (README: Events). It drains in batches of
  * OUTBOX_BATCH, oldest first, deleting what the bus acknowledged, and polls
  * every OUTBOX_POLL_INTERVAL when there is nothing to do. When the bus (or the
  * database) fails it backs off exponentially with jitter, up to 30 s, and

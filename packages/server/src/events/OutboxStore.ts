@@ -14,7 +14,7 @@ import type { OutboxEvent } from "./EventBus.ts"
 
 export class OutboxStore extends Context.Service<OutboxStore, {
   /**
-   * The outbox relay's side (SPEC §4). A relay publishes only while it holds the
+   * The outbox relay's side (README: Events). A relay publishes only while it holds the
    * one relay lease, so with several replicas one drains at a time and events
    * with one key keep their order. Each call is one short statement: no
    * transaction or connection is held while the events are published.

@@ -1,5 +1,5 @@
 /**
- * Liveness and readiness (SPEC §2 Operations). Readiness is 200 only while the
+ * Liveness and readiness (README: Operations). Readiness is 200 only while the
  * database answers and the server is not shutting down; the body lists each
  * dependency as up, degraded or down.
  */

@@ -1,5 +1,5 @@
 /**
- * `Idempotency-Key` on the POST routes (SPEC §2). The first request with a key
+ * `Idempotency-Key` on the POST routes (README: The API). The first request with a key
  * runs and its 201 is remembered; the same key with the same body replays it
  * (`Idempotent-Replayed: true`, no new record, no new event); with another body
  * it is a 422; while the first still runs, a 409. A request that fails is not

@@ -1,5 +1,5 @@
 /**
- * Remembered answers for `Idempotency-Key` (SPEC §2), per tenant and key, kept
+ * Remembered answers for `Idempotency-Key` (README: The API), per tenant and key, kept
  * IDEMPOTENCY_TTL. A key is claimed with one atomic insert, so of many concurrent
  * requests with one key — on one process or several sharing the database —
  * exactly one runs. A claim whose owner vanished (crash) is taken over after

@@ -1,5 +1,5 @@
 /**
- * Background upkeep of the database (SPEC §5), at startup and then every
+ * Background upkeep of the database (README: Storage), at startup and then every
  * MAINTENANCE_EVERY: creates `records` partitions ahead of need (about two
  * months), drops whole partitions older than RETENTION, and deletes expired
  * idempotency keys. Running it on several replicas at once is harmless.

@@ -1,5 +1,5 @@
 /**
- * Time partitions of `records` (SPEC §5): the bounds of the partition that holds
+ * Time partitions of `records` (README: Storage): the bounds of the partition that holds
  * an instant, for each `PARTITION_INTERVAL`, and the partition's table name.
  */
 import type { PartitionInterval } from "../platform/config/DatabaseConfig.ts"

@@ -1,5 +1,5 @@
 /**
- * Cache-aside for `GET /data/{id}` (SPEC §3), in two levels, both holding the
+ * Cache-aside for `GET /data/{id}` (README: Cache), in two levels, both holding the
  * serialised answer: `LocalAnswers` in process (RECORD_CACHE_BYTES) in front
  * of the shared cache (Redis). Keys are per tenant and id; Redis entries live
  * CACHE_TTL (with up to 10 % jitter, so entries written together do not expire

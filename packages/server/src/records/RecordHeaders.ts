@@ -1,5 +1,5 @@
 /**
- * The headers of a record's answer (SPEC §2): records never change, so the id
+ * The headers of a record's answer (README: The API): records never change, so the id
  * is a strong ETag and the answer may be kept forever; `Cache-Status` (RFC 9211)
  * says whether the cache answered.
  */

@@ -1,5 +1,5 @@
 /**
- * UUIDv7 ids whose 48-bit time prefix is the record's `occurredAt` (SPEC §1),
+ * UUIDv7 ids whose 48-bit time prefix is the record's `occurredAt` (README: The API),
  * so a lookup by id knows which time partition holds the row.
  */
 import { randomFillSync } from "node:crypto"

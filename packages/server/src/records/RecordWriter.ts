@@ -1,5 +1,5 @@
 /**
- * Group commit (SPEC §5): concurrent writes arriving within WRITE_BATCH_WINDOW
+ * Group commit (README: Storage): concurrent writes arriving within WRITE_BATCH_WINDOW
  * are coalesced into one transaction with one multi-row insert for records and
  * one for the outbox. Each write (one POST, or one atomic batch) stays a unit:
  * it is stored whole or not at all, and a unit that cannot be stored does not

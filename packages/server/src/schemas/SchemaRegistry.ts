@@ -1,5 +1,5 @@
 /**
- * The stream schema registry (SPEC §2a): per tenant and stream, immutable
+ * The stream schema registry (README: Schemas): per tenant and stream, immutable
  * versions numbered 1, 2, 3… `layerPg` keeps them in PostgreSQL (or PGlite),
  * `layerMemory` in process, for tests. The registry stores what it is given;
  * the checks on untrusted schemas happen before (StreamSchemas).

@@ -1,5 +1,5 @@
 /**
- * Tenant schemas are untrusted code (SPEC §2a). Before a schema is compiled it
+ * Tenant schemas are untrusted code (README: Schemas). Before a schema is compiled it
  * must be small (MAX_SCHEMA_BYTES), shallow (32 levels), reference only itself
  * (no remote `$ref`), use no `$data`, and hold only patterns that RE2 (linear
  * time, no backtracking) can run; ajv then compiles it in strict mode, so an

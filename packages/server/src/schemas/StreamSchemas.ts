@@ -1,5 +1,5 @@
 /**
- * What the write path needs of stream schemas (SPEC §2a): each stream's current
+ * What the write path needs of stream schemas (README: Schemas): each stream's current
  * version, compiled once per (tenant, stream, version) and kept per process.
  *
  * Which version is current is kept in process for SCHEMA_CACHE_TTL, "no

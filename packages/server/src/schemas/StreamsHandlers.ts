@@ -1,5 +1,5 @@
 /**
- * The stream schema routes (SPEC §2a). Answers are written by hand, as records
+ * The stream schema routes (README: Schemas). Answers are written by hand, as records
  * are, so a schema's numbers come back digit for digit and in one key order.
  */
 import { Api, CheckSchema, NotFound, Principal, RegisterSchema } from "@strata/domain"

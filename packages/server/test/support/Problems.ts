@@ -1,5 +1,5 @@
 /**
- * The one assertion for a problem answer (SPEC §2): its status, the problem
+ * The one assertion for a problem answer (README: The API): its status, the problem
  * content type, its stable `type`, and the request id of the response in its body.
  */
 import { expect } from "@effect/vitest"

@@ -1,5 +1,5 @@
 /**
- * SPEC §2 for `POST /data`, `POST /data/batch` and `GET /data/{id}`, written once
+ * README: The API for `POST /data`, `POST /data/batch` and `GET /data/{id}`, written once
  * and run against every Db layer (in memory, PostgreSQL, PGlite).
  */
 import { describe, expect } from "@effect/vitest"

@@ -1,5 +1,5 @@
 /**
- * SPEC §2a, stream schemas, written once and run against every Db layer (in
+ * README: Schemas, stream schemas, written once and run against every Db layer (in
  * memory, PostgreSQL, PGlite) and over a socket with the hot routes in front.
  * Each test uses its own stream, so the suite's tests do not see each other.
  */

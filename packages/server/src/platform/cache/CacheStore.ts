@@ -1,5 +1,5 @@
 /**
- * A string key-value cache with TTLs (SPEC §3): Redis through ioredis
+ * A string key-value cache with TTLs (README: Cache): Redis through ioredis
  * (`REDIS_URL`, or a Redis Cluster through `REDIS_CLUSTER_NODES`), or a bounded
  * in-process map when neither is set. Every call can fail with `CacheError`;
  * callers treat the cache as optional. Redis calls are spans and are measured.

@@ -13,7 +13,7 @@ export const limitsFields = {
   rateLimitBurst: intBetween("RATE_LIMIT_BURST", 1, 1_000_000).pipe(Config.withDefault(2000)),
   idempotencyTtl: duration("IDEMPOTENCY_TTL").pipe(Config.withDefault(Duration.hours(24))),
   idempotencyLease: duration("IDEMPOTENCY_LEASE").pipe(Config.withDefault(Duration.minutes(1))),
-  // Stream schemas (SPEC §2a): tenant schemas are untrusted, so they are bounded.
+  // Stream schemas (README: Schemas): tenant schemas are untrusted, so they are bounded.
   maxSchemaBytes: bytes("MAX_SCHEMA_BYTES").pipe(Config.withDefault(64 * 1024)),
   schemaCheckRecords: intBetween("SCHEMA_CHECK_RECORDS", 1, 100_000).pipe(Config.withDefault(1000))
 }

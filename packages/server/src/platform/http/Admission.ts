@@ -1,5 +1,5 @@
 /**
- * Load shedding and deadlines for the `/data` routes (SPEC §6): past
+ * Load shedding and deadlines for the `/data` routes (README: Resilience): past
  * MAX_IN_FLIGHT concurrent requests a new one gets an immediate 503, and a
  * request still running after REQUEST_TIMEOUT is answered 503 — both with
  * `Retry-After` — instead of a slow answer. A write cut off by the deadline may

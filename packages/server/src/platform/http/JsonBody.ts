@@ -1,5 +1,5 @@
 /**
- * Reads a request body as JSON with the checks SPEC §2 asks for, in this order:
+ * Reads a request body as JSON with the checks the README (Input limits) names, in this order:
  * content type and charset (415), size before parsing (413), UTF-8 and JSON syntax (400 invalid-json),
  * numbers that could not be kept exactly (400 validation).
  */

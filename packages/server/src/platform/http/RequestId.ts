@@ -1,5 +1,5 @@
 /**
- * The request id (SPEC §2): taken from the client's `X-Request-Id` when it is sane,
+ * The request id (README: The API): taken from the client's `X-Request-Id` when it is sane,
  * made up otherwise, sent back on every response and written into every problem.
  */
 import { Context, Effect } from "effect"

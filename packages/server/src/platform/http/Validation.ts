@@ -1,5 +1,5 @@
 /**
- * Schema decoding that reports every invalid field at once (SPEC §2), with paths
+ * Schema decoding that reports every invalid field at once (README: The API), with paths
  * written as clients write them: `records[3].occurredAt`.
  */
 import { type FieldError, ValidationFailed } from "@strata/domain"

@@ -1,5 +1,5 @@
 /**
- * JSON that keeps every number exactly (SPEC §1) with one byte form per value.
+ * JSON that keeps every number exactly (README: The API) with one byte form per value.
  *
  * `JSON.parse` turns `9007199254740993` into `9007199254740992` and
  * `19.999999999999999999` into `20`. `parseExact` keeps such a number as

@@ -1,5 +1,5 @@
 /**
- * Circuit breaker state as a metric (SPEC §6/§7): `strata_circuit_breaker_state`
+ * Circuit breaker state as a metric (README: Resilience, Operations): `strata_circuit_breaker_state`
  * with a `dependency` label, 0 closed, 1 half-open, 2 open, kept up to date
  * from the breaker's transitions for as long as the owning layer lives.
  */

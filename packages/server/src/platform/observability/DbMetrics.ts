@@ -1,5 +1,5 @@
 /**
- * Database metrics (SPEC §7). Calls are measured where DbPolicy runs them, by
+ * Database metrics (README: Operations). Calls are measured where DbPolicy runs them, by
  * operation name (`Db.insert`, `IdempotencyStore.claim`: a fixed set, so label
  * cardinality stays bounded), including retries. The pool is read from
  * PostgreSQL's `pg_stat_activity`, since @effect/sql-pg keeps its pool to itself:

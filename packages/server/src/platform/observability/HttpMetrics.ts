@@ -1,5 +1,5 @@
 /**
- * Request metrics (SPEC §7): duration by method, route template (never the raw
+ * Request metrics (README: Operations): duration by method, route template (never the raw
  * path, to keep label cardinality bounded) and status class, and the requests
  * in flight. Buckets are chosen around the 500 ms P99 target. The same
  * observation of each request feeds the access log (AccessLog.ts).

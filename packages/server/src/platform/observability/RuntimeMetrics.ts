@@ -1,5 +1,5 @@
 /**
- * Process metrics (SPEC §7), sampled every 5 s, which costs next to nothing:
+ * Process metrics (README: Operations), sampled every 5 s, which costs next to nothing:
  * event-loop delay over the last interval (Node's `monitorEventLoopDelay`, a
  * histogram kept by libuv, read then reset) and memory (`process.memoryUsage`).
  */

@@ -1,5 +1,5 @@
 /**
- * Traces (SPEC §7): OpenTelemetry spans over OTLP/HTTP when
+ * Traces (README: Operations): OpenTelemetry spans over OTLP/HTTP when
  * OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set,
  * through Effect's own OTLP exporter (no OpenTelemetry SDK). Without an
  * endpoint, tracing is switched off altogether: every span is a no-op placeholder,

@@ -1,7 +1,7 @@
 /**
  * The PostgreSQL connection: a pool on DATABASE_URL, or, when none is given, an
  * embedded PGlite kept in DATA_DIR and served over a local socket so the same
- * `@effect/sql-pg` client and the same SQL run against it (SPEC §5).
+ * `@effect/sql-pg` client and the same SQL run against it (README: Storage).
  */
 import { PgClient } from "@effect/sql-pg"
 import { PGlite } from "@electric-sql/pglite"

@@ -1,5 +1,5 @@
 /**
- * The resilience policy of every database call (SPEC §6), in one place:
+ * The resilience policy of every database call (README: Resilience), in one place:
  * - a timeout per attempt (DB_TIMEOUT): a slow database is treated like a down one;
  * - retries with exponential backoff and jitter (DB_RETRIES, DB_RETRY_BASE), only
  *   for transient failures. Idempotent calls retry on any of them; writes only when the

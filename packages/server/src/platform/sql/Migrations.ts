@@ -26,7 +26,7 @@ export const migrations = Migrator.fromRecord({
       ) PARTITION BY RANGE (occurred_at)`
     yield* sql`CREATE INDEX records_stream_time ON records (tenant_id, stream, occurred_at, id)`
     yield* sql`CREATE INDEX records_stream_key_time ON records (tenant_id, stream, key, occurred_at, id)`
-    // One row per stored record, written in the record's transaction (SPEC §4).
+    // One row per stored record, written in the record's transaction (README: Events).
     yield* sql`
       CREATE TABLE outbox (
         seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -82,7 +82,7 @@ export const migrations = Migrator.fromRecord({
   }),
   "0005_outbox_relay_lease": Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    // The one lease of the outbox relay (SPEC §4): the replica named in `holder`
+    // The one lease of the outbox relay (README: Events): the replica named in `holder`
     // publishes until `expires_at`; it is taken and checked by single statements,
     // so no transaction stays open while events are published.
     yield* sql`
