@@ -1,5 +1,5 @@
 /**
- * README: The API for `POST /data`, `POST /data/batch` and `GET /data/{id}`, written once
+ * The README's API section for `POST /data`, `POST /data/batch` and `GET /data/{id}`, written once
  * and run against every Db layer (in memory, PostgreSQL, PGlite).
  */
 import { describe, expect } from "@effect/vitest"
