@@ -46,6 +46,25 @@ describe("@strata/client", () => {
         assert.deepStrictEqual(page.records.map((r) => r.id), [created.id])
       }))
 
+    it.effect("pages with typed query values: limit as a number, from and to as Dates, cursors followed", () =>
+      Effect.gen(function*() {
+        const client = yield* StrataClient
+        const at = (minute: number) => `2026-03-01T10:${String(minute).padStart(2, "0")}:00.000Z`
+        for (let minute = 0; minute < 5; minute++) {
+          yield* client.records.create({
+            headers: {},
+            payload: { stream: "paged", occurredAt: at(minute), data: { minute } }
+          })
+        }
+        const query = { stream: "paged", order: "asc", limit: 2, from: new Date(at(1)), to: new Date(at(4)) } as const
+        const first = yield* client.records.list({ query })
+        assert.deepStrictEqual(first.records.map((r) => r.occurredAt), [at(1), at(2)])
+        assert.isNotNull(first.nextCursor)
+        const second = yield* client.records.list({ query: { ...query, cursor: first.nextCursor! } })
+        assert.deepStrictEqual(second.records.map((r) => r.occurredAt), [at(3)])
+        assert.isNull(second.nextCursor)
+      }))
+
     it.effect("registers a schema and posts against it: a violation is the typed ValidationFailed", () =>
       Effect.gen(function*() {
         const client = yield* StrataClient

@@ -44,26 +44,29 @@ const ConditionalHeaders = Schema.Struct({
 const WriteProblems = [...BodyProblems, RateLimited, IdempotencyKeyReused, IdempotencyKeyInFlight, ...CommonProblems]
 
 /** A date-time query parameter: ISO 8601 with a zone, as a Date. */
-const DateTimeParam = IsoDateTime.pipe(Schema.decodeTo(Schema.Date, SchemaTransformation.dateFromString))
+const DateTimeParam = Schema.String.annotate({
+  description: "An ISO 8601 date-time with a zone, e.g. 2026-11-24T10:00:00Z."
+}).pipe(Schema.decodeTo(IsoDateTime), Schema.decodeTo(Schema.Date, SchemaTransformation.dateFromString))
 
+// Descriptions sit on the query string's side of each parameter: the side OpenAPI documents.
 /** How many records a page holds: a whole number from 1 to 1000 in the query string. */
 export const PageLimit = Schema.String.check(
-  Schema.isPattern(/^(?:[1-9]\d{0,2}|1000)$/, { message: "must be a whole number from 1 to 1000" })
-).pipe(
+  Schema.isPattern(/^(?:[1-9]\d{0,2}|1000)$/, { message: "must be a whole number from 1 to 1000" }),
+  Schema.isMaxLength(4)
+).annotate({ description: "How many records a page holds: a whole number from 1 to 1000; 100 when absent." }).pipe(
   Schema.decodeTo(
     Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 })),
     SchemaTransformation.numberFromString
   )
-).annotate({ description: "1 to 1000; 100 when absent." })
+)
 
 /** `GET /data`'s query: every bad parameter is named in one problem (QueryParseOptions errors: all). */
 export const ListQuery = Schema.Struct({
   stream: StreamName,
   key: Schema.optionalKey(RecordKey),
-  from: Schema.optionalKey(DateTimeParam.annotate({ description: "Inclusive lower bound of occurredAt." })),
-  to: Schema.optionalKey(
-    DateTimeParam.annotate({ description: "Exclusive upper bound of occurredAt; not before from." })
-  ),
+  // from: the inclusive, to: the exclusive bound of occurredAt; to must not be before from.
+  from: Schema.optionalKey(DateTimeParam),
+  to: Schema.optionalKey(DateTimeParam),
   order: Schema.optionalKey(Schema.Literals(["asc", "desc"]).annotate({ description: "desc when absent." })),
   limit: Schema.optionalKey(PageLimit),
   cursor: Schema.optionalKey(

@@ -406,6 +406,12 @@ export const describeRecordsApi = (
           "/streams/{stream}/schema/versions",
           "/streams/{stream}/schema/versions/{version}"
         ])
+        // The list query's bounds are in the document, so clients know them.
+        const params = doc.paths["/data"].get.parameters as Array<{ name: string; schema: any }>
+        const schemaOf = (name: string) => params.find((p) => p.name === name)?.schema
+        expect(schemaOf("limit")).toMatchObject({ type: "string", maxLength: 4 })
+        expect(schemaOf("limit").description).toContain("from 1 to 1000")
+        expect(schemaOf("from").description).toContain("ISO 8601 date-time with a zone")
         const text = JSON.stringify(doc)
         for (
           const type of [
