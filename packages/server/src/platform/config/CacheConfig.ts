@@ -3,7 +3,7 @@
  * and in process (records, API keys, stream schemas).
  */
 import { Config, Context, Duration, Layer } from "effect"
-import { type InvalidConfig, readAll } from "./Read.ts"
+import { type InvalidConfig, readAll, type Values } from "./Read.ts"
 import { bytes, duration, intBetween } from "./Units.ts"
 
 export const cacheFields = {
@@ -24,7 +24,7 @@ export const cacheFields = {
   schemaCacheTtl: duration("SCHEMA_CACHE_TTL").pipe(Config.withDefault(Duration.seconds(2)))
 }
 
-export type CacheSettings = { readonly [K in keyof typeof cacheFields]: Config.Success<(typeof cacheFields)[K]> }
+export type CacheSettings = Values<typeof cacheFields>
 
 export class CacheConfig extends Context.Service<CacheConfig, CacheSettings>()("strata/config/CacheConfig") {
   static readonly layer: Layer.Layer<CacheConfig, InvalidConfig> = Layer.effect(CacheConfig, readAll(cacheFields))

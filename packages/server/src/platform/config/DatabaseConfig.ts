@@ -4,7 +4,7 @@
  * policy of every query (timeout, retries, circuit breaker).
  */
 import { Config, Context, Duration, Layer, Option, Redacted, Schema } from "effect"
-import { type InvalidConfig, readAll } from "./Read.ts"
+import { type InvalidConfig, readAll, type Values } from "./Read.ts"
 import { duration, flag, intBetween, oneOf, parseDuration } from "./Units.ts"
 
 export const PartitionInterval = ["day", "week", "month"] as const
@@ -37,9 +37,7 @@ export const databaseFields = {
   dbBreakerFailures: intBetween("DB_BREAKER_FAILURES", 1, 1000).pipe(Config.withDefault(5))
 }
 
-export type DatabaseSettings = {
-  readonly [K in keyof typeof databaseFields]: Config.Success<(typeof databaseFields)[K]>
-}
+export type DatabaseSettings = Values<typeof databaseFields>
 
 export class DatabaseConfig
   extends Context.Service<DatabaseConfig, DatabaseSettings>()("strata/config/DatabaseConfig")

@@ -1,6 +1,6 @@
 /** The HTTP server: where it listens, what a request may carry, how long it may take, how it stops. */
 import { Config, Context, Duration, Layer } from "effect"
-import { type InvalidConfig, readAll } from "./Read.ts"
+import { type InvalidConfig, readAll, type Values } from "./Read.ts"
 import { bytes, duration, intBetween } from "./Units.ts"
 
 export const httpFields = {
@@ -20,7 +20,7 @@ export const httpFields = {
   maxInFlight: intBetween("MAX_IN_FLIGHT", 1, 1_000_000).pipe(Config.withDefault(1000))
 }
 
-export type HttpSettings = { readonly [K in keyof typeof httpFields]: Config.Success<(typeof httpFields)[K]> }
+export type HttpSettings = Values<typeof httpFields>
 
 export class HttpConfig extends Context.Service<HttpConfig, HttpSettings>()("strata/config/HttpConfig") {
   static readonly layer: Layer.Layer<HttpConfig, InvalidConfig> = Layer.effect(HttpConfig, readAll(httpFields))

@@ -1,6 +1,6 @@
 /** Kafka, where the outbox relay publishes the record events, and the relay's pace. */
 import { Config, Context, Duration, Layer, Redacted } from "effect"
-import { type InvalidConfig, readAll } from "./Read.ts"
+import { type InvalidConfig, readAll, type Values } from "./Read.ts"
 import { duration, flag, intBetween, oneOf } from "./Units.ts"
 
 export const kafkaFields = {
@@ -22,7 +22,7 @@ export const kafkaFields = {
   outboxPublishTimeout: duration("OUTBOX_PUBLISH_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10)))
 }
 
-export type KafkaSettings = { readonly [K in keyof typeof kafkaFields]: Config.Success<(typeof kafkaFields)[K]> }
+export type KafkaSettings = Values<typeof kafkaFields>
 
 export class KafkaConfig extends Context.Service<KafkaConfig, KafkaSettings>()("strata/config/KafkaConfig") {
   static readonly layer: Layer.Layer<KafkaConfig, InvalidConfig> = Layer.effect(KafkaConfig, readAll(kafkaFields))

@@ -1,6 +1,6 @@
 /** What a tenant may do: the default rate limit, idempotency keys' lifetime, the bounds on stream schemas. */
 import { Config, Context, Duration, Layer, Schema } from "effect"
-import { type InvalidConfig, readAll } from "./Read.ts"
+import { type InvalidConfig, readAll, type Values } from "./Read.ts"
 import { bytes, duration, intBetween } from "./Units.ts"
 
 export const limitsFields = {
@@ -18,7 +18,7 @@ export const limitsFields = {
   schemaCheckRecords: intBetween("SCHEMA_CHECK_RECORDS", 1, 100_000).pipe(Config.withDefault(1000))
 }
 
-export type LimitsSettings = { readonly [K in keyof typeof limitsFields]: Config.Success<(typeof limitsFields)[K]> }
+export type LimitsSettings = Values<typeof limitsFields>
 
 export class LimitsConfig extends Context.Service<LimitsConfig, LimitsSettings>()("strata/config/LimitsConfig") {
   static readonly layer: Layer.Layer<LimitsConfig, InvalidConfig> = Layer.effect(LimitsConfig, readAll(limitsFields))

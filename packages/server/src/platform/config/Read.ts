@@ -58,7 +58,8 @@ const problemOf = (provider: ConfigProvider.ConfigProvider, error: Config.Config
     }
   })
 
-type Values<Fields extends Record<string, Config.Config<unknown>>> = {
+/** The values a set of fields reads: what a config slice holds. */
+export type Values<Fields extends Record<string, Config.Config<unknown>>> = {
   readonly [K in keyof Fields]: Config.Success<Fields[K]>
 }
 

@@ -1,6 +1,6 @@
 /** Logs (level, format, access log) and tracing, under the standard OpenTelemetry names. */
 import { Config, Context, Layer, Redacted, Schema } from "effect"
-import { type InvalidConfig, readAll } from "./Read.ts"
+import { type InvalidConfig, readAll, type Values } from "./Read.ts"
 import { flag, oneOf } from "./Units.ts"
 
 /** The samplers of the OpenTelemetry spec that Strata supports: the parent-based ones. */
@@ -60,9 +60,7 @@ export const telemetryFields = {
   ).pipe(Config.withDefault(0.01))
 }
 
-export type TelemetrySettings = {
-  readonly [K in keyof typeof telemetryFields]: Config.Success<(typeof telemetryFields)[K]>
-}
+export type TelemetrySettings = Values<typeof telemetryFields>
 
 export class TelemetryConfig
   extends Context.Service<TelemetryConfig, TelemetrySettings>()("strata/config/TelemetryConfig")
