@@ -5,12 +5,11 @@
  * not serve (the app runs in process on PostgreSQL and Redis to say which).
  */
 import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { postgresAvailable, redisAvailable } from "@strata/testing"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parse, stringify } from "yaml"
-import { postgresAvailable } from "../../packages/server/test/support/Postgres.ts"
-import { redisAvailable } from "../../packages/server/test/support/Redis.ts"
 import { labelValuesSelector, metricNames, withGrafanaVariables } from "./support/PromQL.ts"
 import { path, read, readYaml, run, tool } from "./support/Repo.ts"
 import { servedMetricNames } from "./support/ServedMetrics.ts"

@@ -15,14 +15,19 @@ import {
   layerStorage,
   makeRecordId
 } from "@strata/server"
+import {
+  freshDatabase,
+  makeTestApp,
+  memoryDb,
+  parsePrometheusText,
+  RecordingBus,
+  REDIS_URL,
+  sleep,
+  type TestApp
+} from "@strata/testing"
 import { Duration, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { PrometheusMetrics } from "effect/observability"
 import { randomBytes } from "node:crypto"
-import { freshDatabase } from "../../../packages/server/test/support/Postgres.ts"
-import { parsePrometheusText } from "../../../packages/server/test/support/PrometheusText.ts"
-import { RecordingBus } from "../../../packages/server/test/support/RecordingBus.ts"
-import { REDIS_URL } from "../../../packages/server/test/support/Redis.ts"
-import { makeTestApp, memoryDb, type TestApp } from "../../../packages/server/test/support/TestApp.ts"
 
 const scrape = async (app: TestApp) => parsePrometheusText(await (await app.request("/metrics")).text())
 
@@ -30,7 +35,7 @@ const until = async (app: TestApp, check: (names: Set<string>) => boolean): Prom
   for (let i = 0; i < 100; i++) {
     const names = new Set((await scrape(app)).samples.map((s) => s.name))
     if (check(names)) return names
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await sleep(50)
   }
   return new Set((await scrape(app)).samples.map((s) => s.name))
 }

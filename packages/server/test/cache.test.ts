@@ -4,17 +4,23 @@
  * per-tenant keys, TTL, and a Redis that dies mid-test.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import {
+  cacheBackends,
+  describeBackends,
+  makeTestApp,
+  memoryDb,
+  redisAvailable,
+  sleep,
+  startRedisServer
+} from "@strata/testing"
 import { Duration, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { TestClock } from "effect/testing"
-import { randomBytes } from "node:crypto"
 import { CacheStore } from "../src/platform/cache/CacheStore.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
 import { MemoryTables } from "../src/records/MemoryTables.ts"
 import { RecordCache } from "../src/records/RecordCache.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordStore } from "../src/records/RecordStore.ts"
-import { REDIS_URL, redisAvailable, startRedisServer } from "./support/Redis.ts"
-import { makeTestApp, memoryDb } from "./support/TestApp.ts"
 
 /** A RecordStore that counts reads by id, to see coalescing. */
 const countingDb = (reads: { n: number }) =>
@@ -63,17 +69,30 @@ const untilShared = (key: string) =>
  * LocalAnswers read the Clock they are built with); "real" waits, as Redis
  * keeps its own time.
  */
-const describeCache = (
-  name: string,
-  cacheLayer: () => Layer.Layer<CacheStore>,
-  enabled: () => boolean,
-  clock: "test" | "real"
-) =>
-  describe(name, () => {
-    const reads = { n: 0 }
-    let runtime: ManagedRuntime.ManagedRuntime<RecordCache | RecordStore | CacheStore, unknown>
+describeBackends(
+  "record cache",
+  cacheBackends,
+  (cache) =>
+    Effect.gen(function*() {
+      const reads = { n: 0 }
+      const runtime = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          ManagedRuntime.make(
+            RecordCache.layer.pipe(
+              Layer.provideMerge(Layer.merge(countingDb(reads), cache)),
+              Layer.provide(AppConfig.layerWith(ttls))
+            )
+          )
+        ),
+        (runtime) => Effect.promise(() => runtime.dispose())
+      )
+      return { cache, reads, runtime }
+    }),
+  ({ subject, test }, { clock }) => {
+    // Read in the tests, once the suite's setup made them.
+    const reads = () => subject()!.reads
     const run = <A, E>(effect: Effect.Effect<A, E, RecordCache | RecordStore | CacheStore>) =>
-      runtime.runPromise(effect)
+      subject()!.runtime.runPromise(effect)
     const storeRecord = (id: string) =>
       run(
         RecordStore.use((db) =>
@@ -89,43 +108,28 @@ const describeCache = (
           }])
         )
       )
-    beforeAll(() => {
-      runtime = ManagedRuntime.make(
-        RecordCache.layer.pipe(
-          Layer.provideMerge(Layer.merge(countingDb(reads), cacheLayer())),
-          Layer.provide(AppConfig.layerWith(ttls))
-        )
-      )
-    })
-    afterAll(() => runtime?.dispose())
-    const test = (title: string, f: () => Promise<void>) =>
-      it(title, async (ctx) => {
-        if (!enabled()) return ctx.skip()
-        await f()
-      })
-
     test("misses, then hits without touching the database", async () => {
       const id = makeRecordId(Date.now())
       await storeRecord(id)
-      const before = reads.n
+      const before = reads().n
       const first = await run(RecordCache.use((c) => c.findById("t1", id)))
       const second = await run(RecordCache.use((c) => c.findById("t1", id)))
       expect([first.cache, second.cache]).toEqual(["miss", "hit"])
       expect(idOf(second.answer)).toBe(id)
-      expect(reads.n - before).toBe(1)
+      expect(reads().n - before).toBe(1)
     })
 
     test("coalesces 100 concurrent misses for one cold id into one database read", async () => {
       const id = makeRecordId(Date.now())
       await storeRecord(id)
-      const before = reads.n
+      const before = reads().n
       const results = await run(
         RecordCache.use((c) =>
           Effect.all(Array.from({ length: 100 }, () => c.findById("t1", id)), { concurrency: "unbounded" })
         )
       )
       expect(results.every((r) => Option.isSome(r.answer))).toBe(true)
-      expect(reads.n - before).toBe(1)
+      expect(reads().n - before).toBe(1)
     })
 
     test("caches a 404 briefly and drops it when the id is stored", async () => {
@@ -152,7 +156,7 @@ const describeCache = (
         const id = makeRecordId(Date.now())
         await run(RecordCache.use((c) => Effect.sync(() => c.remember("t1", [answerOf(id)]))))
         expect((await run(RecordCache.use((c) => c.findById("t1", id)))).cache).toBe("hit")
-        await new Promise((resolve) => setTimeout(resolve, 800))
+        await sleep(800)
         const later = await run(RecordCache.use((c) => c.findById("t1", id)))
         expect(later.cache).toBe("miss")
       })
@@ -171,27 +175,14 @@ const describeCache = (
           Effect.provide(
             RecordCache.layer.pipe(
               Layer.provideMerge(
-                Layer.merge(RecordStore.layerMemory.pipe(Layer.provide(MemoryTables.layer)), cacheLayer())
+                Layer.merge(RecordStore.layerMemory.pipe(Layer.provide(MemoryTables.layer)), subject()!.cache)
               ),
               Layer.provide(AppConfig.layerWith(ttls))
             )
           )
         ))
     }
-  })
-
-let redisUp = false
-beforeAll(async () => {
-  redisUp = await redisAvailable()
-})
-
-describeCache("record cache in memory", () => CacheStore.layerMemory(), () => true, "test")
-describeCache(
-  "record cache on Redis",
-  () =>
-    CacheStore.layerRedis({ url: Redacted.make(REDIS_URL), prefix: `strata-test-${randomBytes(4).toString("hex")}:` }),
-  () => redisUp,
-  "real"
+  }
 )
 
 describe("GET /data/{id} and the cache", () => {
@@ -206,8 +197,11 @@ describe("GET /data/{id} and the cache", () => {
 })
 
 describe("when Redis dies", () => {
+  // The shared Redis answering says redis-server is installed, to start one of its own.
+  let redisUp = false
   let redis: Awaited<ReturnType<typeof startRedisServer>> | undefined
   beforeAll(async () => {
+    redisUp = await redisAvailable()
     if (redisUp) redis = await startRedisServer()
   })
   afterAll(() => {
@@ -225,7 +219,7 @@ describe("when Redis dies", () => {
       const stored = await (await app.json("/data", { stream: "s", data: {} })).json() as any
       expect((await app.request(`/data/${stored.id}`)).headers.get("cache-status")).toBe("strata; hit")
       redis!.kill()
-      await new Promise((resolve) => setTimeout(resolve, 100))
+      await sleep(100)
       const statuses: Array<number> = []
       for (let i = 0; i < 20; i++) {
         statuses.push((await app.request(`/data/${stored.id}`)).status)

@@ -3,11 +3,10 @@
  * development key the server makes on the embedded database (and only there).
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { API_KEY, freshDatabase, postgresAvailable, sleep, startServer, strata } from "@strata/testing"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { API_KEY, startServer, strata } from "./support/ServerProcess.ts"
 
 describe("pnpm strata, on PostgreSQL", () => {
   let db: Awaited<ReturnType<typeof freshDatabase>> | undefined
@@ -78,7 +77,7 @@ describe("pnpm strata, on PostgreSQL", () => {
       const revoked = await strata(["keys", "revoke", id], env)
       expect(revoked.code).toBe(0)
       expect(revoked.stderr).toContain("AUTH_CACHE_TTL")
-      await new Promise((resolve) => setTimeout(resolve, 300))
+      await sleep(300)
       expect((await read(key)).status).toBe(401)
       expect((await strata(["keys", "list", "--tenant", "acme"], env)).stdout).toMatch(/\d{4}-\d\d-\d\dT[^ ]+ +-/)
       expect((await strata(["keys", "revoke", "key_0000000000000000"], env)).code).toBe(1)

@@ -4,6 +4,7 @@
  * stops the server and the CLI with one line per bad variable and exit code 78.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { freshDatabase, postgresAvailable, startServer, strata } from "@strata/testing"
 import { ConfigProvider, Duration, Effect, Exit, Option, Redacted } from "effect"
 import { execFile } from "node:child_process"
 import { join } from "node:path"
@@ -14,8 +15,6 @@ import { HttpConfig } from "../src/platform/config/HttpConfig.ts"
 import { KafkaConfig } from "../src/platform/config/KafkaConfig.ts"
 import { readAll, SECRET_VARIABLES } from "../src/platform/config/Read.ts"
 import { TelemetryConfig } from "../src/platform/config/TelemetryConfig.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { startServer, strata } from "./support/ServerProcess.ts"
 
 const withEnv = (env: Record<string, string>) =>
   Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env }))

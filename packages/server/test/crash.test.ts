@@ -15,13 +15,12 @@
 import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it } from "@effect/vitest"
 import { PGlite } from "@electric-sql/pglite"
+import { dataHeaders, freshDatabase, postgresAvailable, type ServerProcess, startServer } from "@strata/testing"
 import { Effect, Redacted } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { dataHeaders, type ServerProcess, startServer } from "./support/ServerProcess.ts"
 
 /**
  * One writer: alternates single and 5-record batch POSTs until a request gets

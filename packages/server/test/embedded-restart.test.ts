@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
+import { makeTestApp, pgliteDb } from "@strata/testing"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { makeTestApp, pgliteDb } from "./support/TestApp.ts"
 
 describe("embedded PGlite", () => {
   const dir = mkdtempSync(join(tmpdir(), "strata-restart-"))

@@ -7,12 +7,28 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import {
+  acquireApp,
+  dataHeaders,
+  describeBackends,
+  eventually,
+  freshDatabase,
+  makeTestApp,
+  memory,
+  memoryDb,
+  pglite,
+  postgres,
+  postgresAvailable,
+  RecordingBus,
+  sleep,
+  startServer
+} from "@strata/testing"
 import { Context, Duration, Effect, Layer, ManagedRuntime, Redacted } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { createServer, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { layerStorage, layerStorageMemory } from "../src/App.ts"
+import { layerStorage } from "../src/App.ts"
 import { EventBus, type KafkaMessage, type OutboxEvent, toKafkaMessage } from "../src/events/EventBus.ts"
 import { layerOutboxRelay } from "../src/events/OutboxRelay.ts"
 import { OutboxStore } from "../src/events/OutboxStore.ts"
@@ -21,20 +37,6 @@ import { runMigrations } from "../src/platform/sql/Migrations.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordStore } from "../src/records/RecordStore.ts"
 import { RecordWriter } from "../src/records/RecordWriter.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { RecordingBus } from "./support/RecordingBus.ts"
-import { dataHeaders, startServer } from "./support/ServerProcess.ts"
-import { type DbLayer, makeTestApp, memoryDb, pgDb, pgliteDb } from "./support/TestApp.ts"
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-const eventually = async (check: () => boolean | Promise<boolean>, attempts = 100) => {
-  for (let i = 0; i < attempts; i++) {
-    if (await check()) return
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error("condition not reached")
-}
 
 describe("the Kafka message of an event", () => {
   it("has key tenant/stream/key-or-id, the record as JSON value, and tenant, stream and id headers", () => {
@@ -123,7 +125,7 @@ describe("events through the recording bus (test support)", () => {
       expect(res.status).toBe(201)
       ids.push(((await res.json()) as any).id)
     }
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    await sleep(100)
     expect(state.published.filter((m) => ids.includes(m.headers["strata-record-id"]))).toEqual([])
     state.failing = false
     await eventually(() => ids.every((id) => state.published.some((m) => m.headers["strata-record-id"] === id)))
@@ -194,7 +196,7 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
         )
         writes.push(stored.id)
       }
-      await eventually(() => published.length >= writes.length, 200)
+      await eventually(() => published.length >= writes.length, 10_000)
       const stats = await a.runPromise(OutboxStore.use((d) => d.stats))
       expect(stats.size).toBe(0)
       expect(overlaps).toBe(0)
@@ -210,58 +212,31 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
   }, 60_000)
 })
 
-const leaseBackends: ReadonlyArray<{
-  readonly name: string
-  readonly skip: boolean
-  readonly make: () => Promise<
-    { readonly layer: Layer.Layer<RecordStore | OutboxStore, unknown>; readonly cleanup: () => Promise<void> }
-  >
-}> = [
-  {
-    name: "in memory",
-    skip: false,
-    make: async () => ({
-      layer: layerStorageMemory.pipe(Layer.provide(AppConfig.layerWith())),
-      cleanup: async () => {}
-    })
-  },
-  {
-    name: "on PostgreSQL",
-    skip: !available,
-    make: async () => {
-      const database = await freshDatabase()
-      return {
-        layer: layerStorage.pipe(
-          Layer.provideMerge(Layer.effectDiscard(runMigrations)),
-          Layer.provide(PgClient.layer({ url: Redacted.make(database.url), maxConnections: 2 })),
-          Layer.provide(AppConfig.layerWith())
-        ),
-        cleanup: database.drop
-      }
-    }
-  }
-]
-
-describe.each(leaseBackends)("the relay lease, $name", ({ make, skip }) => {
-  it.skipIf(skip)(
-    "has one holder at a time, passes on when it expires or is released, tells a holder that lost it",
-    async () => {
-      const backend = await make()
-      const runtime = ManagedRuntime.make(backend.layer)
-      const record = (i: number) => ({
-        tenant: "t",
-        id: makeRecordId(Date.now()),
-        stream: "s",
-        key: "k",
-        occurredAt: new Date(),
-        data: { i },
-        traceparent: null,
-        schemaVersion: null
-      })
-      const numbers = (events: ReadonlyArray<OutboxEvent>) => events.map((e) => e.record.data.i)
-      const short = Duration.millis(300)
-      const long = Duration.seconds(30)
-      try {
+describeBackends(
+  "the relay lease",
+  [memory, postgres],
+  (db) =>
+    Effect.acquireRelease(
+      Effect.sync(() => ManagedRuntime.make(db.layer.pipe(Layer.provide(AppConfig.layerWith())))),
+      (runtime) => Effect.promise(() => runtime.dispose())
+    ),
+  ({ test }) => {
+    test(
+      "has one holder at a time, passes on when it expires or is released, tells a holder that lost it",
+      async (runtime) => {
+        const record = (i: number) => ({
+          tenant: "t",
+          id: makeRecordId(Date.now()),
+          stream: "s",
+          key: "k",
+          occurredAt: new Date(),
+          data: { i },
+          traceparent: null,
+          schemaVersion: null
+        })
+        const numbers = (events: ReadonlyArray<OutboxEvent>) => events.map((e) => e.record.data.i)
+        const short = Duration.millis(300)
+        const long = Duration.seconds(30)
         await runtime.runPromise(Effect.gen(function*() {
           const db = yield* RecordStore
           const outbox = yield* OutboxStore
@@ -287,99 +262,81 @@ describe.each(leaseBackends)("the relay lease, $name", ({ make, skip }) => {
           expect(numbers(yield* outbox.claim("a", short, 10))).toEqual([6, 7, 8, 9, 10, 11, 12])
           expect((yield* outbox.stats).size).toBe(7)
         }))
-      } finally {
-        await runtime.dispose()
-        await backend.cleanup()
-      }
-    },
-    30_000
-  )
-})
+      },
+      30_000
+    )
+  }
+)
 
 /**
  * The relay must hold no database connection while it publishes: on the embedded
  * PGlite (a pool of ONE connection) a publish that hangs inside a transaction
  * would block every write until DB_TIMEOUT (a 503 for each POST).
  */
-const backends: ReadonlyArray<{
-  readonly name: string
-  readonly skip: boolean
-  readonly make: () => Promise<{ readonly db: DbLayer; readonly cleanup: () => Promise<void> }>
-}> = [
-  {
-    name: "the embedded PGlite (a pool of one connection)",
-    skip: false,
-    make: async () => {
-      const dir = mkdtempSync(join(tmpdir(), "strata-relay-"))
-      return { db: pgliteDb(dir), cleanup: async () => rmSync(dir, { recursive: true, force: true }) }
-    }
-  },
-  {
-    name: "PostgreSQL",
-    skip: !available,
-    make: async () => {
-      const database = await freshDatabase()
-      return { db: pgDb(database.url), cleanup: database.drop }
-    }
-  }
-]
-
-describe.each(backends)("on $name, with the bus hanging, then failing, then back", ({ make, skip }) => {
-  it.skipIf(skip)("POSTs keep answering 201 quickly, the events wait, then all go out in order per key", async () => {
-    const backend = await make()
-    const busRuntime = ManagedRuntime.make(RecordingBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
-    const busContext = await busRuntime.runPromise(Effect.context<RecordingBus | EventBus>())
-    const state = Context.get(busContext, RecordingBus)
-    const app = makeTestApp(
-      backend.db,
-      { outboxPollInterval: Duration.millis(10), outboxPublishTimeout: Duration.millis(250) },
-      undefined,
-      Layer.succeedContext(busContext)
-    )
-    try {
-      const ids: Array<string> = []
-      const post = async (i: number) => {
-        const start = performance.now()
-        const res = await app.json("/data", { stream: "outage", key: `k${i % 3}`, data: { i } })
-        const elapsed = performance.now() - start
-        expect(res.status).toBe(201)
-        expect(elapsed).toBeLessThan(2_500) // well under DB_TIMEOUT (5 s), where a blocked pool answers 503
-        ids.push(((await res.json()) as any).id)
-        await sleep(20) // the relay gets to take each new event (and hang or fail on it)
-      }
-      // The app starts (PGlite, migrations, the test's key) on its first request, which may be slow.
-      expect((await app.json("/data", { stream: "warm-up", data: {} })).status).toBe(201)
-      await eventually(() => state.published.length === 1)
-      state.published.splice(0)
-
-      state.hanging = true
-      for (let i = 0; i < 15; i++) await post(i)
-      state.hanging = false
-      state.failing = true
-      for (let i = 15; i < 30; i++) await post(i)
-      expect(state.published).toEqual([])
-      const waiting = await app.run(OutboxStore.use((d) => d.stats))
-      expect(waiting.size).toBe(30)
-
-      state.failing = false
-      await eventually(() => ids.every((id) => state.published.some((m) => m.headers["strata-record-id"] === id)), 600)
-      // At least once; the first copy of each event comes in seq (here: write) order per key.
-      const firsts = state.published.filter((m, i, all) =>
-        all.findIndex((n) => n.headers["strata-record-id"] === m.headers["strata-record-id"]) === i
+describeBackends(
+  "with the bus hanging, then failing, then back,",
+  [pglite, postgres],
+  (db) =>
+    Effect.gen(function*() {
+      const bus = yield* Layer.build(RecordingBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
+      const app = yield* acquireApp(() =>
+        makeTestApp(
+          db.layer,
+          { outboxPollInterval: Duration.millis(10), outboxPublishTimeout: Duration.millis(250) },
+          undefined,
+          Layer.succeedContext(bus)
+        )
       )
-      expect(firsts.map((m) => m.headers["strata-record-id"]).toSorted()).toEqual(ids.toSorted())
-      for (const key of ["k0", "k1", "k2"]) {
-        const order = firsts.filter((m) => m.key.endsWith(`/${key}`)).map((m) => JSON.parse(m.value).data.i)
-        expect(order).toEqual(order.toSorted((a, b) => a - b))
-      }
-      await eventually(async () => (await app.run(OutboxStore.use((d) => d.stats))).size === 0, 200)
-    } finally {
-      await app.dispose()
-      await busRuntime.dispose()
-      await backend.cleanup()
-    }
-  }, 90_000)
-})
+      return { app, state: Context.get(bus, RecordingBus) }
+    }),
+  ({ test }) => {
+    test(
+      "POSTs keep answering 201 quickly, the events wait, then all go out in order per key",
+      async ({ app, state }) => {
+        const ids: Array<string> = []
+        const post = async (i: number) => {
+          const start = performance.now()
+          const res = await app.json("/data", { stream: "outage", key: `k${i % 3}`, data: { i } })
+          const elapsed = performance.now() - start
+          expect(res.status).toBe(201)
+          expect(elapsed).toBeLessThan(2_500) // well under DB_TIMEOUT (5 s), where a blocked pool answers 503
+          ids.push(((await res.json()) as any).id)
+          await sleep(20) // the relay gets to take each new event (and hang or fail on it)
+        }
+        // The app starts (PGlite, migrations, the test's key) on its first request, which may be slow.
+        expect((await app.json("/data", { stream: "warm-up", data: {} })).status).toBe(201)
+        await eventually(() => state.published.length === 1)
+        state.published.splice(0)
+
+        state.hanging = true
+        for (let i = 0; i < 15; i++) await post(i)
+        state.hanging = false
+        state.failing = true
+        for (let i = 15; i < 30; i++) await post(i)
+        expect(state.published).toEqual([])
+        const waiting = await app.run(OutboxStore.use((d) => d.stats))
+        expect(waiting.size).toBe(30)
+
+        state.failing = false
+        await eventually(
+          () => ids.every((id) => state.published.some((m) => m.headers["strata-record-id"] === id)),
+          30_000
+        )
+        // At least once; the first copy of each event comes in seq (here: write) order per key.
+        const firsts = state.published.filter((m, i, all) =>
+          all.findIndex((n) => n.headers["strata-record-id"] === m.headers["strata-record-id"]) === i
+        )
+        expect(firsts.map((m) => m.headers["strata-record-id"]).toSorted()).toEqual(ids.toSorted())
+        for (const key of ["k0", "k1", "k2"]) {
+          const order = firsts.filter((m) => m.key.endsWith(`/${key}`)).map((m) => JSON.parse(m.value).data.i)
+          expect(order).toEqual(order.toSorted((a, b) => a - b))
+        }
+        await eventually(async () => (await app.run(OutboxStore.use((d) => d.stats))).size === 0, 10_000)
+      },
+      90_000
+    )
+  }
+)
 
 describe("the server on the embedded PGlite, with a Kafka broker that accepts connections and never answers", () => {
   it("answers every POST 201, well under DB_TIMEOUT", async () => {

@@ -9,16 +9,22 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { isNewRecord, NewRecord } from "@strata/domain"
+import {
+  acquireApp,
+  type Backend,
+  type Db,
+  describeBackends,
+  makeSocketApp,
+  makeTestApp,
+  memory,
+  pglite,
+  postgres,
+  type TestApp
+} from "@strata/testing"
 import { Exit, Schema } from "effect"
 import fc from "fast-check"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { CacheStore } from "../src/platform/cache/CacheStore.ts"
 import { jsonText, parseExact } from "../src/platform/json/ExactJson.ts"
-import { withTestApp } from "./support/AppSuite.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { makeSocketApp, makeTestApp, memoryDb, pgDb, pgliteDb, type TestApp } from "./support/TestApp.ts"
 
 /** The value of a JSON number's text, independent of how it is written: `1.50e1` and `15` agree. */
 const valueOf = (text: string): string => {
@@ -115,10 +121,13 @@ describe("isNewRecord", () => {
   })
 })
 
-const describeRoundTrip = (name: string, setup: () => Promise<TestApp | undefined>, teardown = async () => {}) =>
-  describe(`exact round trip ${name}`, () => {
-    const test = withTestApp(setup, teardown)
-
+/** `makeApp`: the app on a backend's Db layer, in process or on a socket, with or without a cache. */
+const describeRoundTrip = (
+  name: string,
+  of: ReadonlyArray<Backend<Db>>,
+  makeApp: (db: Db) => TestApp | Promise<TestApp>
+) =>
+  describeBackends(name, of, (db) => acquireApp(() => makeApp(db)), ({ test }) => {
     const check = async (app: TestApp, body: { text: string; numbers: Array<string>; key: string; string: string }) => {
       const created = await app.json("/data", body.text)
       expect(created.status).toBe(201)
@@ -173,28 +182,14 @@ const describeRoundTrip = (name: string, setup: () => Promise<TestApp | undefine
 /** A cache that keeps nothing, so every read comes from the database. */
 const noCache = CacheStore.layerMemory(0)
 
-describeRoundTrip("in memory", async () => makeTestApp(memoryDb))
-describeRoundTrip("in memory over a socket with the hot routes", () => makeSocketApp(memoryDb))
-
-let dropDatabase = async () => {}
-describeRoundTrip("on PostgreSQL over a socket with the hot routes", async () => {
-  if (!(await postgresAvailable())) return undefined
-  const db = await freshDatabase()
-  dropDatabase = db.drop
-  return makeSocketApp(pgDb(db.url))
-}, () => dropDatabase())
-
-let dropDatabase2 = async () => {}
-describeRoundTrip("on PostgreSQL, read from the database", async () => {
-  if (!(await postgresAvailable())) return undefined
-  const db = await freshDatabase()
-  dropDatabase2 = db.drop
-  return makeTestApp(pgDb(db.url), { recordCacheBytes: 0 }, noCache)
-}, () => dropDatabase2())
-
-const pgliteDir = mkdtempSync(join(tmpdir(), "strata-exact-"))
+describeRoundTrip("exact round trip", [memory], (db) => makeTestApp(db.layer))
 describeRoundTrip(
-  "on the embedded PGlite",
-  async () => makeTestApp(pgliteDb(pgliteDir), { recordCacheBytes: 0 }, noCache),
-  async () => rmSync(pgliteDir, { recursive: true, force: true })
+  "exact round trip over a socket with the hot routes",
+  [memory, postgres],
+  (db) => makeSocketApp(db.layer)
+)
+describeRoundTrip(
+  "exact round trip, read from the database,",
+  [postgres, pglite],
+  (db) => makeTestApp(db.layer, { recordCacheBytes: 0 }, noCache)
 )

@@ -5,26 +5,24 @@
  * hold (NUL, unpaired surrogates).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { withTestApp } from "./support/AppSuite.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { makeTestApp, memoryDb, pgDb, type TestApp } from "./support/TestApp.ts"
-
-/** A 4xx problem document of `type` that carries nothing from inside the server. */
-const expectProblem = async (res: Response, status: number, type: string) => {
-  const text = await res.text()
-  expect({ status: res.status, text }).toMatchObject({ status })
-  expect(res.headers.get("content-type")).toContain("application/problem+json")
-  expect(text).not.toMatch(/\bat \S+ \(|\bat (?:file|node):|node_modules|\.ts:\d|SqlError|SELECT |INSERT |pg_/)
-  const body = JSON.parse(text) as { type: string; errors?: Array<{ path: string; message: string }> }
-  expect(body.type).toBe(`/problems/${type}`)
-  return body
-}
+import {
+  acquireApp,
+  describeBackends,
+  expectProblem,
+  makeTestApp,
+  memory,
+  memoryDb,
+  postgres,
+  type TestApp
+} from "@strata/testing"
 
 const deep = (levels: number, inner = "1") => "[".repeat(levels) + inner + "]".repeat(levels)
 
-const describeHostileInput = (name: string, setup: () => Promise<TestApp | undefined>, teardown = async () => {}) =>
-  describe(name, () => {
-    const appTest = withTestApp(setup, teardown)
+describeBackends(
+  "hostile input",
+  [memory, postgres],
+  (db) => acquireApp(() => makeTestApp(db.layer)),
+  ({ test: appTest }) => {
     /** Each test writes to a stream of its own. */
     const test = (title: string, f: (app: TestApp, stream: string) => Promise<void>) =>
       appTest(title, (app) => f(app, `hostile-${Math.random().toString(36).slice(2)}`))
@@ -221,9 +219,8 @@ const describeHostileInput = (name: string, setup: () => Promise<TestApp | undef
         expect((await app.json("/data", { stream, occurredAt: "2024-02-29T00:00:00Z", data: {} })).status).toBe(201)
       })
     })
-  })
-
-describeHostileInput("hostile input on the in-memory Db", async () => makeTestApp(memoryDb))
+  }
+)
 
 describe("the OpenAPI document", () => {
   it("lists the problems the HTTP server answers before routing", async () => {
@@ -235,11 +232,3 @@ describe("the OpenAPI document", () => {
     await app.dispose()
   })
 })
-
-let dropDatabase = async () => {}
-describeHostileInput("hostile input on PostgreSQL", async () => {
-  if (!(await postgresAvailable())) return undefined
-  const db = await freshDatabase()
-  dropDatabase = db.drop
-  return makeTestApp(pgDb(db.url))
-}, () => dropDatabase())

@@ -6,12 +6,11 @@
  * once verified (and the record cached) the same requests take the hot routes.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { makeSocketApp, memoryDb, startOtlpReceiver, type TestApp } from "@strata/testing"
 import { Duration, Effect, Option } from "effect"
 import { request } from "node:http"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordStore } from "../src/records/RecordStore.ts"
-import { startOtlpReceiver } from "./support/OtlpReceiver.ts"
-import { makeSocketApp, memoryDb, type TestApp } from "./support/TestApp.ts"
 
 /** Status, headers (without the ones that differ per response) and body. */
 const shape = async (res: Response) => {

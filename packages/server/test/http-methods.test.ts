@@ -3,7 +3,7 @@
  * 405 problem with `Allow`; HEAD answers wherever GET does; unknown paths stay 404.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { makeTestApp, memoryDb } from "./support/TestApp.ts"
+import { makeTestApp, memoryDb } from "@strata/testing"
 
 describe("HTTP methods", () => {
   const app = makeTestApp(memoryDb)

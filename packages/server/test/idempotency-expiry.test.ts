@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
+import { memoryDb, scopedTestApp } from "@strata/testing"
 import { Duration, Effect } from "effect"
 import { TestClock } from "effect/testing"
-import { memoryDb, scopedTestApp } from "./support/TestApp.ts"
 
 describe("Idempotency-Key expiry", () => {
   // The store runs on the test's clock: time passes by TestClock.adjust, not by waiting.

@@ -3,10 +3,10 @@
  * message, no stack, nothing from inside.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
+import { makeTestApp } from "@strata/testing"
 import { Effect, Layer } from "effect"
 import { layerStorageMemory } from "../src/App.ts"
 import { RecordStore } from "../src/records/RecordStore.ts"
-import { makeTestApp } from "./support/TestApp.ts"
 
 const BrokenDb = Layer.effect(
   RecordStore,

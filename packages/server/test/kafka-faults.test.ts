@@ -8,10 +8,21 @@
  *   (OUTBOX_PUBLISH_TIMEOUT); thawed (SIGCONT), everything arrives.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { allOf, type Broker, consumeUntil, freshTopic, kafkaAvailable, startBroker } from "./support/Kafka.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { parsePrometheusText } from "./support/PrometheusText.ts"
-import { dataHeaders, type ServerProcess, sleep, startServer } from "./support/ServerProcess.ts"
+import {
+  allOf,
+  type Broker,
+  consumeUntil,
+  dataHeaders,
+  freshDatabase,
+  freshTopic,
+  kafkaAvailable,
+  parsePrometheusText,
+  postgresAvailable,
+  type ServerProcess,
+  sleep,
+  startBroker,
+  startServer
+} from "@strata/testing"
 
 const available = kafkaAvailable() && await postgresAvailable()
 

@@ -5,9 +5,18 @@
  * order the client stored them (the first copy of each: delivery is at least once).
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { allOf, consumeUntil, freshTopic, kafka, kafkaAvailable } from "./support/Kafka.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { dataHeaders, type ServerProcess, startServer } from "./support/ServerProcess.ts"
+import {
+  allOf,
+  consumeUntil,
+  dataHeaders,
+  freshDatabase,
+  freshTopic,
+  kafka,
+  kafkaAvailable,
+  postgresAvailable,
+  type ServerProcess,
+  startServer
+} from "@strata/testing"
 
 const available = kafkaAvailable() && await postgresAvailable()
 

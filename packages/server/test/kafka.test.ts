@@ -7,24 +7,28 @@
  * clearly without the password in any log line.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import {
+  allOf,
+  consumeUntil,
+  dataHeaders,
+  type Event,
+  eventually,
+  freshDatabase,
+  freshTopic,
+  kafka,
+  kafkaAvailable,
+  parsePrometheusText,
+  partitionsOf,
+  postgresAvailable,
+  type ServerProcess,
+  sleep,
+  startServer
+} from "@strata/testing"
 import { type ChildProcess, spawn } from "node:child_process"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
-import { allOf, consumeUntil, type Event, freshTopic, kafka, kafkaAvailable, partitionsOf } from "./support/Kafka.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { parsePrometheusText } from "./support/PrometheusText.ts"
-import { dataHeaders, type ServerProcess, sleep, startServer } from "./support/ServerProcess.ts"
 
 const available = kafkaAvailable() && await postgresAvailable()
-
-const eventually = async (check: () => boolean | Promise<boolean>, timeoutMs = 30_000) => {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (await check()) return
-    await sleep(100)
-  }
-  throw new Error("condition not reached")
-}
 
 const metrics = async (server: ServerProcess) =>
   parsePrometheusText(await (await fetch(`${server.base}/metrics`)).text())
@@ -170,7 +174,7 @@ describe.skipIf(!available)("events in a real Kafka broker", () => {
     createInterface({ input: tail.stdout! }).on("line", (line) => lines.push(line))
     const wanted = stored.filter((r) => r.stream === "batches")
     try {
-      await eventually(() => lines.length >= wanted.length)
+      await eventually(() => lines.length >= wanted.length, 30_000, 100)
       await sleep(300) // and no more
     } finally {
       tail.kill("SIGINT")
@@ -225,7 +229,7 @@ describe.skipIf(!available)("events over SASL", () => {
     })
     try {
       await post(server, "/data", { stream: "secure", data: {} })
-      await eventually(() => server.output().includes("rejected the SASL credentials"))
+      await eventually(() => server.output().includes("rejected the SASL credentials"), 30_000, 100)
       await post(server, "/data", { stream: "secure", data: {} }) // still up
       const reported = server.output().split("\n").find((l) => l.includes("rejected the SASL credentials"))!
       expect(JSON.parse(reported).message).toContain(

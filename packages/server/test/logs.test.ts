@@ -5,9 +5,14 @@
  * The same process exports its spans, so this also checks main's wiring.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { startOtlpReceiver } from "./support/OtlpReceiver.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { dataHeaders, type ServerProcess, startServer } from "./support/ServerProcess.ts"
+import {
+  dataHeaders,
+  freshDatabase,
+  postgresAvailable,
+  type ServerProcess,
+  startOtlpReceiver,
+  startServer
+} from "@strata/testing"
 
 const available = await postgresAvailable()
 const suite = available ? describe : describe.skip

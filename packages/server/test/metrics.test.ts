@@ -6,6 +6,19 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import {
+  type Exposition,
+  freshDatabase,
+  makeTestApp,
+  memoryDb,
+  parsePrometheusText,
+  postgresAvailable,
+  RecordingBus,
+  REDIS_URL,
+  redisAvailable,
+  sleep,
+  type TestApp
+} from "@strata/testing"
 import { Duration, Effect, Exit, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { PrometheusMetrics } from "effect/observability"
 import { spawnSync } from "node:child_process"
@@ -17,11 +30,6 @@ import { AppConfig } from "../src/platform/config/AppConfig.ts"
 import { layerConnection } from "../src/platform/sql/Connection.ts"
 import { DbPolicy } from "../src/platform/sql/DbPolicy.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { type Exposition, parsePrometheusText } from "./support/PrometheusText.ts"
-import { RecordingBus } from "./support/RecordingBus.ts"
-import { REDIS_URL, redisAvailable } from "./support/Redis.ts"
-import { makeTestApp, memoryDb, type TestApp } from "./support/TestApp.ts"
 
 const available = (await postgresAvailable()) && (await redisAvailable())
 const suite = available ? describe : describe.skip
@@ -38,7 +46,7 @@ const scrapeUntil = async (app: TestApp, check: (m: Exposition) => boolean) => {
   for (let i = 0; i < 100; i++) {
     const metrics = await scrape(app)
     if (check(metrics)) return metrics
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await sleep(50)
   }
   throw new Error("the metrics never reached the expected state")
 }

@@ -8,13 +8,12 @@
  * Run on the in-memory Db and on a real PostgreSQL.
  */
 import { PgClient } from "@effect/sql-pg"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { expect } from "@effect/vitest"
 import { STREAM_PATTERN } from "@strata/domain"
+import { acquireApp, describeBackends, makeTestApp, memory, postgres, type TestApp } from "@strata/testing"
 import { Effect, Redacted } from "effect"
 import { Reactivity } from "effect/reactivity"
 import fc from "fast-check"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { makeTestApp, memoryDb, pgDb, type TestApp } from "./support/TestApp.ts"
 
 /** Runs per property: enough to find the usual suspects, small enough for a 2-core CI. */
 const RUNS = 200
@@ -256,26 +255,25 @@ const storedIds = async (app: TestApp, stream: string) => {
   return ids
 }
 
-const describeProperties = (
-  name: string,
-  setup: () => Promise<{ app: TestApp; countRecords?: () => Promise<number> } | undefined>,
-  teardown = async () => {}
-) =>
-  describe(name, () => {
-    let subject: { app: TestApp; countRecords?: () => Promise<number> } | undefined
+/** On PostgreSQL, the rows of the records table, counted past the app. */
+const countRecords = (url: string) =>
+  Effect.runPromise(
+    Effect.scoped(Effect.flatMap(
+      PgClient.make({ url: Redacted.make(url), maxConnections: 1 }),
+      (sql) => Effect.map(sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM records`, ([row]) => row.n)
+    )).pipe(Effect.provide(Reactivity.layer))
+  )
+
+describeBackends(
+  "the HTTP API",
+  [memory, postgres],
+  (db) => Effect.map(acquireApp(() => makeTestApp(db.layer)), (app) => ({ app, url: db.url })),
+  ({ test }) => {
     const ledger: Ledger = { acknowledged: new Map(), mentioned: new Set(STREAMS) }
-    beforeAll(async () => {
-      subject = await setup()
-    }, 60_000)
-    afterAll(async () => {
-      await subject?.app.dispose()
-      await teardown()
-    }, 60_000)
     const property = (title: string, run: (app: TestApp) => Promise<void>) =>
-      it(title, async (ctx) => {
-        if (subject === undefined) return ctx.skip()
-        await run(subject.app)
-        expect((await subject.app.request("/health/live")).status).toBe(200)
+      test(title, async ({ app }) => {
+        await run(app)
+        expect((await app.request("/health/live")).status).toBe(200)
       }, 120_000)
 
     property("POST bodies of any shape never get a 5xx", async (app) => {
@@ -331,9 +329,7 @@ const describeProperties = (
       )
     })
 
-    it("stores exactly the records answered 201", async (ctx) => {
-      if (subject === undefined) return ctx.skip()
-      const app = subject.app
+    test("stores exactly the records answered 201", async ({ app, url }) => {
       let total = 0
       for (const stream of ledger.mentioned) {
         const stored = await storedIds(app, stream)
@@ -342,23 +338,7 @@ const describeProperties = (
       }
       // The properties did store something, so the comparison above means something.
       expect(total).toBeGreaterThan(0)
-      if (subject.countRecords !== undefined) expect(await subject.countRecords()).toBe(total)
+      if (url !== undefined) expect(await countRecords(url)).toBe(total)
     }, 60_000)
-  })
-
-describeProperties("the HTTP API on the in-memory Db", async () => ({ app: makeTestApp(memoryDb) }))
-
-let dropDatabase = async () => {}
-describeProperties("the HTTP API on PostgreSQL", async () => {
-  if (!(await postgresAvailable())) return undefined
-  const db = await freshDatabase()
-  dropDatabase = db.drop
-  const countRecords = () =>
-    Effect.runPromise(
-      Effect.scoped(Effect.flatMap(
-        PgClient.make({ url: Redacted.make(db.url), maxConnections: 1 }),
-        (sql) => Effect.map(sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM records`, ([row]) => row.n)
-      )).pipe(Effect.provide(Reactivity.layer))
-    )
-  return { app: makeTestApp(pgDb(db.url)), countRecords }
-}, () => dropDatabase())
+  }
+)

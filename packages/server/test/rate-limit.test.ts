@@ -4,16 +4,28 @@
  * back, keys do not share buckets, and with Redis killed the in-process bucket
  * takes over. Against the real Redis and in memory.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Effect, type Layer, Redacted } from "effect"
+import { beforeAll, describe, expect, it } from "@effect/vitest"
+import {
+  acquireApp,
+  cacheBackends,
+  describeBackends,
+  expectProblem,
+  freshDatabase,
+  makeTestApp,
+  memoryDb,
+  pgDb,
+  postgresAvailable,
+  REDIS_URL,
+  redisAvailable,
+  scopedTestApp,
+  sleep,
+  startRedisServer,
+  type TestApp
+} from "@strata/testing"
+import { Effect, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 import { randomBytes } from "node:crypto"
 import { CacheStore } from "../src/platform/cache/CacheStore.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { REDIS_URL, redisAvailable, startRedisServer } from "./support/Redis.ts"
-import { makeTestApp, memoryDb, pgDb, scopedTestApp, type TestApp } from "./support/TestApp.ts"
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Sends `n` reads one after the other with `key`; answers the responses. */
 const burst = async (app: TestApp, key: string, n: number) => {
@@ -30,9 +42,7 @@ const pastTheBurst = async (app: TestApp, wait: (seconds: number) => Promise<voi
   expect(a.headers.get("ratelimit-policy")).toBe(`"per-key";q=3;w=2`)
   expect(a.headers.get("ratelimit")).toMatch(/^"per-key";r=2;t=\d+$/)
   expect(c.headers.get("ratelimit")).toMatch(/^"per-key";r=0;t=\d+$/)
-  expect(d.status).toBe(429)
-  expect(d.headers.get("content-type")).toContain("application/problem+json")
-  expect(((await d.json()) as { type: string }).type).toBe("/problems/rate-limited")
+  await expectProblem(d, 429, "rate-limited")
   expect(Number(d.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
   expect(d.headers.get("ratelimit")).toMatch(/^"per-key";r=0;t=\d+$/)
   expect(d.headers.get("ratelimit-policy")).toBe(`"per-key";q=3;w=2`)
@@ -46,25 +56,17 @@ const pastTheBurst = async (app: TestApp, wait: (seconds: number) => Promise<voi
  * limiter read the Clock they are built with); "real" sleeps, as Redis keeps its
  * own time.
  */
-const describeLimits = (
-  name: string,
-  cache: () => Layer.Layer<CacheStore>,
-  enabled: () => boolean,
-  clock: "test" | "real"
-) =>
-  describe(name, () => {
-    let app: TestApp
-    beforeAll(() => {
-      if (enabled()) app = makeTestApp(memoryDb, {}, cache())
-    })
-    afterAll(() => app?.dispose())
+describeBackends(
+  "rate limits",
+  cacheBackends,
+  (cache) => Effect.map(acquireApp(() => makeTestApp(memoryDb, {}, cache)), (app) => ({ app, cache })),
+  ({ subject, test }, { clock }) => {
+    // Read in the tests, once the suite's setup made it.
+    const cache = () => subject()!.cache
 
     const title = "answers 429 past the burst, with Retry-After and RateLimit headers, then resumes"
     if (clock === "real") {
-      it(title, async (ctx) => {
-        if (!enabled()) return ctx.skip()
-        await pastTheBurst(app, (seconds) => sleep(seconds * 1000))
-      }, 30_000)
+      test(title, ({ app }) => pastTheBurst(app, (seconds) => sleep(seconds * 1000)), 30_000)
     } else {
       it.effect(title, () =>
         Effect.gen(function*() {
@@ -80,8 +82,7 @@ const describeLimits = (
         }))
     }
 
-    it("lets through every one of many concurrent requests within the burst", async (ctx) => {
-      if (!enabled()) return ctx.skip()
+    test("lets through every one of many concurrent requests within the burst", async ({ app }) => {
       // 100 at once under a burst of 1,000: leases must be shared, not each taken whole.
       const key = await app.createKey({ rateLimit: { rps: 1000, burst: 1000 } })
       const responses = await Promise.all(
@@ -90,16 +91,14 @@ const describeLimits = (
       expect(responses.map((r) => r.status).filter((s) => s !== 200)).toEqual([])
     })
 
-    it("limits each key on its own", async (ctx) => {
-      if (!enabled()) return ctx.skip()
+    test("limits each key on its own", async ({ app }) => {
       const first = await app.createKey({ rateLimit: { rps: 1, burst: 1 } })
       const second = await app.createKey({ rateLimit: { rps: 1, burst: 1 } })
       expect((await burst(app, first, 2)).map((r) => r.status)).toEqual([200, 429])
       expect((await burst(app, second, 1)).map((r) => r.status)).toEqual([200])
     })
 
-    it("applies RATE_LIMIT_RPS / RATE_LIMIT_BURST to keys without their own limits", async (ctx) => {
-      if (!enabled()) return ctx.skip()
+    test("applies RATE_LIMIT_RPS / RATE_LIMIT_BURST to keys without their own limits", async () => {
       const limited = makeTestApp(memoryDb, { rateLimitRps: 1, rateLimitBurst: 2 }, cache())
       try {
         const key = await limited.createKey()
@@ -109,21 +108,14 @@ const describeLimits = (
         await limited.dispose()
       }
     })
-  })
+  }
+)
 
+// The shared Redis, for the suites below that use it without the matrix.
 let redisUp = false
 beforeAll(async () => {
   redisUp = await redisAvailable()
 })
-
-describeLimits("rate limits in memory", () => CacheStore.layerMemory(), () => true, "test")
-describeLimits(
-  "rate limits in Redis",
-  () =>
-    CacheStore.layerRedis({ url: Redacted.make(REDIS_URL), prefix: `strata-test-${randomBytes(4).toString("hex")}:` }),
-  () => redisUp,
-  "real"
-)
 
 describe("rate limits shared by replicas through Redis", () => {
   it("hold across two servers within one lease each, and cost a Redis call per lease, not per request", async (ctx) => {

@@ -3,12 +3,11 @@
  * restart; load shedding and deadlines answer 503 with Retry-After.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { freshDatabase, makeTestApp, pgDb, postgresAvailable, sleep } from "@strata/testing"
 import { Duration, Effect, Layer } from "effect"
 import { connect, createServer, type Server, type Socket } from "node:net"
 import { layerStorageMemory } from "../src/App.ts"
 import { RecordStore } from "../src/records/RecordStore.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { makeTestApp, pgDb } from "./support/TestApp.ts"
 
 /** A TCP proxy to PostgreSQL that a test can cut (drop every connection, refuse new ones) and restore. */
 const makeProxy = async (target: { host: string; port: number }) => {
@@ -83,7 +82,7 @@ describe.skipIf(!available)("when the database goes away", () => {
       proxy.restore()
       let recovered = false
       for (let i = 0; i < 60 && !recovered; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 250))
+        await sleep(250)
         recovered = (await app.json("/data", { stream: "s", data: { back: i } })).status === 201
       }
       expect(recovered).toBe(true)

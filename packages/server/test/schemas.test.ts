@@ -4,158 +4,109 @@
  * properties of validation.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Layer, ManagedRuntime, Result } from "effect"
+import {
+  acquireApp,
+  backends,
+  type Db,
+  describeBackends,
+  eventually,
+  makeSocketApp,
+  makeTestApp,
+  memory,
+  memoryDb,
+  postgres,
+  RecordingBus,
+  sleep,
+  type TestApp
+} from "@strata/testing"
+import { Context, Duration, Effect, Layer, ManagedRuntime, Result } from "effect"
 import fc from "fast-check"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { monitorEventLoopDelay } from "node:perf_hooks"
-import type { EventBus } from "../src/events/EventBus.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
 import { SchemaCompiler } from "../src/schemas/SchemaCompiler.ts"
 import { compileSchema, violations } from "../src/schemas/SchemaRules.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { RecordingBus } from "./support/RecordingBus.ts"
 import { describeSchemasApi, put } from "./support/SchemasContract.ts"
-import { type DbLayer, makeSocketApp, makeTestApp, memoryDb, pgDb, pgliteDb, type TestApp } from "./support/TestApp.ts"
 
-describeSchemasApi("stream schemas on the in-memory Db", async () => makeTestApp(memoryDb))
+describeSchemasApi("stream schemas", backends, (db) => makeTestApp(db.layer))
 
-let dropDatabase: () => Promise<void> = async () => {}
-describeSchemasApi("stream schemas on PostgreSQL", async () => {
-  if (!(await postgresAvailable())) return undefined
-  const db = await freshDatabase()
-  dropDatabase = db.drop
-  return makeTestApp(pgDb(db.url))
-}, () => dropDatabase())
-
-const pgliteDir = mkdtempSync(join(tmpdir(), "strata-pglite-schemas-"))
-describeSchemasApi(
-  "stream schemas on the embedded PGlite",
-  async () => makeTestApp(pgliteDb(pgliteDir)),
-  async () => rmSync(pgliteDir, { recursive: true, force: true })
-)
-
-describeSchemasApi("stream schemas over a socket with the hot routes, in memory", () => makeSocketApp(memoryDb))
+describeSchemasApi("stream schemas over a socket with the hot routes", [memory], (db) => makeSocketApp(db.layer))
 
 /** The event of a record carries its schema version, from the memory store and from PostgreSQL's outbox. */
-const describeEvents = (name: string, db: () => Promise<{ layer: DbLayer; drop: () => Promise<void> } | undefined>) =>
-  describe(name, () => {
-    let runtime: ManagedRuntime.ManagedRuntime<RecordingBus | EventBus, unknown> | undefined
-    let app: TestApp | undefined
-    let drop: () => Promise<void> = async () => {}
-    beforeAll(async () => {
-      const backing = await db()
-      if (backing === undefined) return
-      drop = backing.drop
-      runtime = ManagedRuntime.make(RecordingBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
-      const bus = await runtime.runPromise(Effect.context<RecordingBus | EventBus>())
-      app = makeTestApp(
-        backing.layer,
-        { outboxPollInterval: Duration.millis(10) },
-        undefined,
-        Layer.succeedContext(bus)
+describeBackends(
+  "schema versions in events",
+  [memory, postgres],
+  (db) =>
+    Effect.gen(function*() {
+      const bus = yield* Layer.build(RecordingBus.layer.pipe(Layer.provide(AppConfig.layerWith())))
+      const app = yield* acquireApp(() =>
+        makeTestApp(db.layer, { outboxPollInterval: Duration.millis(10) }, undefined, Layer.succeedContext(bus))
       )
-    }, 60_000)
-    afterAll(async () => {
-      await app?.dispose()
-      await runtime?.dispose()
-      await drop()
-    }, 60_000)
-
-    it("an event's strata-schema-version header and value carry the record's schemaVersion", async (ctx) => {
-      if (app === undefined || runtime === undefined) return ctx.skip()
+      return { app, state: Context.get(bus, RecordingBus) }
+    }),
+  ({ test }) => {
+    test("an event's strata-schema-version header and value carry the record's schemaVersion", async ({ app, state }) => {
       await put(app, "evented", { schema: { type: "object" } })
       const withSchema = await (await app.json("/data", { stream: "evented", data: {} })).json() as any
       const without = await (await app.json("/data", { stream: "unschemed", data: {} })).json() as any
-      const state = await runtime.runPromise(RecordingBus.use(Effect.succeed))
       const find = (id: string) => state.published.find((m) => m.headers["strata-record-id"] === id)
-      for (let i = 0; i < 200 && (find(withSchema.id) === undefined || find(without.id) === undefined); i++) {
-        await new Promise((resolve) => setTimeout(resolve, 25))
-      }
+      await eventually(() => find(withSchema.id) !== undefined && find(without.id) !== undefined)
       expect(find(withSchema.id)?.headers["strata-schema-version"]).toBe("1")
       expect(JSON.parse(find(withSchema.id)!.value).schemaVersion).toBe(1)
       expect(find(without.id)?.headers["strata-schema-version"]).toBe("none")
       expect(JSON.parse(find(without.id)!.value).schemaVersion).toBeNull()
     })
-  })
+  }
+)
 
-describeEvents("schema versions in events, in memory", async () => ({ layer: memoryDb, drop: async () => {} }))
-describeEvents("schema versions in events, on PostgreSQL", async () => {
-  if (!(await postgresAvailable())) return undefined
-  const db = await freshDatabase()
-  return { layer: pgDb(db.url), drop: db.drop }
-})
+describeBackends(
+  "concurrent registrations",
+  [postgres],
+  (db) => acquireApp(() => makeTestApp(db.layer)),
+  ({ test }) => {
+    test("numbers 20 concurrent PUTs of different schemas 1…20 with no gaps, and the same schema once", async (a) => {
+      const schemas = Array.from({ length: 20 }, (_, i) => ({ type: "object", properties: { [`p${i}`]: {} } }))
+      const answers = await Promise.all(schemas.map((schema) => put(a, "race", { schema })))
+      expect(answers.map((r) => r.status)).toEqual(schemas.map(() => 201))
+      const versions = await Promise.all(answers.map(async (r) => ((await r.json()) as { version: number }).version))
+      expect(versions.toSorted((x, y) => x - y)).toEqual(schemas.map((_, i) => i + 1))
+      const listed = await (await a.request("/streams/race/schema/versions")).json() as any
+      expect(listed.versions.map((v: any) => v.version)).toEqual(schemas.map((_, i) => i + 1))
 
-describe("concurrent registrations on PostgreSQL", () => {
-  let app: TestApp | undefined
-  let drop: () => Promise<void> = async () => {}
-  beforeAll(async () => {
-    if (!(await postgresAvailable())) return
-    const db = await freshDatabase()
-    drop = db.drop
-    app = makeTestApp(pgDb(db.url))
-  }, 60_000)
-  afterAll(async () => {
-    await app?.dispose()
-    await drop()
-  }, 60_000)
+      // The same new schema from 10 requests at once: one version, nine no-ops.
+      const same = { type: "object", required: ["x"] }
+      const statuses = await Promise.all(Array.from({ length: 10 }, () => put(a, "race-same", { schema: same })))
+      expect(statuses.map((r) => r.status).toSorted()).toEqual([200, 200, 200, 200, 200, 200, 200, 200, 200, 201])
+    }, 60_000)
+  }
+)
 
-  it("numbers 20 concurrent PUTs of different schemas 1…20 with no gaps, and the same schema once", async (ctx) => {
-    if (app === undefined) return ctx.skip()
-    const a = app
-    const schemas = Array.from({ length: 20 }, (_, i) => ({ type: "object", properties: { [`p${i}`]: {} } }))
-    const answers = await Promise.all(schemas.map((schema) => put(a, "race", { schema })))
-    expect(answers.map((r) => r.status)).toEqual(schemas.map(() => 201))
-    const versions = await Promise.all(answers.map(async (r) => ((await r.json()) as { version: number }).version))
-    expect(versions.toSorted((x, y) => x - y)).toEqual(schemas.map((_, i) => i + 1))
-    const listed = await (await a.request("/streams/race/schema/versions")).json() as any
-    expect(listed.versions.map((v: any) => v.version)).toEqual(schemas.map((_, i) => i + 1))
+const replica = (db: Db) => acquireApp(() => makeTestApp(db.layer, { schemaCacheTtl: Duration.millis(300) }))
 
-    // The same new schema from 10 requests at once: one version, nine no-ops.
-    const same = { type: "object", required: ["x"] }
-    const statuses = await Promise.all(Array.from({ length: 10 }, () => put(a, "race-same", { schema: same })))
-    expect(statuses.map((r) => r.status).toSorted()).toEqual([200, 200, 200, 200, 200, 200, 200, 200, 200, 201])
-  }, 60_000)
-})
-
-describe("two replicas on one PostgreSQL", () => {
-  let a: TestApp | undefined
-  let b: TestApp | undefined
-  let drop: () => Promise<void> = async () => {}
-  beforeAll(async () => {
-    if (!(await postgresAvailable())) return
-    const db = await freshDatabase()
-    drop = db.drop
-    a = makeTestApp(pgDb(db.url), { schemaCacheTtl: Duration.millis(300) })
-    b = makeTestApp(pgDb(db.url), { schemaCacheTtl: Duration.millis(300) })
-  }, 60_000)
-  afterAll(async () => {
-    await a?.dispose()
-    await b?.dispose()
-    await drop()
-  }, 60_000)
-
-  it("a version registered on one is enforced by the other within SCHEMA_CACHE_TTL", async (ctx) => {
-    if (a === undefined || b === undefined) return ctx.skip()
-    const key = await a.createKey({ scopes: ["records:read", "records:write", "schemas:write"] })
-    const bad = { stream: "shared", data: { n: "not a number" } }
-    // B learns that the stream has no schema, and keeps that for the TTL.
-    expect((await b.json("/data", bad, {}, key)).status).toBe(201)
-    const registered = await put(
-      a,
-      "shared",
-      { schema: { type: "object", properties: { n: { type: "number" } } } },
-      key
-    )
-    expect(registered.status).toBe(201)
-    expect((await a.json("/data", bad, {}, key)).status).toBe(400) // the registering replica at once
-    await new Promise((resolve) => setTimeout(resolve, 400))
-    const late = await b.json("/data", bad, {}, key)
-    expect(late.status).toBe(400)
-    expect(((await late.json()) as any).errors[0]).toMatchObject({ path: "data.n", schemaVersion: 1 })
-  })
-})
+describeBackends(
+  "two replicas on one database",
+  [postgres],
+  (db) => Effect.all([replica(db), replica(db)]),
+  ({ test }) => {
+    test("a version registered on one is enforced by the other within SCHEMA_CACHE_TTL", async ([a, b]) => {
+      const key = await a.createKey({ scopes: ["records:read", "records:write", "schemas:write"] })
+      const bad = { stream: "shared", data: { n: "not a number" } }
+      // B learns that the stream has no schema, and keeps that for the TTL.
+      expect((await b.json("/data", bad, {}, key)).status).toBe(201)
+      const registered = await put(
+        a,
+        "shared",
+        { schema: { type: "object", properties: { n: { type: "number" } } } },
+        key
+      )
+      expect(registered.status).toBe(201)
+      expect((await a.json("/data", bad, {}, key)).status).toBe(400) // the registering replica at once
+      await sleep(400)
+      const late = await b.json("/data", bad, {}, key)
+      expect(late.status).toBe(400)
+      expect(((await late.json()) as any).errors[0]).toMatchObject({ path: "data.n", schemaVersion: 1 })
+    })
+  }
+)
 
 describe("hostile schemas are refused at registration with a 400 invalid-schema", () => {
   const app = makeTestApp(memoryDb)

@@ -5,11 +5,11 @@
  * process exits 0 — at the latest after SHUTDOWN_TIMEOUT.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { dataHeaders, type ServerProcess, sleep, startServer } from "@strata/testing"
 import { mkdtempSync, rmSync } from "node:fs"
 import { request } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { dataHeaders, type ServerProcess, sleep, startServer } from "./support/ServerProcess.ts"
 
 /**
  * A POST on its own connection whose body arrives in two parts: the first at

@@ -4,6 +4,7 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { freshDatabase, makeTestApp, pgDb, postgresAvailable, type TestApp } from "@strata/testing"
 import { Duration, Effect, Exit, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { layerStorage } from "../src/App.ts"
 import type { IdempotencyStore } from "../src/idempotency/IdempotencyStore.ts"
@@ -13,8 +14,6 @@ import { runMigrations } from "../src/platform/sql/Migrations.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordStore, type RecordToStore } from "../src/records/RecordStore.ts"
 import { RecordWriter } from "../src/records/RecordWriter.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { makeTestApp, pgDb, type TestApp } from "./support/TestApp.ts"
 
 type Services = RecordStore | IdempotencyStore | RecordWriter | PgClient.PgClient | ConfigServices
 

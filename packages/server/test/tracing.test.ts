@@ -5,21 +5,23 @@
  * ratio sampling.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import {
+  eventually,
+  freshDatabase,
+  makeTestApp,
+  pgDb,
+  postgresAvailable,
+  type ReceivedSpan,
+  RecordingBus,
+  startOtlpReceiver,
+  type TestApp
+} from "@strata/testing"
 import { Duration, Effect, Layer, ManagedRuntime, Option } from "effect"
 import type { EventBus } from "../src/events/EventBus.ts"
 import { AppConfig, type Settings } from "../src/platform/config/AppConfig.ts"
-import { type ReceivedSpan, startOtlpReceiver } from "./support/OtlpReceiver.ts"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { RecordingBus } from "./support/RecordingBus.ts"
-import { makeTestApp, pgDb, type TestApp } from "./support/TestApp.ts"
 
 const available = await postgresAvailable()
 const suite = available ? describe : describe.skip
-
-const eventually = async (check: () => boolean, attempts = 200) => {
-  for (let i = 0; i < attempts && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 25))
-  if (!check()) throw new Error("condition not reached")
-}
 
 const CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 const CALLER_SPAN = "00f067aa0ba902b7"

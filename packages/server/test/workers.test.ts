@@ -5,10 +5,9 @@
  * DATABASE_URL (the embedded PGlite serves one process) it refuses to start.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { dataHeaders, freshDatabase, postgresAvailable, startServer } from "@strata/testing"
 import { execFile } from "node:child_process"
 import { join } from "node:path"
-import { freshDatabase, postgresAvailable } from "./support/Postgres.ts"
-import { dataHeaders, startServer } from "./support/ServerProcess.ts"
 
 const available = await postgresAvailable()
 const suite = available ? describe : describe.skip

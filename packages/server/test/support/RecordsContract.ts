@@ -1,11 +1,9 @@
 /**
  * The README's API section for `POST /data`, `POST /data/batch` and `GET /data/{id}`, written once
- * and run against every Db layer (in memory, PostgreSQL, PGlite).
+ * and run on the backends it is given (in memory, PostgreSQL, PGlite), in process or over a socket.
  */
 import { describe, expect } from "@effect/vitest"
-import { withTestApp } from "./AppSuite.ts"
-import { expectProblem } from "./Problems.ts"
-import type { TestApp } from "./TestApp.ts"
+import { acquireApp, type Backend, type Db, describeBackends, expectProblem, type TestApp } from "@strata/testing"
 
 const order = {
   stream: "orders",
@@ -16,14 +14,13 @@ const order = {
 
 const problem = expectProblem
 
+/** `makeApp`: the app on a backend's Db layer, in process or on a socket. */
 export const describeRecordsApi = (
   name: string,
-  setup: () => Promise<TestApp | undefined>,
-  teardown: () => Promise<void> = async () => {}
+  of: ReadonlyArray<Backend<Db>>,
+  makeApp: (db: Db) => TestApp | Promise<TestApp>
 ) =>
-  describe(name, () => {
-    const test = withTestApp(setup, teardown)
-
+  describeBackends(name, of, (db) => acquireApp(() => makeApp(db)), ({ test }) => {
     describe("POST /data", () => {
       test("stores a record and answers 201 with Location and the stored record", async (app) => {
         const res = await app.json("/data", order)

@@ -3,11 +3,9 @@
  * memory, PostgreSQL, PGlite) and over a socket with the hot routes in front.
  * Each test uses its own stream, so the suite's tests do not see each other.
  */
-import { describe, expect } from "@effect/vitest"
+import { expect } from "@effect/vitest"
+import { acquireApp, type Backend, type Db, describeBackends, expectProblem, type TestApp } from "@strata/testing"
 import { randomBytes } from "node:crypto"
-import { withTestApp } from "./AppSuite.ts"
-import { expectProblem } from "./Problems.ts"
-import type { TestApp } from "./TestApp.ts"
 
 const problem = expectProblem
 
@@ -22,14 +20,13 @@ const orderSchema = {
 export const put = (app: TestApp, stream: string, body: unknown, key?: string | null) =>
   app.json(`/streams/${stream}/schema`, body, { method: "PUT" }, key)
 
+/** `makeApp`: the app on a backend's Db layer, in process or on a socket. */
 export const describeSchemasApi = (
   name: string,
-  setup: () => Promise<TestApp | undefined>,
-  teardown: () => Promise<void> = async () => {}
+  of: ReadonlyArray<Backend<Db>>,
+  makeApp: (db: Db) => TestApp | Promise<TestApp>
 ) =>
-  describe(name, () => {
-    const test = withTestApp(setup, teardown)
-
+  describeBackends(name, of, (db) => acquireApp(() => makeApp(db)), ({ test }) => {
     test("registers versions 1, 2…; the current schema again is a 200 no-op; reads each version", async (app) => {
       const stream = freshStream()
       const first = await put(app, stream, { schema: orderSchema })

@@ -3,9 +3,8 @@
  * fail or to hang. Test support only: it keeps everything, so a server must
  * never run on it (production uses Kafka or the discarding sink).
  */
+import { AppConfig, EventBus, EventBusError, type KafkaMessage, toKafkaMessage } from "@strata/server"
 import { Context, Effect, Layer } from "effect"
-import { EventBus, EventBusError, type KafkaMessage, toKafkaMessage } from "../../src/events/EventBus.ts"
-import { AppConfig } from "../../src/platform/config/AppConfig.ts"
 
 export class RecordingBus extends Context.Service<RecordingBus, {
   readonly published: Array<KafkaMessage>

@@ -1,12 +1,13 @@
 /**
  * A fresh PostgreSQL database per test suite on the local server (127.0.0.1:5432),
- * dropped afterwards. Locally, a missing server skips the suite with a loud notice;
- * under CI=true it fails the run.
+ * dropped afterwards (`freshDatabase`, or `scopedDatabase` for a scope). A missing
+ * server skips the suite locally and fails it under CI=true (Services.ts).
  */
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Redacted } from "effect"
+import { Effect, Redacted, type Scope } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { randomBytes } from "node:crypto"
+import { unavailable } from "./Services.ts"
 
 export const ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://root@127.0.0.1:5432/postgres"
 
@@ -18,17 +19,13 @@ const withAdmin = <A, E>(f: (sql: PgClient.PgClient) => Effect.Effect<A, E>) =>
     )).pipe(Effect.provide(Reactivity.layer))
   )
 
-/** True when the local PostgreSQL answers; under CI=true, throws when it does not. */
+/** True when the local PostgreSQL answers; otherwise the rule of `unavailable`. */
 export const postgresAvailable = async (): Promise<boolean> => {
   try {
     await withAdmin((sql) => sql`SELECT 1`)
     return true
   } catch (error) {
-    if (process.env.CI === "true") {
-      throw new Error(`PostgreSQL at ${ADMIN_URL} is required under CI=true`, { cause: error })
-    }
-    console.warn(`\n!!! PostgreSQL at ${ADMIN_URL} is unreachable: SKIPPING the PostgreSQL suites !!!\n`)
-    return false
+    return unavailable(`PostgreSQL at ${ADMIN_URL}`, "the PostgreSQL suites", error)
   }
 }
 
@@ -43,3 +40,9 @@ export const freshDatabase = async (): Promise<{ url: string; drop: () => Promis
     drop: () => withAdmin((sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`).then(() => undefined)
   }
 }
+
+/** A fresh database for as long as the scope is open: its URL; dropped when the scope closes. */
+export const scopedDatabase: Effect.Effect<string, never, Scope.Scope> = Effect.map(
+  Effect.acquireRelease(Effect.promise(freshDatabase), (db) => Effect.promise(db.drop)),
+  (db) => db.url
+)

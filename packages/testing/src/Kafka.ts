@@ -3,8 +3,8 @@
  * `scripts/kafka` (a plain and a SASL listener) and passes it on in
  * TEST_KAFKA_BROKERS, TEST_KAFKA_SASL_BROKERS, TEST_KAFKA_SASL_USER and
  * TEST_KAFKA_SASL_PASSWORD. Suites that kill or stop a broker start their own
- * (`startBroker`). Without the shared broker a suite is skipped with a loud
- * notice; under CI=true it fails.
+ * (`startBroker`). Without the shared broker a suite is skipped locally and
+ * fails under CI=true (Services.ts).
  */
 import { Admin, Consumer, type Message, stringDeserializers } from "@platformatic/kafka"
 import { execFile } from "node:child_process"
@@ -12,8 +12,9 @@ import { randomBytes } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { unavailable } from "./Services.ts"
 
-const SCRIPT = join(import.meta.dirname, "../../../../scripts/kafka")
+const SCRIPT = join(import.meta.dirname, "../../../scripts/kafka")
 
 export const kafka = {
   brokers: process.env.TEST_KAFKA_BROKERS ?? "",
@@ -22,19 +23,13 @@ export const kafka = {
   saslPassword: process.env.TEST_KAFKA_SASL_PASSWORD ?? ""
 }
 
-/** True when the shared broker is there; under CI=true, throws when it is not. */
-export const kafkaAvailable = (): boolean => {
-  if (kafka.brokers !== "") return true
-  if (process.env.CI === "true") {
-    throw new Error(
-      "TEST_KAFKA_BROKERS is unset: the Kafka broker (scripts/kafka, started by scripts/test) is required under CI=true"
-    )
-  }
-  console.warn(
-    "\n!!! TEST_KAFKA_BROKERS is unset (run ./scripts/test, which starts a broker): SKIPPING the Kafka suites !!!\n"
+/** True when the shared broker is there; otherwise the rule of `unavailable`. */
+export const kafkaAvailable = (): boolean =>
+  kafka.brokers !== "" ||
+  unavailable(
+    "The Kafka broker (TEST_KAFKA_BROKERS is unset; ./scripts/test starts one with scripts/kafka)",
+    "the Kafka suites"
   )
-  return false
-}
 
 /** A topic name of its own for each suite, so suites sharing the broker never see each other's events. */
 export const freshTopic = (name: string) => `strata.test.${name}.${randomBytes(4).toString("hex")}`
@@ -140,6 +135,3 @@ export const allOf = (ids: ReadonlyArray<string>) => (events: ReadonlyArray<Even
   const seen = new Set(recordIds(events))
   return ids.every((id) => seen.has(id))
 }
-
-export const cleanupDir = (dir: string) => rmSync(dir, { recursive: true, force: true })
-export const tempDir = (prefix: string) => mkdtempSync(join(tmpdir(), prefix))

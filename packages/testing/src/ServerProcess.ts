@@ -1,16 +1,13 @@
 /**
  * The real programs as child processes, for tests about what only a process
- * shows (signals, `kill -9`, sockets, stdout): the server (`src/main.ts`) and
- * the command-line tool (`src/cli/main.ts`).
+ * shows (signals, `kill -9`, sockets, stdout): the server (`serverMain`) and
+ * the command-line tool (`cliMain`) of @strata/server.
  */
+import { cliMain, serverMain } from "@strata/server"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { once } from "node:events"
-import { join } from "node:path"
 import { freePort } from "./Network.ts"
-
-const SRC = join(import.meta.dirname, "../../src")
-
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+import { sleep } from "./Waiting.ts"
 
 /** Matches an API key anywhere in a text. */
 export const API_KEY = /strata_[A-Za-z0-9_-]{43}/
@@ -20,7 +17,7 @@ type Env = Record<string, string | undefined>
 /** Runs `pnpm strata <args>` (the same program, without pnpm's wrapper). */
 export const strata = (args: ReadonlyArray<string>, env: Env) =>
   new Promise<{ readonly code: number; readonly stdout: string; readonly stderr: string }>((resolve) => {
-    execFile(process.execPath, [join(SRC, "cli/main.ts"), ...args], { env: { ...process.env, ...env } }, (
+    execFile(process.execPath, [cliMain, ...args], { env: { ...process.env, ...env } }, (
       error,
       stdout,
       stderr
@@ -71,7 +68,7 @@ export const startServer = async (
 ): Promise<ServerProcess> => {
   const apiKey = options.withKey === false ? undefined : await keyFor(env)
   const port = options.port ?? await freePort()
-  const child = spawn(process.execPath, [join(SRC, "main.ts")], {
+  const child = spawn(process.execPath, [serverMain], {
     env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "Warn", ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })

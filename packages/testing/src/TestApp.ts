@@ -13,18 +13,27 @@
 import { NodeHttpServer } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
 import type { Scope } from "@strata/domain"
+import {
+  ApiKeys,
+  AppConfig,
+  AppRoutes,
+  CacheStore,
+  type ConfigServices,
+  type EventBus,
+  HotRoutes,
+  layerStorage,
+  layerStorageMemory,
+  layerTracing,
+  makeNodeServer,
+  type RateLimitOverride,
+  runMigrations,
+  type Settings,
+  startEmbedded,
+  type Storage,
+  withServices
+} from "@strata/server"
 import { Clock, Effect, Layer, ManagedRuntime, Redacted, type Scope as EffectScope } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
-import { AppRoutes, layerStorage, layerStorageMemory, type Storage, withServices } from "../../src/App.ts"
-import { ApiKeys, type RateLimitOverride } from "../../src/auth/ApiKeys.ts"
-import { EventBus } from "../../src/events/EventBus.ts"
-import { CacheStore } from "../../src/platform/cache/CacheStore.ts"
-import { AppConfig, type ConfigServices, type Settings } from "../../src/platform/config/AppConfig.ts"
-import { makeNodeServer } from "../../src/platform/http/NodeServer.ts"
-import { layerTracing } from "../../src/platform/observability/Tracing.ts"
-import { startEmbedded } from "../../src/platform/sql/Connection.ts"
-import { runMigrations } from "../../src/platform/sql/Migrations.ts"
-import { HotRoutes } from "../../src/records/HotRoutes.ts"
 
 export interface KeyOptions {
   readonly tenant?: string
@@ -195,3 +204,7 @@ const withClient = (
     }
   }
 }
+
+/** An app made by `make`, disposed when the scope closes: the subject of a `describeBackends` suite. */
+export const acquireApp = (make: () => TestApp | Promise<TestApp>): Effect.Effect<TestApp, never, EffectScope.Scope> =>
+  Effect.acquireRelease(Effect.promise(async () => make()), (app) => Effect.promise(() => app.dispose()))
