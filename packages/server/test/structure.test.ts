@@ -72,6 +72,38 @@ const loopsOf = (graph: ReadonlyMap<string, ReadonlyMap<string, unknown>>): Arra
   return loops
 }
 
+const REPO = join(import.meta.dirname, "../../..")
+/** Each workspace package's root and the folders of its code. */
+const PACKAGES = [
+  ...readdirSync(join(REPO, "packages")).map((name) => join(REPO, "packages", name)),
+  join(REPO, "deploy")
+]
+
+describe("the workspace's packages", () => {
+  it("reach each other only through their entry points (@strata/…), never by a relative path", () => {
+    const crossings: Array<string> = []
+    for (const root of PACKAGES) {
+      for (const folder of ["src", "test"]) {
+        let files: Array<string>
+        try {
+          files = sourceFiles(join(root, folder))
+        } catch {
+          continue // a package without tests, say
+        }
+        for (const file of files) {
+          for (const match of readFileSync(file, "utf8").matchAll(IMPORT)) {
+            const target = resolve(dirname(file), match[1] ?? match[2])
+            if (relative(root, target).startsWith("..")) {
+              crossings.push(`${relative(REPO, file)} → ${match[1] ?? match[2]}`)
+            }
+          }
+        }
+      }
+    }
+    expect(crossings).toEqual([])
+  })
+})
+
 describe("the server's folders", () => {
   const graph = folderGraph()
 
