@@ -50,8 +50,7 @@ const record = {
 
 /** A record's cached answer, as the handlers remember it. */
 const answerOf = (id: string) => ({ id, text: JSON.stringify({ ...record, id }) })
-const idOf = (answer: Option.Option<Uint8Array>): string =>
-  JSON.parse(new TextDecoder().decode(Option.getOrThrow(answer))).id
+const idOf = (answer: Option.Option<string>): string => JSON.parse(Option.getOrThrow(answer)).id
 
 const ttls = { cacheNegativeTtl: Duration.millis(300), cacheTtl: Duration.millis(600) }
 

@@ -221,7 +221,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         request: IncomingMessage,
         response: ServerResponse,
         id: string,
-        body: Uint8Array,
+        body: string,
         outcome: CacheOutcome,
         extra: Record<string, string>
       ): number => {
@@ -230,7 +230,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         const status = ifNoneMatch !== undefined && matchesEtag(ifNoneMatch, headers.etag) ? 304 : 200
         if (status === 200) {
           headers["content-type"] = "application/json"
-          headers["content-length"] = String(body.byteLength)
+          headers["content-length"] = String(Buffer.byteLength(body))
         }
         response.writeHead(status, headers)
         response.end(status === 200 ? body : undefined)
@@ -266,7 +266,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         }
         // Not in process: Redis, then the database, as the app reads it.
         const answer = once(
-          (exit: Exit.Exit<{ answer: Option.Option<Uint8Array>; cache: CacheOutcome } | undefined, unknown>) => {
+          (exit: Exit.Exit<{ answer: Option.Option<string>; cache: CacheOutcome } | undefined, unknown>) => {
             admission.leave()
             let status: number
             if (Exit.isSuccess(exit) && exit.value !== undefined && Option.isSome(exit.value.answer)) {

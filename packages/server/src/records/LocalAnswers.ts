@@ -1,5 +1,5 @@
 /**
- * The first cache level for `GET /data/{id}`: the serialised answer (its bytes)
+ * The first cache level for `GET /data/{id}`: the serialised answer (its JSON text)
  * of records read or written lately, in process. Records never change, so an
  * entry needs no invalidation, only a bound: RECORD_CACHE_BYTES in all (the
  * oldest written go first) and CACHE_TTL each, as in Redis (so records that
@@ -11,8 +11,12 @@
 /** Map overhead and the key, roughly, so many small entries are bounded too. */
 const ENTRY_OVERHEAD_BYTES = 160
 
+// Text, not bytes: a string body is written with the headers in one write, a
+// buffer in a second one (measured: about 8 % more cached GETs with text).
 interface Entry {
-  readonly body: Uint8Array
+  readonly text: string
+  /** Its UTF-8 size, with the key and the overhead: what it counts against the bound. */
+  readonly size: number
   readonly expiresAt: number
 }
 
@@ -30,22 +34,22 @@ export class LocalAnswers {
     this.now = now
   }
 
-  get(key: string): Uint8Array | undefined {
+  get(key: string): string | undefined {
     const entry = this.entries.get(key)
     if (entry === undefined) return undefined
     if (entry.expiresAt <= this.now()) {
       this.remove(key, entry)
       return undefined
     }
-    return entry.body
+    return entry.text
   }
 
-  set(key: string, body: Uint8Array): void {
-    const size = body.byteLength + key.length + ENTRY_OVERHEAD_BYTES
+  set(key: string, text: string): void {
+    const size = Buffer.byteLength(text) + key.length + ENTRY_OVERHEAD_BYTES
     if (size > this.maxBytes) return
     const old = this.entries.get(key)
     if (old !== undefined) this.remove(key, old)
-    this.entries.set(key, { body, expiresAt: this.now() + this.ttlMs })
+    this.entries.set(key, { text, size, expiresAt: this.now() + this.ttlMs })
     this.bytes += size
     while (this.bytes > this.maxBytes) {
       const [oldestKey, oldest] = this.entries.entries().next().value!
@@ -60,6 +64,6 @@ export class LocalAnswers {
 
   private remove(key: string, entry: Entry) {
     this.entries.delete(key)
-    this.bytes -= entry.body.byteLength + key.length + ENTRY_OVERHEAD_BYTES
+    this.bytes -= entry.size
   }
 }

@@ -42,18 +42,16 @@ export interface Answer {
   readonly text: string
 }
 
-const encoder = new TextEncoder()
-
 export class RecordCache extends Context.Service<RecordCache, {
-  /** The record's answer (JSON bytes) from the in-process level only, synchronously. */
-  readonly peek: (tenant: string, id: string) => Uint8Array | undefined
+  /** The record's answer (JSON text) from the in-process level only, synchronously. */
+  readonly peek: (tenant: string, id: string) => string | undefined
   /** Counts a hit that `peek` gave and that was served. */
   readonly countHit: () => void
-  /** The record's answer (JSON bytes) from either level or the database. */
+  /** The record's answer (JSON text) from either level or the database. */
   readonly findById: (
     tenant: string,
     id: string
-  ) => Effect.Effect<{ readonly answer: Option.Option<Uint8Array>; readonly cache: CacheOutcome }, DbError>
+  ) => Effect.Effect<{ readonly answer: Option.Option<string>; readonly cache: CacheOutcome }, DbError>
   /**
    * Writes newly stored records to both levels (and so drops cached 404s for
    * their ids); returns at once, the Redis write goes on in the background.
@@ -107,13 +105,13 @@ export class RecordCache extends Context.Service<RecordCache, {
         pending.push(entry)
       }
       // One database read per (tenant, id) at a time; later misses wait for it.
-      const inFlight = new Map<string, Deferred.Deferred<Option.Option<Uint8Array>, DbError>>()
+      const inFlight = new Map<string, Deferred.Deferred<Option.Option<string>, DbError>>()
       const readThrough = (tenant: string, id: string) =>
         Effect.suspend(() => {
           const key = recordCacheKey(tenant, id)
           const pending = inFlight.get(key)
           if (pending !== undefined) return Deferred.await(pending)
-          const deferred = Deferred.makeUnsafe<Option.Option<Uint8Array>, DbError>()
+          const deferred = Deferred.makeUnsafe<Option.Option<string>, DbError>()
           inFlight.set(key, deferred)
           return db.findById(tenant, id).pipe(
             Effect.map(Option.map(recordText)),
@@ -121,14 +119,12 @@ export class RecordCache extends Context.Service<RecordCache, {
             // a 404 lives in Redis alone, so the next miss must find it there.
             Effect.tap((text) =>
               Option.isSome(text)
-                ? Effect.sync(() => write({ key, value: text.value, ttl: jittered(config.cacheTtl) }))
+                ? Effect.sync(() => {
+                  local.set(key, text.value)
+                  write({ key, value: text.value, ttl: jittered(config.cacheTtl) })
+                })
                 : guarded(cache.setMany([{ key, value: NOT_FOUND, ttl: config.cacheNegativeTtl }]))
             ),
-            Effect.map(Option.map((text) => {
-              const body = encoder.encode(text)
-              local.set(key, body)
-              return body
-            })),
             Effect.onExit((exit) =>
               Effect.sync(() => {
                 inFlight.delete(key)
@@ -157,9 +153,8 @@ export class RecordCache extends Context.Service<RecordCache, {
             yield* Metric.update(hit, 1)
             const text = cached.value.value
             if (text === NOT_FOUND) return { answer: Option.none(), cache: "hit" as const }
-            const body = encoder.encode(text)
-            local.set(key, body)
-            return { answer: Option.some(body), cache: "hit" as const }
+            local.set(key, text)
+            return { answer: Option.some(text), cache: "hit" as const }
           }
           if (Option.isSome(cached)) yield* Metric.update(lookups({ outcome: "miss" }), 1)
           const answer = yield* readThrough(tenant, id)
@@ -169,7 +164,7 @@ export class RecordCache extends Context.Service<RecordCache, {
       const remember = (tenant: string, answers: ReadonlyArray<Answer>) => {
         for (const a of answers) {
           const key = recordCacheKey(tenant, a.id)
-          local.set(key, encoder.encode(a.text))
+          local.set(key, a.text)
           write({ key, value: a.text, ttl: jittered(config.cacheTtl) })
         }
       }

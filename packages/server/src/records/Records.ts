@@ -42,7 +42,7 @@ export class Records extends Context.Service<Records, {
   readonly find: (
     tenant: string,
     id: string
-  ) => Effect.Effect<{ readonly answer: Option.Option<Uint8Array>; readonly cache: CacheOutcome }, DbError>
+  ) => Effect.Effect<{ readonly answer: Option.Option<string>; readonly cache: CacheOutcome }, DbError>
   /** One page of a stream, with the cursor of the next one (null on the last). */
   readonly list: (tenant: string, query: ListQuery) => Effect.Effect<string, DbError | ValidationFailed>
 }>()("strata/records/Records") {
@@ -101,7 +101,7 @@ export class Records extends Context.Service<Records, {
       // An id that is no UUIDv7 names no record: no cache or database is asked.
       const find = (tenant: string, id: string) =>
         recordIdTime(id) === undefined
-          ? Effect.succeed({ answer: Option.none<Uint8Array>(), cache: "miss" as const })
+          ? Effect.succeed({ answer: Option.none<string>(), cache: "miss" as const })
           : cache.findById(tenant, id)
 
       const list = (tenant: string, q: ListQuery) =>

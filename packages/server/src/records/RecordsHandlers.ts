@@ -60,7 +60,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
           if (headers["if-none-match"] !== undefined && matchesEtag(headers["if-none-match"], cacheHeaders.etag)) {
             return HttpServerResponse.empty({ status: 304, headers: cacheHeaders })
           }
-          return HttpServerResponse.uint8Array(answer.value, { contentType: JSON_TYPE, headers: cacheHeaders })
+          return HttpServerResponse.text(answer.value, { contentType: JSON_TYPE, headers: cacheHeaders })
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
       .handle("list", ({ query }) =>
         Effect.gen(function*() {
