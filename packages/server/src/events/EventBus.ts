@@ -3,20 +3,11 @@
  * Kafka message of an event, and the sink used without Kafka. The Kafka bus and
  * the choice between the two by KAFKA_BROKERS are in KafkaBus.ts.
  */
-import type { StoredRecord } from "@strata/domain"
 import { Context, Effect, Layer, Schema } from "effect"
+import type { OutboxEvent } from "../records/OutboxEvent.ts"
 import { recordText } from "../records/RecordJson.ts"
 
-/** One outbox row: the event of one stored record. */
-export interface OutboxEvent {
-  readonly seq: string
-  readonly tenant: string
-  readonly messageKey: string
-  readonly record: StoredRecord
-  readonly traceparent: string | null
-  /** When the transaction that stored the record wrote it (epoch ms): the start of the delivery lag. */
-  readonly storedAt: number
-}
+export type { OutboxEvent } from "../records/OutboxEvent.ts"
 
 export class EventBusError extends Schema.TaggedError<EventBusError>()("EventBusError", {
   message: Schema.String,
