@@ -28,15 +28,26 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { createServer, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { layerStorage } from "../src/App.ts"
+import { layerStorage, layerStorageMemory } from "../src/App.ts"
 import { EventBus, type KafkaMessage, type OutboxEvent, toKafkaMessage } from "../src/events/EventBus.ts"
-import { layerOutboxRelay } from "../src/events/OutboxRelay.ts"
+import { layerOutboxRelay, relayOnce, VACUUM_EVERY } from "../src/events/OutboxRelay.ts"
 import { OutboxStore } from "../src/events/OutboxStore.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
 import { runMigrations } from "../src/platform/sql/Migrations.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordStore } from "../src/records/RecordStore.ts"
 import { RecordWriter } from "../src/records/RecordWriter.ts"
+
+/** In-memory stores whose vacuum is counted, with a discarding bus, for the relay's upkeep. */
+const vacuums = { n: 0 }
+const countingVacuums = Layer.effect(
+  OutboxStore,
+  Effect.map(OutboxStore, (outbox) => OutboxStore.of({ ...outbox, vacuum: Effect.sync(() => void vacuums.n++) }))
+).pipe(
+  Layer.provideMerge(layerStorageMemory),
+  Layer.provideMerge(EventBus.layerDiscard),
+  Layer.provideMerge(AppConfig.layerWith())
+)
 
 describe("the Kafka message of an event", () => {
   it("has key tenant/stream/key-or-id, the record as JSON value, and tenant, stream and id headers", () => {
@@ -267,6 +278,59 @@ describeBackends(
     )
   }
 )
+
+describe("outbox upkeep", () => {
+  it.effect("the relay vacuums the outbox after every VACUUM_EVERY published events", () =>
+    Effect.gen(function*() {
+      const store = yield* RecordStore
+      const rows = Array.from({ length: VACUUM_EVERY + 1 }, (_, i) => ({
+        tenant: "t",
+        id: makeRecordId(Date.now()),
+        stream: "s",
+        key: null,
+        occurredAt: new Date(),
+        data: { i },
+        traceparent: null,
+        schemaVersion: null
+      }))
+      yield* store.insert(rows as [typeof rows[0], ...typeof rows])
+      const upkeep = { deletedSinceVacuum: 0 }
+      expect(yield* relayOnce("relay", upkeep)).toBe(VACUUM_EVERY + 1)
+      expect(vacuums.n).toBe(1)
+      expect(upkeep.deletedSinceVacuum).toBe(1)
+    }).pipe(Effect.provide(countingVacuums)))
+
+  describeBackends(
+    "VACUUM of the outbox",
+    [postgres, pglite],
+    (db) =>
+      Effect.map(
+        Effect.acquireRelease(
+          Effect.sync(() => ManagedRuntime.make(db.layer.pipe(Layer.provide(AppConfig.layerWith())))),
+          (runtime) => Effect.promise(() => runtime.dispose())
+        ),
+        (runtime) => ({ runtime, url: db.url })
+      ),
+    ({ test }) => {
+      test("runs outside a transaction, and PostgreSQL counts it", async ({ runtime, url }) => {
+        // PGlite keeps no statistics to count it by: there it must only succeed.
+        const vacuumCount = url === undefined ? undefined : () =>
+          Effect.runPromise(
+            Effect.gen(function*() {
+              const sql = yield* PgClient.PgClient
+              const [row] = yield* sql<{ readonly n: number }>`
+                SELECT vacuum_count::int AS n FROM pg_stat_user_tables WHERE relname = 'outbox'`
+              return row.n
+            }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 })))
+          )
+        await runtime.runPromise(Effect.void) // the layer (and its migrations) built
+        const before = await vacuumCount?.()
+        await runtime.runPromise(OutboxStore.use((outbox) => outbox.vacuum))
+        if (vacuumCount !== undefined) expect(await vacuumCount()).toBe(before! + 1)
+      })
+    }
+  )
+})
 
 /**
  * The relay must hold no database connection while it publishes: on the embedded

@@ -79,11 +79,15 @@ export const relayLease = (
   config: { readonly outboxPublishTimeout: Duration.Duration; readonly dbTimeout: Duration.Duration }
 ) => Duration.times(Duration.sum(config.outboxPublishTimeout, config.dbTimeout), 2)
 
+/** Published events between two vacuums of the outbox (OutboxStore.vacuum says why). */
+export const VACUUM_EVERY = 20_000
+
 /**
  * One pass of the relay named `holder`: drains until the outbox is empty, another
- * replica holds the lease, or it fails. Answers how many it published.
+ * replica holds the lease, or it fails. Answers how many it published. `upkeep`
+ * counts deletions across passes, so the outbox is vacuumed every VACUUM_EVERY.
  */
-export const relayOnce = (holder: string) =>
+export const relayOnce = (holder: string, upkeep: { deletedSinceVacuum: number } = { deletedSinceVacuum: 0 }) =>
   Effect.gen(function*() {
     const db = yield* OutboxStore
     const bus = yield* EventBus
@@ -143,6 +147,15 @@ export const relayOnce = (holder: string) =>
         )
         total += events.length
         yield* Metric.update(outboxPublished, events.length)
+        upkeep.deletedSinceVacuum += events.length
+        if (upkeep.deletedSinceVacuum >= VACUUM_EVERY) {
+          upkeep.deletedSinceVacuum = 0
+          // Upkeep only: a vacuum that fails leaves the outbox slower, not wrong.
+          yield* db.vacuum.pipe(
+            Effect.catch((error) => Effect.logWarning("Outbox vacuum failed", error.message)),
+            Effect.withTracerEnabled(false)
+          )
+        }
         if (!held) {
           claimed = false
           return total
@@ -171,7 +184,8 @@ export const layerOutboxRelay: Layer.Layer<never, never, OutboxStore | EventBus 
         Schedule.jittered
       )
       const holder = randomUUID() // this replica, in the lease table
-      yield* relayOnce(holder).pipe(
+      const upkeep = { deletedSinceVacuum: 0 }
+      yield* relayOnce(holder, upkeep).pipe(
         Effect.tapError((error) => Effect.logWarning("Outbox relay failed; backing off", error.message)),
         Effect.retry(backoff),
         Effect.andThen(Effect.sleep(config.outboxPollInterval)),
