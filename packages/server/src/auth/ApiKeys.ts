@@ -8,9 +8,8 @@
 import { PgClient } from "@effect/sql-pg"
 import type { Scope } from "@strata/domain"
 import { Context, Effect, Layer, Option, Schema } from "effect"
-import type { SqlError } from "effect/sql"
 import type { DbError } from "../platform/sql/DbError.ts"
-import { type CallKind, DbPolicy } from "../platform/sql/DbPolicy.ts"
+import { DbPolicy } from "../platform/sql/DbPolicy.ts"
 import { generateApiKey, hashApiKey } from "./ApiKey.ts"
 
 export interface RateLimitOverride {
@@ -81,9 +80,7 @@ export class ApiKeys extends Context.Service<ApiKeys, {
     ApiKeys,
     Effect.gen(function*() {
       const sql = yield* PgClient.PgClient
-      const policy = yield* DbPolicy
-      const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>, kind: CallKind = "idempotent") =>
-        policy.run(`ApiKeys.${name}`, kind, effect)
+      const guard = yield* DbPolicy.callsOf("ApiKeys")
 
       interface Row {
         readonly id: string

@@ -5,9 +5,8 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { Array as Arr, Clock, Context, Duration, Effect, Layer } from "effect"
-import type { SqlError } from "effect/sql"
 import type { DbError } from "../platform/sql/DbError.ts"
-import { type CallKind, DbPolicy } from "../platform/sql/DbPolicy.ts"
+import { DbPolicy } from "../platform/sql/DbPolicy.ts"
 import { MemoryTables } from "../records/MemoryTables.ts"
 import { parseStored, type RecordRow, toRecord, withSchemaVersion } from "../records/RecordRows.ts"
 import type { OutboxEvent } from "./EventBus.ts"
@@ -55,9 +54,7 @@ export class OutboxStore extends Context.Service<OutboxStore, {
     OutboxStore,
     Effect.gen(function*() {
       const sql = yield* PgClient.PgClient
-      const policy = yield* DbPolicy
-      const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>, kind: CallKind = "idempotent") =>
-        policy.run(`Db.${name}`, kind, effect)
+      const guard = yield* DbPolicy.callsOf("Db")
 
       interface OutboxRecordRow extends Partial<RecordRow> {
         readonly seq: string

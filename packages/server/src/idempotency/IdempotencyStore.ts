@@ -7,10 +7,9 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { Clock, Context, Duration, Effect, Layer } from "effect"
-import type { SqlError } from "effect/sql"
 import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
-import { type CallKind, DbPolicy } from "../platform/sql/DbPolicy.ts"
+import { DbPolicy } from "../platform/sql/DbPolicy.ts"
 
 export interface RememberedResponse {
   readonly status: number
@@ -42,9 +41,7 @@ export class IdempotencyStore extends Context.Service<IdempotencyStore, {
         const config = yield* LimitsConfig
         const ttl = `${Duration.toMillis(config.idempotencyTtl)} milliseconds`
         const lease = `${Duration.toMillis(config.idempotencyLease)} milliseconds`
-        const policy = yield* DbPolicy
-        const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>, kind: CallKind = "idempotent") =>
-          policy.run(`IdempotencyStore.${name}`, kind, effect)
+        const guard = yield* DbPolicy.callsOf("IdempotencyStore")
 
         interface Row {
           readonly request_hash: string

@@ -8,11 +8,10 @@
 import { PgClient } from "@effect/sql-pg"
 import type { StoredRecord } from "@strata/domain"
 import { Array as Arr, Clock, Context, Effect, Layer, Option } from "effect"
-import type { SqlError } from "effect/sql"
 import { AppConfig } from "../platform/config/AppConfig.ts"
 import { jsonText } from "../platform/json/ExactJson.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
-import { type CallKind, DbPolicy } from "../platform/sql/DbPolicy.ts"
+import { DbPolicy } from "../platform/sql/DbPolicy.ts"
 import { MemoryTables } from "./MemoryTables.ts"
 import { nextPartition, type PartitionBounds, partitionFor, partitionStart } from "./Partitions.ts"
 import { recordIdTime } from "./RecordId.ts"
@@ -68,10 +67,8 @@ export class RecordStore extends Context.Service<RecordStore, {
       const sql = yield* PgClient.PgClient
       const config = yield* AppConfig
       const partitions = makePartitionCache(sql, config.partitionInterval)
-      const policy = yield* DbPolicy
-      // "Db.<call>" names each database call's span and metrics, whichever store makes it.
-      const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>, kind: CallKind = "idempotent") =>
-        policy.run(`Db.${name}`, kind, effect)
+      // "Db.<call>" names each database call's span and metrics, for the records and the outbox alike.
+      const guard = yield* DbPolicy.callsOf("Db")
 
       // One statement for the records and their events: atomic on its own, so a
       // group commit is one round trip, and its text never changes, whatever the

@@ -7,7 +7,6 @@
 import { PgClient } from "@effect/sql-pg"
 import type { Compatibility } from "@strata/domain"
 import { Context, Effect, Layer, Option } from "effect"
-import type { SqlError } from "effect/sql"
 import { jsonText, parseExact } from "../platform/json/ExactJson.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { DbPolicy } from "../platform/sql/DbPolicy.ts"
@@ -53,9 +52,7 @@ export class SchemaRegistry extends Context.Service<SchemaRegistry, {
     SchemaRegistry,
     Effect.gen(function*() {
       const sql = yield* PgClient.PgClient
-      const policy = yield* DbPolicy
-      const guard = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
-        policy.run(`SchemaRegistry.${name}`, "idempotent", effect)
+      const guard = yield* DbPolicy.callsOf("SchemaRegistry")
 
       interface Row {
         readonly stream: string

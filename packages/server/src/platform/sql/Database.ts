@@ -12,8 +12,8 @@ export class Database extends Context.Service<Database, {
     Database,
     Effect.gen(function*() {
       const sql = yield* PgClient.PgClient
-      const policy = yield* DbPolicy
-      return Database.of({ ping: policy.run("Db.ping", "idempotent", Effect.asVoid(sql`SELECT 1`)) })
+      const guard = yield* DbPolicy.callsOf("Db")
+      return Database.of({ ping: guard("ping", Effect.asVoid(sql`SELECT 1`)) })
     })
   )
 

@@ -25,6 +25,13 @@ export type CallKind = "idempotent" | "write"
 const callDuration = labelled(dbCallDuration)
 const callErrors = labelled(dbCallErrors)
 
+/** A store's database calls under the policy: each named `<store>.<call>` (its span and metrics), idempotent unless said. */
+export type PolicedCall = <A>(
+  name: string,
+  effect: Effect.Effect<A, SqlError.SqlError>,
+  kind?: CallKind
+) => Effect.Effect<A, DbError>
+
 export class DbPolicy extends Context.Service<DbPolicy, {
   readonly run: <A>(
     name: string,
@@ -32,6 +39,13 @@ export class DbPolicy extends Context.Service<DbPolicy, {
     effect: Effect.Effect<A, SqlError.SqlError>
   ) => Effect.Effect<A, DbError>
 }>()("strata/sql/DbPolicy") {
+  /** The calls of the store named `store`, e.g. `callsOf("Db")` for `Db.insert`, `Db.findById`. */
+  static readonly callsOf = (store: string): Effect.Effect<PolicedCall, never, DbPolicy> =>
+    Effect.map(
+      DbPolicy,
+      (policy): PolicedCall => (name, effect, kind = "idempotent") => policy.run(`${store}.${name}`, kind, effect)
+    )
+
   static readonly layer: Layer.Layer<DbPolicy, never, DatabaseConfig> = Layer.effect(
     DbPolicy,
     Effect.gen(function*() {

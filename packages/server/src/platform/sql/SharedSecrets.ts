@@ -17,12 +17,11 @@ export class SharedSecrets extends Context.Service<SharedSecrets, {
     SharedSecrets,
     Effect.gen(function*() {
       const sql = yield* PgClient.PgClient
-      const policy = yield* DbPolicy
+      const guard = yield* DbPolicy.callsOf("Db")
       return SharedSecrets.of({
         get: (name) =>
-          policy.run(
-            "Db.sharedSecret",
-            "idempotent",
+          guard(
+            "sharedSecret",
             Effect.gen(function*() {
               yield* sql`INSERT INTO strata_secrets (name, value)
                 VALUES (${name}, ${newSecret()}) ON CONFLICT (name) DO NOTHING`
