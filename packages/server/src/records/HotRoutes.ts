@@ -18,7 +18,7 @@
  * log are written, a record is answered 201 only after its group commit. The
  * contract suite runs over a real socket to hold the two paths together.
  */
-import { InternalError, isNewRecord, NotFound, type StoredRecord } from "@strata/domain"
+import { isNewRecord, NotFound, type StoredRecord } from "@strata/domain"
 import {
   type Array as Arr,
   Cause,
@@ -45,6 +45,7 @@ import { TelemetryConfig } from "../platform/config/TelemetryConfig.ts"
 import { Admission, pastDeadline } from "../platform/http/Admission.ts"
 import { isJsonContentType, isUtf8 } from "../platform/http/JsonBody.ts"
 import type { FastPath, HandOver } from "../platform/http/NodeServer.ts"
+import { internalError } from "../platform/http/ProblemFallback.ts"
 import { finish, requestIdOf } from "../platform/http/RequestId.ts"
 import { parseExact } from "../platform/json/ExactJson.ts"
 import { logAccess } from "../platform/observability/AccessLog.ts"
@@ -427,7 +428,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           return databaseUnavailable()
         }
         Effect.runForkWith(context)(Effect.logError("Unhandled failure", cause))
-        return new InternalError({ detail: "Something went wrong on our side; quote the requestId." })
+        return internalError()
       }
 
       return HotRoutes.of({

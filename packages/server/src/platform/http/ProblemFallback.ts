@@ -8,6 +8,10 @@ import { Cause, Context, Effect } from "effect"
 import { HttpServerRequest, HttpServerRespondable, HttpServerResponse } from "effect/http"
 import { methodsOf, routeOf } from "./RouteTable.ts"
 
+/** The one answer to a defect: it names nothing of the server's but the request id. */
+export const internalError = (): InternalError =>
+  new InternalError({ detail: "Something went wrong on our side; quote the requestId." })
+
 const isRouteNotFound = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "_tag" in error && error._tag === "HttpServerError" &&
   (error as { reason?: { _tag?: string } }).reason?._tag === "RouteNotFound"
@@ -31,9 +35,7 @@ export const withProblemFallback = <E, R>(app: Effect.Effect<HttpServerResponse.
       }
       return Effect.andThen(
         Effect.logError("Unhandled failure", cause),
-        HttpServerRespondable.toResponse(
-          new InternalError({ detail: "Something went wrong on our side; quote the requestId." })
-        )
+        HttpServerRespondable.toResponse(internalError())
       )
     })
   })
