@@ -3,7 +3,7 @@
  * (PostgreSQL or the embedded PGlite) and serves the HTTP app.
  */
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Cause, Duration, Effect, Exit, Layer, Ref, Runtime } from "effect"
+import { Cause, Duration, Effect, Exit, Layer, Ref, Result, Runtime } from "effect"
 import { HttpRouter } from "effect/http"
 import { AppRoutes, layerStorage, withServices } from "./App.ts"
 import { ensureDevelopmentKey } from "./auth/DevelopmentKey.ts"
@@ -13,7 +13,7 @@ import { CacheStore } from "./platform/cache/CacheStore.ts"
 import { allFields, AppConfig } from "./platform/config/AppConfig.ts"
 import { DatabaseConfig, describeDatabase } from "./platform/config/DatabaseConfig.ts"
 import { HttpConfig } from "./platform/config/HttpConfig.ts"
-import { EX_CONFIG, problemLine, problemsInEnvironment } from "./platform/config/Read.ts"
+import { EX_CONFIG, problemLine, readEnvironment } from "./platform/config/Read.ts"
 import { makeNodeServer } from "./platform/http/NodeServer.ts"
 import { layerLogging } from "./platform/observability/Logging.ts"
 import { layerTracing } from "./platform/observability/Tracing.ts"
@@ -80,10 +80,10 @@ const serve = () =>
 
 // Every variable is checked before anything starts (and before workers fork,
 // which the supervisor would otherwise restart forever): one line for each bad one.
-const problems = problemsInEnvironment(allFields)
-const workers = workersWanted(process.env)
-if (problems.length > 0) {
-  for (const problem of problems) process.stderr.write(`${problemLine(problem)}\n`)
+const settings = readEnvironment(allFields)
+const workers = Result.isSuccess(settings) ? workersWanted(settings.success) : 1
+if (Result.isFailure(settings)) {
+  for (const problem of settings.failure) process.stderr.write(`${problemLine(problem)}\n`)
   process.exitCode = EX_CONFIG
 } else if (typeof workers === "string") {
   process.stderr.write(`Invalid configuration: ${workers}\n`)

@@ -80,12 +80,14 @@ export const readAll = <Fields extends Record<string, Config.Config<unknown>>>(
     return values as Values<Fields>
   })
 
-/** Runs `fields` against the process environment at once, for a check before anything starts. */
-export const problemsInEnvironment = (fields: Record<string, Config.Config<unknown>>): ReadonlyArray<Problem> =>
+/** Reads `fields` from the process environment at once, for a check before anything starts. */
+export const readEnvironment = <Fields extends Record<string, Config.Config<unknown>>>(
+  fields: Fields
+): Result.Result<Values<Fields>, ReadonlyArray<Problem>> =>
   Effect.runSync(
     readAll(fields).pipe(
-      Effect.as([]),
-      Effect.catchTag("InvalidConfig", (e) => Effect.succeed(e.problems)),
+      Effect.map(Result.succeed),
+      Effect.catchTag("InvalidConfig", (e) => Effect.succeed(Result.fail(e.problems))),
       Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv())
     )
   )

@@ -8,18 +8,19 @@
  * spreads connections over the workers (each accepts on the shared socket).
  * The embedded PGlite serves one process, so WORKERS > 1 needs DATABASE_URL.
  */
+import type { Option, Redacted } from "effect"
 import cluster from "node:cluster"
 
-/** The number of workers WORKERS asks for, or a reason it cannot be. */
-export const workersWanted = (env: NodeJS.ProcessEnv = process.env): number | string => {
-  const text = env.WORKERS ?? "1"
-  const n = Number(text)
-  if (!/^\d+$/.test(text) || n < 1 || n > 64) return `WORKERS: expected a whole number from 1 to 64 (got ${text})`
-  if (n > 1 && (env.DATABASE_URL ?? "") === "") {
-    return "WORKERS: more than one worker needs DATABASE_URL (the embedded PGlite serves one process)"
-  }
-  return n
-}
+/**
+ * The number of workers to run, from settings already checked (WORKERS is 1–64),
+ * or why it cannot be: the embedded PGlite serves one process.
+ */
+export const workersWanted = (
+  settings: { readonly workers: number; readonly databaseUrl: Option.Option<Redacted.Redacted> }
+): number | string =>
+  settings.workers > 1 && settings.databaseUrl._tag === "None"
+    ? "WORKERS: more than one worker needs DATABASE_URL (the embedded PGlite serves one process)"
+    : settings.workers
 
 /** In the primary: forks `n` workers and supervises them until a signal stops them all. */
 export const superviseWorkers = (n: number): void => {
