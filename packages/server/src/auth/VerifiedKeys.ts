@@ -8,7 +8,8 @@
  * Last-used times are written in one statement a minute (and at shutdown).
  */
 import type { Scope } from "@strata/domain"
-import { Clock, Context, Deferred, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { makeSingleFlight } from "../platform/cache/SingleFlight.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { hashApiKey, looksLikeApiKey } from "./ApiKey.ts"
@@ -50,7 +51,7 @@ export class VerifiedKeys extends Context.Service<VerifiedKeys, {
       // Captured here: peek runs outside fibers, on the hot routes.
       const clock = yield* Clock.clockWith(Effect.succeed)
       const cached = new Map<string, Entry>()
-      const pending = new Map<string, Deferred.Deferred<Option.Option<ApiKeyInfo>, DbError>>()
+      const singleFlight = makeSingleFlight<Option.Option<ApiKeyInfo>, DbError>()
 
       const peek = (secret: string): ApiKeyInfo | null | undefined => {
         const entry = cached.get(secret)
@@ -72,18 +73,11 @@ export class VerifiedKeys extends Context.Service<VerifiedKeys, {
         Effect.suspend(() => {
           const known = peek(secret)
           if (known !== undefined) return Effect.succeed(Option.fromNullishOr(known))
-          const inFlight = pending.get(secret)
-          if (inFlight !== undefined) return Deferred.await(inFlight)
-          const done = Deferred.makeUnsafe<Option.Option<ApiKeyInfo>, DbError>()
-          pending.set(secret, done)
-          return keys.findByHash(hashApiKey(secret)).pipe(
-            // A database failure is not remembered: the next request asks again.
-            Effect.tap((found) => Effect.sync(() => remember(secret, found))),
-            Effect.onExit((exit) =>
-              Effect.sync(() => {
-                pending.delete(secret)
-                Deferred.doneUnsafe(done, exit)
-              })
+          return singleFlight(
+            secret,
+            keys.findByHash(hashApiKey(secret)).pipe(
+              // A database failure is not remembered: the next request asks again.
+              Effect.tap((found) => Effect.sync(() => remember(secret, found)))
             )
           )
         })

@@ -9,9 +9,10 @@
  * row a circuit breaker skips it for a while, and reads go to the database.
  * Writes to Redis never hold up the request that causes them.
  */
-import { Clock, Context, Deferred, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
 import { CircuitBreaker } from "effect/persistence"
 import { type CacheEntry, CacheStore } from "../platform/cache/CacheStore.ts"
+import { makeSingleFlight } from "../platform/cache/SingleFlight.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import { trackBreaker } from "../platform/observability/BreakerMetrics.ts"
 import { labelled } from "../platform/observability/Labels.ts"
@@ -105,15 +106,12 @@ export class RecordCache extends Context.Service<RecordCache, {
         pending.push(entry)
       }
       // One database read per (tenant, id) at a time; later misses wait for it.
-      const inFlight = new Map<string, Deferred.Deferred<Option.Option<string>, DbError>>()
-      const readThrough = (tenant: string, id: string) =>
-        Effect.suspend(() => {
-          const key = recordCacheKey(tenant, id)
-          const pending = inFlight.get(key)
-          if (pending !== undefined) return Deferred.await(pending)
-          const deferred = Deferred.makeUnsafe<Option.Option<string>, DbError>()
-          inFlight.set(key, deferred)
-          return db.findById(tenant, id).pipe(
+      const singleFlight = makeSingleFlight<Option.Option<string>, DbError>()
+      const readThrough = (tenant: string, id: string) => {
+        const key = recordCacheKey(tenant, id)
+        return singleFlight(
+          key,
+          db.findById(tenant, id).pipe(
             Effect.map(Option.map(recordText)),
             // A record goes to this process's level at once, so Redis may follow later;
             // a 404 lives in Redis alone, so the next miss must find it there.
@@ -124,18 +122,10 @@ export class RecordCache extends Context.Service<RecordCache, {
                   write({ key, value: text.value, ttl: jittered(config.cacheTtl) })
                 })
                 : guarded(cache.setMany([{ key, value: NOT_FOUND, ttl: config.cacheNegativeTtl }]))
-            ),
-            Effect.onExit((exit) =>
-              Effect.sync(() => {
-                inFlight.delete(key)
-                Deferred.doneUnsafe(deferred, exit)
-              })
-            ),
-            // The read finishes for the waiters even if its first caller goes away.
-            Effect.forkDetach,
-            Effect.flatMap(() => Deferred.await(deferred))
+            )
           )
-        })
+        )
+      }
 
       const peek = (tenant: string, id: string) => local.get(recordCacheKey(tenant, id))
       const countHit = () => hit.updateUnsafe(1, context)

@@ -20,7 +20,8 @@ import {
   type ValidationFailed
 } from "@strata/domain"
 import type { ValidateFunction } from "ajv/dist/2020.js"
-import { Clock, Context, Deferred, Duration, Effect, Layer, Option } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option } from "effect"
+import { makeSingleFlight } from "../platform/cache/SingleFlight.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import { validationFailed } from "../platform/http/Validation.ts"
@@ -98,7 +99,7 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
         const clock = yield* Clock.clockWith(Effect.succeed)
         const currents = new Map<string, { readonly schema: CompiledSchema | null; readonly expiresAt: number }>()
         const compiled = new Map<string, CompiledSchema>()
-        const pending = new Map<string, Deferred.Deferred<CompiledSchema | null, DbError>>()
+        const singleFlight = makeSingleFlight<CompiledSchema | null, DbError>()
 
         const peek = (tenant: string, stream: string) => {
           const entry = currents.get(keyOf(tenant, stream))
@@ -142,21 +143,13 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
           Effect.suspend(() => {
             const known = peek(tenant, stream)
             if (known !== undefined) return Effect.succeed(known)
-            const key = keyOf(tenant, stream)
-            const inFlight = pending.get(key)
-            if (inFlight !== undefined) return Deferred.await(inFlight)
-            const done = Deferred.makeUnsafe<CompiledSchema | null, DbError>()
-            pending.set(key, done)
-            return registry.current(tenant, stream).pipe(
-              Effect.flatMap(
-                Option.match({ onNone: () => Effect.succeed(null), onSome: (found) => compile(tenant, found) })
-              ),
-              Effect.tap((schema) => Effect.sync(() => remember(tenant, stream, schema))),
-              Effect.onExit((exit) =>
-                Effect.sync(() => {
-                  pending.delete(key)
-                  Deferred.doneUnsafe(done, exit)
-                })
+            return singleFlight(
+              keyOf(tenant, stream),
+              registry.current(tenant, stream).pipe(
+                Effect.flatMap(
+                  Option.match({ onNone: () => Effect.succeed(null), onSome: (found) => compile(tenant, found) })
+                ),
+                Effect.tap((schema) => Effect.sync(() => remember(tenant, stream, schema)))
               )
             )
           })
