@@ -20,9 +20,22 @@ const withResponseHeaders = (headers: Record<string, string>) =>
     Effect.succeed(HttpServerResponse.setHeaders(response, headers))
   )
 
+// A key's limit is one object for as long as the key is cached: its policy text is built once.
+const policies = new WeakMap<BucketLimit, string>()
+
+/** The `RateLimit-Policy` field of `limit`. */
+export const rateLimitPolicy = (limit: BucketLimit): string => {
+  let policy = policies.get(limit)
+  if (policy === undefined) {
+    policy = `"per-key";q=${limit.burst};w=${Math.max(1, Math.ceil(limit.burst / limit.rps))}`
+    policies.set(limit, policy)
+  }
+  return policy
+}
+
 /** IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers). */
 export const rateLimitHeaders = (limit: BucketLimit, decision: BucketDecision): Record<string, string> => ({
-  "ratelimit-policy": `"per-key";q=${limit.burst};w=${Math.max(1, Math.ceil(limit.burst / limit.rps))}`,
+  "ratelimit-policy": rateLimitPolicy(limit),
   ratelimit: `"per-key";r=${decision.remaining};t=${decision.resetSeconds}`,
   ...(decision.allowed ? {} : { "retry-after": String(decision.retryAfterSeconds) })
 })

@@ -60,6 +60,7 @@ export class RateLimits extends Context.Service<RateLimits, {
       const now = () => clock.currentTimeMillisUnsafe()
       const local = new LocalBuckets()
       const leases = new Map<string, Lease>()
+      const allowedShared = decisions({ outcome: "allowed", where: "shared" })
       const count = (decision: BucketDecision, where: "shared" | "local") =>
         Metric.update(decisions({ outcome: decision.allowed ? "allowed" : "limited", where }), 1).pipe(
           Effect.as(decision)
@@ -133,7 +134,7 @@ export class RateLimits extends Context.Service<RateLimits, {
         // A refusal is `take`'s to answer (and count): only granted tokens are taken here.
         const decision = fromLease(keyId, limit)
         if (decision === undefined || !decision.allowed) return undefined
-        decisions({ outcome: "allowed", where: "shared" }).updateUnsafe(1, context)
+        allowedShared.updateUnsafe(1, context)
         return decision
       }
 

@@ -36,9 +36,10 @@ import {
 import { Headers, HttpServerRespondable, HttpServerResponse, HttpTraceContext } from "effect/http"
 import { randomBytes } from "node:crypto"
 import { IncomingMessage, type ServerResponse } from "node:http"
-import { rateLimitHeaders } from "../auth/Authentication.ts"
+import { rateLimitHeaders, rateLimitPolicy } from "../auth/Authentication.ts"
 import { RateLimits } from "../auth/RateLimits.ts"
 import { verdictOf, VerifiedKeys } from "../auth/VerifiedKeys.ts"
+import type { BucketDecision, BucketLimit } from "../platform/cache/TokenBucket.ts"
 import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import { TelemetryConfig } from "../platform/config/TelemetryConfig.ts"
@@ -50,17 +51,17 @@ import { finish, requestIdOf } from "../platform/http/RequestId.ts"
 import { parseExact } from "../platform/json/ExactJson.ts"
 import { logAccess } from "../platform/observability/AccessLog.ts"
 import {
-  requestEnded,
   type RequestOutcome,
   requestPassedOn,
-  requestStarted
+  requestStarted,
+  routeRecorder
 } from "../platform/observability/HttpMetrics.ts"
 import { samplingRatio, traceparentOf } from "../platform/observability/Tracing.ts"
 import { databaseUnavailable, isTransient } from "../platform/sql/DbError.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { prepareRecord } from "./Prepare.ts"
 import { type CacheOutcome, RecordCache } from "./RecordCache.ts"
-import { matchesEtag, recordHeaders } from "./RecordHeaders.ts"
+import { cacheStatusOf, matchesEtag, RECORD_CACHE_CONTROL } from "./RecordHeaders.ts"
 import { recordIdTime } from "./RecordId.ts"
 import { recordText } from "./RecordJson.ts"
 import { RecordWriter } from "./RecordWriter.ts"
@@ -110,6 +111,9 @@ interface Trace {
   readonly traceparent: string | null
   readonly caller: Option.Option<Tracer.ExternalSpan>
 }
+
+/** The trace of a request that carries none, with tracing off: nothing to follow, nothing to make up. */
+const UNTRACED: Trace = { ok: true, traceparent: null, caller: Option.none() }
 
 /** `f` for its first call only: a deadline and a late answer must not both respond. */
 const once = <A>(f: (a: A) => void) => {
@@ -165,7 +169,9 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
        * unsampled trace come here (sampled ones are the app's to trace).
        */
       const traceOf = (request: IncomingMessage): Trace => {
-        const caller = request.headers.traceparent !== undefined || request.headers.b3 !== undefined
+        const traced = request.headers.traceparent !== undefined || request.headers.b3 !== undefined
+        if (!tracing && !traced) return UNTRACED
+        const caller = traced
           ? HttpTraceContext.fromHeaders(Headers.fromInput(request.headers as Record<string, string>))
           : Option.none<Tracer.ExternalSpan>()
         if (!tracing) {
@@ -184,7 +190,12 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         }
       }
 
+      // Each hot route's duration series, looked up once.
+      const getEnded = routeRecorder("GET", "/data/{id}", context)
+      const postEnded = routeRecorder("POST", "/data", context)
+
       const finished = (
+        ended: typeof getEnded,
         request: IncomingMessage,
         trace: Trace,
         route: string,
@@ -192,15 +203,10 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         start: number,
         requestId: string
       ) => {
-        const outcome: RequestOutcome = {
-          method: request.method!,
-          route,
-          status,
-          seconds: (performance.now() - start) / 1000,
-          requestId
-        }
-        requestEnded(outcome, context)
+        const seconds = (performance.now() - start) / 1000
+        ended(status, seconds)
         if (logging) {
+          const outcome: RequestOutcome = { method: request.method!, route, status, seconds, requestId }
           // As the app logs it: under the caller's trace, when it sent one.
           const line = logAccess(outcome)
           Effect.runSyncWith(context)(
@@ -217,18 +223,31 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         return key != null && verdictOf(key, scope, clock.currentTimeMillisUnsafe()) === "ok" ? key : undefined
       }
 
-      /** A record's answer, as the app's `get` handler gives it: 200 with the body, or 304. */
+      /**
+       * A record's answer, as the app's `get` handler gives it (RecordHeaders.ts): 200 with
+       * the body, or 304. One object literal, no spreads: this runs for every cached read.
+       */
       const sendRecord = (
         request: IncomingMessage,
         response: ServerResponse,
         id: string,
         body: string,
         outcome: CacheOutcome,
-        extra: Record<string, string>
+        requestId: string,
+        limit: BucketLimit,
+        decision: BucketDecision
       ): number => {
-        const headers: Record<string, string> = { ...recordHeaders(id, outcome), ...extra }
+        const etag = `"${id}"`
         const ifNoneMatch = request.headers["if-none-match"]
-        const status = ifNoneMatch !== undefined && matchesEtag(ifNoneMatch, headers.etag) ? 304 : 200
+        const status = ifNoneMatch !== undefined && matchesEtag(ifNoneMatch, etag) ? 304 : 200
+        const headers: Record<string, string> = {
+          etag,
+          "cache-control": RECORD_CACHE_CONTROL,
+          "cache-status": cacheStatusOf(outcome),
+          "x-request-id": requestId,
+          "ratelimit-policy": rateLimitPolicy(limit),
+          ratelimit: `"per-key";r=${decision.remaining};t=${decision.resetSeconds}`
+        }
         if (status === 200) {
           headers["content-type"] = "application/json"
           headers["content-length"] = String(Buffer.byteLength(body))
@@ -257,12 +276,11 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         keys.markUsed(key.id)
         requestStarted(context)
         const requestId = requestIdOf(headerOf(request, "x-request-id"))
-        const extra = { "x-request-id": requestId, ...rateLimitHeaders(limit, decision) }
         if (body !== undefined) {
           cache.countHit()
-          const status = sendRecord(request, response, id, body, "hit", extra)
+          const status = sendRecord(request, response, id, body, "hit", requestId, limit, decision)
           admission.leave()
-          finished(request, trace, "/data/{id}", status, start, requestId)
+          finished(getEnded, request, trace, "/data/{id}", status, start, requestId)
           return true
         }
         // Not in process: Redis, then the database, as the app reads it.
@@ -271,16 +289,25 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
             admission.leave()
             let status: number
             if (Exit.isSuccess(exit) && exit.value !== undefined && Option.isSome(exit.value.answer)) {
-              status = sendRecord(request, response, id, exit.value.answer.value, exit.value.cache, extra)
+              status = sendRecord(
+                request,
+                response,
+                id,
+                exit.value.answer.value,
+                exit.value.cache,
+                requestId,
+                limit,
+                decision
+              )
             } else {
               const problem = Exit.isFailure(exit)
                 ? problemOf(exit.cause)
                 : exit.value === undefined
                 ? pastDeadline()
                 : new NotFound({ detail: `No record ${rawId}` })
-              status = sendProblem(response, problem, extra, requestId)
+              status = sendProblem(response, problem, rateLimitHeaders(limit, decision), requestId)
             }
-            finished(request, trace, "/data/{id}", status, start, requestId)
+            finished(getEnded, request, trace, "/data/{id}", status, start, requestId)
           }
         )
         const deadline = setTimeout(() => answer(Exit.succeed(undefined)), deadlineMs)
@@ -355,7 +382,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
             const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
             status = sendProblem(response, problem, headers, idOfRequest())
           }
-          finished(request, trace, "/data", status, start, idOfRequest())
+          finished(postEnded, request, trace, "/data", status, start, idOfRequest())
         })
         const passOn = (body: Buffer) => {
           clearTimeout(deadline)
@@ -378,7 +405,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           done = true
           clearTimeout(deadline)
           admission.leave()
-          requestEnded({ method: "POST", route: "/data", status: 499, seconds: 0, requestId: undefined }, context)
+          postEnded(499, 0)
         })
         request.on("end", () => {
           if (done) return

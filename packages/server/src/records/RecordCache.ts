@@ -30,7 +30,18 @@ const NOT_FOUND = "" // a stored 404: no record serialises to the empty string
  * A record's key in the shared cache, which Redis holds under REDIS_KEY_PREFIX
  * (the store's key prefix). Exported so the bench names the keys it inspects as this does.
  */
-export const recordCacheKey = (tenant: string, id: string): string => `r:${encodeURIComponent(tenant)}:${id}`
+// Tenants are few and every cached read names one: each one's prefix is encoded once.
+const prefixes = new Map<string, string>()
+
+export const recordCacheKey = (tenant: string, id: string): string => {
+  let prefix = prefixes.get(tenant)
+  if (prefix === undefined) {
+    prefix = `r:${encodeURIComponent(tenant)}:`
+    if (prefixes.size >= 10_000) prefixes.clear()
+    prefixes.set(tenant, prefix)
+  }
+  return prefix + id
+}
 
 export const cacheRequests = Metric.counter("strata_cache_requests_total", {
   description: "Record cache lookups by outcome (hit, miss, error)"

@@ -4,10 +4,15 @@
  * says whether the cache answered.
  */
 
+export const RECORD_CACHE_CONTROL = "private, max-age=31536000, immutable"
+
+export const cacheStatusOf = (cache: "hit" | "miss" | "unavailable") =>
+  cache === "hit" ? "strata; hit" : "strata; fwd=miss"
+
 export const recordHeaders = (id: string, cache: "hit" | "miss" | "unavailable") => ({
   etag: `"${id}"`,
-  "cache-control": "private, max-age=31536000, immutable",
-  "cache-status": cache === "hit" ? "strata; hit" : "strata; fwd=miss"
+  "cache-control": RECORD_CACHE_CONTROL,
+  "cache-status": cacheStatusOf(cache)
 })
 
 /** RFC 9110 If-None-Match: `*` or a list of entity tags (weak comparison). */

