@@ -102,6 +102,7 @@ describeBackends(
             key: null,
             occurredAt: new Date(),
             data: {},
+            dataText: JSON.stringify({}),
             traceparent: null,
             schemaVersion: null
           }])

@@ -200,6 +200,7 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
               key: `k${i % 4}`,
               occurredAt: new Date(),
               data: { i },
+              dataText: JSON.stringify({ i }),
               traceparent: null,
               schemaVersion: null
             }])
@@ -242,6 +243,7 @@ describeBackends(
           key: "k",
           occurredAt: new Date(),
           data: { i },
+          dataText: JSON.stringify({ i }),
           traceparent: null,
           schemaVersion: null
         })
@@ -290,6 +292,7 @@ describe("outbox upkeep", () => {
         key: null,
         occurredAt: new Date(),
         data: { i },
+        dataText: JSON.stringify({ i }),
         traceparent: null,
         schemaVersion: null
       }))

@@ -39,6 +39,7 @@ describe("hot routes and the app answer alike", () => {
           key: null,
           occurredAt: new Date(),
           data: { n: 1 },
+          dataText: JSON.stringify({ n: 1 }),
           traceparent: null,
           schemaVersion: null
         }])

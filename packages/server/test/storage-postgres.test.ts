@@ -27,6 +27,7 @@ const record = (occurredAt: string, stream = "s", tenant = "default"): RecordToS
   key: null,
   occurredAt: new Date(occurredAt),
   data: { at: occurredAt },
+  dataText: JSON.stringify({ at: occurredAt }),
   traceparent: null,
   schemaVersion: null
 })

@@ -353,6 +353,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         let size = 0
         let done = false
         let headers: Record<string, string> = {}
+        let dataText = ""
         let requestId: string | undefined
         const idOfRequest = () => requestId ??= requestIdOf(headerOf(request, "x-request-id"))
         // REQUEST_TIMEOUT counts from here, the body's arrival included, as in the app:
@@ -367,7 +368,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           let status: number
           if (Exit.isSuccess(exit) && exit.value !== undefined) {
             const [stored] = exit.value
-            const text = recordText(stored)
+            const text = recordText(stored, dataText)
             cache.remember(key.tenant, [{ id: stored.id, text }])
             status = 201
             response.writeHead(201, {
@@ -375,7 +376,8 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
               "content-type": "application/json",
               "content-length": String(Buffer.byteLength(text)),
               "x-request-id": idOfRequest(),
-              ...headers
+              "ratelimit-policy": headers["ratelimit-policy"],
+              ratelimit: headers.ratelimit
             })
             response.end(text)
           } else {
@@ -390,6 +392,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           requestPassedOn(context)
           handOver(replayOf(request, body))
         }
+        // A body of one chunk (the usual small record) is used as it came, not copied.
         request.on("data", (chunk: Buffer) => {
           if (done) return
           chunks.push(chunk)
@@ -410,7 +413,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         request.on("end", () => {
           if (done) return
           done = true
-          const body = Buffer.concat(chunks, size)
+          const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)
           const record = recordOf(body, key.tenant, trace.traceparent)
           const limit = key.rateLimit ?? defaultLimit
           // The token is taken last, so a request handed over does not pay twice.
@@ -418,6 +421,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           if (record === undefined || decision === undefined) return passOn(body)
           keys.markUsed(key.id)
           headers = rateLimitHeaders(limit, decision)
+          dataText = record.dataText
           writer.submit([record], answer)
         })
         return true

@@ -4,6 +4,7 @@
  */
 import type { FieldError, NewRecord } from "@strata/domain"
 import { Result } from "effect"
+import { jsonText } from "../platform/json/ExactJson.ts"
 import { makeRecordId } from "./RecordId.ts"
 import type { RecordToStore } from "./RecordStore.ts"
 
@@ -16,7 +17,9 @@ export const prepareRecord = (
   path = "",
   schemaVersion: number | null = null
 ): Result.Result<RecordToStore, FieldError> => {
-  const size = Buffer.byteLength(JSON.stringify(input.data))
+  // Serialised once: the size is checked on the text that is stored and answered.
+  const dataText = jsonText(input.data)
+  const size = Buffer.byteLength(dataText)
   if (size > maxRecordBytes) {
     return Result.fail({
       path: path === "" ? "data" : `${path}.data`,
@@ -31,6 +34,7 @@ export const prepareRecord = (
     key: input.key ?? null,
     occurredAt: new Date(occurredAt),
     data: input.data,
+    dataText,
     traceparent,
     schemaVersion
   })

@@ -9,7 +9,6 @@ import { PgClient } from "@effect/sql-pg"
 import type { StoredRecord } from "@strata/domain"
 import { Array as Arr, Clock, Context, Effect, Layer, Option } from "effect"
 import { AppConfig } from "../platform/config/AppConfig.ts"
-import { jsonText } from "../platform/json/ExactJson.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { DbPolicy } from "../platform/sql/DbPolicy.ts"
 import { MemoryTables } from "./MemoryTables.ts"
@@ -25,6 +24,8 @@ export interface RecordToStore {
   readonly key: string | null
   readonly occurredAt: Date
   readonly data: StoredRecord["data"]
+  /** `data` in its one byte form (`jsonText`), made once: stored, answered and sized from it. */
+  readonly dataText: string
   /** W3C trace context of the request that stores it, carried into the event's headers. */
   readonly traceparent: string | null
   /** The version of the stream's schema `data` was validated against; null: the stream had none. */
@@ -87,7 +88,7 @@ export class RecordStore extends Context.Service<RecordStore, {
                 SELECT * FROM unnest(${column((r) => r.tenant)}::text[], ${column((r) => r.id)}::uuid[], ${
               column((r) => r.stream)
             }::text[], ${column((r) => r.key)}::text[], ${column((_, i) => stored[i].occurredAt)}::timestamptz[], ${
-              column((r) => jsonText(r.data))
+              column((r) => r.dataText)
             }::jsonb[], ${column((r) => r.traceparent)}::text[], ${
               column((r) => r.schemaVersion === null ? null : String(r.schemaVersion))
             }::int[]) WITH ORDINALITY AS x(t, i, s, k, o, d, tp, v, n)

@@ -23,7 +23,7 @@ import { RecordWriter } from "./RecordWriter.ts"
 export const DEFAULT_PAGE_LIMIT = 100
 
 const pageText = (records: ReadonlyArray<StoredRecord>, nextCursor: string | null) =>
-  `{"records":[${records.map(recordText).join(",")}],"nextCursor":${JSON.stringify(nextCursor)}}`
+  `{"records":[${records.map((r) => recordText(r)).join(",")}],"nextCursor":${JSON.stringify(nextCursor)}}`
 
 export class Records extends Context.Service<Records, {
   /** Validates and stores one record; answers it with its Location, after the commit. */
@@ -69,7 +69,7 @@ export class Records extends Context.Service<Records, {
           const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes, traceparent, "", version)
           if (Result.isFailure(row)) return yield* validationFailed([row.failure])
           const [stored] = yield* writer.write([row.success])
-          const text = recordText(stored)
+          const text = recordText(stored, row.success.dataText)
           cache.remember(tenant, [{ id: stored.id, text }])
           return { text, location: `/data/${stored.id}` }
         })
@@ -93,7 +93,7 @@ export class Records extends Context.Service<Records, {
           const valid = Arr.getSuccesses(rows)
           if (!Arr.isArrayNonEmpty(valid)) return yield* Effect.die("a non-empty batch has rows")
           const stored = yield* writer.write(valid)
-          const answers = stored.map((r) => ({ id: r.id, text: recordText(r) }))
+          const answers = stored.map((r, i) => ({ id: r.id, text: recordText(r, valid[i].dataText) }))
           cache.remember(tenant, answers)
           return { text: `{"records":[${answers.map((a) => a.text).join(",")}]}` }
         })
