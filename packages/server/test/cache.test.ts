@@ -9,12 +9,14 @@ import {
   describeBackends,
   makeTestApp,
   memoryDb,
+  REDIS_URL,
   redisAvailable,
   sleep,
   startRedisServer
 } from "@strata/testing"
 import { Duration, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { TestClock } from "effect/testing"
+import { Redis } from "ioredis"
 import { CacheStore } from "../src/platform/cache/CacheStore.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
 import { MemoryTables } from "../src/records/MemoryTables.ts"
@@ -235,4 +237,41 @@ describe("when Redis dies", () => {
       await app.dispose()
     }
   }, 30_000)
+})
+
+describe("CacheStore.setMany on Redis", () => {
+  let up = false
+  beforeAll(async () => {
+    up = await redisAvailable()
+  })
+
+  it("writes every entry with its own value and time to live, in one call", async (ctx) => {
+    if (!up) return ctx.skip()
+    const prefix = `strata-setmany-${process.pid}-${Date.now()}:`
+    const runtime = ManagedRuntime.make(CacheStore.layerRedis({ url: Redacted.make(REDIS_URL), prefix }))
+    try {
+      const entries = Array.from({ length: 300 }, (_, i) => ({
+        key: `k${i}`,
+        // values a script must pass through untouched: quotes, newlines, non-ASCII
+        value: `{"i":${i},"s":"a \\"q\\"\\n\u00e9"}`,
+        ttl: Duration.seconds(i % 2 === 0 ? 60 : 5)
+      }))
+      await runtime.runPromise(CacheStore.use((c) => c.setMany(entries)))
+      const redis = new Redis(REDIS_URL)
+      try {
+        for (const e of [entries[0], entries[1], entries[299]]) {
+          expect(await redis.get(prefix + e.key)).toBe(e.value)
+          const pttl = await redis.pttl(prefix + e.key)
+          expect(pttl).toBeGreaterThan(Duration.toMillis(e.ttl) - 2_000)
+          expect(pttl).toBeLessThanOrEqual(Duration.toMillis(e.ttl))
+        }
+        const read = await runtime.runPromise(CacheStore.use((c) => c.get("k7")))
+        expect(read).toEqual(Option.some(entries[7].value))
+      } finally {
+        await redis.quit()
+      }
+    } finally {
+      await runtime.dispose()
+    }
+  })
 })

@@ -140,8 +140,12 @@ export const relayOnce = (holder: string, upkeep: { deletedSinceVacuum: number }
         if (!Arr.isReadonlyArrayNonEmpty(events)) return total
         claimed = true
         yield* publish(events)
-        const acknowledged = Date.now()
-        for (const event of events) yield* Metric.update(deliveryLag, (acknowledged - event.storedAt) / 1000)
+        // One step for the whole batch, not an Effect per event.
+        yield* Effect.withFiber((fiber) => {
+          const acknowledged = Date.now()
+          for (const event of events) deliveryLag.updateUnsafe((acknowledged - event.storedAt) / 1000, fiber.context)
+          return Effect.void
+        })
         const held = yield* db.ack(holder, lease, Arr.map(events, (e) => e.seq)).pipe(
           Effect.withTracerEnabled(false)
         )
