@@ -16,6 +16,7 @@ import { makeSingleFlight } from "../platform/cache/SingleFlight.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import { trackBreaker } from "../platform/observability/BreakerMetrics.ts"
 import { labelled } from "../platform/observability/Labels.ts"
+import { withDeadline } from "../platform/runtime/Deadline.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { LocalAnswers } from "./LocalAnswers.ts"
 import { recordText } from "./RecordJson.ts"
@@ -93,11 +94,11 @@ export class RecordCache extends Context.Service<RecordCache, {
       }).pipe(Effect.provide(CircuitBreaker.layerStoreMemory()))
       yield* trackBreaker("cache", breaker)
 
+      const cacheTimeoutMs = Duration.toMillis(config.cacheTimeout)
       const jittered = (ttl: Duration.Duration) => Duration.millis(Duration.toMillis(ttl) * (1 + Math.random() * 0.1))
       /** Every cache call: bounded in time, behind the breaker, never failing the caller. */
       const guarded = <A>(effect: Effect.Effect<A, unknown>) =>
-        effect.pipe(
-          Effect.timeout(config.cacheTimeout),
+        withDeadline(effect, cacheTimeoutMs, () => Effect.fail("timeout" as const)).pipe(
           breaker.execute({ key: "cache" }),
           Effect.map(Option.some),
           Effect.catchCause(() => Effect.as(Metric.update(lookups({ outcome: "error" }), 1), Option.none<A>()))

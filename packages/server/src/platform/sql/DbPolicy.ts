@@ -17,6 +17,7 @@ import { DatabaseConfig } from "../config/DatabaseConfig.ts"
 import { trackBreaker } from "../observability/BreakerMetrics.ts"
 import { dbCallDuration, dbCallErrors, makePoolTracker } from "../observability/DbMetrics.ts"
 import { labelled } from "../observability/Labels.ts"
+import { withDeadline } from "../runtime/Deadline.ts"
 import { DbError, fromSqlError } from "./DbError.ts"
 
 /** `idempotent` calls (reads, upserts, DDL with IF [NOT] EXISTS) may be retried after any transient failure. */
@@ -61,20 +62,19 @@ export class DbPolicy extends Context.Service<DbPolicy, {
       )
 
       const attempt = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
-        effect.pipe(
-          Effect.timeoutOrElse({
-            duration: config.dbTimeout,
-            orElse: () =>
-              Effect.fail(
-                new DbError({
-                  reason: "Timeout",
-                  message: `${name} timed out after ${Duration.format(config.dbTimeout)}`
-                })
-              )
-          }),
-          Effect.catchTag("SqlError", (e) => Effect.fail(fromSqlError(e)))
+        withDeadline(
+          Effect.catchTag(effect, "SqlError", (e) => Effect.fail(fromSqlError(e))),
+          timeoutMs,
+          () =>
+            Effect.fail(
+              new DbError({
+                reason: "Timeout",
+                message: `${name} timed out after ${Duration.format(config.dbTimeout)}`
+              })
+            )
         )
 
+      const timeoutMs = Duration.toMillis(config.dbTimeout)
       const trackPool = makePoolTracker(Option.isSome(config.databaseUrl) ? config.databasePoolMax : 1)
       const countError = (operation: string, reason: "transient" | "permanent" | "circuit_open") =>
         Metric.update(callErrors({ operation, reason }), 1)
