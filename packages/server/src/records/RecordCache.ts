@@ -27,13 +27,13 @@ export type CacheOutcome = "hit" | "miss" | "unavailable"
 
 const NOT_FOUND = "" // a stored 404: no record serialises to the empty string
 
+// Tenants are few and every cached read names one: each one's prefix is encoded once.
+const prefixes = new Map<string, string>()
+
 /**
  * A record's key in the shared cache, which Redis holds under REDIS_KEY_PREFIX
  * (the store's key prefix). Exported so the bench names the keys it inspects as this does.
  */
-// Tenants are few and every cached read names one: each one's prefix is encoded once.
-const prefixes = new Map<string, string>()
-
 export const recordCacheKey = (tenant: string, id: string): string => {
   let prefix = prefixes.get(tenant)
   if (prefix === undefined) {

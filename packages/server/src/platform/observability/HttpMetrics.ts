@@ -56,7 +56,8 @@ export const requestEnded = (outcome: RequestOutcome, context: Context.Context<n
 /**
  * `requestEnded` for one method and route, with its labelled series looked up
  * once per status class instead of once per request: what the hot routes use
- * (measured: the per-request label lookups cost about 3 % of cached reads).
+ * (the duration observation was about 7 % of a cached read's cost, measured by
+ * leaving it out; the label join per request was a part of that).
  */
 export const routeRecorder = (method: string, route: string, context: Context.Context<never>) => {
   const byClass = STATUS_CLASS.map((status_class) => durationOf({ method, route, status_class }))
