@@ -33,10 +33,14 @@ export const rateLimitPolicy = (limit: BucketLimit): string => {
   return policy
 }
 
+/** The `RateLimit` field after `decision`. */
+export const rateLimitState = (decision: BucketDecision): string =>
+  `"per-key";r=${decision.remaining};t=${decision.resetSeconds}`
+
 /** IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers). */
 export const rateLimitHeaders = (limit: BucketLimit, decision: BucketDecision): Record<string, string> => ({
   "ratelimit-policy": rateLimitPolicy(limit),
-  ratelimit: `"per-key";r=${decision.remaining};t=${decision.resetSeconds}`,
+  ratelimit: rateLimitState(decision),
   ...(decision.allowed ? {} : { "retry-after": String(decision.retryAfterSeconds) })
 })
 

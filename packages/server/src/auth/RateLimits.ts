@@ -13,11 +13,12 @@
  * process instead: limits then hold per replica rather than overall, which is
  * better than no limit and better than refusing service.
  */
-import { Clock, Context, Deferred, Effect, Layer, Metric } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Layer, Metric } from "effect"
 import { CacheStore } from "../platform/cache/CacheStore.ts"
 import { type BucketDecision, type BucketLimit, decide, LocalBuckets } from "../platform/cache/TokenBucket.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import { labelled } from "../platform/observability/Labels.ts"
+import { withDeadline } from "../platform/runtime/Deadline.ts"
 
 export const rateLimitDecisions = Metric.counter("strata_rate_limit_decisions_total", {
   description: "Rate-limit decisions by outcome (allowed, limited) and where the bucket lives (shared, local)"
@@ -60,6 +61,7 @@ export class RateLimits extends Context.Service<RateLimits, {
       const now = () => clock.currentTimeMillisUnsafe()
       const local = new LocalBuckets()
       const leases = new Map<string, Lease>()
+      const cacheTimeoutMs = Duration.toMillis(config.cacheTimeout)
       const allowedShared = decisions({ outcome: "allowed", where: "shared" })
       const count = (decision: BucketDecision, where: "shared" | "local") =>
         Metric.update(decisions({ outcome: decision.allowed ? "allowed" : "limited", where }), 1).pipe(
@@ -76,8 +78,11 @@ export class RateLimits extends Context.Service<RateLimits, {
       }
 
       const fromShared = (keyId: string, limit: BucketLimit) =>
-        cache.takeTokens(`ratelimit:${keyId}`, limit, leaseSize(limit)).pipe(
-          Effect.timeout(config.cacheTimeout),
+        withDeadline(
+          cache.takeTokens(`ratelimit:${keyId}`, limit, leaseSize(limit)),
+          cacheTimeoutMs,
+          () => Effect.fail("timeout" as const)
+        ).pipe(
           Effect.map(({ granted, tokens }) => {
             const at = now()
             if (granted === 0) {

@@ -4,10 +4,10 @@
  * that came back short (the outbox had no more) it waits OUTBOX_POLL_INTERVAL
  * before the next. Under a steady stream of writes that makes a few full batches
  * instead of a claim and a delete, each a commit, for every handful of events
- * (measured: 6 % more requests under mixed load at less CPU per request). When the bus (or the
- * database) fails it backs off exponentially with jitter, up to 30 s, and
- * carries on: POSTs keep succeeding, the outbox grows, and it drains when the
- * bus is back. Each publish has a timeout (OUTBOX_PUBLISH_TIMEOUT), so a broker
+ * (measured: 6 % more requests under mixed load at less CPU per request).
+ * When the bus (or the database) fails it backs off exponentially with
+ * jitter, up to 30 s, and carries on: POSTs keep succeeding, the outbox grows,
+ * and it drains when the bus is back. Each publish has a timeout (OUTBOX_PUBLISH_TIMEOUT), so a broker
  * that hangs counts as a failure.
  *
  * No database connection is held while publishing (on the embedded PGlite the

@@ -36,7 +36,7 @@ import {
 import { Headers, HttpServerRespondable, HttpServerResponse, HttpTraceContext } from "effect/http"
 import { randomBytes } from "node:crypto"
 import { IncomingMessage, type ServerResponse } from "node:http"
-import { rateLimitHeaders, rateLimitPolicy } from "../auth/Authentication.ts"
+import { rateLimitHeaders, rateLimitPolicy, rateLimitState } from "../auth/Authentication.ts"
 import { RateLimits } from "../auth/RateLimits.ts"
 import { verdictOf, VerifiedKeys } from "../auth/VerifiedKeys.ts"
 import type { BucketDecision, BucketLimit } from "../platform/cache/TokenBucket.ts"
@@ -246,7 +246,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           "cache-status": cacheStatusOf(outcome),
           "x-request-id": requestId,
           "ratelimit-policy": rateLimitPolicy(limit),
-          ratelimit: `"per-key";r=${decision.remaining};t=${decision.resetSeconds}`
+          ratelimit: rateLimitState(decision)
         }
         if (status === 200) {
           headers["content-type"] = "application/json"

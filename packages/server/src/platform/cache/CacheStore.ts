@@ -18,6 +18,9 @@ end
 return #KEYS
 `
 
+/** A time to live as Redis's PX: whole milliseconds, at least one. */
+const pxOf = (ttl: Duration.Duration): number => Math.max(1, Math.round(Duration.toMillis(ttl)))
+
 /** Buckets for calls that give up after CACHE_TIMEOUT (50 ms by default). */
 const CACHE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5]
 
@@ -129,12 +132,12 @@ export class CacheStore extends Context.Service<CacheStore, {
             entries.length === 0 ? Effect.void : Effect.asVoid(call("set", () => {
               if (!cluster) {
                 const args: Array<string | number> = entries.map((e) => e.key)
-                for (const e of entries) args.push(e.value, Math.max(1, Math.round(Duration.toMillis(e.ttl))))
+                for (const e of entries) args.push(e.value, pxOf(e.ttl))
                 return setManyScript(entries.length, ...args).then(() => undefined)
               }
               const pipeline = client.pipeline()
               for (const e of entries) {
-                pipeline.set(e.key, e.value, "PX", Math.max(1, Math.round(Duration.toMillis(e.ttl))))
+                pipeline.set(e.key, e.value, "PX", pxOf(e.ttl))
               }
               // exec() resolves even when commands fail: surface the first error.
               return pipeline.exec().then((results) => {

@@ -41,10 +41,15 @@ export const requestStarted = (context: Context.Context<never>): void => {
   requestsInFlight.updateUnsafe(inFlight, context)
 }
 
-/** A request ended: the gauge, and its duration by method, route template and status class. */
-export const requestEnded = (outcome: RequestOutcome, context: Context.Context<never>): void => {
+/** A request is no longer being served here (for the gauge). */
+const requestLeft = (context: Context.Context<never>): void => {
   inFlight--
   requestsInFlight.updateUnsafe(inFlight, context)
+}
+
+/** A request ended: the gauge, and its duration by method, route template and status class. */
+export const requestEnded = (outcome: RequestOutcome, context: Context.Context<never>): void => {
+  requestLeft(context)
   durationOf({
     method: outcome.method,
     route: outcome.route,
@@ -62,17 +67,13 @@ export const requestEnded = (outcome: RequestOutcome, context: Context.Context<n
 export const routeRecorder = (method: string, route: string, context: Context.Context<never>) => {
   const byClass = STATUS_CLASS.map((status_class) => durationOf({ method, route, status_class }))
   return (status: number, seconds: number): void => {
-    inFlight--
-    requestsInFlight.updateUnsafe(inFlight, context)
+    requestLeft(context)
     byClass[Math.floor(status / 100)].updateUnsafe(seconds, context)
   }
 }
 
 /** A request begun here was handed on to be answered (and measured) elsewhere. */
-export const requestPassedOn = (context: Context.Context<never>): void => {
-  inFlight--
-  requestsInFlight.updateUnsafe(inFlight, context)
-}
+export const requestPassedOn = requestLeft
 
 /**
  * Measures `app`, which must already turn every failure into a response, and
