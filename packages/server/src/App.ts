@@ -17,6 +17,7 @@ import { layerAuthentication } from "./auth/Authentication.ts"
 import { RateLimits } from "./auth/RateLimits.ts"
 import { VerifiedKeys } from "./auth/VerifiedKeys.ts"
 import { EventBus } from "./events/EventBus.ts"
+import { HeldRecords } from "./events/HeldRecords.ts"
 import { layerOutboxRelay } from "./events/OutboxRelay.ts"
 import { OutboxStore } from "./events/OutboxStore.ts"
 import { HealthHandlers, Lifecycle } from "./health/HealthHandlers.ts"
@@ -92,6 +93,12 @@ export const AppRoutes = Layer.mergeAll(
 )
 
 /** A candidate schema is checked against the stream's latest stored records. */
+/** The relay publishes the texts the record cache holds in process (HeldRecords says why). */
+const HeldRecordsFromCache = Layer.effect(
+  HeldRecords,
+  Effect.map(RecordCache, (cache) => HeldRecords.of({ textOf: cache.peek }))
+)
+
 const StreamSamplesFromRecords = Layer.effect(
   StreamSamples,
   Effect.map(RecordStore, (store) =>
@@ -140,11 +147,14 @@ export interface ServiceOptions<E, R, E2, R2, E3, R3> {
 export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = never>(
   options: ServiceOptions<E, R, E2, R2, E3, R3>
 ) =>
-  Layer.mergeAll(HotRoutes.layer, Records.layer).pipe(Layer.provideMerge(Layer.mergeAll(
+  Layer.mergeAll(
+    HotRoutes.layer,
+    Records.layer,
+    layerOutboxRelay.pipe(Layer.provide(HeldRecordsFromCache))
+  ).pipe(Layer.provideMerge(Layer.mergeAll(
     RecordWriter.layer,
     RecordCache.layer,
     layerMaintenance,
-    layerOutboxRelay,
     layerRuntimeMetrics,
     Lifecycle.layer,
     Cursors.layer,

@@ -7,6 +7,7 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import type { StoredRecord } from "@strata/domain"
 import {
   acquireApp,
   dataHeaders,
@@ -30,11 +31,14 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { layerStorage, layerStorageMemory } from "../src/App.ts"
 import { EventBus, type KafkaMessage, type OutboxEvent, toKafkaMessage } from "../src/events/EventBus.ts"
+import { HeldRecords } from "../src/events/HeldRecords.ts"
 import { layerOutboxRelay, relayOnce, VACUUM_EVERY } from "../src/events/OutboxRelay.ts"
 import { OutboxStore } from "../src/events/OutboxStore.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
+import { parseExact } from "../src/platform/json/ExactJson.ts"
 import { runMigrations } from "../src/platform/sql/Migrations.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
+import { recordText } from "../src/records/RecordJson.ts"
 import { RecordStore } from "../src/records/RecordStore.ts"
 import { RecordWriter } from "../src/records/RecordWriter.ts"
 
@@ -46,6 +50,7 @@ const countingVacuums = Layer.effect(
 ).pipe(
   Layer.provideMerge(layerStorageMemory),
   Layer.provideMerge(EventBus.layerDiscard),
+  Layer.provideMerge(HeldRecords.none),
   Layer.provideMerge(AppConfig.layerWith())
 )
 
@@ -64,7 +69,10 @@ describe("the Kafka message of an event", () => {
       seq: "1",
       tenant: "acme",
       messageKey: `acme/orders/${record.id}`,
-      record,
+      recordId: record.id,
+      stream: record.stream,
+      schemaVersion: record.schemaVersion,
+      text: recordText(record),
       traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
       storedAt: Date.now()
     })
@@ -179,7 +187,8 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
     const replica = (relay: number) =>
       ManagedRuntime.make(
         Layer.mergeAll(RecordWriter.layer, layerOutboxRelay).pipe(
-          Layer.provideMerge(Layer.merge(layerStorage, sharedBus(relay))),
+          // No texts held: every event's record is read from the database.
+          Layer.provideMerge(Layer.mergeAll(layerStorage, sharedBus(relay), HeldRecords.none)),
           Layer.provideMerge(Layer.effectDiscard(runMigrations)),
           Layer.provideMerge(PgClient.layer({ url: Redacted.make(db.url), maxConnections: 3 })),
           Layer.provideMerge(AppConfig.layerWith({ outboxBatch: 7, outboxPollInterval: Duration.millis(5) }))
@@ -247,7 +256,7 @@ describeBackends(
           traceparent: null,
           schemaVersion: null
         })
-        const numbers = (events: ReadonlyArray<OutboxEvent>) => events.map((e) => e.record.data.i)
+        const numbers = (events: ReadonlyArray<OutboxEvent>) => events.map((e) => JSON.parse(e.text).data.i)
         const short = Duration.millis(300)
         const long = Duration.seconds(30)
         await runtime.runPromise(Effect.gen(function*() {
@@ -278,6 +287,92 @@ describeBackends(
       },
       30_000
     )
+  }
+)
+
+describeBackends(
+  "an event's record text",
+  [postgres, pglite],
+  (db) =>
+    Effect.acquireRelease(
+      Effect.sync(() => ManagedRuntime.make(db.layer.pipe(Layer.provide(AppConfig.layerWith())))),
+      (runtime) => Effect.promise(() => runtime.dispose())
+    ),
+  ({ test }) => {
+    test("is the held text when the relay holds it, else read from the record, exact either way", async (runtime) => {
+      const stored = (i: number) => ({
+        tenant: "t",
+        id: makeRecordId(Date.now()),
+        stream: "texts",
+        key: null,
+        occurredAt: new Date(),
+        // A number a double cannot hold: the read-back path must keep it too.
+        data: (parseExact(`{"i":${i},"big":9007199254740993}`) as { value: StoredRecord["data"] }).value,
+        dataText: `{"i":${i},"big":9007199254740993}`,
+        traceparent: null,
+        schemaVersion: i === 1 ? 4 : null
+      })
+      await runtime.runPromise(Effect.gen(function*() {
+        const db = yield* RecordStore
+        const outbox = yield* OutboxStore
+        const [one, two] = yield* db.insert([stored(1), stored(2)])
+        const held = new Map([[one.id, "held text of one"]])
+        const events = yield* outbox.claim(
+          "r",
+          Duration.seconds(30),
+          10,
+          (tenant, id) => tenant === "t" ? held.get(id) : undefined
+        )
+        expect(events[0].text).toBe("held text of one")
+        expect(events[1].text).toBe(recordText(two))
+        expect(events[1].text).toContain(`"big":9007199254740993`)
+        expect(events.map((e) => [e.recordId, e.stream, e.schemaVersion])).toEqual([
+          [one.id, "texts", 4],
+          [two.id, "texts", null]
+        ])
+      }))
+    })
+  }
+)
+
+describeBackends(
+  "events whose record is gone",
+  [postgres],
+  (db) =>
+    Effect.acquireRelease(
+      Effect.sync(() =>
+        ManagedRuntime.make(Layer.merge(
+          db.layer.pipe(Layer.provide(AppConfig.layerWith())),
+          PgClient.layer({ url: Redacted.make(db.url!), maxConnections: 1 })
+        ))
+      ),
+      (runtime) => Effect.promise(() => runtime.dispose())
+    ),
+  ({ test }) => {
+    test("are left out of a claim and out of the outbox, so they never hold up the rest", async (runtime) => {
+      await runtime.runPromise(Effect.gen(function*() {
+        const db = yield* RecordStore
+        const outbox = yield* OutboxStore
+        const sql = yield* PgClient.PgClient
+        const rows = [1, 2, 3].map((i) => ({
+          tenant: "t",
+          id: makeRecordId(Date.now()),
+          stream: "gone",
+          key: null,
+          occurredAt: new Date(),
+          data: { i },
+          dataText: JSON.stringify({ i }),
+          traceparent: null,
+          schemaVersion: null
+        }))
+        const [, middle] = yield* db.insert(rows as [typeof rows[0], ...typeof rows])
+        // As retention leaves it when it drops a partition after the relay read the outbox.
+        yield* sql`DELETE FROM records WHERE id = ${middle.id}`
+        const events = yield* outbox.claim("r", Duration.seconds(30), 10)
+        expect(events.map((e) => JSON.parse(e.text).data.i)).toEqual([1, 3])
+        expect((yield* outbox.stats).size).toBe(2)
+      }))
+    })
   }
 )
 

@@ -5,7 +5,6 @@
  */
 import { Context, Effect, Layer, Schema } from "effect"
 import type { OutboxEvent } from "../records/OutboxEvent.ts"
-import { recordText } from "../records/RecordJson.ts"
 
 export type { OutboxEvent } from "../records/OutboxEvent.ts"
 
@@ -30,13 +29,13 @@ export const toKafkaMessage = (topic: string, event: OutboxEvent): KafkaMessage 
   topic,
   key: event.messageKey,
   // The bytes GET /data/{id} answers: every digit kept, data keys in jsonb's order.
-  value: recordText(event.record),
+  value: event.text,
   headers: {
     "strata-tenant": event.tenant,
-    "strata-stream": event.record.stream,
-    "strata-record-id": event.record.id,
+    "strata-stream": event.stream,
+    "strata-record-id": event.recordId,
     // "none" when the stream had no schema: a header value is a string.
-    "strata-schema-version": event.record.schemaVersion == null ? "none" : String(event.record.schemaVersion),
+    "strata-schema-version": event.schemaVersion === null ? "none" : String(event.schemaVersion),
     ...(event.traceparent !== null ? { traceparent: event.traceparent } : {})
   }
 })

@@ -10,6 +10,9 @@
  * and it drains when the bus is back. Each publish has a timeout (OUTBOX_PUBLISH_TIMEOUT), so a broker
  * that hangs counts as a failure.
  *
+ * An event's value is its record's text as this process holds it (HeldRecords:
+ * the records it stored or read lately); only the others are read from the database.
+ *
  * No database connection is held while publishing (on the embedded PGlite the
  * pool has one connection, and every write would wait for Kafka): a pass takes
  * the relay lease and reads a batch in one statement, publishes, then deletes
@@ -34,6 +37,7 @@ import { DatabaseConfig } from "../platform/config/DatabaseConfig.ts"
 import { KafkaConfig } from "../platform/config/KafkaConfig.ts"
 import { LATENCY_BUCKETS } from "../platform/observability/DbMetrics.ts"
 import { EventBus, EventBusError, type OutboxEvent } from "./EventBus.ts"
+import { HeldRecords } from "./HeldRecords.ts"
 import { OutboxStore } from "./OutboxStore.ts"
 
 export const outboxSize = Metric.gauge("strata_outbox_events", { description: "Events waiting in the outbox" })
@@ -95,6 +99,7 @@ export const relayOnce = (holder: string, upkeep: { deletedSinceVacuum: number }
   Effect.gen(function*() {
     const db = yield* OutboxStore
     const bus = yield* EventBus
+    const heldRecords = yield* HeldRecords
     const config = { ...(yield* DatabaseConfig), ...(yield* KafkaConfig) }
     const tracing = yield* References.TracerEnabled
     const lease = relayLease(config)
@@ -132,7 +137,7 @@ export const relayOnce = (holder: string, upkeep: { deletedSinceVacuum: number }
             "messaging.destination.name": config.kafkaTopic,
             "messaging.batch.message_count": events.length
           }
-        }),
+        }, { captureStackTrace: false }),
         Effect.withTracerEnabled(tracing)
       )
     let total = 0
@@ -140,7 +145,9 @@ export const relayOnce = (holder: string, upkeep: { deletedSinceVacuum: number }
     return yield* Effect.gen(function*() {
       while (true) {
         // Short statements only: the connection goes back to the pool before the publish.
-        const events = yield* db.claim(holder, lease, config.outboxBatch).pipe(Effect.withTracerEnabled(false))
+        const events = yield* db.claim(holder, lease, config.outboxBatch, heldRecords.textOf).pipe(
+          Effect.withTracerEnabled(false)
+        )
         if (!Arr.isReadonlyArrayNonEmpty(events)) return total
         claimed = true
         yield* publish(events)
@@ -184,7 +191,11 @@ export const relayOnce = (holder: string, upkeep: { deletedSinceVacuum: number }
     )
   })
 
-export const layerOutboxRelay: Layer.Layer<never, never, OutboxStore | EventBus | DatabaseConfig | KafkaConfig> = Layer
+export const layerOutboxRelay: Layer.Layer<
+  never,
+  never,
+  OutboxStore | EventBus | HeldRecords | DatabaseConfig | KafkaConfig
+> = Layer
   .effectDiscard(
     Effect.gen(function*() {
       const config = { ...(yield* DatabaseConfig), ...(yield* KafkaConfig) }

@@ -1,15 +1,21 @@
 /**
  * The outbox relay's store: the events waiting to be published and the one
- * relay lease. `layerPg` reads them from PostgreSQL's `outbox` (joined with the
- * record each event carries); `layerMemory` from MemoryTables, for tests.
+ * relay lease. `layerPg` reads them from PostgreSQL's `outbox`, and the record
+ * each event carries from `records` unless the caller holds its text;
+ * `layerMemory` from MemoryTables, for tests.
  */
 import { PgClient } from "@effect/sql-pg"
+import type { StoredRecord } from "@strata/domain"
 import { Array as Arr, Clock, Context, Duration, Effect, Layer } from "effect"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { DbPolicy } from "../platform/sql/DbPolicy.ts"
 import { MemoryTables } from "../records/MemoryTables.ts"
-import { parseStored, type RecordRow, toRecord, withSchemaVersion } from "../records/RecordRows.ts"
+import { recordText } from "../records/RecordJson.ts"
+import { COLUMNS, parseStored, type RecordRow, toRecord, withSchemaVersion } from "../records/RecordRows.ts"
 import type { OutboxEvent } from "./EventBus.ts"
+
+/** A record's text when the caller holds it (HeldRecords.textOf), else undefined. */
+export type TextOf = (tenant: string, recordId: string) => string | undefined
 
 export class OutboxStore extends Context.Service<OutboxStore, {
   /**
@@ -20,12 +26,14 @@ export class OutboxStore extends Context.Service<OutboxStore, {
    *
    * `claim` takes (or renews) the lease for `holder` for `lease` and answers
    * the oldest events (up to `limit`, by `seq`); none when the outbox is empty or
-   * another holder's lease has not expired (then it writes nothing).
+   * another holder's lease has not expired (then it writes nothing). Each event's
+   * record text is `textOf`'s when it has it, else read from the record.
    */
   readonly claim: (
     holder: string,
     lease: Duration.Duration,
-    limit: number
+    limit: number,
+    textOf?: TextOf
   ) => Effect.Effect<ReadonlyArray<OutboxEvent>, DbError>
   /**
    * Deletes published events (by `seq`) and renews `holder`'s lease. Answers
@@ -56,14 +64,37 @@ export class OutboxStore extends Context.Service<OutboxStore, {
       const sql = yield* PgClient.PgClient
       const guard = yield* DbPolicy.callsOf("Db")
 
-      interface OutboxRecordRow extends Partial<RecordRow> {
+      interface OutboxRow {
         readonly seq: string
         readonly tenant_id: string
+        readonly record_id: string
         readonly message_key: string
+        /** NULL on rows written before migration 0008: read with the record. */
+        readonly stream: string | null
+        readonly schema_version: number | null
+        /** The record itself, on rows written before migration 0006. */
         readonly payload: string | null
         readonly traceparent: string | null
         readonly created_at: Date
       }
+      const eventOf = (
+        row: OutboxRow,
+        fields: Pick<OutboxEvent, "stream" | "schemaVersion" | "text">
+      ): OutboxEvent => ({
+        seq: row.seq,
+        tenant: row.tenant_id,
+        messageKey: row.message_key,
+        recordId: row.record_id,
+        stream: fields.stream,
+        schemaVersion: fields.schemaVersion,
+        text: fields.text,
+        traceparent: row.traceparent,
+        storedAt: row.created_at.getTime()
+      })
+      const fromRecord = (row: OutboxRow, record: StoredRecord) =>
+        eventOf(row, { stream: record.stream, schemaVersion: record.schemaVersion, text: recordText(record) })
+      const seqArray = (seqs: ReadonlyArray<string>) => `{${seqs.join(",")}}`
+
       const leaseUntil = (lease: Duration.Duration) =>
         sql`now() + ${Duration.toMillis(lease)} * interval '1 millisecond'`
       // One statement: the lease is taken (only when there is something to
@@ -73,35 +104,56 @@ export class OutboxStore extends Context.Service<OutboxStore, {
       // oldest remaining rows and deletes exactly what it published.
       // (ORDER BY `outbox.seq`, the bigint: plain `seq` would be the text column
       // of that name, and "10" sorts before "9".)
-      const claimOutbox = (holder: string, lease: Duration.Duration, limit: number) =>
+      // The records are read in a second statement, and only those whose text
+      // the caller does not hold (written by another replica, or long ago): a join
+      // for every event cost the relay more than the rest of its work (measured).
+      const claimOutbox = (holder: string, lease: Duration.Duration, limit: number, textOf: TextOf = () => undefined) =>
         guard(
           "claimOutbox",
-          Effect.map(
-            sql<OutboxRecordRow>`
+          Effect.gen(function*() {
+            const rows = yield* sql<OutboxRow>`
               WITH lease AS (
                 UPDATE outbox_relay_lease SET holder = ${holder}, expires_at = ${leaseUntil(lease)}
                 WHERE id = 1 AND (holder = ${holder} OR expires_at < now()) AND EXISTS (SELECT 1 FROM outbox)
                 RETURNING id
               )
-              SELECT o.seq::text AS seq, o.tenant_id, o.message_key, o.payload::text AS payload, o.traceparent,
-                o.created_at, r.id::text AS id, r.stream, r.key, r.occurred_at, r.ingested_at, r.data::text AS data,
-                r.schema_version
+              SELECT o.seq::text AS seq, o.tenant_id, o.record_id::text AS record_id, o.message_key, o.stream,
+                o.schema_version, o.payload::text AS payload, o.traceparent, o.created_at
               FROM outbox o
-              LEFT JOIN records r ON r.id = o.record_id AND r.occurred_at = o.occurred_at
-              WHERE EXISTS (SELECT 1 FROM lease) AND (o.payload IS NOT NULL OR r.id IS NOT NULL)
-              ORDER BY o.seq LIMIT ${limit}`,
-            (rows) =>
-              rows.map((r): OutboxEvent => ({
-                seq: r.seq,
-                tenant: r.tenant_id,
-                messageKey: r.message_key,
-                record: r.payload !== null
-                  ? withSchemaVersion(parseStored(r.payload))
-                  : toRecord(r as RecordRow),
-                traceparent: r.traceparent,
-                storedAt: r.created_at.getTime()
-              }))
-          )
+              WHERE EXISTS (SELECT 1 FROM lease)
+              ORDER BY o.seq LIMIT ${limit}`
+            const events: Array<OutboxEvent | undefined> = []
+            const unread: Array<number> = []
+            for (let i = 0; i < rows.length; i++) {
+              const row = rows[i]
+              const text = row.stream === null ? undefined : textOf(row.tenant_id, row.record_id)
+              if (text !== undefined) {
+                events.push(eventOf(row, { stream: row.stream!, schemaVersion: row.schema_version, text }))
+              } else if (row.payload !== null) {
+                events.push(fromRecord(row, withSchemaVersion(parseStored(row.payload))))
+              } else {
+                events.push(undefined)
+                unread.push(i)
+              }
+            }
+            if (unread.length === 0) return events as Array<OutboxEvent>
+            const found = yield* sql<RecordRow & { readonly seq: string }>`
+              SELECT o.seq::text AS seq, r.* FROM outbox o CROSS JOIN LATERAL (
+                SELECT ${sql.literal(COLUMNS)} FROM records WHERE id = o.record_id AND occurred_at = o.occurred_at
+              ) r
+              WHERE o.seq = ANY(${seqArray(unread.map((i) => rows[i].seq))}::bigint[])`
+            const bySeq = new Map(found.map((r) => [r.seq, r]))
+            const gone: Array<string> = []
+            for (const i of unread) {
+              const record = bySeq.get(rows[i].seq)
+              if (record !== undefined) events[i] = fromRecord(rows[i], toRecord(record))
+              else gone.push(rows[i].seq)
+            }
+            // Events whose record retention dropped after they were read: there is
+            // nothing to publish, now or later, and left here they would hold up the head.
+            if (gone.length > 0) yield* sql`DELETE FROM outbox WHERE seq = ANY(${seqArray(gone)}::bigint[])`
+            return events.filter((e) => e !== undefined)
+          })
         )
 
       const ackOutbox = (holder: string, lease: Duration.Duration, seqs: Arr.NonEmptyReadonlyArray<string>) =>
@@ -109,7 +161,7 @@ export class OutboxStore extends Context.Service<OutboxStore, {
           "ackOutbox",
           Effect.map(
             sql<{ readonly id: number }>`
-              WITH published AS (DELETE FROM outbox WHERE seq = ANY(${`{${seqs.join(",")}}`}::bigint[]))
+              WITH published AS (DELETE FROM outbox WHERE seq = ANY(${seqArray(seqs)}::bigint[]))
               UPDATE outbox_relay_lease SET expires_at = ${leaseUntil(lease)}
               WHERE id = 1 AND holder = ${holder} RETURNING id`,
             (rows) => rows.length > 0

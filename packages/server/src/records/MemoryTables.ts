@@ -10,8 +10,8 @@ import type { OutboxEvent } from "./OutboxEvent.ts"
 export class MemoryTables extends Context.Service<MemoryTables, {
   /** By record id: the record and its tenant. Replaced whole on each write, so a reader sees one state. */
   records: Map<string, { readonly tenant: string; readonly record: StoredRecord }>
-  /** In `seq` order. */
-  readonly outbox: Array<OutboxEvent>
+  /** In `seq` order, each with its record's `occurredAt` (its partition, for retention). */
+  readonly outbox: Array<OutboxEvent & { readonly occurredAt: string }>
   seq: number
 }>()("strata/records/MemoryTables") {
   static readonly layer: Layer.Layer<MemoryTables> = Layer.sync(MemoryTables, () => ({

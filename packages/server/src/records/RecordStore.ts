@@ -14,6 +14,7 @@ import { DbPolicy } from "../platform/sql/DbPolicy.ts"
 import { MemoryTables } from "./MemoryTables.ts"
 import { nextPartition, type PartitionBounds, partitionFor, partitionStart } from "./Partitions.ts"
 import { recordIdTime } from "./RecordId.ts"
+import { recordText } from "./RecordJson.ts"
 import { COLUMNS, type RecordRow, storedOf, toRecord } from "./RecordRows.ts"
 
 /** A validated record with its id, ready to be written. */
@@ -96,8 +97,8 @@ export class RecordStore extends Context.Service<RecordStore, {
                 INSERT INTO records (tenant_id, id, stream, key, occurred_at, ingested_at, data, schema_version)
                 SELECT t, i, s, k, o, ${ingestedAt}, d, v FROM input
               )
-              INSERT INTO outbox (tenant_id, record_id, occurred_at, message_key, traceparent)
-              SELECT t, i, o, t || '/' || s || '/' || coalesce(k, i::text), tp FROM input ORDER BY n`
+              INSERT INTO outbox (tenant_id, record_id, occurred_at, message_key, traceparent, stream, schema_version)
+              SELECT t, i, o, t || '/' || s || '/' || coalesce(k, i::text), tp, s, v FROM input ORDER BY n`
             return stored
           }),
           "write"
@@ -201,7 +202,11 @@ export class RecordStore extends Context.Service<RecordStore, {
               seq: String(++tables.seq),
               tenant: r.tenant,
               messageKey: `${r.tenant}/${r.stream}/${r.key ?? r.id}`,
-              record,
+              recordId: r.id,
+              stream: r.stream,
+              schemaVersion: r.schemaVersion,
+              text: recordText(record, r.dataText),
+              occurredAt: record.occurredAt,
               traceparent: r.traceparent,
               storedAt: clock.currentTimeMillisUnsafe()
             })
@@ -246,7 +251,7 @@ export class RecordStore extends Context.Service<RecordStore, {
           const next = new Map(Array.from(current).filter(([, e]) => e.record.occurredAt >= cutoff))
           // Events read their record when published: those not yet published go with it.
           for (let i = tables.outbox.length - 1; i >= 0; i--) {
-            if (tables.outbox[i].record.occurredAt < cutoff) tables.outbox.splice(i, 1)
+            if (tables.outbox[i].occurredAt < cutoff) tables.outbox.splice(i, 1)
           }
           tables.records = next
           return { created: [], dropped: current.size === next.size ? [] : ["(memory)"] }

@@ -90,7 +90,10 @@ export class RecordWriter extends Context.Service<RecordWriter, {
           // The shared write runs in no caller's fiber: each record carries its own
           // tenant, and no caller's request id labels it.
           Effect.provideService(RequestId, "group-commit"),
-          Effect.withSpan("RecordWriter.groupCommit", { root: true, links: linksOf(units) })
+          // No stack per span: one is captured for every commit otherwise (it showed in profiles).
+          Effect.withSpan("RecordWriter.groupCommit", { root: true, links: linksOf(units) }, {
+            captureStackTrace: false
+          })
         )
       }
 

@@ -117,6 +117,13 @@ export const migrations = Migrator.fromRecord({
         created_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (tenant_id, stream, version)
       )`
+  }),
+  "0008_outbox_event_headers": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // What an event's headers name besides its key, written with it: the relay then needs
+    // no read of the record when this process still holds its text (README: Events).
+    // Rows written before have NULLs here and are read with their record.
+    yield* sql`ALTER TABLE outbox ADD COLUMN stream text, ADD COLUMN schema_version int`
   })
 })
 
