@@ -6,7 +6,10 @@
  * schema" included: another replica's registration is enforced here within
  * that time (the staleness bound in the README); this replica's own at once.
  * `peek` answers synchronously for the hot routes (one Map lookup); `current`
- * reads through, one database read per stream at a time.
+ * reads through, one database read per stream at a time. A copy used in the
+ * second half of its time is read again in the background, so a stream in
+ * steady use never finds its copy expired: its writes neither wait for the
+ * read nor leave the hot route for it (they did, on every stream every 2 s).
  *
  * Registration and the check of a candidate against recent records live here
  * too, since both compile untrusted schemas under the same rules.
@@ -97,13 +100,25 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
         const ttl = Duration.toMillis(config.schemaCacheTtl)
         // Captured here: peek runs outside fibers, on the hot routes.
         const clock = yield* Clock.clockWith(Effect.succeed)
-        const currents = new Map<string, { readonly schema: CompiledSchema | null; readonly expiresAt: number }>()
+        const context = yield* Effect.context<never>()
+        const currents = new Map<
+          string,
+          { readonly schema: CompiledSchema | null; readonly expiresAt: number; refreshing: boolean }
+        >()
         const compiled = new Map<string, CompiledSchema>()
         const singleFlight = makeSingleFlight<CompiledSchema | null, DbError>()
 
         const peek = (tenant: string, stream: string) => {
           const entry = currents.get(keyOf(tenant, stream))
-          return entry === undefined || entry.expiresAt <= clock.currentTimeMillisUnsafe() ? undefined : entry.schema
+          if (entry === undefined) return undefined
+          const left = entry.expiresAt - clock.currentTimeMillisUnsafe()
+          if (left <= 0) return undefined
+          if (left < ttl / 2 && !entry.refreshing) {
+            // Best effort: if the read fails, the copy expires and the next write reads through.
+            entry.refreshing = true
+            Effect.runForkWith(context)(Effect.ignore(load(tenant, stream)))
+          }
+          return entry.schema
         }
 
         const keep = (key: string, schema: CompiledSchema) => {
@@ -136,22 +151,25 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
           const key = keyOf(tenant, stream)
           // Oldest first out, as a Map iterates in insertion order.
           if (!currents.has(key) && currents.size >= MAX_COMPILED) currents.delete(currents.keys().next().value!)
-          currents.set(key, { schema, expiresAt: clock.currentTimeMillisUnsafe() + ttl })
+          currents.set(key, { schema, expiresAt: clock.currentTimeMillisUnsafe() + ttl, refreshing: false })
         }
+
+        /** The stream's current schema from the registry, remembered; one read per stream at a time. */
+        const load = (tenant: string, stream: string): Effect.Effect<CompiledSchema | null, DbError> =>
+          singleFlight(
+            keyOf(tenant, stream),
+            registry.current(tenant, stream).pipe(
+              Effect.flatMap(
+                Option.match({ onNone: () => Effect.succeed(null), onSome: (found) => compile(tenant, found) })
+              ),
+              Effect.tap((schema) => Effect.sync(() => remember(tenant, stream, schema)))
+            )
+          )
 
         const current = (tenant: string, stream: string): Effect.Effect<CompiledSchema | null, DbError> =>
           Effect.suspend(() => {
             const known = peek(tenant, stream)
-            if (known !== undefined) return Effect.succeed(known)
-            return singleFlight(
-              keyOf(tenant, stream),
-              registry.current(tenant, stream).pipe(
-                Effect.flatMap(
-                  Option.match({ onNone: () => Effect.succeed(null), onSome: (found) => compile(tenant, found) })
-                ),
-                Effect.tap((schema) => Effect.sync(() => remember(tenant, stream, schema)))
-              )
-            )
+            return known !== undefined ? Effect.succeed(known) : load(tenant, stream)
           })
 
         const validate = (

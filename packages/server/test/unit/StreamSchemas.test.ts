@@ -1,0 +1,61 @@
+/**
+ * A stream's schema copy in process (README: Schemas): trusted for SCHEMA_CACHE_TTL,
+ * and read again in the background once past half of it, so a stream in steady use
+ * never finds its copy expired, while a new version still shows within the TTL.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Layer } from "effect"
+import { TestClock } from "effect/testing"
+import { AppConfig } from "../../src/platform/config/AppConfig.ts"
+import { SchemaCompiler } from "../../src/schemas/SchemaCompiler.ts"
+import { SchemaRegistry } from "../../src/schemas/SchemaRegistry.ts"
+import { StreamSamples } from "../../src/schemas/StreamSamples.ts"
+import { StreamSchemas } from "../../src/schemas/StreamSchemas.ts"
+
+const TTL = Duration.seconds(2)
+
+const schemasLayer = StreamSchemas.layer.pipe(
+  Layer.provideMerge(SchemaRegistry.layerMemory),
+  Layer.provide(SchemaCompiler.layer),
+  Layer.provide(Layer.succeed(StreamSamples, StreamSamples.of({ recent: () => Effect.succeed([]) }))),
+  Layer.provide(AppConfig.layerWith({ schemaCacheTtl: TTL }))
+)
+
+describe("StreamSchemas.peek", () => {
+  it.effect("keeps a stream in steady use known across many TTLs, and shows a new version within one", () =>
+    Effect.gen(function*() {
+      const schemas = yield* StreamSchemas
+      const registry = yield* SchemaRegistry
+      yield* registry.register("t", "s", { type: "object" }, "none")
+      expect(schemas.peek("t", "s")).toBeUndefined() // not read yet: the write path reads through
+      expect((yield* schemas.current("t", "s"))?.version).toBe(1)
+
+      // Used every 300 ms for 10 s (5 TTLs): never unknown here.
+      for (let t = 0; t < 10_000; t += 300) {
+        yield* TestClock.adjust(Duration.millis(300))
+        yield* Effect.yieldNow // the background read, when one started
+        expect(schemas.peek("t", "s")?.version).toBe(1)
+      }
+
+      // Another replica registers version 2. Half a TTL on, a use starts the read in the
+      // background (its compile runs in a worker, in real time) while the copy still answers.
+      yield* registry.register("t", "s", { type: "object", required: ["a"] }, "none")
+      yield* TestClock.adjust(Duration.millis(Duration.toMillis(TTL) / 2 + 1))
+      expect(schemas.peek("t", "s")?.version).toBeDefined()
+      let version: number | undefined
+      for (let i = 0; i < 200 && version !== 2; i++) {
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
+        version = schemas.peek("t", "s")?.version
+      }
+      expect(version).toBe(2) // within one TTL of the registration, with no read through
+    }).pipe(Effect.provide(schemasLayer)))
+
+  it.effect("lets a copy nobody uses expire", () =>
+    Effect.gen(function*() {
+      const schemas = yield* StreamSchemas
+      expect(yield* schemas.current("t", "quiet")).toBeNull() // no schema: kept as such
+      expect(schemas.peek("t", "quiet")).toBeNull()
+      yield* TestClock.adjust(TTL)
+      expect(schemas.peek("t", "quiet")).toBeUndefined()
+    }).pipe(Effect.provide(schemasLayer)))
+})
