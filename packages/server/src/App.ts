@@ -30,7 +30,7 @@ import { withProblemFallback } from "./platform/http/ProblemFallback.ts"
 import { withRequestId } from "./platform/http/RequestId.ts"
 import { toFieldErrors, validationFailed } from "./platform/http/Validation.ts"
 import { logAccess } from "./platform/observability/AccessLog.ts"
-import { withHttpMetrics } from "./platform/observability/HttpMetrics.ts"
+import { layerHttpMetrics, withHttpMetrics } from "./platform/observability/HttpMetrics.ts"
 import { layerRuntimeMetrics } from "./platform/observability/RuntimeMetrics.ts"
 import { withTraceContext } from "./platform/observability/Tracing.ts"
 import { Database } from "./platform/sql/Database.ts"
@@ -156,6 +156,7 @@ export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = neve
     RecordCache.layer,
     layerMaintenance,
     layerRuntimeMetrics,
+    layerHttpMetrics,
     Lifecycle.layer,
     Cursors.layer,
     RateLimits.layer,

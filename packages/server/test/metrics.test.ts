@@ -100,6 +100,8 @@ suite("GET /metrics after real traffic", () => {
     expect(metrics.sum("http_server_request_duration_seconds_count", { route: "/data/{id}", status_class: "4xx" }))
       .toBe(2)
     expect(metrics.find("http_server_active_requests")).toHaveLength(1)
+    // Read when scraped: the scrape itself is the one request in flight.
+    expect(metrics.sum("http_server_active_requests", {})).toBe(1)
   })
 
   it("measures database calls by operation", () => {

@@ -274,7 +274,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           return false
         }
         keys.markUsed(key.id)
-        requestStarted(context)
+        requestStarted()
         const requestId = requestIdOf(headerOf(request, "x-request-id"))
         if (body !== undefined) {
           cache.countHit()
@@ -348,7 +348,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         if (key === undefined) return false
         const trace = traceOf(request)
         if (!trace.ok || !admission.enter()) return false
-        requestStarted(context)
+        requestStarted()
         const chunks: Array<Buffer> = []
         let size = 0
         let done = false
@@ -389,7 +389,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         const passOn = (body: Buffer) => {
           clearTimeout(deadline)
           admission.leave()
-          requestPassedOn(context)
+          requestPassedOn()
           handOver(replayOf(request, body))
         }
         // A body of one chunk (the usual small record) is used as it came, not copied.
