@@ -105,8 +105,9 @@ export class OutboxStore extends Context.Service<OutboxStore, {
       // (ORDER BY `outbox.seq`, the bigint: plain `seq` would be the text column
       // of that name, and "10" sorts before "9".)
       // The records are read in a second statement, and only those whose text
-      // the caller does not hold (written by another replica, or long ago): a join
-      // for every event cost the relay more than the rest of its work (measured).
+      // the caller does not hold (written by another replica, or long ago): the
+      // join cost a record lookup, a jsonb-to-text conversion, a parse and a
+      // serialisation for every event, to rebuild text this process still had.
       const claimOutbox = (holder: string, lease: Duration.Duration, limit: number, textOf: TextOf = () => undefined) =>
         guard(
           "claimOutbox",
