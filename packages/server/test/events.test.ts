@@ -11,6 +11,7 @@ import type { StoredRecord } from "@strata/domain"
 import {
   acquireApp,
   dataHeaders,
+  type Db,
   describeBackends,
   eventually,
   freshDatabase,
@@ -39,7 +40,7 @@ import { parseExact } from "../src/platform/json/ExactJson.ts"
 import { runMigrations } from "../src/platform/sql/Migrations.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { recordText } from "../src/records/RecordJson.ts"
-import { RecordStore } from "../src/records/RecordStore.ts"
+import { RecordStore, type RecordToStore } from "../src/records/RecordStore.ts"
 import { RecordWriter } from "../src/records/RecordWriter.ts"
 
 /** In-memory stores whose vacuum is counted, with a discarding bus, for the relay's upkeep. */
@@ -233,29 +234,35 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
   }, 60_000)
 })
 
+/** The i-th record to store in `stream` of tenant `t`: data `{ i }`, no schema, no trace. */
+const numbered = (i: number, stream = "s", key: string | null = null): RecordToStore => ({
+  tenant: "t",
+  id: makeRecordId(Date.now()),
+  stream,
+  key,
+  occurredAt: new Date(),
+  data: { i },
+  dataText: JSON.stringify({ i }),
+  traceparent: null,
+  schemaVersion: null
+})
+
+/** The stores of `db` in a runtime of their own, disposed after the suite. */
+const storesOf = (db: Db) =>
+  Effect.acquireRelease(
+    Effect.sync(() => ManagedRuntime.make(db.layer.pipe(Layer.provide(AppConfig.layerWith())))),
+    (runtime) => Effect.promise(() => runtime.dispose())
+  )
+
 describeBackends(
   "the relay lease",
   [memory, postgres],
-  (db) =>
-    Effect.acquireRelease(
-      Effect.sync(() => ManagedRuntime.make(db.layer.pipe(Layer.provide(AppConfig.layerWith())))),
-      (runtime) => Effect.promise(() => runtime.dispose())
-    ),
+  storesOf,
   ({ test }) => {
     test(
       "has one holder at a time, passes on when it expires or is released, tells a holder that lost it",
       async (runtime) => {
-        const record = (i: number) => ({
-          tenant: "t",
-          id: makeRecordId(Date.now()),
-          stream: "s",
-          key: "k",
-          occurredAt: new Date(),
-          data: { i },
-          dataText: JSON.stringify({ i }),
-          traceparent: null,
-          schemaVersion: null
-        })
+        const record = (i: number) => numbered(i, "s", "k")
         const numbers = (events: ReadonlyArray<OutboxEvent>) => events.map((e) => JSON.parse(e.text).data.i)
         const short = Duration.millis(300)
         const long = Duration.seconds(30)
@@ -293,11 +300,7 @@ describeBackends(
 describeBackends(
   "an event's record text",
   [postgres, pglite],
-  (db) =>
-    Effect.acquireRelease(
-      Effect.sync(() => ManagedRuntime.make(db.layer.pipe(Layer.provide(AppConfig.layerWith())))),
-      (runtime) => Effect.promise(() => runtime.dispose())
-    ),
+  storesOf,
   ({ test }) => {
     test("is the held text when the relay holds it, else read from the record, exact either way", async (runtime) => {
       const stored = (i: number) => ({
@@ -354,18 +357,7 @@ describeBackends(
         const db = yield* RecordStore
         const outbox = yield* OutboxStore
         const sql = yield* PgClient.PgClient
-        const rows = [1, 2, 3].map((i) => ({
-          tenant: "t",
-          id: makeRecordId(Date.now()),
-          stream: "gone",
-          key: null,
-          occurredAt: new Date(),
-          data: { i },
-          dataText: JSON.stringify({ i }),
-          traceparent: null,
-          schemaVersion: null
-        }))
-        const [, middle] = yield* db.insert(rows as [typeof rows[0], ...typeof rows])
+        const [, middle] = yield* db.insert([numbered(1, "gone"), numbered(2, "gone"), numbered(3, "gone")])
         // As retention leaves it when it drops a partition after the relay read the outbox.
         yield* sql`DELETE FROM records WHERE id = ${middle.id}`
         const events = yield* outbox.claim("r", Duration.seconds(30), 10)
@@ -380,18 +372,8 @@ describe("outbox upkeep", () => {
   it.effect("the relay vacuums the outbox after every VACUUM_EVERY published events", () =>
     Effect.gen(function*() {
       const store = yield* RecordStore
-      const rows = Array.from({ length: VACUUM_EVERY + 1 }, (_, i) => ({
-        tenant: "t",
-        id: makeRecordId(Date.now()),
-        stream: "s",
-        key: null,
-        occurredAt: new Date(),
-        data: { i },
-        dataText: JSON.stringify({ i }),
-        traceparent: null,
-        schemaVersion: null
-      }))
-      yield* store.insert(rows as [typeof rows[0], ...typeof rows])
+      const rows = Array.from({ length: VACUUM_EVERY + 1 }, (_, i) => numbered(i))
+      yield* store.insert(rows as [RecordToStore, ...Array<RecordToStore>])
       const upkeep = { deletedSinceVacuum: 0 }
       expect(yield* relayOnce("relay", upkeep)).toBe(VACUUM_EVERY + 1)
       expect(vacuums.n).toBe(1)
