@@ -20,7 +20,7 @@ import { Redis } from "ioredis"
 import { CacheStore } from "../src/platform/cache/CacheStore.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
 import { MemoryTables } from "../src/records/MemoryTables.ts"
-import { RecordCache } from "../src/records/RecordCache.ts"
+import { RecordCache, recordCacheKey } from "../src/records/RecordCache.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordStore } from "../src/records/RecordStore.ts"
 
@@ -195,6 +195,40 @@ describe("GET /data/{id} and the cache", () => {
     const stored = await (await app.json("/data", { stream: "s", data: {} })).json() as any
     // written to the cache on insert
     expect((await app.request(`/data/${stored.id}`)).headers.get("cache-status")).toBe("strata; hit")
+  })
+})
+
+describe("a write-through slower than CACHE_TIMEOUT", () => {
+  it("still lands, and leaves the breaker closed for the reads", async () => {
+    const slowSets = Layer.effect(
+      CacheStore,
+      Effect.map(
+        CacheStore,
+        (cache) => CacheStore.of({ ...cache, setMany: (entries) => Effect.delay(cache.setMany(entries), "150 millis") })
+      )
+    ).pipe(Layer.provideMerge(CacheStore.layerMemory()))
+    const runtime = ManagedRuntime.make(
+      RecordCache.layer.pipe(
+        Layer.provideMerge(Layer.merge(RecordStore.layerMemory.pipe(Layer.provide(MemoryTables.layer)), slowSets)),
+        Layer.provide(AppConfig.layerWith({ cacheTimeout: Duration.millis(50) }))
+      )
+    )
+    try {
+      // More than the breaker's five in a row, each over the 50 ms a read may take.
+      const ids = Array.from({ length: 8 }, () => makeRecordId(Date.now()))
+      for (const id of ids) {
+        await runtime.runPromise(RecordCache.use((c) => Effect.sync(() => c.remember("t1", [answerOf(id)]))))
+        await sleep(30)
+      }
+      await sleep(400)
+      expect(await runtime.runPromise(RecordCache.use((c) => c.health))).toBe("up")
+      const stored = await runtime.runPromise(
+        CacheStore.use((cache) => Effect.forEach(ids, (id) => Effect.orDie(cache.get(recordCacheKey("t1", id)))))
+      )
+      expect(stored.map((entry) => Option.isSome(entry))).toEqual(ids.map(() => true))
+    } finally {
+      await runtime.dispose()
+    }
   })
 })
 
