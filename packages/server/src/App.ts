@@ -92,13 +92,13 @@ export const AppRoutes = Layer.mergeAll(
   )
 )
 
-/** A candidate schema is checked against the stream's latest stored records. */
 /** The relay publishes the texts the record cache holds in process (HeldRecords says why). */
 const HeldRecordsFromCache = Layer.effect(
   HeldRecords,
   Effect.map(RecordCache, (cache) => HeldRecords.of({ textOf: cache.peek }))
 )
 
+/** A candidate schema is checked against the stream's latest stored records. */
 const StreamSamplesFromRecords = Layer.effect(
   StreamSamples,
   Effect.map(RecordStore, (store) =>

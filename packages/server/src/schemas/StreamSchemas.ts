@@ -162,7 +162,16 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
               Effect.flatMap(
                 Option.match({ onNone: () => Effect.succeed(null), onSome: (found) => compile(tenant, found) })
               ),
-              Effect.tap((schema) => Effect.sync(() => remember(tenant, stream, schema)))
+              Effect.tap((schema) =>
+                Effect.sync(() => {
+                  // Versions only grow: a read that began before this replica registered a
+                  // newer one (a refresh in the background, say) must not undo it.
+                  const known = currents.get(keyOf(tenant, stream))
+                  if (known === undefined || (schema?.version ?? 0) >= (known.schema?.version ?? 0)) {
+                    remember(tenant, stream, schema)
+                  } else known.refreshing = false
+                })
+              )
             )
           )
 

@@ -4,7 +4,7 @@
  * never finds its copy expired, while a new version still shows within the TTL.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Layer } from "effect"
+import { Deferred, Duration, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { AppConfig } from "../../src/platform/config/AppConfig.ts"
 import { SchemaCompiler } from "../../src/schemas/SchemaCompiler.ts"
@@ -49,6 +49,46 @@ describe("StreamSchemas.peek", () => {
       }
       expect(version).toBe(2) // within one TTL of the registration, with no read through
     }).pipe(Effect.provide(schemasLayer)))
+
+  it.effect("keeps this replica's own registration when an older read lands after it", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const armed = { on: false }
+      // The first read after arming answers what the registry held then, but only once the gate opens.
+      const lagging = Layer.effect(
+        SchemaRegistry,
+        Effect.map(SchemaRegistry, (registry) =>
+          SchemaRegistry.of({
+            ...registry,
+            current: (tenant, stream) => {
+              if (!armed.on) return registry.current(tenant, stream)
+              armed.on = false
+              return Effect.flatMap(registry.current(tenant, stream), (found) => Effect.as(Deferred.await(gate), found))
+            }
+          }))
+      ).pipe(Layer.provideMerge(SchemaRegistry.layerMemory))
+      const layer = StreamSchemas.layer.pipe(
+        Layer.provideMerge(lagging),
+        Layer.provide(SchemaCompiler.layer),
+        Layer.provide(Layer.succeed(StreamSamples, StreamSamples.of({ recent: () => Effect.succeed([]) }))),
+        Layer.provide(AppConfig.layerWith({ schemaCacheTtl: TTL }))
+      )
+      yield* Effect.gen(function*() {
+        const schemas = yield* StreamSchemas
+        const registry = yield* SchemaRegistry
+        yield* registry.register("t", "s", { type: "object" }, "none")
+        expect((yield* schemas.current("t", "s"))?.version).toBe(1)
+        yield* TestClock.adjust(Duration.millis(Duration.toMillis(TTL) / 2 + 1))
+        armed.on = true
+        expect(schemas.peek("t", "s")?.version).toBe(1) // starts the background read, which reads version 1
+        yield* Effect.yieldNow
+        yield* schemas.register("t", "s", { type: "object", required: ["a"] }, "none")
+        expect(schemas.peek("t", "s")?.version).toBe(2) // this replica's own, at once
+        yield* Deferred.succeed(gate, undefined)
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+        expect(schemas.peek("t", "s")?.version).toBe(2) // the late read of version 1 did not undo it
+      }).pipe(Effect.provide(layer))
+    }))
 
   it.effect("lets a copy nobody uses expire", () =>
     Effect.gen(function*() {
