@@ -106,6 +106,7 @@ export class RecordCache extends Context.Service<RecordCache, {
       yield* trackBreaker("cache", breaker)
 
       const cacheTimeoutMs = Duration.toMillis(config.cacheTimeout)
+      const writeThroughTimeoutMs = Math.max(cacheTimeoutMs, WRITE_THROUGH_TIMEOUT_MS)
       const jittered = (ttl: Duration.Duration) => Duration.millis(Duration.toMillis(ttl) * (1 + Math.random() * 0.1))
       /** Every cache call: bounded in time, behind the breaker, never failing the caller. */
       const guarded = <A>(effect: Effect.Effect<A, unknown>, timeoutMs = cacheTimeoutMs) =>
@@ -128,7 +129,7 @@ export class RecordCache extends Context.Service<RecordCache, {
         const entries = pending
         pending = []
         Effect.runForkWith(context)(
-          guarded(cache.setMany(entries), Math.max(cacheTimeoutMs, WRITE_THROUGH_TIMEOUT_MS))
+          guarded(cache.setMany(entries), writeThroughTimeoutMs)
         )
       }
       const write = (entry: CacheEntry) => {

@@ -61,6 +61,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
         Schedule.upTo({ times: config.dbRetries })
       )
 
+      const timeoutMs = Duration.toMillis(config.dbTimeout)
       const attempt = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
         withDeadline(
           Effect.catchTag(effect, "SqlError", (e) => Effect.fail(fromSqlError(e))),
@@ -74,7 +75,6 @@ export class DbPolicy extends Context.Service<DbPolicy, {
             )
         )
 
-      const timeoutMs = Duration.toMillis(config.dbTimeout)
       const trackPool = makePoolTracker(Option.isSome(config.databaseUrl) ? config.databasePoolMax : 1)
       const countError = (operation: string, reason: "transient" | "permanent" | "circuit_open") =>
         Metric.update(callErrors({ operation, reason }), 1)
