@@ -4,12 +4,14 @@
  * Keyed by the secret itself, so a hit costs no SHA-256 (it showed in
  * profiles); unknown keys are remembered too, so a flood of made-up keys does
  * not reach the database. `peek` answers synchronously for the hot routes;
- * `lookup` reads through, one database read per key at a time.
+ * `lookup` reads through, one database read per key at a time. A key in steady
+ * use is read again in the background before its copy expires
+ * (RefreshingCache), so its requests never wait for that read.
  * Last-used times are written in one statement a minute (and at shutdown).
  */
 import type { Scope } from "@strata/domain"
-import { Clock, Context, Duration, Effect, Layer, Option, Schedule } from "effect"
-import { makeSingleFlight } from "../platform/cache/SingleFlight.ts"
+import { Context, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { makeRefreshingCache } from "../platform/cache/RefreshingCache.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { hashApiKey, looksLikeApiKey } from "./ApiKey.ts"
@@ -29,11 +31,6 @@ export const verdictOf = (key: ApiKeyInfo | undefined, scope: Scope | undefined,
   return scope !== undefined && !key.scopes.includes(scope) ? "forbidden" : "ok"
 }
 
-interface Entry {
-  readonly key: ApiKeyInfo | undefined
-  readonly expiresAt: number
-}
-
 export class VerifiedKeys extends Context.Service<VerifiedKeys, {
   /** The cached answer for `secret`: the key, `null` when known to be unknown, `undefined` when not cached. */
   readonly peek: (secret: string) => ApiKeyInfo | null | undefined
@@ -47,40 +44,20 @@ export class VerifiedKeys extends Context.Service<VerifiedKeys, {
     Effect.gen(function*() {
       const keys = yield* ApiKeys
       const config = yield* CacheConfig
-      const ttl = Duration.toMillis(config.authCacheTtl)
-      // Captured here: peek runs outside fibers, on the hot routes.
-      const clock = yield* Clock.clockWith(Effect.succeed)
-      const cached = new Map<string, Entry>()
-      const singleFlight = makeSingleFlight<Option.Option<ApiKeyInfo>, DbError>()
+      // Unknown keys are held too (null), so a flood of made-up keys does not reach the database.
+      const cached = yield* makeRefreshingCache<ApiKeyInfo | null, DbError>({
+        ttlMs: Duration.toMillis(config.authCacheTtl),
+        capacity: MAX_KEYS,
+        load: (secret) => Effect.map(keys.findByHash(hashApiKey(secret)), Option.getOrNull)
+      })
 
       const peek = (secret: string): ApiKeyInfo | null | undefined => {
-        const entry = cached.get(secret)
-        if (entry === undefined) return looksLikeApiKey(secret) ? undefined : null
-        if (entry.expiresAt <= clock.currentTimeMillisUnsafe()) {
-          cached.delete(secret)
-          return undefined
-        }
-        return entry.key ?? null
-      }
-
-      const remember = (secret: string, key: Option.Option<ApiKeyInfo>) => {
-        // Oldest first out: a Map iterates in insertion order.
-        if (cached.size >= MAX_KEYS) cached.delete(cached.keys().next().value!)
-        cached.set(secret, { key: Option.getOrUndefined(key), expiresAt: clock.currentTimeMillisUnsafe() + ttl })
+        const held = cached.peek(secret)
+        return held !== undefined ? held : looksLikeApiKey(secret) ? undefined : null
       }
 
       const lookup = (secret: string): Effect.Effect<Option.Option<ApiKeyInfo>, DbError> =>
-        Effect.suspend(() => {
-          const known = peek(secret)
-          if (known !== undefined) return Effect.succeed(Option.fromNullishOr(known))
-          return singleFlight(
-            secret,
-            keys.findByHash(hashApiKey(secret)).pipe(
-              // A database failure is not remembered: the next request asks again.
-              Effect.tap((found) => Effect.sync(() => remember(secret, found)))
-            )
-          )
-        })
+        looksLikeApiKey(secret) ? Effect.map(cached.get(secret), Option.fromNullishOr) : Effect.succeedNone
 
       const used = new Set<string>()
       const flushLastUsed = Effect.suspend(() => {

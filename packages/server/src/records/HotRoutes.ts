@@ -191,22 +191,20 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
       }
 
       // Each hot route's duration series, looked up once.
-      const getEnded = routeRecorder("GET", "/data/{id}", context)
-      const postEnded = routeRecorder("POST", "/data", context)
+      const getRoute = routeRecorder("GET", "/data/{id}", context)
+      const postRoute = routeRecorder("POST", "/data", context)
 
       const finished = (
-        ended: typeof getEnded,
-        request: IncomingMessage,
+        recorder: typeof getRoute,
         trace: Trace,
-        route: string,
         status: number,
         start: number,
         requestId: string
       ) => {
         const seconds = (performance.now() - start) / 1000
-        ended(status, seconds)
+        recorder.ended(status, seconds)
         if (logging) {
-          const outcome: RequestOutcome = { method: request.method!, route, status, seconds, requestId }
+          const outcome: RequestOutcome = { method: recorder.method, route: recorder.route, status, seconds, requestId }
           // As the app logs it: under the caller's trace, when it sent one.
           const line = logAccess(outcome)
           Effect.runSyncWith(context)(
@@ -280,7 +278,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           cache.countHit()
           const status = sendRecord(request, response, id, body, "hit", requestId, limit, decision)
           admission.leave()
-          finished(getEnded, request, trace, "/data/{id}", status, start, requestId)
+          finished(getRoute, trace, status, start, requestId)
           return true
         }
         // Not in process: Redis, then the database, as the app reads it.
@@ -307,7 +305,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
                 : new NotFound({ detail: `No record ${rawId}` })
               status = sendProblem(response, problem, rateLimitHeaders(limit, decision), requestId)
             }
-            finished(getEnded, request, trace, "/data/{id}", status, start, requestId)
+            finished(getRoute, trace, status, start, requestId)
           }
         )
         const deadline = setTimeout(() => answer(Exit.succeed(undefined)), deadlineMs)
@@ -384,7 +382,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
             const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
             status = sendProblem(response, problem, headers, idOfRequest())
           }
-          finished(postEnded, request, trace, "/data", status, start, idOfRequest())
+          finished(postRoute, trace, status, start, idOfRequest())
         })
         const passOn = (body: Buffer) => {
           clearTimeout(deadline)
@@ -408,7 +406,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           done = true
           clearTimeout(deadline)
           admission.leave()
-          postEnded(499, 0)
+          postRoute.ended(499, 0)
         })
         request.on("end", () => {
           if (done) return

@@ -7,9 +7,9 @@
  * that time (the staleness bound in the README); this replica's own at once.
  * `peek` answers synchronously for the hot routes (one Map lookup); `current`
  * reads through, one database read per stream at a time. A copy used in the
- * second half of its time is read again in the background, so a stream in
- * steady use never finds its copy expired: its writes neither wait for the
- * read nor leave the hot route for it (they did, on every stream every 2 s).
+ * second half of its time is read again in the background (RefreshingCache), so
+ * a stream in steady use never finds its copy expired: its writes neither wait
+ * for the read nor leave the hot route for it (they did, on every stream every 2 s).
  *
  * Registration and the check of a candidate against recent records live here
  * too, since both compile untrusted schemas under the same rules.
@@ -23,8 +23,8 @@ import {
   type ValidationFailed
 } from "@strata/domain"
 import type { ValidateFunction } from "ajv/dist/2020.js"
-import { Clock, Context, Duration, Effect, Layer, Option } from "effect"
-import { makeSingleFlight } from "../platform/cache/SingleFlight.ts"
+import { Context, Duration, Effect, Layer, Option } from "effect"
+import { makeRefreshingCache } from "../platform/cache/RefreshingCache.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import { validationFailed } from "../platform/http/Validation.ts"
@@ -97,30 +97,7 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
         const samples = yield* StreamSamples
         const config = { ...(yield* CacheConfig), ...(yield* LimitsConfig) }
         const compiler = yield* SchemaCompiler
-        const ttl = Duration.toMillis(config.schemaCacheTtl)
-        // Captured here: peek runs outside fibers, on the hot routes.
-        const clock = yield* Clock.clockWith(Effect.succeed)
-        const context = yield* Effect.context<never>()
-        const currents = new Map<
-          string,
-          { readonly schema: CompiledSchema | null; readonly expiresAt: number; refreshing: boolean }
-        >()
         const compiled = new Map<string, CompiledSchema>()
-        const singleFlight = makeSingleFlight<CompiledSchema | null, DbError>()
-
-        const peek = (tenant: string, stream: string) => {
-          const entry = currents.get(keyOf(tenant, stream))
-          if (entry === undefined) return undefined
-          const left = entry.expiresAt - clock.currentTimeMillisUnsafe()
-          if (left <= 0) return undefined
-          if (left < ttl / 2 && !entry.refreshing) {
-            // Best effort: if the read fails, the copy expires and the next write reads through.
-            entry.refreshing = true
-            Effect.runForkWith(context)(Effect.ignore(load(tenant, stream)))
-          }
-          return entry.schema
-        }
-
         const keep = (key: string, schema: CompiledSchema) => {
           if (!compiled.has(key) && compiled.size >= MAX_COMPILED) compiled.delete(compiled.keys().next().value!)
           compiled.set(key, schema)
@@ -147,39 +124,24 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
           )
         }
 
-        const remember = (tenant: string, stream: string, schema: CompiledSchema | null) => {
-          const key = keyOf(tenant, stream)
-          // Oldest first out, as a Map iterates in insertion order.
-          if (!currents.has(key) && currents.size >= MAX_COMPILED) currents.delete(currents.keys().next().value!)
-          currents.set(key, { schema, expiresAt: clock.currentTimeMillisUnsafe() + ttl, refreshing: false })
-        }
-
-        /** The stream's current schema from the registry, remembered; one read per stream at a time. */
-        const load = (tenant: string, stream: string): Effect.Effect<CompiledSchema | null, DbError> =>
-          singleFlight(
-            keyOf(tenant, stream),
-            registry.current(tenant, stream).pipe(
+        /** Which version is current, per stream: one registry read per stream at a time, refreshed ahead. */
+        const currents = yield* makeRefreshingCache<CompiledSchema | null, DbError>({
+          ttlMs: Duration.toMillis(config.schemaCacheTtl),
+          capacity: MAX_COMPILED,
+          load: (key) => {
+            const [tenant, stream] = key.split("\u0000")
+            return registry.current(tenant, stream).pipe(
               Effect.flatMap(
                 Option.match({ onNone: () => Effect.succeed(null), onSome: (found) => compile(tenant, found) })
-              ),
-              Effect.tap((schema) =>
-                Effect.sync(() => {
-                  // Versions only grow: a read that began before this replica registered a
-                  // newer one (a refresh in the background, say) must not undo it.
-                  const known = currents.get(keyOf(tenant, stream))
-                  if (known === undefined || (schema?.version ?? 0) >= (known.schema?.version ?? 0)) {
-                    remember(tenant, stream, schema)
-                  } else known.refreshing = false
-                })
               )
             )
-          )
-
-        const current = (tenant: string, stream: string): Effect.Effect<CompiledSchema | null, DbError> =>
-          Effect.suspend(() => {
-            const known = peek(tenant, stream)
-            return known !== undefined ? Effect.succeed(known) : load(tenant, stream)
-          })
+          },
+          // Versions only grow: a read that began before this replica registered a
+          // newer one (a refresh in the background, say) must not undo it.
+          replaces: (loaded, held) => (loaded?.version ?? 0) >= (held?.version ?? 0)
+        })
+        const peek = (tenant: string, stream: string) => currents.peek(keyOf(tenant, stream))
+        const current = (tenant: string, stream: string) => currents.get(keyOf(tenant, stream))
 
         const validate = (
           tenant: string,
@@ -253,7 +215,7 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
               const key = `${keyOf(tenant, stream)}\u0000${registered.version.version}`
               keep(key, compiledOf(registered.version.version, validateFn))
             }
-            remember(tenant, stream, yield* compile(tenant, registered.version))
+            currents.set(keyOf(tenant, stream), yield* compile(tenant, registered.version))
             return registered
           })
 

@@ -81,9 +81,13 @@ export const requestEnded = (outcome: RequestOutcome, context: Context.Context<n
  */
 export const routeRecorder = (method: string, route: string, context: Context.Context<never>) => {
   const byClass = STATUS_CLASS.map((status_class) => durationOf({ method, route, status_class }))
-  return (status: number, seconds: number): void => {
-    requestLeft()
-    byClass[Math.floor(status / 100)].updateUnsafe(seconds, context)
+  return {
+    method,
+    route,
+    ended: (status: number, seconds: number): void => {
+      requestLeft()
+      byClass[Math.floor(status / 100)].updateUnsafe(seconds, context)
+    }
   }
 }
 
