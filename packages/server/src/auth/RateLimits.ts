@@ -20,10 +20,12 @@ import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import { labelled } from "../platform/observability/Labels.ts"
 import { withDeadline } from "../platform/runtime/Deadline.ts"
 
-export const rateLimitDecisions = Metric.counter("strata_rate_limit_decisions_total", {
-  description: "Rate-limit decisions by outcome (allowed, limited) and where the bucket lives (shared, local)"
-})
-const decisions = labelled(rateLimitDecisions)
+const decisions = labelled((attributes) =>
+  Metric.counter("strata_rate_limit_decisions_total", {
+    description: "Rate-limit decisions by outcome (allowed, limited) and where the bucket lives (shared, local)",
+    attributes
+  })
+)
 
 const LEASE_MS = 1000
 const SHARED_RETRY_MS = 1000

@@ -55,10 +55,12 @@ export const recordCacheKey = (tenant: string, id: string): string => {
   return prefix + id
 }
 
-export const cacheRequests = Metric.counter("strata_cache_requests_total", {
-  description: "Record cache lookups by outcome (hit, miss, error)"
-})
-const lookups = labelled(cacheRequests)
+const lookups = labelled((attributes) =>
+  Metric.counter("strata_cache_requests_total", {
+    description: "Record cache lookups by outcome (hit, miss, error)",
+    attributes
+  })
+)
 
 /** A record's answer to remember: its id and `recordText`. */
 export interface Answer {

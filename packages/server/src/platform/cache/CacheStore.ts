@@ -24,18 +24,21 @@ const pxOf = (ttl: Duration.Duration): number => Math.max(1, Math.round(Duration
 /** Buckets for calls that give up after CACHE_TIMEOUT (50 ms by default). */
 const CACHE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5]
 
-export const cacheCallDuration = Metric.histogram("strata_cache_call_duration_seconds", {
-  description: "Duration of Redis calls by operation and outcome (ok, error, timeout)",
-  boundaries: CACHE_BUCKETS
-})
+const callDuration = labelled((attributes) =>
+  Metric.histogram("strata_cache_call_duration_seconds", {
+    description: "Duration of Redis calls by operation and outcome (ok, error, timeout)",
+    boundaries: CACHE_BUCKETS,
+    attributes
+  })
+)
 
-export const cacheCallErrors = Metric.counter("strata_cache_call_errors_total", {
-  description: "Failed Redis calls by operation and reason (error, or timeout: cut off by CACHE_TIMEOUT)",
-  incremental: true
-})
-
-const callDuration = labelled(cacheCallDuration)
-const callErrors = labelled(cacheCallErrors)
+const callErrors = labelled((attributes) =>
+  Metric.counter("strata_cache_call_errors_total", {
+    description: "Failed Redis calls by operation and reason (error, or timeout: cut off by CACHE_TIMEOUT)",
+    incremental: true,
+    attributes
+  })
+)
 
 export class CacheError extends Schema.TaggedError<CacheError>()("CacheError", {
   message: Schema.String,

@@ -8,20 +8,27 @@
 import { Duration, Effect, Layer, Metric, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
 import { hostname } from "node:os"
+import { labelled } from "./Labels.ts"
 
 /** Buckets around the 500 ms P99 target: fine below it, coarse above. */
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-export const dbCallDuration = Metric.histogram("strata_db_query_duration_seconds", {
-  description: "Duration of database calls (all attempts) by operation and outcome (ok, error)",
-  boundaries: LATENCY_BUCKETS
-})
+export const dbCallDuration = labelled((attributes) =>
+  Metric.histogram("strata_db_query_duration_seconds", {
+    description: "Duration of database calls (all attempts) by operation and outcome (ok, error)",
+    boundaries: LATENCY_BUCKETS,
+    attributes
+  })
+)
 
-export const dbCallErrors = Metric.counter("strata_db_query_errors_total", {
-  description:
-    "Failed database calls by operation and reason (transient: down, timeout, deadlock…; permanent; circuit_open)",
-  incremental: true
-})
+export const dbCallErrors = labelled((attributes) =>
+  Metric.counter("strata_db_query_errors_total", {
+    description:
+      "Failed database calls by operation and reason (transient: down, timeout, deadlock…; permanent; circuit_open)",
+    incremental: true,
+    attributes
+  })
+)
 
 export const poolConnections = Metric.gauge("strata_db_pool_connections", {
   description: "Connections this process holds to PostgreSQL, by state (active, idle), sampled every 5 s"

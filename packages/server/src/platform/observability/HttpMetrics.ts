@@ -10,12 +10,14 @@ import { routeOf } from "../http/RouteTable.ts"
 import { LATENCY_BUCKETS } from "./DbMetrics.ts"
 import { labelled } from "./Labels.ts"
 
-export const requestDuration = Metric.histogram("http_server_request_duration_seconds", {
-  description: "Duration of HTTP requests",
-  boundaries: LATENCY_BUCKETS
-})
 // Methods are the ones Node parses, routes templates, statuses classes: a small fixed set.
-const durationOf = labelled(requestDuration)
+const durationOf = labelled((attributes) =>
+  Metric.histogram("http_server_request_duration_seconds", {
+    description: "Duration of HTTP requests",
+    boundaries: LATENCY_BUCKETS,
+    attributes
+  })
+)
 const STATUS_CLASS = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"]
 
 export const requestsInFlight = Metric.gauge("http_server_active_requests", {

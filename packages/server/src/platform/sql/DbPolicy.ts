@@ -16,15 +16,11 @@ import type { SqlError } from "effect/sql"
 import { DatabaseConfig } from "../config/DatabaseConfig.ts"
 import { trackBreaker } from "../observability/BreakerMetrics.ts"
 import { dbCallDuration, dbCallErrors, makePoolTracker } from "../observability/DbMetrics.ts"
-import { labelled } from "../observability/Labels.ts"
 import { withDeadline } from "../runtime/Deadline.ts"
 import { DbError, fromSqlError } from "./DbError.ts"
 
 /** `idempotent` calls (reads, upserts, DDL with IF [NOT] EXISTS) may be retried after any transient failure. */
 export type CallKind = "idempotent" | "write"
-
-const callDuration = labelled(dbCallDuration)
-const callErrors = labelled(dbCallErrors)
 
 /** A store's database calls under the policy: each named `<store>.<call>` (its span and metrics), idempotent unless said. */
 export type PolicedCall = <A>(
@@ -77,7 +73,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
 
       const trackPool = makePoolTracker(Option.isSome(config.databaseUrl) ? config.databasePoolMax : 1)
       const countError = (operation: string, reason: "transient" | "permanent" | "circuit_open") =>
-        Metric.update(callErrors({ operation, reason }), 1)
+        Metric.update(dbCallErrors({ operation, reason }), 1)
       /** Duration by outcome and errors by reason; an interrupted call (its request went away) is neither. */
       const measured = <A>(operation: string, effect: Effect.Effect<A, DbError | CircuitBreaker.CircuitBreakerError>) =>
         Effect.suspend(() => {
@@ -88,7 +84,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
             const seconds = (performance.now() - start) / 1000
             const outcome = error === undefined ? "ok" : "error"
             return Effect.andThen(
-              Metric.update(callDuration({ operation, outcome }), seconds),
+              Metric.update(dbCallDuration({ operation, outcome }), seconds),
               error?._tag === "DbError"
                 ? countError(operation, error.transient ? "transient" : "permanent")
                 : Effect.void
