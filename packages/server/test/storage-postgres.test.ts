@@ -5,11 +5,12 @@
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { freshDatabase, makeTestApp, pgDb, postgresAvailable, type TestApp } from "@strata/testing"
-import { Duration, Effect, Exit, Layer, ManagedRuntime, Option, Redacted } from "effect"
+import { Context, Duration, Effect, Exit, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { layerStorage } from "../src/App.ts"
 import type { IdempotencyStore } from "../src/idempotency/IdempotencyStore.ts"
 import { maintainOnce } from "../src/maintenance/Maintenance.ts"
-import { AppConfig, type ConfigServices } from "../src/platform/config/AppConfig.ts"
+import { AppConfig, type ConfigServices, type Settings } from "../src/platform/config/AppConfig.ts"
+import { layerConnection } from "../src/platform/sql/Connection.ts"
 import { runMigrations } from "../src/platform/sql/Migrations.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordStore, type RecordToStore } from "../src/records/RecordStore.ts"
@@ -112,6 +113,49 @@ suite("storage on PostgreSQL", () => {
     )
     expect(plan.map((p) => p.relation)).toEqual(["records_20260201"])
     expect(plan[0].node).toMatch(/Index/)
+  })
+
+  it("on generic plans (DATABASE_PLAN_CACHE_MODE's default) a prepared read by id still reads one partition", async () => {
+    const [stored] = await run(Effect.flatMap(RecordWriter, (w) => w.write([record("2026-02-14T10:00:00Z")])))
+    const modeOf = (settings: Partial<Settings>) =>
+      Effect.runPromise(
+        Effect.scoped(
+          Effect.flatMap(
+            Layer.build(layerConnection.pipe(Layer.provide(AppConfig.layerWith({
+              databaseUrl: Option.some(Redacted.make(db.url)),
+              migrateOnStart: false,
+              ...settings
+            })))),
+            (context) => {
+              const sql = Context.get(context, PgClient.PgClient)
+              // One connection for PREPARE and EXECUTE: a transaction holds it.
+              return sql.withTransaction(Effect.gen(function*() {
+                const [{ plan_cache_mode }] = yield* sql<{ plan_cache_mode: string }>`SHOW plan_cache_mode`
+                yield* sql.unsafe(
+                  "PREPARE by_id(uuid, timestamptz, text) AS SELECT * FROM records WHERE id = $1 AND occurred_at = $2 AND tenant_id = $3"
+                )
+                const [row] = yield* sql.unsafe<{ "QUERY PLAN": unknown }>(
+                  `EXPLAIN (FORMAT JSON) EXECUTE by_id('${stored.id}', '${stored.occurredAt}', 'default')`
+                )
+                yield* sql.unsafe("DEALLOCATE by_id")
+                return {
+                  mode: plan_cache_mode,
+                  plan: JSON.stringify(row["QUERY PLAN"]),
+                  relations: relationsIn(row["QUERY PLAN"])
+                }
+              }))
+            }
+          )
+        )
+      )
+    const generic = await modeOf({})
+    expect(generic.mode).toBe("force_generic_plan")
+    // Pruned when the plan starts rather than when it is made: the other partitions are "Subplans Removed".
+    expect(generic.relations.map((r) => r.relation)).toEqual(["records_20260201"])
+    expect(generic.plan).toMatch(/"Subplans Removed":[1-9]/)
+    expect((await modeOf({ databasePlanCacheMode: "force_custom_plan" })).mode).toBe("force_custom_plan")
+    // "server" sends nothing: the server's own setting applies (PostgreSQL's default here).
+    expect((await modeOf({ databasePlanCacheMode: "server" })).mode).toBe("auto")
   })
 
   it("reads a time range from the overlapping partitions only, through an index", async () => {

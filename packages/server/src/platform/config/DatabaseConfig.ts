@@ -10,10 +10,17 @@ import { duration, flag, intBetween, oneOf, parseDuration } from "./Units.ts"
 export const PartitionInterval = ["day", "week", "month"] as const
 export type PartitionInterval = (typeof PartitionInterval)[number]
 
+/** PostgreSQL's `plan_cache_mode` for this process's connections, or `server`: send none. */
+export const PlanCacheMode = ["force_generic_plan", "auto", "force_custom_plan", "server"] as const
+export type PlanCacheMode = (typeof PlanCacheMode)[number]
+
 export const databaseFields = {
   databaseUrl: Config.option(Config.Redacted("DATABASE_URL")),
   dataDir: Config.String("DATA_DIR").pipe(Config.withDefault("./.strata")),
   databasePoolMax: intBetween("DATABASE_POOL_MAX", 1, 1000).pipe(Config.withDefault(10)),
+  databasePlanCacheMode: oneOf(PlanCacheMode, "DATABASE_PLAN_CACHE_MODE").pipe(
+    Config.withDefault("force_generic_plan")
+  ),
   migrateOnStart: flag("MIGRATE_ON_START").pipe(Config.withDefault(true)),
   writeBatchWindow: duration("WRITE_BATCH_WINDOW").pipe(Config.withDefault(Duration.millis(2))),
   writeBatchMax: intBetween("WRITE_BATCH_MAX", 1, 10_000).pipe(Config.withDefault(500)),
