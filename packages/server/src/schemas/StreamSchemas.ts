@@ -48,7 +48,11 @@ const MAX_COMPILED = 10_000
 /** A check answers this many failures at most. */
 const MAX_CHECK_ERRORS = 100
 
+// NUL cannot occur in a tenant or a stream name, so these keys split back unambiguously.
 const keyOf = (tenant: string, stream: string) => `${tenant}\u0000${stream}`
+const streamOf = (key: string) => key.split("\u0000") as [tenant: string, stream: string]
+/** A compiled validator's key: one per (tenant, stream, version). */
+const versionKeyOf = (tenant: string, stream: string, version: number) => `${keyOf(tenant, stream)}\u0000${version}`
 
 const compiledOf = (version: number, validate: ValidateFunction): CompiledSchema => ({
   version,
@@ -104,7 +108,7 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
         }
 
         const compile = (tenant: string, found: SchemaVersion): Effect.Effect<CompiledSchema> => {
-          const key = `${keyOf(tenant, found.stream)}\u0000${found.version}`
+          const key = versionKeyOf(tenant, found.stream, found.version)
           const known = compiled.get(key)
           if (known !== undefined) return Effect.succeed(known)
           return compiler.compile(found.schema, Number.MAX_SAFE_INTEGER).pipe(
@@ -129,7 +133,7 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
           ttlMs: Duration.toMillis(config.schemaCacheTtl),
           capacity: MAX_COMPILED,
           load: (key) => {
-            const [tenant, stream] = key.split("\u0000")
+            const [tenant, stream] = streamOf(key)
             return registry.current(tenant, stream).pipe(
               Effect.flatMap(
                 Option.match({ onNone: () => Effect.succeed(null), onSome: (found) => compile(tenant, found) })
@@ -212,8 +216,8 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
             // This replica enforces its own registration at once (a racing no-op may
             // answer a version stored by another request: compile that one).
             if (registered.created) {
-              const key = `${keyOf(tenant, stream)}\u0000${registered.version.version}`
-              keep(key, compiledOf(registered.version.version, validateFn))
+              const version = registered.version.version
+              keep(versionKeyOf(tenant, stream, version), compiledOf(version, validateFn))
             }
             currents.set(keyOf(tenant, stream), yield* compile(tenant, registered.version))
             return registered
