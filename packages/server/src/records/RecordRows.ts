@@ -39,12 +39,13 @@ export const toRecord = (row: RecordRow): StoredRecord => ({
   schemaVersion: row.schema_version ?? null
 })
 
-export const storedOf = (r: RecordToStore, ingestedAt: Date): StoredRecord => ({
+/** `ingestedAt` as ISO text: one for a whole group commit. */
+export const storedOf = (r: RecordToStore, ingestedAt: string): StoredRecord => ({
   id: r.id,
   stream: r.stream,
   key: r.key,
   occurredAt: r.occurredAt.toISOString(),
-  ingestedAt: ingestedAt.toISOString(),
+  ingestedAt,
   data: r.data,
   schemaVersion: r.schemaVersion
 })
