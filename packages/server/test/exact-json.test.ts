@@ -119,11 +119,14 @@ describe("RecordJson", () => {
         fc.dictionary(key, tie("json"), { maxKeys: 6 })
       )
     })).json
-    fc.assert(fc.property(value, (v) => {
-      // Through JSON text, as records arrive: `__proto__` then is an own key.
-      const parsed = JSON.parse(JSON.stringify(v))
-      expect(jsonText(parsed)).toBe(reference(parsed))
-    }), { numRuns: 500 })
+    fc.assert(
+      fc.property(value, (v) => {
+        // Through JSON text, as records arrive: `__proto__` then is an own key.
+        const parsed = JSON.parse(JSON.stringify(v))
+        expect(jsonText(parsed)).toBe(reference(parsed))
+      }),
+      { numRuns: 500 }
+    )
   })
 })
 

@@ -86,27 +86,27 @@ export class RecordStore extends Context.Service<RecordStore, {
             yield* partitions.ensure(records.map((r) => r.occurredAt.getTime()))
             const ingestedAt = new Date()
             const ingested = ingestedAt.toISOString()
-            const n = records.length
-            const tenants = new Array<string>(n)
-            const ids = new Array<string>(n)
-            const streams = new Array<string>(n)
-            const times = new Array<Date>(n)
-            const data = new Array<string>(n)
-            const stored = new Array<StoredRecord>(n)
-            for (let i = 0; i < n; i++) {
-              const r = records[i]
-              tenants[i] = r.tenant
-              ids[i] = r.id
-              streams[i] = r.stream
-              times[i] = r.occurredAt
-              data[i] = r.dataText
-              stored[i] = storedOf(r, ingested)
+            const tenants: Array<string> = []
+            const ids: Array<string> = []
+            const streams: Array<string> = []
+            const times: Array<Date> = []
+            const data: Array<string> = []
+            const stored: Array<StoredRecord> = []
+            for (const r of records) {
+              tenants.push(r.tenant)
+              ids.push(r.id)
+              streams.push(r.stream)
+              times.push(r.occurredAt)
+              data.push(r.dataText)
+              stored.push(storedOf(r, ingested))
             }
             yield* sql`
               WITH input AS (
                 SELECT * FROM unnest(${tenants}::text[], ${ids}::uuid[], ${streams}::text[], ${
               arrayLiteral(records, (r) => r.key)
-            }::text[], ${times}::timestamptz[], ${data}::jsonb[], ${arrayLiteral(records, (r) => r.traceparent)}::text[], ${
+            }::text[], ${times}::timestamptz[], ${data}::jsonb[], ${
+              arrayLiteral(records, (r) => r.traceparent)
+            }::text[], ${
               arrayLiteral(records, (r) => r.schemaVersion === null ? null : String(r.schemaVersion))
             }::int[]) WITH ORDINALITY AS x(t, i, s, k, o, d, tp, v, n)
               ), stored AS (

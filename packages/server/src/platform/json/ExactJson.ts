@@ -189,19 +189,24 @@ const inOrder = (value: unknown): unknown => {
     for (const key of keys) if (isIndexKey(key)) return UNORDERABLE
     keys.sort(compareKeys)
   }
-  const items = new Array<unknown>(keys.length)
-  for (let i = 0; i < keys.length; i++) {
-    const item = inOrder(object[keys[i]])
+  const items: Array<unknown> = []
+  for (const key of keys) {
+    const item = inOrder(object[key])
     if (item === UNORDERABLE) return UNORDERABLE
-    if (item !== object[keys[i]]) changed = true
-    items[i] = item
+    if (item !== object[key]) changed = true
+    items.push(item)
   }
   if (!changed) return value
   const copy: Record<string, unknown> = {}
   for (let i = 0; i < keys.length; i++) {
     // A `__proto__` key from JSON.parse is an own property; assigned, it would set the prototype.
     if (keys[i] === "__proto__") {
-      Object.defineProperty(copy, "__proto__", { value: items[i], enumerable: true, writable: true, configurable: true })
+      Object.defineProperty(copy, "__proto__", {
+        value: items[i],
+        enumerable: true,
+        writable: true,
+        configurable: true
+      })
     } else copy[keys[i]] = items[i]
   }
   return copy
