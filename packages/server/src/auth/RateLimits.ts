@@ -113,11 +113,14 @@ export class RateLimits extends Context.Service<RateLimits, {
           Effect.map(({ granted, tokens }) => {
             const lease = leases.get(keyId)
             if (granted === 0 || lease === undefined || lease.refused) return
+            const held = Math.max(0, lease.tokens) + granted
             leases.set(keyId, {
-              tokens: Math.max(0, lease.tokens) + granted,
+              tokens: held,
               refused: false,
               expiresAt: now() + LEASE_MS,
-              shared: tokens
+              // The bucket refilled while this replica held its tokens: what a request
+              // is told is left (shared + held) must not pass the burst.
+              shared: Math.min(tokens, limit.burst - held)
             })
           }),
           Effect.ignore,

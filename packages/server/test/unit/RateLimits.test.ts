@@ -72,7 +72,11 @@ describe("RateLimits leases", () => {
       yield* settle
       // 1.2 s after the lease was taken: without the renewal it would have lapsed.
       yield* TestClock.adjust(Duration.millis(400))
-      expect(limits.takeLeased("k", LIMIT)?.allowed).toBe(true)
+      const decision = limits.takeLeased("k", LIMIT)
+      expect(decision?.allowed).toBe(true)
+      // The shared bucket refilled meanwhile; what is said to be left never passes the burst.
+      expect(decision!.remaining).toBeLessThanOrEqual(LIMIT.burst)
+      expect(decision!.remaining).toBeGreaterThan(LIMIT.burst - 2 * SIZE)
     }).pipe(Effect.provide(limiter)))
 
   it.effect("let a lease lapse when its key goes quiet", () =>
