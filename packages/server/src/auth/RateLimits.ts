@@ -80,6 +80,26 @@ export class RateLimits extends Context.Service<RateLimits, {
       // One lease request per key at a time: concurrent requests wait for it and
       // share it, rather than each draining the shared bucket by a whole lease.
       const pending = new Map<string, Deferred.Deferred<void>>()
+      /** Runs `call` as the key's one lease request: later requests for the key wait for it. */
+      const asPending = <A, E>(keyId: string, call: Effect.Effect<A, E>) => {
+        const done = Deferred.makeUnsafe<void>()
+        pending.set(keyId, done)
+        return Effect.ensuring(
+          call,
+          Effect.suspend(() => {
+            pending.delete(keyId)
+            return Deferred.succeed(done, undefined)
+          })
+        )
+      }
+
+      /** `wanted` tokens from the key's shared bucket in Redis, within CACHE_TIMEOUT. */
+      const takeShared = (keyId: string, limit: BucketLimit, wanted: number) =>
+        withDeadline(
+          cache.takeTokens(`ratelimit:${keyId}`, limit, wanted),
+          cacheTimeoutMs,
+          () => Effect.fail("timeout" as const)
+        )
 
       const fromLease = (keyId: string, limit: BucketLimit): BucketDecision | undefined => {
         const lease = leases.get(keyId)
@@ -101,42 +121,29 @@ export class RateLimits extends Context.Service<RateLimits, {
        * lease. An empty shared bucket or a Redis failure leaves the lease as it is;
        * when it runs out, `take` finds out and answers as usual.
        */
-      const topUp = (keyId: string, limit: BucketLimit, size: number) => {
-        const done = Deferred.makeUnsafe<void>()
-        pending.set(keyId, done)
-        const wanted = Math.max(1, size - (leases.get(keyId)?.tokens ?? 0))
-        return withDeadline(
-          cache.takeTokens(`ratelimit:${keyId}`, limit, wanted),
-          cacheTimeoutMs,
-          () => Effect.fail("timeout" as const)
-        ).pipe(
-          Effect.map(({ granted, tokens }) => {
-            const lease = leases.get(keyId)
-            if (granted === 0 || lease === undefined || lease.refused) return
-            const held = Math.max(0, lease.tokens) + granted
-            leases.set(keyId, {
-              tokens: held,
-              refused: false,
-              expiresAt: now() + LEASE_MS,
-              // The bucket refilled while this replica held its tokens: what a request
-              // is told is left (shared + held) must not pass the burst.
-              shared: Math.min(tokens, limit.burst - held)
-            })
-          }),
-          Effect.ignore,
-          Effect.ensuring(Effect.suspend(() => {
-            pending.delete(keyId)
-            return Deferred.succeed(done, undefined)
-          }))
+      const topUp = (keyId: string, limit: BucketLimit, size: number) =>
+        asPending(
+          keyId,
+          takeShared(keyId, limit, Math.max(1, size - (leases.get(keyId)?.tokens ?? 0))).pipe(
+            Effect.map(({ granted, tokens }) => {
+              const lease = leases.get(keyId)
+              if (granted === 0 || lease === undefined || lease.refused) return
+              const held = Math.max(0, lease.tokens) + granted
+              leases.set(keyId, {
+                tokens: held,
+                refused: false,
+                expiresAt: now() + LEASE_MS,
+                // The bucket refilled while this replica held its tokens: what a request
+                // is told is left (shared + held) must not pass the burst.
+                shared: Math.min(tokens, limit.burst - held)
+              })
+            }),
+            Effect.ignore
+          )
         )
-      }
 
       const fromShared = (keyId: string, limit: BucketLimit) =>
-        withDeadline(
-          cache.takeTokens(`ratelimit:${keyId}`, limit, leaseSize(limit)),
-          cacheTimeoutMs,
-          () => Effect.fail("timeout" as const)
-        ).pipe(
+        takeShared(keyId, limit, leaseSize(limit)).pipe(
           Effect.map(({ granted, tokens }) => {
             const at = now()
             if (granted === 0) {
@@ -171,18 +178,15 @@ export class RateLimits extends Context.Service<RateLimits, {
           if (now() < sharedDownUntil) return count(fromLocal(keyId, limit), "local")
           const inFlight = pending.get(keyId)
           if (inFlight !== undefined) return Effect.andThen(Deferred.await(inFlight), take(keyId, limit))
-          const done = Deferred.makeUnsafe<void>()
-          pending.set(keyId, done)
-          return fromShared(keyId, limit).pipe(
-            Effect.flatMap((decision) => count(decision, "shared")),
-            Effect.catch(() => {
-              sharedDownUntil = now() + SHARED_RETRY_MS
-              return count(fromLocal(keyId, limit), "local")
-            }),
-            Effect.ensuring(Effect.suspend(() => {
-              pending.delete(keyId)
-              return Deferred.succeed(done, undefined)
-            }))
+          return asPending(
+            keyId,
+            fromShared(keyId, limit).pipe(
+              Effect.flatMap((decision) => count(decision, "shared")),
+              Effect.catch(() => {
+                sharedDownUntil = now() + SHARED_RETRY_MS
+                return count(fromLocal(keyId, limit), "local")
+              })
+            )
           )
         })
 

@@ -9,25 +9,15 @@ import { Duration, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { leaseSize, RateLimits } from "../../src/auth/RateLimits.ts"
 import { CacheStore } from "../../src/platform/cache/CacheStore.ts"
-import { CacheConfig } from "../../src/platform/config/CacheConfig.ts"
+import { AppConfig } from "../../src/platform/config/AppConfig.ts"
 
 const LIMIT = { rps: 1_000, burst: 1_000 }
 const SIZE = leaseSize(LIMIT) // 50
 
-const config = Layer.succeed(CacheConfig, {
-  redisUrl: undefined as never,
-  redisClusterNodes: [],
-  redisKeyPrefix: "test:",
-  cacheTtl: Duration.minutes(5),
-  cacheNegativeTtl: Duration.seconds(30),
-  cacheTimeout: Duration.millis(50),
-  recordCacheBytes: 0,
-  cacheMaxEntries: 10_000,
-  authCacheTtl: Duration.seconds(30),
-  schemaCacheTtl: Duration.seconds(2)
-})
-
-const limiter = RateLimits.layer.pipe(Layer.provideMerge(CacheStore.layerMemory()), Layer.provide(config))
+const limiter = RateLimits.layer.pipe(
+  Layer.provideMerge(CacheStore.layerMemory()),
+  Layer.provide(AppConfig.layerWith())
+)
 
 /** Lets forked top-ups run. */
 const settle = Effect.gen(function*() {
