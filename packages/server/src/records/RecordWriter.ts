@@ -1,7 +1,7 @@
 /**
- * Group commit (README: Storage): concurrent writes arriving within WRITE_BATCH_WINDOW
- * are coalesced into one transaction with one multi-row insert for records and
- * one for the outbox. Each write (one POST, or one atomic batch) stays a unit:
+ * Group commit (README: Storage): writes that arrive while a commit runs are
+ * coalesced into the next one, a single statement for the records and their
+ * outbox events. Each write (one POST, or one atomic batch) stays a unit:
  * it is stored whole or not at all, and a unit that cannot be stored does not
  * fail the others coalesced with it, which are then written again without it.
  *
@@ -97,35 +97,44 @@ export class RecordWriter extends Context.Service<RecordWriter, {
         )
       }
 
+      // At most WRITE_BATCH_CONCURRENCY commits run at once; writes arriving meanwhile
+      // queue for the next. So batches grow with load and commit latency by themselves,
+      // and a lone write on an idle server starts at the next turn of the event loop.
       let queue: Array<Unit> = []
-      let queued = 0
-      let timer: ReturnType<typeof setTimeout> | undefined
+      let inFlight = 0
+      let scheduled = false
+      const schedule = (delayMs: number) => {
+        if (scheduled || inFlight >= config.writeBatchConcurrency) return
+        scheduled = true
+        if (delayMs > 0) setTimeout(flush, delayMs)
+        else setImmediate(flush)
+      }
+      const committed = () => {
+        inFlight--
+        if (queue.length > 0) schedule(0)
+      }
+      // Starts groups of at most WRITE_BATCH_MAX records (a larger unit stays whole) while commits may start.
       const flush = () => {
-        if (timer !== undefined) clearTimeout(timer)
-        timer = undefined
-        const units = queue
-        queue = []
-        queued = 0
-        // Groups of at most WRITE_BATCH_MAX records; a larger unit stays whole.
-        let group: Array<Unit> = []
-        let size = 0
-        for (const unit of units) {
-          if (group.length > 0 && size + unit.records.length > config.writeBatchMax) {
-            Effect.runForkWith(context)(writeGroup(group))
-            group = []
-            size = 0
+        scheduled = false
+        let taken = 0
+        while (taken < queue.length && inFlight < config.writeBatchConcurrency) {
+          let end = taken + 1
+          let size = queue[taken].records.length
+          while (end < queue.length && size + queue[end].records.length <= config.writeBatchMax) {
+            size += queue[end].records.length
+            end++
           }
-          group.push(unit)
-          size += unit.records.length
+          const group = queue.slice(taken, end)
+          taken = end
+          inFlight++
+          Effect.runForkWith(context)(writeGroup(group)).addObserver(committed)
         }
-        if (group.length > 0) Effect.runForkWith(context)(writeGroup(group))
+        queue = taken === queue.length ? [] : queue.slice(taken)
       }
 
       const enqueue = (unit: Unit) => {
         queue.push(unit)
-        queued += unit.records.length
-        if (queued >= config.writeBatchMax) flush()
-        else if (timer === undefined) timer = setTimeout(flush, windowMs)
+        schedule(windowMs)
       }
 
       return RecordWriter.of({

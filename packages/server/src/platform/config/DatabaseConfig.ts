@@ -22,8 +22,9 @@ export const databaseFields = {
     Config.withDefault("force_generic_plan")
   ),
   migrateOnStart: flag("MIGRATE_ON_START").pipe(Config.withDefault(true)),
-  writeBatchWindow: duration("WRITE_BATCH_WINDOW").pipe(Config.withDefault(Duration.millis(2))),
+  writeBatchWindow: duration("WRITE_BATCH_WINDOW").pipe(Config.withDefault(Duration.zero)),
   writeBatchMax: intBetween("WRITE_BATCH_MAX", 1, 10_000).pipe(Config.withDefault(500)),
+  writeBatchConcurrency: intBetween("WRITE_BATCH_CONCURRENCY", 1, 100).pipe(Config.withDefault(1)),
   partitionInterval: oneOf(PartitionInterval, "PARTITION_INTERVAL").pipe(Config.withDefault("month")),
   // "off" in any case, as for the enumerations; the duration units stay lower case.
   retention: Config.schema(
