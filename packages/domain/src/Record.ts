@@ -20,9 +20,14 @@ export const RecordKey = Schema.String.check(
   Schema.makeFilter((s) => isCleanString(s) || "must not contain NUL or unpaired surrogates")
 ).annotate({ description: "The entity the record is about; events with one key keep their order." })
 
+const ISO_DAY = /^\d{4}-\d{2}-(\d{2})/
+
 /** A parseable instant on a day that exists: `Date.parse` rolls 2026-02-30 over to March 2. */
 export const isValidInstant = (s: string): boolean => {
   if (Number.isNaN(Date.parse(s))) return false
+  // Every month has a 28th: only later days need the calendar.
+  const dayOfMonth = ISO_DAY.exec(s)
+  if (dayOfMonth !== null && Number(dayOfMonth[1]) <= 28) return true
   const [year, month, day] = s.slice(0, 10).split("-").map(Number) as [number, number, number]
   const lastDay = new Date(0)
   lastDay.setUTCFullYear(year, month, 0) // day 0 of the next month (Date.UTC would map years 0-99 to 19xx)
@@ -49,26 +54,29 @@ export const OccurredAt = IsoDateTime.check(
 export const isCleanString = (s: string): boolean => s.isWellFormed() && !s.includes("\u0000")
 
 /**
- * Walks a JSON value without recursion and reports the first reason it cannot be stored:
- * nesting deeper than {@link MAX_DATA_DEPTH}, or a string or key with NUL / a lone surrogate.
+ * Reports the first reason a JSON value cannot be stored: nesting deeper than
+ * {@link MAX_DATA_DEPTH}, or a string or key with NUL / a lone surrogate.
+ * Recursion stops at that depth, so a body nested thousands deep cannot overflow the stack.
  */
-export const checkJsonValue = (value: unknown): string | undefined => {
-  const stack: Array<[unknown, number]> = [[value, 1]]
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop()!
-    if (typeof node === "string") {
-      if (!isCleanString(node)) return "must not contain strings with NUL or unpaired surrogates"
-    } else if (node !== null && typeof node === "object") {
-      if (depth > MAX_DATA_DEPTH) return `must not nest deeper than ${MAX_DATA_DEPTH} levels`
-      if (Array.isArray(node)) {
-        for (const item of node) stack.push([item, depth + 1])
-      } else {
-        for (const key of Object.keys(node)) {
-          if (!isCleanString(key)) return "must not contain keys with NUL or unpaired surrogates"
-          stack.push([(node as Record<string, unknown>)[key], depth + 1])
-        }
-      }
+export const checkJsonValue = (value: unknown): string | undefined => checkAt(value, 1)
+
+const checkAt = (node: unknown, depth: number): string | undefined => {
+  if (typeof node === "string") {
+    return isCleanString(node) ? undefined : "must not contain strings with NUL or unpaired surrogates"
+  }
+  if (node === null || typeof node !== "object") return undefined
+  if (depth > MAX_DATA_DEPTH) return `must not nest deeper than ${MAX_DATA_DEPTH} levels`
+  if (Array.isArray(node)) {
+    for (let i = 0; i < node.length; i++) {
+      const reason = checkAt(node[i], depth + 1)
+      if (reason !== undefined) return reason
     }
+    return undefined
+  }
+  for (const key in node) {
+    if (!isCleanString(key)) return "must not contain keys with NUL or unpaired surrogates"
+    const reason = checkAt((node as Record<string, unknown>)[key], depth + 1)
+    if (reason !== undefined) return reason
   }
   return undefined
 }
