@@ -100,7 +100,7 @@ export class RecordWriter extends Context.Service<RecordWriter, {
       // At most WRITE_BATCH_CONCURRENCY commits run at once; writes arriving meanwhile
       // queue for the next. So batches grow with load and commit latency by themselves,
       // and a lone write on an idle server starts at the next turn of the event loop.
-      let queue: Array<Unit> = []
+      const queue: Array<Unit> = []
       let inFlight = 0
       let scheduled = false
       const schedule = (delayMs: number) => {
@@ -109,27 +109,27 @@ export class RecordWriter extends Context.Service<RecordWriter, {
         if (delayMs > 0) setTimeout(flush, delayMs)
         else setImmediate(flush)
       }
+      // The writes that waited for a commit start the next one as it ends, not a turn of
+      // the event loop later: under load that turn is a whole round of other requests.
       const committed = () => {
         inFlight--
-        if (queue.length > 0) schedule(0)
+        if (queue.length > 0 && !scheduled) flush()
       }
       // Starts groups of at most WRITE_BATCH_MAX records (a larger unit stays whole) while commits may start.
+      // Each group leaves the queue before it starts: a commit that ends at once (in memory) flushes again.
       const flush = () => {
         scheduled = false
-        let taken = 0
-        while (taken < queue.length && inFlight < config.writeBatchConcurrency) {
-          let end = taken + 1
-          let size = queue[taken].records.length
+        while (queue.length > 0 && inFlight < config.writeBatchConcurrency) {
+          let end = 1
+          let size = queue[0].records.length
           while (end < queue.length && size + queue[end].records.length <= config.writeBatchMax) {
             size += queue[end].records.length
             end++
           }
-          const group = queue.slice(taken, end)
-          taken = end
+          const group = queue.splice(0, end)
           inFlight++
           Effect.runForkWith(context)(writeGroup(group)).addObserver(committed)
         }
-        queue = taken === queue.length ? [] : queue.slice(taken)
       }
 
       const enqueue = (unit: Unit) => {

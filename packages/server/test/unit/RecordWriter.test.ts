@@ -108,6 +108,17 @@ describe("RecordWriter group commit", () => {
       expect(observed.mostAtOnce).toBe(2)
     }))
 
+  it.live("commits every write exactly once when commits end at once", () =>
+    Effect.gen(function*() {
+      const { observed, writer } = yield* setup({ writeBatchMax: 4 })
+      yield* Deferred.succeed(observed.gate, undefined)
+      const keys = Arr.makeBy(30, (i) => `k${i}`)
+      const stored = yield* Effect.forEach(keys, (key) => writer.write([row(key)]), { concurrency: "unbounded" })
+      expect(stored.map(([record]) => record.key)).toEqual(keys)
+      expect(observed.commits.flat()).toEqual(keys)
+      expect(observed.commits.every((commit) => commit.length <= 4)).toBe(true)
+    }))
+
   it.live("keeps a unit larger than WRITE_BATCH_MAX whole", () =>
     Effect.gen(function*() {
       const { observed, writer } = yield* setup({ writeBatchMax: 2 })
