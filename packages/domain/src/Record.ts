@@ -73,7 +73,7 @@ const checkAt = (node: unknown, depth: number): string | undefined => {
     }
     return undefined
   }
-  for (const key in node) {
+  for (const key of Object.keys(node)) {
     if (!isCleanString(key)) return "must not contain keys with NUL or unpaired surrogates"
     const reason = checkAt((node as Record<string, unknown>)[key], depth + 1)
     if (reason !== undefined) return reason
