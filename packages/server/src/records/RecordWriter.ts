@@ -103,12 +103,6 @@ export class RecordWriter extends Context.Service<RecordWriter, {
       const queue: Array<Unit> = []
       let inFlight = 0
       let scheduled = false
-      const schedule = (delayMs: number) => {
-        if (scheduled || inFlight >= config.writeBatchConcurrency) return
-        scheduled = true
-        if (delayMs > 0) setTimeout(flush, delayMs)
-        else setImmediate(flush)
-      }
       // The writes that waited for a commit start the next one as it ends, not a turn of
       // the event loop later: under load that turn is a whole round of other requests.
       const committed = () => {
@@ -134,7 +128,10 @@ export class RecordWriter extends Context.Service<RecordWriter, {
 
       const enqueue = (unit: Unit) => {
         queue.push(unit)
-        schedule(windowMs)
+        if (scheduled || inFlight >= config.writeBatchConcurrency) return
+        scheduled = true
+        if (windowMs > 0) setTimeout(flush, windowMs)
+        else setImmediate(flush)
       }
 
       return RecordWriter.of({
