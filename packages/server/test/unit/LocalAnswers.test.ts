@@ -39,4 +39,28 @@ describe("LocalAnswers", () => {
     expect(answers.get("k")).toBe("123456789")
     expect(answers.size).toBe(9 + 1 + OVERHEAD)
   })
+
+  it("evicts by last write through long churn: a key set again counts from its new write", () => {
+    const size = 1 + 4 + OVERHEAD // a one-character key and a four-byte answer
+    const answers = new LocalAnswers(size * 3, 60_000, () => 0)
+    answers.set("a", "aaaa")
+    answers.set("b", "bbbb")
+    answers.set("c", "cccc")
+    answers.set("a", "AAAA") // now the newest: b goes first, then c
+    answers.set("d", "dddd")
+    expect([answers.get("a"), answers.get("b"), answers.get("c"), answers.get("d")])
+      .toEqual(["AAAA", undefined, "cccc", "dddd"])
+    // Thousands of writes, re-writes and evictions later, the bound and the order still hold.
+    for (let i = 0; i < 5_000; i++) {
+      answers.set(String.fromCharCode(97 + (i % 7)), String(1000 + (i % 9000)).slice(0, 4))
+      if (i % 3 === 0) answers.set("z", "zzzz")
+    }
+    expect(answers.size).toBe(size * 3)
+    // The last three distinct keys written: "z" (i = 4998), then i = 4998 and 4999's keys.
+    const last = [4998, 4999].map((i) => String.fromCharCode(97 + (i % 7)))
+    expect(answers.get("z")).toBe("zzzz")
+    for (const key of last) expect(answers.get(key)).toBeDefined()
+    const others = "abcdefg".split("").filter((k) => !last.includes(k))
+    expect(others.map((k) => answers.get(k))).toEqual(others.map(() => undefined))
+  })
 })
