@@ -58,17 +58,13 @@ export class RecordWriter extends Context.Service<RecordWriter, {
       const context = yield* Effect.context<never>()
       const windowMs = Duration.toMillis(config.writeBatchWindow)
 
-      /** `release` frees the group's commit slot (once; again at the fiber's end is a no-op). */
-      const writeGroup = (units: ReadonlyArray<Unit>, release: () => void) => {
+      const writeGroup = (units: ReadonlyArray<Unit>) => {
         const all = units.flatMap((u) => u.records) as unknown as Arr.NonEmptyReadonlyArray<RecordToStore>
         return Metric.update(writeBatchSize, all.length).pipe(
           Effect.andThen(db.insert(all)),
           Effect.matchEffect({
             onSuccess: (stored) =>
               Effect.sync(() => {
-                // The next group goes to the database before this one's answers are
-                // written, so PostgreSQL works while they are (about a third of a cycle).
-                release()
                 let offset = 0
                 for (const unit of units) {
                   const n = unit.records.length
@@ -126,13 +122,7 @@ export class RecordWriter extends Context.Service<RecordWriter, {
           }
           const group = queue.splice(0, end)
           inFlight++
-          let released = false
-          const release = () => {
-            if (released) return
-            released = true
-            committed()
-          }
-          Effect.runForkWith(context)(writeGroup(group, release)).addObserver(release)
+          Effect.runForkWith(context)(writeGroup(group)).addObserver(committed)
         }
       }
 
