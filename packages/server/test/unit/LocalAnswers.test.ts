@@ -56,7 +56,7 @@ describe("LocalAnswers", () => {
       if (i % 3 === 0) answers.set("z", "zzzz")
     }
     expect(answers.size).toBe(size * 3)
-    // The last three distinct keys written: "z" (i = 4998), then i = 4998 and 4999's keys.
+    // The last three distinct keys written: the key of i = 4998, "z" (also at i = 4998), the key of i = 4999.
     const last = [4998, 4999].map((i) => String.fromCharCode(97 + (i % 7)))
     expect(answers.get("z")).toBe("zzzz")
     for (const key of last) expect(answers.get(key)).toBeDefined()
