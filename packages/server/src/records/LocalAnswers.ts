@@ -45,7 +45,7 @@ export class LocalAnswers {
     const entry = this.entries.get(key)
     if (entry === undefined) return undefined
     if (entry.expiresAt <= this.now()) {
-      this.remove(key, entry)
+      this.remove(entry)
       return undefined
     }
     return entry.text
@@ -55,18 +55,18 @@ export class LocalAnswers {
     const size = Buffer.byteLength(text) + key.length + ENTRY_OVERHEAD_BYTES
     if (size > this.maxBytes) return
     const old = this.entries.get(key)
-    if (old !== undefined) this.remove(key, old)
+    if (old !== undefined) this.remove(old)
     const entry: Entry = { key, text, size, expiresAt: this.now() + this.ttlMs }
     this.entries.set(key, entry)
     this.order.push(entry)
     this.bytes += size
     while (this.bytes > this.maxBytes) {
       const oldest = this.order[this.head++]
-      if (this.entries.get(oldest.key) === oldest) this.remove(oldest.key, oldest)
+      if (this.isLive(oldest)) this.remove(oldest)
     }
     // Drop evicted and stale slots once they outnumber the live ones (amortised O(1)).
     if (this.order.length > 2 * this.entries.size + 1024) {
-      this.order = this.order.slice(this.head).filter((e) => this.entries.get(e.key) === e)
+      this.order = this.order.slice(this.head).filter((e) => this.isLive(e))
       this.head = 0
     }
   }
@@ -76,8 +76,13 @@ export class LocalAnswers {
     return this.bytes
   }
 
-  private remove(key: string, entry: Entry) {
-    this.entries.delete(key)
+  /** False for a slot of `order` whose key was set again or removed since. */
+  private isLive(entry: Entry): boolean {
+    return this.entries.get(entry.key) === entry
+  }
+
+  private remove(entry: Entry) {
+    this.entries.delete(entry.key)
     this.bytes -= entry.size
   }
 }
