@@ -44,6 +44,7 @@ import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import { TelemetryConfig } from "../platform/config/TelemetryConfig.ts"
 import { Admission, pastDeadline } from "../platform/http/Admission.ts"
+import { makeAnswerBurst } from "../platform/http/AnswerBurst.ts"
 import { isJsonContentType, isUtf8 } from "../platform/http/JsonBody.ts"
 import type { FastPath, HandOver } from "../platform/http/NodeServer.ts"
 import { internalError } from "../platform/http/ProblemFallback.ts"
@@ -190,6 +191,13 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         }
       }
 
+      // Every answer here goes out with the others of its turn of the event loop (AnswerBurst.ts).
+      // One whose writing throws (a bug) is logged and its connection cut, rather than left hanging.
+      const burst = makeAnswerBurst((error, response) => {
+        response.destroy()
+        Effect.runForkWith(context)(Effect.logError("Writing an answer failed", error))
+      })
+
       // Each hot route's duration series, looked up once.
       const getRoute = routeRecorder("GET", "/data/{id}", context)
       const postRoute = routeRecorder("POST", "/data", context)
@@ -276,37 +284,40 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         const requestId = requestIdOf(headerOf(request, "x-request-id"))
         if (body !== undefined) {
           cache.countHit()
-          const status = sendRecord(request, response, id, body, "hit", requestId, limit, decision)
-          admission.leave()
-          finished(getRoute, trace, status, start, requestId)
+          burst(response, () => {
+            const status = sendRecord(request, response, id, body, "hit", requestId, limit, decision)
+            admission.leave()
+            finished(getRoute, trace, status, start, requestId)
+          })
           return true
         }
         // Not in process: Redis, then the database, as the app reads it.
         const answer = once(
-          (exit: Exit.Exit<{ answer: Option.Option<string>; cache: CacheOutcome } | undefined, unknown>) => {
-            admission.leave()
-            let status: number
-            if (Exit.isSuccess(exit) && exit.value !== undefined && Option.isSome(exit.value.answer)) {
-              status = sendRecord(
-                request,
-                response,
-                id,
-                exit.value.answer.value,
-                exit.value.cache,
-                requestId,
-                limit,
-                decision
-              )
-            } else {
-              const problem = Exit.isFailure(exit)
-                ? problemOf(exit.cause)
-                : exit.value === undefined
-                ? pastDeadline()
-                : new NotFound({ detail: `No record ${rawId}` })
-              status = sendProblem(response, problem, rateLimitHeaders(limit, decision), requestId)
-            }
-            finished(getRoute, trace, status, start, requestId)
-          }
+          (exit: Exit.Exit<{ answer: Option.Option<string>; cache: CacheOutcome } | undefined, unknown>) =>
+            burst(response, () => {
+              admission.leave()
+              let status: number
+              if (Exit.isSuccess(exit) && exit.value !== undefined && Option.isSome(exit.value.answer)) {
+                status = sendRecord(
+                  request,
+                  response,
+                  id,
+                  exit.value.answer.value,
+                  exit.value.cache,
+                  requestId,
+                  limit,
+                  decision
+                )
+              } else {
+                const problem = Exit.isFailure(exit)
+                  ? problemOf(exit.cause)
+                  : exit.value === undefined
+                  ? pastDeadline()
+                  : new NotFound({ detail: `No record ${rawId}` })
+                status = sendProblem(response, problem, rateLimitHeaders(limit, decision), requestId)
+              }
+              finished(getRoute, trace, status, start, requestId)
+            })
         )
         const deadline = setTimeout(() => answer(Exit.succeed(undefined)), deadlineMs)
         // Its Redis and database spans belong to this request's (unsampled) trace, not to roots of their own.
@@ -362,27 +373,29 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         }, deadlineMs)
         const answer = once((exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord> | undefined, unknown>) => {
           clearTimeout(deadline)
-          admission.leave()
-          let status: number
-          if (Exit.isSuccess(exit) && exit.value !== undefined) {
-            const [stored] = exit.value
-            const text = recordText(stored, dataText)
-            cache.remember(key.tenant, [{ id: stored.id, text }])
-            status = 201
-            response.writeHead(201, {
-              location: `/data/${stored.id}`,
-              "content-type": "application/json",
-              "content-length": String(Buffer.byteLength(text)),
-              "x-request-id": idOfRequest(),
-              "ratelimit-policy": headers["ratelimit-policy"],
-              ratelimit: headers.ratelimit
-            })
-            response.end(text)
-          } else {
-            const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
-            status = sendProblem(response, problem, headers, idOfRequest())
-          }
-          finished(postRoute, trace, status, start, idOfRequest())
+          burst(response, () => {
+            admission.leave()
+            let status: number
+            if (Exit.isSuccess(exit) && exit.value !== undefined) {
+              const [stored] = exit.value
+              const text = recordText(stored, dataText)
+              cache.remember(key.tenant, [{ id: stored.id, text }])
+              status = 201
+              response.writeHead(201, {
+                location: `/data/${stored.id}`,
+                "content-type": "application/json",
+                "content-length": String(Buffer.byteLength(text)),
+                "x-request-id": idOfRequest(),
+                "ratelimit-policy": headers["ratelimit-policy"],
+                ratelimit: headers.ratelimit
+              })
+              response.end(text)
+            } else {
+              const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
+              status = sendProblem(response, problem, headers, idOfRequest())
+            }
+            finished(postRoute, trace, status, start, idOfRequest())
+          })
         })
         const passOn = (body: Buffer) => {
           clearTimeout(deadline)
