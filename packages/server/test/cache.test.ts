@@ -24,7 +24,7 @@ import { RecordCache, recordCacheKey } from "../src/records/RecordCache.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordStore } from "../src/records/RecordStore.ts"
 
-/** A RecordStore that counts reads by id, to see coalescing. */
+/** A RecordStore that counts its reads by id (statements, each for any number of ids), to see coalescing. */
 const countingDb = (reads: { n: number }) =>
   Layer.effect(
     RecordStore,
@@ -32,10 +32,10 @@ const countingDb = (reads: { n: number }) =>
       const db = yield* RecordStore
       return RecordStore.of({
         ...db,
-        findById: (tenant, id) =>
+        findByIds: (keys) =>
           Effect.suspend(() => {
             reads.n++
-            return Effect.delay(db.findById(tenant, id), "20 millis")
+            return Effect.delay(db.findByIds(keys), "20 millis")
           })
       })
     })
@@ -60,7 +60,7 @@ const ttls = { cacheNegativeTtl: Duration.millis(300), cacheTtl: Duration.millis
 const untilShared = (key: string) =>
   Effect.gen(function*() {
     const cache = yield* CacheStore
-    while (Option.isNone(yield* Effect.orDie(cache.get(key)))) {
+    while (Option.isNone((yield* Effect.orDie(cache.getMany([key])))[0])) {
       yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
     }
   })
@@ -131,6 +131,36 @@ describeBackends(
         )
       )
       expect(results.every((r) => Option.isSome(r.answer))).toBe(true)
+      expect(reads().n - before).toBe(1)
+    })
+
+    test("reads concurrent misses for many ids in one database statement, each answered with its own", async () => {
+      const now = Date.now()
+      const stored = Array.from({ length: 20 }, (_, i) => makeRecordId(now + i))
+      for (const id of stored) await storeRecord(id)
+      const unknown = Array.from({ length: 5 }, (_, i) => makeRecordId(now + 100 + i))
+      const before = reads().n
+      const results = await run(
+        RecordCache.use((c) =>
+          Effect.all(
+            [
+              ...[...stored, ...unknown].map((id) => c.findById("t1", id)),
+              // Another tenant's read of a stored id, in the same batch, finds nothing.
+              c.findById("t2", stored[0])
+            ],
+            { concurrency: "unbounded" }
+          )
+        )
+      )
+      expect(reads().n - before).toBe(1)
+      expect(results.slice(0, 20).map((r) => idOf(r.answer))).toEqual(stored)
+      expect(results.slice(20).map((r) => Option.isNone(r.answer))).toEqual(Array(6).fill(true))
+      expect(new Set(results.map((r) => r.cache))).toEqual(new Set(["miss"]))
+      // Remembered on the way: the same reads again need no database.
+      const again = await run(
+        RecordCache.use((c) => Effect.all(stored.map((id) => c.findById("t1", id)), { concurrency: "unbounded" }))
+      )
+      expect(again.map((r) => idOf(r.answer))).toEqual(stored)
       expect(reads().n - before).toBe(1)
     })
 
@@ -223,7 +253,7 @@ describe("a write-through slower than CACHE_TIMEOUT", () => {
       await sleep(400)
       expect(await runtime.runPromise(RecordCache.use((c) => c.health))).toBe("up")
       const stored = await runtime.runPromise(
-        CacheStore.use((cache) => Effect.forEach(ids, (id) => Effect.orDie(cache.get(recordCacheKey("t1", id)))))
+        CacheStore.use((cache) => Effect.orDie(cache.getMany(ids.map((id) => recordCacheKey("t1", id)))))
       )
       expect(stored.map((entry) => Option.isSome(entry))).toEqual(ids.map(() => true))
     } finally {
@@ -304,8 +334,8 @@ describe("CacheStore.setMany on Redis", () => {
           expect(pttl).toBeGreaterThan(Duration.toMillis(e.ttl) - 2_000)
           expect(pttl).toBeLessThanOrEqual(Duration.toMillis(e.ttl))
         }
-        const read = await runtime.runPromise(CacheStore.use((c) => c.get("k7")))
-        expect(read).toEqual(Option.some(entries[7].value))
+        const read = await runtime.runPromise(CacheStore.use((c) => c.getMany(["k7", "absent"])))
+        expect(read).toEqual([Option.some(entries[7].value), Option.none()])
       } finally {
         await redis.quit()
       }

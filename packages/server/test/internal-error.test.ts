@@ -12,7 +12,7 @@ const BrokenDb = Layer.effect(
   RecordStore,
   Effect.gen(function*() {
     const db = yield* RecordStore
-    return RecordStore.of({ ...db, findById: () => Effect.die(new Error("SELECT secret FROM pg_shadow")) })
+    return RecordStore.of({ ...db, findByIds: () => Effect.die(new Error("SELECT secret FROM pg_shadow")) })
   })
 ).pipe(Layer.provideMerge(layerStorageMemory))
 

@@ -106,7 +106,7 @@ suite("GET /metrics after real traffic", () => {
 
   it("measures database calls by operation", () => {
     expect(metrics.sum("strata_db_query_duration_seconds_count", { operation: "Db.insert", outcome: "ok" })).toBe(1)
-    expect(metrics.sum("strata_db_query_duration_seconds_count", { operation: "Db.findById", outcome: "ok" })).toBe(1)
+    expect(metrics.sum("strata_db_query_duration_seconds_count", { operation: "Db.findByIds", outcome: "ok" })).toBe(1)
     expect(metrics.sum("strata_db_query_duration_seconds_count", { operation: "Db.list" })).toBe(1)
     expect(metrics.sum("strata_db_query_duration_seconds_sum", { operation: "Db.insert" })).toBeGreaterThan(0)
     expect(metrics.sum("strata_db_query_errors_total")).toBe(0)

@@ -101,7 +101,7 @@ const slowStorage = (ms: number) =>
       const db = yield* RecordStore
       return RecordStore.of({
         ...db,
-        findById: (tenant, id) => Effect.delay(db.findById(tenant, id), Duration.millis(ms))
+        findByIds: (keys) => Effect.delay(db.findByIds(keys), Duration.millis(ms))
       })
     })
   ).pipe(Layer.provideMerge(layerStorageMemory))

@@ -95,7 +95,7 @@ suite("storage on PostgreSQL", () => {
 
   it("creates a partition the first time a record needs it: a backfill into 2019 works", async () => {
     const [stored] = await run(Effect.flatMap(RecordWriter, (w) => w.write([record("2019-03-05T12:00:00Z")])))
-    const found = await run(Effect.flatMap(RecordStore, (d) => d.findById("default", stored.id)))
+    const [found] = await run(Effect.flatMap(RecordStore, (d) => d.findByIds([{ tenant: "default", id: stored.id }])))
     expect(Option.isSome(found)).toBe(true)
     const tables = await run(
       Effect.flatMap(

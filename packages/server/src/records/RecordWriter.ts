@@ -13,6 +13,7 @@ import type { StoredRecord } from "@strata/domain"
 import { Array as Arr, Context, Duration, Effect, Exit, Layer, Metric, Tracer } from "effect"
 import { DatabaseConfig } from "../platform/config/DatabaseConfig.ts"
 import { RequestId } from "../platform/http/RequestId.ts"
+import { linksTo } from "../platform/observability/Tracing.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { RecordStore, type RecordToStore } from "./RecordStore.ts"
 
@@ -27,17 +28,6 @@ export const writeBatchSize = Metric.histogram("strata_write_batch_records", {
   description: "Records written per group-commit transaction",
   boundaries: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
 })
-
-/** The sampled request spans a shared commit serves, as links (a trace viewer leads from each to the commit). */
-const linksOf = (units: ReadonlyArray<Unit>): Array<Tracer.SpanLink> => {
-  const links: Array<Tracer.SpanLink> = []
-  for (const unit of units) {
-    if (unit.span !== undefined && unit.span.sampled && links.length < 128) {
-      links.push({ span: unit.span, attributes: {} })
-    }
-  }
-  return links
-}
 
 export class RecordWriter extends Context.Service<RecordWriter, {
   /** Stores the records as one unit (all or none); resolves after the commit. */
@@ -91,7 +81,7 @@ export class RecordWriter extends Context.Service<RecordWriter, {
           // tenant, and no caller's request id labels it.
           Effect.provideService(RequestId, "group-commit"),
           // No stack per span: one is captured for every commit otherwise (it showed in profiles).
-          Effect.withSpan("RecordWriter.groupCommit", { root: true, links: linksOf(units) }, {
+          Effect.withSpan("RecordWriter.groupCommit", { root: true, links: linksTo(units) }, {
             captureStackTrace: false
           })
         )

@@ -52,7 +52,8 @@ export interface CacheEntry {
 }
 
 export class CacheStore extends Context.Service<CacheStore, {
-  readonly get: (key: string) => Effect.Effect<Option.Option<string>, CacheError>
+  /** The values of `keys`, in their order, in one call (none where a key has none). */
+  readonly getMany: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Option.Option<string>>, CacheError>
   readonly setMany: (entries: ReadonlyArray<CacheEntry>) => Effect.Effect<void, CacheError>
   readonly ping: Effect.Effect<void, CacheError>
   /** Takes up to `wanted` tokens from the rate-limit bucket `key` (see TokenBucket.ts). */
@@ -130,7 +131,12 @@ export class CacheStore extends Context.Service<CacheStore, {
           )
         return CacheStore.of({
           kind: cluster ? "redis-cluster" : "redis",
-          get: (key) => Effect.map(call("get", () => client.get(key)), Option.fromNullishOr),
+          // A cluster spreads keys over slots, which one MGET cannot span: there each key is a GET.
+          getMany: (keys) =>
+            Effect.map(
+              call("get", () => cluster ? Promise.all(keys.map((key) => client.get(key))) : client.mget(...keys)),
+              (values) => values.map(Option.fromNullishOr)
+            ),
           setMany: (entries) =>
             entries.length === 0 ? Effect.void : Effect.asVoid(call("set", () => {
               if (!cluster) {
@@ -171,16 +177,18 @@ export class CacheStore extends Context.Service<CacheStore, {
         const buckets = new LocalBuckets()
         return CacheStore.of({
           kind: "memory",
-          get: (key) =>
-            Effect.sync(() => {
-              const entry = entries.get(key)
-              if (entry === undefined) return Option.none()
-              if (entry.expiresAt <= now()) {
-                entries.delete(key)
-                return Option.none()
-              }
-              return Option.some(entry.value)
-            }),
+          getMany: (keys) =>
+            Effect.sync(() =>
+              keys.map((key) => {
+                const entry = entries.get(key)
+                if (entry === undefined) return Option.none()
+                if (entry.expiresAt <= now()) {
+                  entries.delete(key)
+                  return Option.none()
+                }
+                return Option.some(entry.value)
+              })
+            ),
           setMany: (list) =>
             Effect.sync(() => {
               for (const e of list) {

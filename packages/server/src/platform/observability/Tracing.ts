@@ -140,3 +140,18 @@ export const recordedSpan = (span: Tracer.AnySpan): Option.Option<Tracer.AnySpan
   }
   return Option.fromNullishOr(current)
 }
+
+/**
+ * Links from a span that serves many requests at once (a group commit, a batch of
+ * reads) to the sampled spans of those requests, at most 128: a trace viewer leads
+ * from each request to the work it shared.
+ */
+export const linksTo = (
+  served: ReadonlyArray<{ readonly span: Tracer.AnySpan | undefined }>
+): Array<Tracer.SpanLink> => {
+  const links: Array<Tracer.SpanLink> = []
+  for (const { span } of served) {
+    if (span !== undefined && span.sampled && links.length < 128) links.push({ span, attributes: {} })
+  }
+  return links
+}
