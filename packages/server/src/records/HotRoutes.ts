@@ -191,7 +191,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         }
       }
 
-      // Every answer here goes out with the others of its turn of the event loop (AnswerBurst.ts).
+      // Every read's answer goes out with the others of its turn of the event loop (AnswerBurst.ts).
       // One whose writing throws (a bug) is logged and its connection cut, rather than left hanging.
       const burst = makeAnswerBurst((error, response) => {
         response.destroy()
@@ -371,31 +371,31 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           done = true
           answer(Exit.succeed(undefined))
         }, deadlineMs)
+        // Not through the burst: a commit's answers already go out back to back as it ends,
+        // and holding them to the end of the turn measured 0.94× and 0.85× the POSTs (6 and 5 pairs).
         const answer = once((exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord> | undefined, unknown>) => {
           clearTimeout(deadline)
-          burst(response, () => {
-            admission.leave()
-            let status: number
-            if (Exit.isSuccess(exit) && exit.value !== undefined) {
-              const [stored] = exit.value
-              const text = recordText(stored, dataText)
-              cache.remember(key.tenant, [{ id: stored.id, text }])
-              status = 201
-              response.writeHead(201, {
-                location: `/data/${stored.id}`,
-                "content-type": "application/json",
-                "content-length": String(Buffer.byteLength(text)),
-                "x-request-id": idOfRequest(),
-                "ratelimit-policy": headers["ratelimit-policy"],
-                ratelimit: headers.ratelimit
-              })
-              response.end(text)
-            } else {
-              const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
-              status = sendProblem(response, problem, headers, idOfRequest())
-            }
-            finished(postRoute, trace, status, start, idOfRequest())
-          })
+          admission.leave()
+          let status: number
+          if (Exit.isSuccess(exit) && exit.value !== undefined) {
+            const [stored] = exit.value
+            const text = recordText(stored, dataText)
+            cache.remember(key.tenant, [{ id: stored.id, text }])
+            status = 201
+            response.writeHead(201, {
+              location: `/data/${stored.id}`,
+              "content-type": "application/json",
+              "content-length": String(Buffer.byteLength(text)),
+              "x-request-id": idOfRequest(),
+              "ratelimit-policy": headers["ratelimit-policy"],
+              ratelimit: headers.ratelimit
+            })
+            response.end(text)
+          } else {
+            const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
+            status = sendProblem(response, problem, headers, idOfRequest())
+          }
+          finished(postRoute, trace, status, start, idOfRequest())
         })
         const passOn = (body: Buffer) => {
           clearTimeout(deadline)
