@@ -19,6 +19,7 @@ import { trackBreaker } from "../platform/observability/BreakerMetrics.ts"
 import { labelled } from "../platform/observability/Labels.ts"
 import { linksTo } from "../platform/observability/Tracing.ts"
 import { withDeadline } from "../platform/runtime/Deadline.ts"
+import { perTurn } from "../platform/runtime/PerTurn.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { LocalAnswers } from "./LocalAnswers.ts"
 import { recordText } from "./RecordJson.ts"
@@ -257,14 +258,11 @@ export class RecordCache extends Context.Service<RecordCache, {
           })
         )
 
-      let batch: Array<Lookup> = []
-      const startBatches = () => {
-        const reads = batch
-        batch = []
+      const lookUpThisTurn = perTurn<Lookup>((reads) => {
         for (let i = 0; i < reads.length; i += READ_BATCH_MAX) {
           Effect.runForkWith(context)(lookUp(reads.slice(i, i + READ_BATCH_MAX)))
         }
-      }
+      })
 
       const findById = (tenant: string, id: string) =>
         Effect.withFiber((fiber) => {
@@ -275,8 +273,7 @@ export class RecordCache extends Context.Service<RecordCache, {
           }
           const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
           return Effect.callback<Found, DbError>((resume) => {
-            batch.push({ tenant, id, key: recordCacheKey(tenant, id), span, resume })
-            if (batch.length === 1) setImmediate(startBatches)
+            lookUpThisTurn({ tenant, id, key: recordCacheKey(tenant, id), span, resume })
           })
         })
 

@@ -16,6 +16,7 @@
  * would only be read in the next turn anyway.
  */
 import type { ServerResponse } from "node:http"
+import { perTurn } from "../runtime/PerTurn.ts"
 
 export type AnswerBurst = (response: ServerResponse, write: () => void) => void
 
@@ -24,24 +25,14 @@ export type AnswerBurst = (response: ServerResponse, write: () => void) => void
  * One that throws is given to `onDefect` with its response; the others are still written.
  */
 export const makeAnswerBurst = (onDefect: (error: unknown, response: ServerResponse) => void): AnswerBurst => {
-  let responses: Array<ServerResponse> = []
-  let writes: Array<() => void> = []
-  const flush = () => {
-    const due = writes
-    const to = responses
-    writes = []
-    responses = []
-    for (let i = 0; i < due.length; i++) {
+  const answer = perTurn<{ readonly response: ServerResponse; readonly write: () => void }>((answers) => {
+    for (const { response, write } of answers) {
       try {
-        due[i]()
+        write()
       } catch (error) {
-        onDefect(error, to[i])
+        onDefect(error, response)
       }
     }
-  }
-  return (response, write) => {
-    responses.push(response)
-    writes.push(write)
-    if (writes.length === 1) setImmediate(flush)
-  }
+  })
+  return (response, write) => answer({ response, write })
 }
