@@ -40,6 +40,7 @@ import { Cursors } from "./records/Cursor.ts"
 import { HotRoutes } from "./records/HotRoutes.ts"
 import { MemoryTables } from "./records/MemoryTables.ts"
 import { RecordCache } from "./records/RecordCache.ts"
+import { RecordPartitions } from "./records/RecordPartitions.ts"
 import { Records } from "./records/Records.ts"
 import { RecordsHandlers } from "./records/RecordsHandlers.ts"
 import { RecordStore } from "./records/RecordStore.ts"
@@ -109,7 +110,7 @@ const StreamSamplesFromRecords = Layer.effect(
 
 /** The stores on PostgreSQL (or PGlite), sharing one resilience policy: need PgClient and AppConfig. */
 export const layerStorage = Layer.mergeAll(
-  RecordStore.layerPg,
+  RecordStore.layerPg.pipe(Layer.provide(RecordPartitions.layerPg)),
   OutboxStore.layerPg,
   SharedSecrets.layerPg,
   Database.layerPg,

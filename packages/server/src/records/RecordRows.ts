@@ -5,6 +5,8 @@ import type { RecordToStore } from "./RecordStore.ts"
 
 // `data` as text: the driver's JSON.parse would round long numbers.
 export const COLUMNS = "id::text AS id, stream, key, occurred_at, ingested_at, data::text AS data, schema_version"
+/** The same columns as stored, for a subquery that COLUMNS then reads (its ORDER BY keeps the index's types). */
+export const RAW_COLUMNS = "id, stream, key, occurred_at, ingested_at, data, schema_version"
 
 export interface RecordRow {
   readonly id: string

@@ -8,14 +8,16 @@
 import { PgClient } from "@effect/sql-pg"
 import type { StoredRecord } from "@strata/domain"
 import { Array as Arr, Clock, Context, Effect, Layer, Option } from "effect"
+import type { SqlError } from "effect/sql"
 import { AppConfig } from "../platform/config/AppConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { DbPolicy } from "../platform/sql/DbPolicy.ts"
 import { MemoryTables } from "./MemoryTables.ts"
-import { nextPartition, type PartitionBounds, partitionFor, partitionStart } from "./Partitions.ts"
+import { nextPartition, partitionFor } from "./Partitions.ts"
 import { recordIdTime } from "./RecordId.ts"
 import { recordText } from "./RecordJson.ts"
-import { COLUMNS, type RecordRow, storedOf, toRecord } from "./RecordRows.ts"
+import { isMissingPartition, RecordPartitions } from "./RecordPartitions.ts"
+import { COLUMNS, RAW_COLUMNS, type RecordRow, storedOf, toRecord } from "./RecordRows.ts"
 
 /** A validated record with its id, ready to be written. */
 export interface RecordToStore {
@@ -78,12 +80,19 @@ export class RecordStore extends Context.Service<RecordStore, {
     readonly dropBefore: Date | undefined
   }) => Effect.Effect<{ readonly created: ReadonlyArray<string>; readonly dropped: ReadonlyArray<string> }, DbError>
 }>()("strata/records/RecordStore") {
-  static readonly layerPg: Layer.Layer<RecordStore, never, PgClient.PgClient | AppConfig | DbPolicy> = Layer.effect(
+  static readonly layerPg: Layer.Layer<
+    RecordStore,
+    never,
+    PgClient.PgClient | AppConfig | DbPolicy | RecordPartitions
+  > = Layer.effect(
     RecordStore,
     Effect.gen(function*() {
       const sql = yield* PgClient.PgClient
       const config = yield* AppConfig
-      const partitions = makePartitionCache(sql, config.partitionInterval)
+      const partitions = yield* RecordPartitions
+      /** Once more after reading the catalog again, when a statement found a partition dropped since. */
+      const retriedOnMissingPartition = <A>(effect: Effect.Effect<A, SqlError.SqlError>) =>
+        Effect.catchIf(effect, isMissingPartition, () => Effect.andThen(partitions.reload, effect))
       // "Db.<call>" names each database call's span and metrics, for the records and the outbox alike.
       const guard = yield* DbPolicy.callsOf("Db")
 
@@ -135,64 +144,102 @@ export class RecordStore extends Context.Service<RecordStore, {
           "write"
         )
 
-      // One statement for every key: each looks up its own row through the primary key,
-      // in the one partition its id's time names (pruned per key, as the plan's
-      // nested loop passes it in). An id that no record can have is not sent.
+      // A read names the partitions it reads (RecordPartitions says why): one
+      // statement per partition the keys' ids name, each key looked up through the
+      // primary key. An id that no record can have is not sent.
       const findByIds = (keys: ReadonlyArray<RecordKey>) => {
-        const tenants: Array<string> = []
-        const ids: Array<string> = []
-        const times: Array<Date> = []
-        for (const k of keys) {
-          const ms = recordIdTime(k.id)
-          if (ms === undefined) continue
-          tenants.push(k.tenant)
-          ids.push(k.id)
-          times.push(new Date(ms))
+        const wanted: Array<{ readonly key: RecordKey; readonly ms: number }> = []
+        for (const key of keys) {
+          const ms = recordIdTime(key.id)
+          if (ms !== undefined) wanted.push({ key, ms })
         }
-        if (ids.length === 0) return Effect.succeed(keys.map(() => Option.none<StoredRecord>()))
+        if (wanted.length === 0) return Effect.succeed(keys.map(() => Option.none<StoredRecord>()))
         return guard(
           "findByIds",
-          Effect.map(
-            sql<RecordRow & { readonly tenant_id: string }>`
-              SELECT q.t AS tenant_id, r.* FROM unnest(${tenants}::text[], ${ids}::uuid[], ${times}::timestamptz[])
-                AS q(t, i, o)
-              CROSS JOIN LATERAL (
-                SELECT ${sql.literal(COLUMNS)} FROM records WHERE id = q.i AND occurred_at = q.o AND tenant_id = q.t
-              ) r`,
-            (rows) => {
-              const found = new Map(rows.map((row) => [rowKey(row.tenant_id, row.id), row]))
-              return keys.map((k) => Option.map(Option.fromNullishOr(found.get(rowKey(k.tenant, k.id))), toRecord))
-            }
-          )
+          Effect.gen(function*() {
+            const homes = yield* partitions.holding(wanted.map((w) => w.ms))
+            const groups = new Map<string, { tenants: Array<string>; ids: Array<string>; times: Array<Date> }>()
+            wanted.forEach(({ key, ms }, i) => {
+              const home = homes[i]
+              if (home === undefined) return
+              let group = groups.get(home.name)
+              if (group === undefined) groups.set(home.name, group = { tenants: [], ids: [], times: [] })
+              group.tenants.push(key.tenant)
+              group.ids.push(key.id)
+              group.times.push(new Date(ms))
+            })
+            const found = new Map<string, RecordRow>()
+            yield* Effect.forEach(groups, ([partition, g]) =>
+              Effect.map(
+                sql<RecordRow & { readonly tenant_id: string }>`
+                  SELECT q.t AS tenant_id, r.* FROM unnest(${g.tenants}::text[], ${g.ids}::uuid[], ${g.times}::timestamptz[])
+                    AS q(t, i, o)
+                  CROSS JOIN LATERAL (
+                    SELECT ${sql.literal(COLUMNS)} FROM ${
+                  sql(partition)
+                } WHERE id = q.i AND occurred_at = q.o AND tenant_id = q.t
+                  ) r`,
+                (rows) => {
+                  for (const row of rows) found.set(rowKey(row.tenant_id, row.id), row)
+                }
+              ), { concurrency: "unbounded", discard: true })
+            return keys.map((k) => Option.map(Option.fromNullishOr(found.get(rowKey(k.tenant, k.id))), toRecord))
+          }).pipe(retriedOnMissingPartition)
         )
       }
 
-      const list = (q: PageQuery) => {
-        const desc = q.order === "desc"
-        const clauses = [
-          sql`tenant_id = ${q.tenant}`,
-          sql`stream = ${q.stream}`,
-          ...(q.key !== undefined ? [sql`key = ${q.key}`] : []),
-          ...(q.from !== undefined ? [sql`occurred_at >= ${q.from}`] : []),
-          ...(q.to !== undefined ? [sql`occurred_at < ${q.to}`] : []),
-          ...(q.after !== undefined
-            ? [
-              desc
-                ? sql`(occurred_at, id) < (${q.after.occurredAt}, ${q.after.id}::uuid)`
-                : sql`(occurred_at, id) > (${q.after.occurredAt}, ${q.after.id}::uuid)`
-            ]
-            : [])
-        ]
-        const direction = sql.literal(desc ? "DESC" : "ASC")
-        return guard(
+      // A page walks the partitions the query's time bounds overlap, newest first
+      // for `desc`, a few at a time in one statement (more each time while they
+      // come back short), and stops when the page is full: page 1 and page 10,000
+      // read the same few partitions, however many the table has.
+      const list = (q: PageQuery) =>
+        guard(
           "list",
-          Effect.map(
-            sql<RecordRow>`SELECT ${sql.literal(COLUMNS)} FROM records WHERE ${sql.and(clauses)}
-              ORDER BY occurred_at ${direction}, id ${direction} LIMIT ${q.limit}`,
-            (rows) => rows.map(toRecord)
-          )
+          Effect.gen(function*() {
+            const desc = q.order === "desc"
+            let from = q.from?.getTime() ?? Number.NEGATIVE_INFINITY
+            // No record occurs later than a day after it was written (README: The API);
+            // a day more for replicas' clocks. The partitions made ahead are skipped.
+            let to = Math.min(q.to?.getTime() ?? Number.POSITIVE_INFINITY, Date.now() + 2 * DAY_MS)
+            if (q.after !== undefined) {
+              if (desc) to = Math.min(to, q.after.occurredAt.getTime() + 1)
+              else from = Math.max(from, q.after.occurredAt.getTime())
+            }
+            const candidates = (yield* partitions.overlapping(from, to)).map((p) => p.name)
+            if (desc) candidates.reverse()
+            const clauses = [
+              sql`tenant_id = ${q.tenant}`,
+              sql`stream = ${q.stream}`,
+              ...(q.key !== undefined ? [sql`key = ${q.key}`] : []),
+              ...(q.from !== undefined ? [sql`occurred_at >= ${q.from}`] : []),
+              ...(q.to !== undefined ? [sql`occurred_at < ${q.to}`] : []),
+              ...(q.after !== undefined
+                ? [
+                  desc
+                    ? sql`(occurred_at, id) < (${q.after.occurredAt}, ${q.after.id}::uuid)`
+                    : sql`(occurred_at, id) > (${q.after.occurredAt}, ${q.after.id}::uuid)`
+                ]
+                : [])
+            ]
+            const where = sql.and(clauses)
+            const direction = sql.literal(desc ? "DESC" : "ASC")
+            const rows: Array<RecordRow> = []
+            for (let at = 0, size = FIRST_WALK; at < candidates.length && rows.length < q.limit; size *= 2) {
+              const chunk = candidates.slice(at, at + Math.min(size, MAX_WALK))
+              at += chunk.length
+              const branches = chunk.map((name) =>
+                sql`SELECT ${sql.literal(RAW_COLUMNS)} FROM ${sql(name)} WHERE ${where}`
+              )
+              rows.push(
+                ...(yield* sql<RecordRow>`SELECT ${sql.literal(COLUMNS)} FROM (${
+                  sql.join(" UNION ALL ", false)(branches)
+                }) page
+                  ORDER BY page.occurred_at ${direction}, page.id ${direction} LIMIT ${q.limit - rows.length}`)
+              )
+            }
+            return rows.map(toRecord)
+          }).pipe(retriedOnMissingPartition)
         )
-      }
 
       const maintainPartitions = (options: { now: Date; aheadUntil: Date; dropBefore: Date | undefined }) =>
         guard(
@@ -207,25 +254,17 @@ export class RecordStore extends Context.Service<RecordStore, {
             const created = yield* partitions.ensure(wanted)
             const dropped: Array<string> = []
             if (options.dropBefore !== undefined) {
-              const existing = yield* sql<{ readonly name: string }>`
-                SELECT c.relname AS name FROM pg_inherits i
-                JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-                WHERE p.relname = 'records'`
-              for (const { name } of existing) {
-                const start = partitionStart(name)
-                if (start === undefined) continue
-                const end = nextPartition(
-                  config.partitionInterval,
-                  partitionFor(config.partitionInterval, start.getTime())
-                )
-                if (end.from.getTime() <= options.dropBefore.getTime()) {
-                  // Events read their record when published: those not yet published go with it.
-                  yield* sql`DELETE FROM outbox WHERE occurred_at >= ${start} AND occurred_at < ${end.from}`
-                  yield* sql`DROP TABLE IF EXISTS ${sql(name)}`
-                  partitions.forget(name)
-                  dropped.push(name)
-                }
+              const cutoff = options.dropBefore.getTime()
+              for (const p of yield* partitions.overlapping(Number.NEGATIVE_INFINITY, cutoff)) {
+                if (p.to > cutoff) continue
+                // Events read their record when published: those not yet published go with it.
+                yield* sql`DELETE FROM outbox WHERE occurred_at >= ${new Date(p.from)} AND occurred_at < ${new Date(
+                  p.to
+                )}`
+                yield* sql`DROP TABLE IF EXISTS ${sql(p.name)}`
+                dropped.push(p.name)
               }
+              if (dropped.length > 0) yield* partitions.reload
             }
             return { created, dropped }
           })
@@ -313,6 +352,12 @@ export class RecordStore extends Context.Service<RecordStore, {
   )
 }
 
+const DAY_MS = 86_400_000
+/** Partitions a page reads in its first statement: today's, the ones made ahead, and the last. */
+const FIRST_WALK = 4
+/** The most partitions one statement of a page reads, as the walk widens. */
+const MAX_WALK = 32
+
 /** The order of GET /data pages: by occurredAt, then id. */
 const compareKeyset = (a: { occurredAt: string; id: string }, b: { occurredAt: string; id: string }) =>
   a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
@@ -326,52 +371,3 @@ const arrayLiteral = <A>(rows: ReadonlyArray<A>, f: (row: A, i: number) => strin
   }
   return out + "}"
 }
-
-/**
- * Knows which partitions exist and creates missing ones on first need
- * (a backfill into 2019 works). Creation races between replicas are harmless.
- */
-const makePartitionCache = (
-  sql: PgClient.PgClient,
-  interval: AppConfig["Service"]["partitionInterval"]
-) => {
-  const known = new Set<string>()
-  const create = (p: PartitionBounds) =>
-    sql`CREATE TABLE IF NOT EXISTS ${sql(p.name)} PARTITION OF records
-        FOR VALUES FROM (${sql.literal(`'${p.from.toISOString()}'`)}) TO (${sql.literal(`'${p.to.toISOString()}'`)})`
-      .pipe(
-        // Another process created it between our check and our CREATE.
-        Effect.catchTag("SqlError", (e) =>
-          partitionExists(sql, p.name).pipe(
-            Effect.flatMap((exists) => exists ? Effect.void : Effect.fail(e))
-          )),
-        Effect.tap(() => Effect.sync(() => known.add(p.name)))
-      )
-  // The bounds of the partition last found known, where nearly every write lands:
-  // checked with two comparisons instead of date arithmetic per record.
-  let latest = { from: 0, to: 0 }
-  const ensure = (instants: ReadonlyArray<number>) => {
-    const missing = new Map<string, PartitionBounds>()
-    for (const ms of instants) {
-      if (ms >= latest.from && ms < latest.to) continue
-      const p = partitionFor(interval, ms)
-      if (!known.has(p.name)) missing.set(p.name, p)
-      else latest = { from: p.from.getTime(), to: p.to.getTime() }
-    }
-    return missing.size === 0
-      ? Effect.succeed([] as ReadonlyArray<string>)
-      : Effect.forEach(missing.values(), (p) => Effect.as(create(p), p.name))
-  }
-  /** After a partition was dropped. */
-  const forget = (name: string) => {
-    known.delete(name)
-    latest = { from: 0, to: 0 }
-  }
-  return { ensure, forget }
-}
-
-const partitionExists = (sql: PgClient.PgClient, name: string) =>
-  Effect.map(
-    sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_class WHERE relname = ${name}`,
-    (rows) => rows[0].n > 0
-  )
