@@ -110,8 +110,7 @@ const StreamSamplesFromRecords = Layer.effect(
 
 /** The stores on PostgreSQL (or PGlite), sharing one resilience policy: need PgClient and AppConfig. */
 export const layerStorage = Layer.mergeAll(
-  RecordStore.layerPg.pipe(Layer.provide(RecordPartitions.layerPg)),
-  OutboxStore.layerPg,
+  OutboxStore.layerPg.pipe(Layer.provideMerge(RecordStore.layerPg), Layer.provide(RecordPartitions.layerPg)),
   SharedSecrets.layerPg,
   Database.layerPg,
   IdempotencyStore.layerPg,

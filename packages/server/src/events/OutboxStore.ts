@@ -6,12 +6,13 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import type { StoredRecord } from "@strata/domain"
-import { Array as Arr, Clock, Context, Duration, Effect, Layer } from "effect"
+import { Array as Arr, Clock, Context, Duration, Effect, Layer, Option } from "effect"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { DbPolicy } from "../platform/sql/DbPolicy.ts"
 import { MemoryTables } from "../records/MemoryTables.ts"
 import { recordText } from "../records/RecordJson.ts"
-import { COLUMNS, parseStored, type RecordRow, toRecord, withSchemaVersion } from "../records/RecordRows.ts"
+import { parseStored, withSchemaVersion } from "../records/RecordRows.ts"
+import { RecordStore } from "../records/RecordStore.ts"
 import type { OutboxEvent } from "./EventBus.ts"
 
 /** A record's text when the caller holds it (HeldRecords.textOf), else undefined. */
@@ -58,11 +59,12 @@ export class OutboxStore extends Context.Service<OutboxStore, {
   /** Events waiting in the outbox and the age of the oldest, in seconds. */
   readonly stats: Effect.Effect<{ readonly size: number; readonly oldestAgeSeconds: number }, DbError>
 }>()("strata/events/OutboxStore") {
-  static readonly layerPg: Layer.Layer<OutboxStore, never, PgClient.PgClient | DbPolicy> = Layer.effect(
+  static readonly layerPg: Layer.Layer<OutboxStore, never, PgClient.PgClient | DbPolicy | RecordStore> = Layer.effect(
     OutboxStore,
     Effect.gen(function*() {
       const sql = yield* PgClient.PgClient
       const guard = yield* DbPolicy.callsOf("Db")
+      const records = yield* RecordStore
 
       interface OutboxRow {
         readonly seq: string
@@ -109,10 +111,10 @@ export class OutboxStore extends Context.Service<OutboxStore, {
       // join cost a record lookup, a jsonb-to-text conversion, a parse and a
       // serialisation for every event, to rebuild text this process still had.
       const claimOutbox = (holder: string, lease: Duration.Duration, limit: number, textOf: TextOf = () => undefined) =>
-        guard(
-          "claimOutbox",
-          Effect.gen(function*() {
-            const rows = yield* sql<OutboxRow>`
+        Effect.gen(function*() {
+          const rows = yield* guard(
+            "claimOutbox",
+            sql<OutboxRow>`
               WITH lease AS (
                 UPDATE outbox_relay_lease SET holder = ${holder}, expires_at = ${leaseUntil(lease)}
                 WHERE id = 1 AND (holder = ${holder} OR expires_at < now()) AND EXISTS (SELECT 1 FROM outbox)
@@ -123,39 +125,39 @@ export class OutboxStore extends Context.Service<OutboxStore, {
               FROM outbox o
               WHERE EXISTS (SELECT 1 FROM lease)
               ORDER BY o.seq LIMIT ${limit}`
-            const events: Array<OutboxEvent | undefined> = []
-            const unread: Array<number> = []
-            for (let i = 0; i < rows.length; i++) {
-              const row = rows[i]
-              const text = row.stream === null ? undefined : textOf(row.tenant_id, row.record_id)
-              if (text !== undefined) {
-                events.push(eventOf(row, { stream: row.stream!, schemaVersion: row.schema_version, text }))
-              } else if (row.payload !== null) {
-                events.push(fromRecord(row, withSchemaVersion(parseStored(row.payload))))
-              } else {
-                events.push(undefined)
-                unread.push(i)
-              }
+          )
+          const events: Array<OutboxEvent | undefined> = []
+          const unread: Array<number> = []
+          for (let i = 0; i < rows.length; i++) {
+            const row = rows[i]
+            const text = row.stream === null ? undefined : textOf(row.tenant_id, row.record_id)
+            if (text !== undefined) {
+              events.push(eventOf(row, { stream: row.stream!, schemaVersion: row.schema_version, text }))
+            } else if (row.payload !== null) {
+              events.push(fromRecord(row, withSchemaVersion(parseStored(row.payload))))
+            } else {
+              events.push(undefined)
+              unread.push(i)
             }
-            if (unread.length === 0) return events as Array<OutboxEvent>
-            const found = yield* sql<RecordRow & { readonly seq: string }>`
-              SELECT o.seq::text AS seq, r.* FROM outbox o CROSS JOIN LATERAL (
-                SELECT ${sql.literal(COLUMNS)} FROM records WHERE id = o.record_id AND occurred_at = o.occurred_at
-              ) r
-              WHERE o.seq = ANY(${seqArray(unread.map((i) => rows[i].seq))}::bigint[])`
-            const bySeq = new Map(found.map((r) => [r.seq, r]))
-            const gone: Array<string> = []
-            for (const i of unread) {
-              const record = bySeq.get(rows[i].seq)
-              if (record !== undefined) events[i] = fromRecord(rows[i], toRecord(record))
-              else gone.push(rows[i].seq)
-            }
-            // Events whose record retention dropped after they were read: there is
-            // nothing to publish, now or later, and left here they would hold up the head.
-            if (gone.length > 0) yield* sql`DELETE FROM outbox WHERE seq = ANY(${seqArray(gone)}::bigint[])`
-            return events.filter((e) => e !== undefined)
+          }
+          if (unread.length === 0) return events as Array<OutboxEvent>
+          // Read as every read by id is, from the partition each id names (RecordPartitions says why).
+          const found = yield* records.findByIds(
+            unread.map((i) => ({ tenant: rows[i].tenant_id, id: rows[i].record_id }))
+          )
+          const gone: Array<string> = []
+          unread.forEach((i, n) => {
+            const record = found[n]
+            if (Option.isSome(record)) events[i] = fromRecord(rows[i], record.value)
+            else gone.push(rows[i].seq)
           })
-        )
+          // Events whose record retention dropped after they were read: there is
+          // nothing to publish, now or later, and left here they would hold up the head.
+          if (gone.length > 0) {
+            yield* guard("dropOrphanEvents", sql`DELETE FROM outbox WHERE seq = ANY(${seqArray(gone)}::bigint[])`)
+          }
+          return events.filter((e) => e !== undefined)
+        })
 
       const ackOutbox = (holder: string, lease: Duration.Duration, seqs: Arr.NonEmptyReadonlyArray<string>) =>
         guard(
