@@ -145,8 +145,12 @@ export class RecordStore extends Context.Service<RecordStore, {
         )
 
       // A read names the partitions it reads (RecordPartitions says why): one
-      // statement per partition the keys' ids name, each key looked up through the
-      // primary key. An id that no record can have is not sent.
+      // statement for the batch, with a branch per partition its ids name, each
+      // looking its ids up through the primary key. Only a one-partition batch
+      // (what recent reads are) is prepared: the partitions of a wider one vary
+      // from batch to batch, and each new text would push a statement that is
+      // used all the time out of the connection's cache. An id that no record can
+      // have is not sent; a row of another tenant is not answered.
       const findByIds = (keys: ReadonlyArray<RecordKey>) => {
         const wanted: Array<{ readonly key: RecordKey; readonly ms: number }> = []
         for (const key of keys) {
@@ -158,31 +162,26 @@ export class RecordStore extends Context.Service<RecordStore, {
           "findByIds",
           Effect.gen(function*() {
             const homes = yield* partitions.holding(wanted.map((w) => w.ms))
-            const groups = new Map<string, { tenants: Array<string>; ids: Array<string>; times: Array<Date> }>()
-            wanted.forEach(({ key, ms }, i) => {
+            const ids = new Map<string, Array<string>>()
+            wanted.forEach(({ key }, i) => {
               const home = homes[i]
               if (home === undefined) return
-              let group = groups.get(home.name)
-              if (group === undefined) groups.set(home.name, group = { tenants: [], ids: [], times: [] })
-              group.tenants.push(key.tenant)
-              group.ids.push(key.id)
-              group.times.push(new Date(ms))
+              const group = ids.get(home.name)
+              if (group === undefined) ids.set(home.name, [key.id])
+              else group.push(key.id)
             })
-            const found = new Map<string, RecordRow>()
-            yield* Effect.forEach(groups, ([partition, g]) =>
-              Effect.map(
-                sql<RecordRow & { readonly tenant_id: string }>`
-                  SELECT q.t AS tenant_id, r.* FROM unnest(${g.tenants}::text[], ${g.ids}::uuid[], ${g.times}::timestamptz[])
-                    AS q(t, i, o)
-                  CROSS JOIN LATERAL (
-                    SELECT ${sql.literal(COLUMNS)} FROM ${
-                  sql(partition)
-                } WHERE id = q.i AND occurred_at = q.o AND tenant_id = q.t
-                  ) r`,
-                (rows) => {
-                  for (const row of rows) found.set(rowKey(row.tenant_id, row.id), row)
-                }
-              ), { concurrency: "unbounded", discard: true })
+            const branches = Array.from(
+              ids,
+              ([partition, group]) =>
+                sql`SELECT tenant_id, ${sql.literal(COLUMNS)} FROM ${sql(partition)} WHERE id = ANY(${group}::uuid[])`
+            )
+            const rows = branches.length === 0
+              ? []
+              : branches.length === 1
+              ? yield* sql<RecordRow & { readonly tenant_id: string }>`${branches[0]}`
+              : yield* sql<RecordRow & { readonly tenant_id: string }>`${sql.join(" UNION ALL ", false)(branches)}`
+                .unprepared
+            const found = new Map(rows.map((row) => [rowKey(row.tenant_id, row.id), row]))
             return keys.map((k) => Option.map(Option.fromNullishOr(found.get(rowKey(k.tenant, k.id))), toRecord))
           }).pipe(retriedOnMissingPartition)
         )
