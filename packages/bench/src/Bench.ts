@@ -33,15 +33,16 @@
  * the in-process cache (CACHE_MAX_ENTRIES). REDIS_CLUSTER_NODES is ignored. Other
  * variables (e.g. DATABASE_POOL_MAX) reach the servers unchanged.
  */
-import autocannon from "autocannon"
+import type autocannon from "autocannon"
 import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import { availableParallelism, cpus, totalmem } from "node:os"
 import { attempt, BenchError } from "./BenchError.ts"
+import { type Auth, count, formatTable, type Load, measure, pick, ratio, readAll, type Row, sample } from "./Measure.ts"
 import { checkReachable, databaseName, psql, query, throwawayDatabase } from "./Postgres.ts"
 import { benchCache, countRecordKeys } from "./Redis.ts"
 import { describeSeed, KEYS_PER_STREAM, parseCount, seed, STREAMS, TENANT } from "./Seed.ts"
-import { type Environment, serverProcess, strataCli } from "./Server.ts"
+import { benchKey, serverEnv, serverProcess } from "./Server.ts"
 
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 const PRECREATE = 10_000
@@ -50,11 +51,7 @@ const BATCH = 100
 const SPREAD_IDS = 10_000
 /** Reads made to check Cache-Status before measuring reads by id. */
 const CHECK_SAMPLE = 1_000
-const CACHE_HIT = "strata; hit"
 const CACHE_UP_TIMEOUT_MS = 45_000
-
-/** Headers that carry the bench's API key. */
-type Auth = Readonly<Record<string, string>>
 
 export const SCENARIO_KEYS = [
   "post",
@@ -68,54 +65,14 @@ export const SCENARIO_KEYS = [
 ] as const
 export type ScenarioKey = (typeof SCENARIO_KEYS)[number]
 
-interface Scenario {
+interface Scenario extends Load {
   /** The name `--only` selects it by. */
   readonly key: ScenarioKey
-  readonly name: string
-  readonly request: autocannon.Request
-  /** Records stored per successful request, to report records/s next to requests/s. */
-  readonly recordsPerRequest?: number
   /** Measured against the server without a cache, instead of the one with it. */
   readonly uncachedServer?: boolean
-  /** Count `Cache-Status: strata; hit` among the 2xx responses. */
-  readonly countCacheStatus?: boolean
-}
-
-interface Hits {
-  readonly hits: number
-  readonly total: number
-}
-
-interface Row {
-  readonly name: string
-  readonly rps: number
-  /** Latency percentiles of 2xx responses, in ms: p50, p90, p99, p99.9. */
-  readonly percentiles: ReadonlyArray<number>
-  readonly non2xx: number
-  readonly errors: number
-  readonly recordsPerSecond?: number
-  readonly cacheHits?: Hits
-}
-
-const pick = <A>(items: ReadonlyArray<A>): A => items[Math.floor(Math.random() * items.length)]
-
-/** Up to `n` distinct items, chosen uniformly. */
-const sample = <A>(items: ReadonlyArray<A>, n: number): Array<A> => {
-  const copy = [...items]
-  const k = Math.min(n, copy.length)
-  for (let i = 0; i < k; i++) {
-    const j = i + Math.floor(Math.random() * (copy.length - i))
-    ;[copy[i], copy[j]] = [copy[j], copy[i]]
-  }
-  return copy.slice(0, k)
 }
 
 const progress = (message: string) => console.error(`bench: ${message}`)
-
-const count = (n: number) => n.toLocaleString("en-US")
-
-const ratio = (h: Hits) =>
-  `${count(h.hits)}/${count(h.total)} hit` + (h.total > 0 ? ` (${(100 * h.hits / h.total).toFixed(2)} %)` : "")
 
 /**
  * Up to `n` ids spread uniformly over the whole table (every partition, old and
@@ -245,34 +202,6 @@ const waitCacheUp = async (base: string): Promise<number | undefined> => {
   return undefined
 }
 
-const cacheStatus = (headers: autocannon.Request["headers"]): unknown =>
-  headers?.["cache-status"] ?? headers?.["Cache-Status"]
-
-/** Reads every id once (a few at a time) and counts `Cache-Status: strata; hit`; every read must answer 200. */
-const readAll = async (
-  base: string,
-  auth: Auth,
-  ids: ReadonlyArray<string>,
-  signal: AbortSignal
-): Promise<Hits> => {
-  let hits = 0
-  let next = 0
-  const lanes = 8
-  await Promise.all(Array.from({ length: lanes }, async () => {
-    while (next < ids.length) {
-      const id = ids[next++]
-      const res = await fetch(`${base}/data/${id}`, {
-        headers: auth,
-        signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)])
-      })
-      await res.arrayBuffer()
-      if (res.status !== 200) throw new Error(`GET /data/${id} answered ${res.status}`)
-      if (res.headers.get("cache-status") === CACHE_HIT) hits++
-    }
-  }))
-  return { hits, total: ids.length }
-}
-
 const scenarios = (
   auth: Auth,
   ids: ReadonlyArray<string>,
@@ -362,84 +291,20 @@ const scenarios = (
   ]
 }
 
-/** Nearest-rank percentile of sorted samples. */
-const percentile = (sorted: Float64Array, p: number): number =>
-  sorted.length === 0 ? Number.NaN : sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]
-
-const measure = async (
-  base: string,
-  auth: Auth,
-  scenario: Scenario,
-  connections: number,
-  duration: number,
-  signal: AbortSignal
-): Promise<Row> => {
-  // autocannon's own histogram keeps whole milliseconds; sub-millisecond reads need the raw timings.
-  const latencies: Array<number> = []
-  let hits = 0
-  let counted = 0
-  const request: autocannon.Request = scenario.countCacheStatus === true
-    ? {
-      ...scenario.request,
-      onResponse: (status, _body, _context, headers) => {
-        if (status < 200 || status >= 300) return
-        counted++
-        if (cacheStatus(headers) === CACHE_HIT) hits++
-      }
-    }
-    : scenario.request
-  const result = await new Promise<autocannon.Result>((resolve, reject) => {
-    const instance = autocannon(
-      { url: base, connections, duration, headers: auth, requests: [request] },
-      (err, res) => err ? reject(err) : resolve(res)
-    )
-    signal.addEventListener("abort", () => instance.stop(), { once: true })
-    instance.on("response", (_client, status, _bytes, ms) => {
-      if (status >= 200 && status < 300) latencies.push(ms)
-    })
-  })
-  const sorted = Float64Array.from(latencies).toSorted()
-  const rps = result.requests.total / result.duration
-  return {
-    name: scenario.name,
-    rps,
-    percentiles: [0.5, 0.9, 0.99, 0.999].map((p) => percentile(sorted, p)),
-    non2xx: result.non2xx,
-    errors: result.errors,
-    ...(scenario.recordsPerRequest !== undefined
-      ? { recordsPerSecond: (sorted.length / result.duration) * scenario.recordsPerRequest }
-      : {}),
-    ...(scenario.countCacheStatus === true ? { cacheHits: { hits, total: counted } } : {})
-  }
-}
-
 // ---------------------------------------------------------------------------
 // Report
 
-const formatTable = (rows: ReadonlyArray<Row>): string => {
-  const header = ["scenario", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "non-2xx", "errors"]
-  const cells = rows.map((r) => [
-    r.name,
-    count(Math.round(r.rps)),
-    ...r.percentiles.map((ms) => ms.toFixed(2)),
-    String(r.non2xx),
-    String(r.errors)
-  ])
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)))
-  // Scenario names left-aligned, numbers right-aligned.
-  const line = (c: ReadonlyArray<string>) =>
-    c.map((v, i) => i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i])).join("  ").trimEnd()
-  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...cells.map(line)].join("\n")
-}
-
-export const parseOnly = (text: string): ReadonlySet<ScenarioKey> => {
-  const keys = text.split(",").map((s) => s.trim()).filter((s) => s !== "")
-  const unknown = keys.filter((k) => !(SCENARIO_KEYS as ReadonlyArray<string>).includes(k))
-  if (keys.length === 0 || unknown.length > 0) {
-    throw new Error(`--only takes a comma-separated list of ${SCENARIO_KEYS.join(", ")}; got ${text}`)
-  }
-  return new Set(keys as Array<ScenarioKey>)
-}
+const resultTable = (rows: ReadonlyArray<Row>): string =>
+  formatTable(
+    ["scenario", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "non-2xx", "errors"],
+    rows.map((r) => [
+      r.name,
+      count(Math.round(r.rps)),
+      ...r.percentiles.map((ms) => ms.toFixed(2)),
+      String(r.non2xx),
+      String(r.errors)
+    ])
+  )
 
 export interface BenchOptions {
   readonly rows: Option.Option<number>
@@ -450,35 +315,6 @@ export interface BenchOptions {
   readonly databaseUrl: Option.Option<string>
   readonly redisUrl: string
 }
-
-/** The bench's API key: tenant `default` (the one `seed` fills), no practical rate limit. */
-const makeBenchKey = (databaseUrl: string): Effect.Effect<Auth, BenchError> =>
-  Effect.gen(function*() {
-    const env: Environment = { DATABASE_URL: databaseUrl, LOG_LEVEL: "Warn" }
-    // Fails harmlessly when the tenant exists.
-    yield* Effect.ignore(strataCli(["tenants", "create", TENANT], env))
-    const secret = yield* strataCli([
-      "keys",
-      "create",
-      "--tenant",
-      TENANT,
-      "--scopes",
-      "records:read,records:write,schemas:write",
-      "--rate-limit-rps",
-      "1000000000",
-      "--rate-limit-burst",
-      "1000000000"
-    ], env)
-    return { authorization: `Bearer ${secret}` }
-  })
-
-/** The server's environment: this process's, with these over it (undefined: removed). */
-const serverEnv = (databaseUrl: string, overrides: Environment): Environment => ({
-  DATABASE_URL: databaseUrl,
-  ACCESS_LOG: "false",
-  LOG_LEVEL: "Warn",
-  ...overrides
-})
 
 export const runBench = (options: BenchOptions): Effect.Effect<void, BenchError> =>
   Effect.scoped(Effect.gen(function*() {
@@ -496,7 +332,7 @@ export const runBench = (options: BenchOptions): Effect.Effect<void, BenchError>
     progress(`starting the server (database ${databaseName(databaseUrl)}, ${cache.description})`)
     const { base } = yield* serverProcess({ env: serverEnv(databaseUrl, cache.env), log: progress })
     progress(`the server is ready on ${base}`)
-    const auth = yield* makeBenchKey(databaseUrl)
+    const auth = yield* benchKey(databaseUrl)
     if (only.has("post-schema")) yield* attempt(() => registerOrderSchema(base, auth))
 
     // The second server starts once the first has migrated the database.
@@ -627,7 +463,7 @@ export const runBench = (options: BenchOptions): Effect.Effect<void, BenchError>
         "latency percentiles are over 2xx responses; load generator, servers, PostgreSQL" +
         (cache.redis !== undefined ? " and Redis" : "") + " share this machine",
         "",
-        formatTable(results),
+        resultTable(results),
         ...results.flatMap((r) =>
           r.recordsPerSecond !== undefined ? [`${r.name}: ${count(Math.round(r.recordsPerSecond))} records/s`] : []
         ),

@@ -44,6 +44,58 @@ export const psql = (databaseUrl: string, sql: string): Promise<string> =>
 export const query = (databaseUrl: string, sql: string): Effect.Effect<string, BenchError> =>
   attempt(() => psql(databaseUrl, sql))
 
+/**
+ * One psql kept open, for statements run often (a poll every few ms would
+ * otherwise pay a process and a connection each): `run` answers a statement's
+ * unaligned output, one statement at a time. Closed when the scope closes.
+ */
+export const psqlSession = (
+  databaseUrl: string
+): Effect.Effect<{ readonly run: (sql: string) => Promise<string> }, BenchError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = spawnPsql(databaseUrl, ["-A", "-t"], ["pipe", "pipe", "pipe"])
+      const marker = `--psql-session-${randomBytes(6).toString("hex")}--`
+      let out = ""
+      let err = ""
+      let pending: { resolve: (out: string) => void; reject: (e: Error) => void } | undefined
+      let failed: Error | undefined
+      const fail = (e: Error) => {
+        failed ??= e
+        pending?.reject(failed)
+        pending = undefined
+      }
+      child.stdout!.setEncoding("utf8").on("data", (s: string) => {
+        out += s
+        const end = out.indexOf(`${marker}\n`)
+        if (end < 0 || pending === undefined) return
+        const answer = out.slice(0, end).trim()
+        out = out.slice(end + marker.length + 1)
+        pending.resolve(answer)
+        pending = undefined
+      })
+      child.stderr!.setEncoding("utf8").on("data", (s: string) => err += s)
+      child.on("error", (e) => fail(psqlSpawnError(e)))
+      child.on("close", (code) => fail(new Error(err.trim() || `psql exited ${code}`)))
+      child.stdin!.on("error", () => {}) // the exit carries the real failure
+      const run = (sql: string) =>
+        new Promise<string>((resolve, reject) => {
+          if (failed !== undefined) return reject(failed)
+          if (pending !== undefined) return reject(new Error("psqlSession runs one statement at a time"))
+          pending = { resolve, reject }
+          child.stdin!.write(`${sql.trim().replace(/;$/, "")};\n\\echo ${marker}\n`)
+        })
+      return { child, run }
+    }),
+    ({ child }) =>
+      Effect.promise(async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return
+        const closed = new Promise((resolve) => child.once("close", resolve))
+        child.stdin!.end()
+        await closed
+      })
+  ).pipe(Effect.map(({ run }) => ({ run })))
+
 /** Fails with what to do when PostgreSQL does not answer at `databaseUrl`. */
 export const checkReachable = (databaseUrl: string, hint: string): Effect.Effect<void, BenchError> =>
   query(databaseUrl, "SELECT 1").pipe(

@@ -21,12 +21,18 @@ const SPAN_MS = 365 * 86_400_000
 // Rows per write to psql: large enough to amortise the pipe, small enough to keep memory flat.
 const CHUNK_ROWS = 5_000
 
-/** One `COPY records … FROM STDIN` in its own psql process, fed with backpressure. */
-const openCopy = (databaseUrl: string) => {
+/**
+ * One `COPY records … FROM STDIN` in its own psql process, fed with backpressure.
+ * Aborting `signal` kills psql: PostgreSQL then rolls the COPY back.
+ */
+const openCopy = (databaseUrl: string, signal: AbortSignal | undefined) => {
   const child = spawnPsql(databaseUrl, [
     "-c",
     "COPY records (tenant_id, id, stream, key, occurred_at, data) FROM STDIN"
   ], ["pipe", "ignore", "pipe"])
+  const kill = () => child.kill("SIGKILL")
+  signal?.addEventListener("abort", kill, { once: true })
+  child.on("close", () => signal?.removeEventListener("abort", kill))
   let err = ""
   child.stderr!.setEncoding("utf8").on("data", (s: string) => err += s)
   const done = new Promise<void>((resolve, reject) => {
@@ -50,10 +56,102 @@ const openCopy = (databaseUrl: string) => {
 }
 
 /** Every partition of `interval` that overlaps [fromMs, toMs]. */
-const partitionsBetween = (interval: PartitionInterval, fromMs: number, toMs: number): Array<PartitionBounds> => {
+export const partitionsBetween = (
+  interval: PartitionInterval,
+  fromMs: number,
+  toMs: number
+): Array<PartitionBounds> => {
   const out = [partitionFor(interval, fromMs)]
   while (out[out.length - 1].to.getTime() <= toMs) out.push(nextPartition(interval, out[out.length - 1]))
   return out
+}
+
+/** Creates the partitions of `interval` over [fromMs, toMs] that do not exist yet, as the server names them. */
+export const createPartitions = async (
+  databaseUrl: string,
+  interval: PartitionInterval,
+  fromMs: number,
+  toMs: number
+): Promise<void> => {
+  await psql(
+    databaseUrl,
+    partitionsBetween(interval, fromMs, toMs).map((p) =>
+      `CREATE TABLE IF NOT EXISTS ${p.name} PARTITION OF records
+         FOR VALUES FROM ('${p.from.toISOString()}') TO ('${p.to.toISOString()}');`
+    ).join("\n")
+  )
+}
+
+/** A uniform sample of everything offered (Algorithm R) in bounded memory; it may go on from a saved state. */
+export class Reservoir<A> {
+  readonly items: Array<A>
+  readonly size: number
+  seen: number
+
+  constructor(size: number, saved?: { readonly items: ReadonlyArray<A>; readonly seen: number }) {
+    this.size = size
+    this.items = [...(saved?.items ?? [])]
+    this.seen = saved?.seen ?? 0
+  }
+
+  offer(item: A): void {
+    if (this.seen < this.size) this.items.push(item)
+    else {
+      const j = Math.floor(Math.random() * (this.seen + 1))
+      if (j < this.size) this.items[j] = item
+    }
+    this.seen++
+  }
+}
+
+export interface CopyOptions {
+  readonly databaseUrl: string
+  readonly rows: number
+  /** Parallel COPY streams; each loads a contiguous slice of time. */
+  readonly jobs: number
+  /** The rows' times are spread evenly over [fromMs, toMs). */
+  readonly fromMs: number
+  readonly toMs: number
+  /** The `data` column: JSON text of plain ASCII without tabs, newlines or backslashes (nothing to escape). */
+  readonly data: (i: number) => string
+  /** Sees every row's id and time, in time order within a job. */
+  readonly onRow?: (id: string, ms: number) => void
+  readonly signal?: AbortSignal
+}
+
+/**
+ * COPYs `rows` records of tenant TENANT into `records` (the parent: PostgreSQL
+ * routes each row to its partition, which must exist), round-robin over STREAMS,
+ * KEYS_PER_STREAM keys each. Ids are the server's, from each row's time.
+ */
+export const copyRecords = async (options: CopyOptions): Promise<void> => {
+  const { databaseUrl, fromMs, rows } = options
+  const jobs = Math.max(1, Math.min(options.jobs, rows))
+  const step = (options.toMs - fromMs) / rows
+  // Rows come in time order within each job, so every index grows at its right
+  // edge (UUIDv7 ids lead with the time) instead of taking random page splits.
+  const load = async (first: number, end: number) => {
+    const copy = openCopy(databaseUrl, options.signal)
+    let i = first
+    while (i < end) {
+      const stop = Math.min(end, i + CHUNK_ROWS)
+      let chunk = ""
+      for (; i < stop; i++) {
+        const ms = Math.floor(fromMs + (i + Math.random()) * step)
+        const id = makeRecordId(ms)
+        options.onRow?.(id, ms)
+        const stream = STREAMS[i % STREAMS.length]
+        const key = `${stream}-${Math.floor(Math.random() * KEYS_PER_STREAM)}`
+        // COPY text format: the values have no tabs, newlines or backslashes to escape.
+        chunk += `${TENANT}\t${id}\t${stream}\t${key}\t${new Date(ms).toISOString()}\t${options.data(i)}\n`
+      }
+      await copy.write(chunk)
+    }
+    await copy.finish()
+  }
+  await Promise.all(
+    Array.from({ length: jobs }, (_, j) => load(Math.floor(rows * j / jobs), Math.floor(rows * (j + 1) / jobs)))
+  )
 }
 
 /** PARTITION_INTERVAL as the server reads it: the seeded partitions must be the ones it would make. */
@@ -83,9 +181,6 @@ export interface SeedResult {
 /** Loads `rows` records spread over the last 12 months, then ANALYZEs. */
 export const seed = async (options: SeedOptions): Promise<SeedResult> => {
   const { databaseUrl, rows } = options
-  const jobs = Math.max(1, Math.min(options.jobs ?? Math.min(4, availableParallelism()), rows))
-  const wanted = options.sampleIds ?? 0
-
   const exists = await psql(databaseUrl, "SELECT to_regclass('records') IS NOT NULL")
   if (exists !== "t") {
     throw new Error("table records does not exist: start the server once against this database so it migrates")
@@ -93,54 +188,20 @@ export const seed = async (options: SeedOptions): Promise<SeedResult> => {
 
   const toMs = Date.now()
   const fromMs = toMs - SPAN_MS
-  await psql(
-    databaseUrl,
-    partitionsBetween(partitionInterval(), fromMs, toMs).map((p) =>
-      `CREATE TABLE IF NOT EXISTS ${p.name} PARTITION OF records
-         FOR VALUES FROM ('${p.from.toISOString()}') TO ('${p.to.toISOString()}');`
-    ).join("\n")
-  )
+  await createPartitions(databaseUrl, partitionInterval(), fromMs, toMs)
 
-  const sample: Array<string> = []
-  let seen = 0
-  const step = SPAN_MS / rows
-
-  // Rows come in time order within each job, so every index grows at its right
-  // edge (UUIDv7 ids lead with the time) instead of taking random page splits.
-  const load = async (first: number, end: number) => {
-    const copy = openCopy(databaseUrl)
-    let i = first
-    while (i < end) {
-      const stop = Math.min(end, i + CHUNK_ROWS)
-      let chunk = ""
-      for (; i < stop; i++) {
-        const ms = Math.floor(fromMs + (i + Math.random()) * step)
-        const id = makeRecordId(ms)
-        // Algorithm R: a uniform sample of every id, in bounded memory.
-        if (seen < wanted) sample.push(id)
-        else {
-          const j = Math.floor(Math.random() * (seen + 1))
-          if (j < wanted) sample[j] = id
-        }
-        seen++
-        const stream = STREAMS[i % STREAMS.length]
-        const key = `${stream}-${Math.floor(Math.random() * KEYS_PER_STREAM)}`
-        const data = `{"seq":${i},"amount":${(Math.random() * 1000).toFixed(2)},"status":"${
-          STATUSES[i % STATUSES.length]
-        }"}`
-        // COPY text format: every value here is plain ASCII without tabs, newlines or
-        // backslashes, so nothing needs escaping.
-        chunk += `${TENANT}\t${id}\t${stream}\t${key}\t${new Date(ms).toISOString()}\t${data}\n`
-      }
-      await copy.write(chunk)
-    }
-    await copy.finish()
-  }
-
+  const sample = new Reservoir<string>(options.sampleIds ?? 0)
   const started = performance.now()
-  await Promise.all(
-    Array.from({ length: jobs }, (_, j) => load(Math.floor(rows * j / jobs), Math.floor(rows * (j + 1) / jobs)))
-  )
+  await copyRecords({
+    databaseUrl,
+    rows,
+    jobs: options.jobs ?? Math.min(4, availableParallelism()),
+    fromMs,
+    toMs,
+    data: (i) =>
+      `{"seq":${i},"amount":${(Math.random() * 1000).toFixed(2)},"status":"${STATUSES[i % STATUSES.length]}"}`,
+    onRow: (id) => sample.offer(id)
+  })
   const loaded = performance.now()
   await psql(databaseUrl, "ANALYZE records")
   const analyzed = performance.now()
@@ -149,7 +210,7 @@ export const seed = async (options: SeedOptions): Promise<SeedResult> => {
     rows,
     loadSeconds: (loaded - started) / 1000,
     analyzeSeconds: (analyzed - loaded) / 1000,
-    sampleIds: sample
+    sampleIds: sample.items
   }
 }
 

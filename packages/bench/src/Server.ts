@@ -1,6 +1,7 @@
 /**
  * Strata as the bench runs it: the server a process of its own (stopped when
- * the scope closes), and the server's CLI for tenants and keys.
+ * the scope closes), and the server's CLI for tenants and keys. Both are this
+ * workspace's unless a benchmark names another checkout's (`bench scale --server-main`).
  */
 import { cliMain, serverMain } from "@strata/server"
 import { Effect, type Scope } from "effect"
@@ -8,6 +9,8 @@ import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { once } from "node:events"
 import { createServer } from "node:net"
 import { attempt, BenchError } from "./BenchError.ts"
+import type { Auth } from "./Measure.ts"
+import { TENANT } from "./Seed.ts"
 
 export const HOST = "127.0.0.1"
 const READY_TIMEOUT_MS = 60_000
@@ -71,6 +74,8 @@ const waitReady = async (base: string, child: ChildProcess): Promise<void> => {
 export const serverProcess = (options: {
   readonly env: Environment
   readonly nodeArgs?: ReadonlyArray<string>
+  /** The server's main.ts (default this workspace's). */
+  readonly main?: string
   readonly log: (message: string) => void
 }): Effect.Effect<ServerProcess, BenchError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -78,7 +83,7 @@ export const serverProcess = (options: {
     const base = `http://${HOST}:${port}`
     const child = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const child = spawn(process.execPath, [...(options.nodeArgs ?? []), serverMain], {
+        const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.main ?? serverMain], {
           stdio: ["ignore", "inherit", "inherit"],
           env: withOverrides(process.env, { ...options.env, HOST, PORT: String(port) })
         })
@@ -97,12 +102,19 @@ export const serverProcess = (options: {
     return { base, child: child.child }
   })
 
-/** Runs `strata <args>` (the server's CLI) with `env` over this process's environment; answers its stdout. */
-export const strataCli = (args: ReadonlyArray<string>, env: Environment): Effect.Effect<string, BenchError> =>
+/**
+ * Runs `strata <args>` (the server's CLI, default this workspace's) with `env` over
+ * this process's environment; answers its stdout.
+ */
+export const strataCli = (
+  args: ReadonlyArray<string>,
+  env: Environment,
+  cli: string = cliMain
+): Effect.Effect<string, BenchError> =>
   Effect.callback<string, BenchError>((resume) => {
     execFile(
       process.execPath,
-      [cliMain, ...args],
+      [cli, ...args],
       { env: withOverrides(process.env, env) },
       (error, stdout, stderr) =>
         resume(
@@ -112,3 +124,36 @@ export const strataCli = (args: ReadonlyArray<string>, env: Environment): Effect
         )
     )
   })
+
+/** The bench's API key: tenant `default` (the one `seed` fills), no practical rate limit. */
+export const benchKey = (databaseUrl: string, cli?: string): Effect.Effect<Auth, BenchError> =>
+  Effect.gen(function*() {
+    const env: Environment = { DATABASE_URL: databaseUrl, LOG_LEVEL: "Warn" }
+    // Fails harmlessly when the tenant exists.
+    yield* Effect.ignore(strataCli(["tenants", "create", TENANT], env, cli))
+    const secret = yield* strataCli(
+      [
+        "keys",
+        "create",
+        "--tenant",
+        TENANT,
+        "--scopes",
+        "records:read,records:write,schemas:write",
+        "--rate-limit-rps",
+        "1000000000",
+        "--rate-limit-burst",
+        "1000000000"
+      ],
+      env,
+      cli
+    )
+    return { authorization: `Bearer ${secret}` }
+  })
+
+/** The server's environment: this process's, with these over it (undefined: removed). */
+export const serverEnv = (databaseUrl: string, overrides: Environment): Environment => ({
+  DATABASE_URL: databaseUrl,
+  ACCESS_LOG: "false",
+  LOG_LEVEL: "Warn",
+  ...overrides
+})

@@ -1,7 +1,8 @@
 /**
  * The bench's command line: `node packages/bench/src/main.ts <command>`, which
  * the root package's scripts run (`pnpm bench`, `pnpm bench:events`,
- * `pnpm bench:seed`, `pnpm soak`). `--help` on any command lists its options.
+ * `pnpm bench:scale`, `pnpm bench:seed`, `pnpm soak`). `--help` on any command
+ * lists its options.
  *
  * Options that the scripts took from the environment still do: each such flag
  * falls back to its variable (BENCH_DURATION, BENCH_CONNECTIONS, …), so
@@ -10,9 +11,11 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Config, Console, Effect, Option } from "effect"
 import { CliError, Command, Flag } from "effect/cli"
-import { DEFAULT_REDIS_URL, parseOnly, runBench, SCENARIO_KEYS } from "./Bench.ts"
+import { DEFAULT_REDIS_URL, runBench, SCENARIO_KEYS } from "./Bench.ts"
 import { BenchError, errorText } from "./BenchError.ts"
 import { runEventsBench } from "./EventsBench.ts"
+import { runScale, SCALE_SCENARIO_KEYS } from "./Scale.ts"
+import { parsePartitionPoint, parseSpan } from "./ScaleLoad.ts"
 import { describeSeed, parseCount, seed } from "./Seed.ts"
 import { runSoak } from "./Soak.ts"
 
@@ -34,6 +37,22 @@ const connections = count("connections", {
   variable: "BENCH_CONNECTIONS"
 }).pipe(Flag.withDefault(50))
 
+/** `--only a,b,…`: a subset of a benchmark's scenarios, all of them by default. */
+const only = <K extends string>(keys: ReadonlyArray<K>) =>
+  Flag.String("only").pipe(
+    Flag.withMetavar("a,b,…"),
+    Flag.withDescription(`Comma-separated scenarios (default all): ${keys.join(", ")}`),
+    Flag.mapTryCatch((text): ReadonlySet<K> => {
+      const given = text.split(",").map((s) => s.trim()).filter((s) => s !== "")
+      const unknown = given.filter((k) => !(keys as ReadonlyArray<string>).includes(k))
+      if (given.length === 0 || unknown.length > 0) {
+        throw new Error(`--only takes a comma-separated list of ${keys.join(", ")}; got ${text}`)
+      }
+      return new Set(given as Array<K>)
+    }, errorText),
+    Flag.withDefault<ReadonlySet<K>>(new Set(keys))
+  )
+
 /** Failures get one line after the command's name, and exit code 1. */
 const reported = (name: string) => <A>(effect: Effect.Effect<A, BenchError>) =>
   effect.pipe(Effect.tapError((e) => Console.error(`${name}: ${e.message}`)))
@@ -48,14 +67,96 @@ const events = Command.make(
   )
 )
 
+/** A comma-separated list of `parse`d items, or `none` for an empty one. */
+const list = <A>(name: string, parse: (text: string) => A) => (text: string): ReadonlyArray<A> =>
+  text.trim() === "none" ? [] : text.split(",").map((item) => {
+    try {
+      return parse(item.trim())
+    } catch (e) {
+      throw new Error(`--${name}: ${errorText(e)}`, { cause: e })
+    }
+  })
+
+const scale = Command.make("scale", {
+  rows: Flag.String("rows").pipe(
+    Flag.withMetavar("N,N,…|none"),
+    Flag.withDescription(
+      "The row series: one database grown to each count in turn (default 1e6,1e7). Time per point on this " +
+        "2-core machine with 10 s scenarios, measured: 1e6 about 2 to 2.5 min (load and VACUUM 15-23 s), 1e7 about " +
+        "6 min (9M more rows: 3.6 min); 1e8 estimated at 40 min or more (9e7 more rows at the 45k rows/s " +
+        "of 1e7, slower once the table outgrows RAM) and 90 GiB of disk. A partition point (1e6 rows) about " +
+        "2.5 min; the default run about 17 min"
+    ),
+    Flag.withDefault("1e6,1e7"),
+    Flag.mapTryCatch(list("rows", (text) => parseCount("a row count", text)), errorText)
+  ),
+  interval: Flag.String("interval").pipe(
+    Flag.withMetavar("month|week|day[:N]"),
+    Flag.withDescription(
+      "Partitions of the row series: N of the interval, the newest the current one (default month:15)"
+    ),
+    Flag.withDefault("month:15"),
+    Flag.mapTryCatch(parseSpan, errorText)
+  ),
+  partitions: Flag.String("partitions").pipe(
+    Flag.withMetavar("N,N,…|none"),
+    Flag.withDescription(
+      "The partition series, a database each: N months up to 36, N days above, or interval:N (default 15,366,1000)"
+    ),
+    Flag.withDefault("15,366,1000"),
+    Flag.mapTryCatch(list("partitions", parsePartitionPoint), errorText)
+  ),
+  partitionRows: count("partition-rows", { description: "Rows of each partition-series database (default 1e6)" })
+    .pipe(Flag.withDefault(1_000_000)),
+  duration,
+  connections,
+  only: only(SCALE_SCENARIO_KEYS),
+  serverMain: Flag.String("server-main").pipe(
+    Flag.withMetavar("PATH"),
+    Flag.withDescription(
+      "packages/server/src/main.ts of another checkout, to measure that server (default this one's)"
+    ),
+    Flag.optional
+  ),
+  json: Flag.String("json").pipe(
+    Flag.withMetavar("FILE"),
+    Flag.withDescription("Also write the results as JSON (after each point)"),
+    Flag.optional
+  ),
+  dir: Flag.String("dir").pipe(
+    Flag.withMetavar("DIR"),
+    Flag.withDescription("Where the cluster's directory is made (default /var/tmp)"),
+    Flag.withDefault("/var/tmp")
+  ),
+  reuse: Flag.String("reuse").pipe(
+    Flag.withMetavar("DIR"),
+    Flag.withDescription("A cluster directory kept by --keep: its loaded rows are used again (and it is kept again)"),
+    Flag.optional
+  ),
+  keep: Flag.Boolean("keep").pipe(
+    Flag.withDescription("Keep the cluster's directory (stopped) for --reuse, instead of deleting it"),
+    Flag.withDefault(false)
+  ),
+  port: count("port", { description: "The cluster's port on 127.0.0.1 (default 55432)" }).pipe(Flag.withDefault(55432)),
+  sharedBuffers: Flag.String("shared-buffers").pipe(
+    Flag.withMetavar("SIZE"),
+    Flag.withDescription("shared_buffers of the cluster (default 2GB: far below the data at 1e8 rows)"),
+    Flag.withDefault("2GB")
+  ),
+  effectiveCacheSize: Flag.String("effective-cache-size").pipe(
+    Flag.withMetavar("SIZE"),
+    Flag.withDescription("effective_cache_size of the cluster (default 6GB, as on an 8 GB database host)"),
+    Flag.withDefault("6GB")
+  )
+}, (options) => runScale(options).pipe(reported("bench:scale"))).pipe(
+  Command.withDescription(
+    "Read and write throughput as records grows in rows and in partitions, on a PostgreSQL cluster of its own."
+  )
+)
+
 const bench = Command.make("bench", {
   rows: count("rows", { description: "Seed this many synthetic rows before measuring" }).pipe(Flag.optional),
-  only: Flag.String("only").pipe(
-    Flag.withMetavar("a,b,…"),
-    Flag.withDescription(`Comma-separated scenarios (default all): ${SCENARIO_KEYS.join(", ")}`),
-    Flag.mapTryCatch(parseOnly, errorText),
-    Flag.withDefault(new Set(SCENARIO_KEYS))
-  ),
+  only: only(SCENARIO_KEYS),
   duration,
   connections,
   databaseUrl: Flag.String("database-url").pipe(
@@ -72,7 +173,7 @@ const bench = Command.make("bench", {
   )
 }, (options) => runBench(options).pipe(reported("bench"))).pipe(
   Command.withDescription("Measures the HTTP API under load on this machine."),
-  Command.withSubcommands([events])
+  Command.withSubcommands([events, scale])
 )
 
 const seedCommand = Command.make("seed", {
