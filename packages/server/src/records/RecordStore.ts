@@ -170,17 +170,18 @@ export class RecordStore extends Context.Service<RecordStore, {
               if (group === undefined) ids.set(home.name, [key.id])
               else group.push(key.id)
             })
-            const branches = Array.from(
-              ids,
-              ([partition, group]) =>
-                sql`SELECT tenant_id, ${sql.literal(COLUMNS)} FROM ${sql(partition)} WHERE id = ANY(${group}::uuid[])`
+            const params: Array<ReadonlyArray<string>> = []
+            const statement = sql.unsafe<RecordRow & { readonly tenant_id: string }>(
+              Array.from(
+                ids,
+                ([partition, group]) =>
+                  `SELECT tenant_id, ${COLUMNS} FROM ${quoteIdentifier(partition)} WHERE id = ANY($${
+                    params.push(group)
+                  }::uuid[])`
+              ).join(" UNION ALL "),
+              params
             )
-            const rows = branches.length === 0
-              ? []
-              : branches.length === 1
-              ? yield* sql<RecordRow & { readonly tenant_id: string }>`${branches[0]}`
-              : yield* sql<RecordRow & { readonly tenant_id: string }>`${sql.join(" UNION ALL ", false)(branches)}`
-                .unprepared
+            const rows = ids.size === 0 ? [] : ids.size === 1 ? yield* statement : yield* statement.unprepared
             const found = new Map(rows.map((row) => [rowKey(row.tenant_id, row.id), row]))
             return keys.map((k) => Option.map(Option.fromNullishOr(found.get(rowKey(k.tenant, k.id))), toRecord))
           }).pipe(retriedOnMissingPartition)
@@ -205,38 +206,38 @@ export class RecordStore extends Context.Service<RecordStore, {
             }
             const candidates = (yield* partitions.overlapping(from, to)).map((p) => p.name)
             if (desc) candidates.reverse()
-            const clauses = [
-              sql`tenant_id = ${q.tenant}`,
-              sql`stream = ${q.stream}`,
-              ...(q.key !== undefined ? [sql`key = ${q.key}`] : []),
-              ...(q.from !== undefined ? [sql`occurred_at >= ${q.from}`] : []),
-              ...(q.to !== undefined ? [sql`occurred_at < ${q.to}`] : []),
-              ...(q.after !== undefined
-                ? [
-                  desc
-                    ? sql`(occurred_at, id) < (${q.after.occurredAt}, ${q.after.id}::uuid)`
-                    : sql`(occurred_at, id) > (${q.after.occurredAt}, ${q.after.id}::uuid)`
-                ]
-                : [])
-            ]
-            const where = sql.and(clauses)
-            const direction = sql.literal(desc ? "DESC" : "ASC")
+            // The statement is written here rather than composed of fragments: a page
+            // of a sparse stream sends several statements of up to MAX_WALK branches,
+            // and composing them cost the server more than PostgreSQL's work.
+            // Every branch reads the same parameters.
+            const params: Array<unknown> = [q.tenant, q.stream]
+            const where = ["tenant_id = $1", "stream = $2"]
+            const param = (value: unknown) => `$${params.push(value)}`
+            if (q.key !== undefined) where.push(`key = ${param(q.key)}`)
+            if (q.from !== undefined) where.push(`occurred_at >= ${param(q.from)}`)
+            if (q.to !== undefined) where.push(`occurred_at < ${param(q.to)}`)
+            if (q.after !== undefined) {
+              where.push(
+                `(occurred_at, id) ${desc ? "<" : ">"} (${param(q.after.occurredAt)}, ${param(q.after.id)}::uuid)`
+              )
+            }
+            const limit = `$${params.length + 1}`
+            const direction = desc ? "DESC" : "ASC"
+            // Each partition's rows in the index's order, then merged: PostgreSQL
+            // reads only as many of each as the page takes from it.
+            const branch = (name: string) =>
+              `(SELECT ${RAW_COLUMNS} FROM ${quoteIdentifier(name)} WHERE ${where.join(" AND ")}
+                ORDER BY occurred_at ${direction}, id ${direction} LIMIT ${limit})`
             const rows: Array<RecordRow> = []
-            for (let at = 0, size = FIRST_WALK; at < candidates.length && rows.length < q.limit; size *= 2) {
+            for (let at = 0, size = FIRST_WALK; at < candidates.length && rows.length < q.limit; size *= WALK_GROWTH) {
               const chunk = candidates.slice(at, at + Math.min(size, MAX_WALK))
               at += chunk.length
-              const limit = q.limit - rows.length
-              // Each partition's rows in the index's order, then merged: PostgreSQL
-              // reads only as many of each as the page takes from it.
-              const branches = chunk.map((name) =>
-                sql`(SELECT ${sql.literal(RAW_COLUMNS)} FROM ${sql(name)} WHERE ${where}
-                  ORDER BY occurred_at ${direction}, id ${direction} LIMIT ${limit})`
-              )
               rows.push(
-                ...(yield* sql<RecordRow>`SELECT ${sql.literal(COLUMNS)} FROM (${
-                  sql.join(" UNION ALL ", false)(branches)
-                }) page
-                  ORDER BY page.occurred_at ${direction}, page.id ${direction} LIMIT ${limit}`)
+                ...(yield* sql.unsafe<RecordRow>(
+                  `SELECT ${COLUMNS} FROM (${chunk.map(branch).join(" UNION ALL ")}) page
+                    ORDER BY page.occurred_at ${direction}, page.id ${direction} LIMIT ${limit}`,
+                  [...params, q.limit - rows.length]
+                ))
               )
             }
             return rows.map(toRecord)
@@ -358,12 +359,21 @@ export class RecordStore extends Context.Service<RecordStore, {
 const LATEST_OCCURRENCE_MS = MAX_FUTURE_MS + 3_600_000
 /** Partitions a page reads in its first statement: the newest that may hold records, and the two before it. */
 const FIRST_WALK = 3
-/** The most partitions one statement of a page reads, as the walk widens. */
-const MAX_WALK = 32
+/**
+ * How much wider each next statement of a page's walk is, up to MAX_WALK: a
+ * stream or key with few records in many partitions costs a few round trips,
+ * not dozens (docs/SIZING.md).
+ */
+const WALK_GROWTH = 4
+/** The most partitions one statement of a page reads: its plan is cached per connection. */
+const MAX_WALK = 64
 
 /** The order of GET /data pages: by occurredAt, then id. */
 const compareKeyset = (a: { occurredAt: string; id: string }, b: { occurredAt: string; id: string }) =>
   a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
+
+/** A table's name as an SQL identifier. */
+const quoteIdentifier = (name: string) => `"${name.replaceAll("\"", "\"\"")}"`
 
 /** One column of a multi-row insert as a PostgreSQL array literal (`{"a",NULL,"b"}`), cast in the statement. */
 const arrayLiteral = <A>(rows: ReadonlyArray<A>, f: (row: A, i: number) => string | null): string => {
