@@ -144,13 +144,13 @@ export class RecordStore extends Context.Service<RecordStore, {
           "write"
         )
 
-      // A read names the partitions it reads (RecordPartitions says why): one
-      // statement for the batch, with a branch per partition its ids name, each
-      // looking its ids up through the primary key. Only a one-partition batch
-      // (what recent reads are) is prepared: the partitions of a wider one vary
-      // from batch to batch, and each new text would push a statement that is
-      // used all the time out of the connection's cache. An id that no record can
-      // have is not sent; a row of another tenant is not answered.
+      // A read names the partitions it reads (RecordPartitions says why): each
+      // partition the batch's ids name looks its ids up through its primary key,
+      // in a prepared statement of its own while they are few (what recent reads
+      // are), else in one statement for the batch, unprepared: its text varies
+      // from batch to batch, and each new one would push a statement that is used
+      // all the time out of the connection's cache. An id that no record can have
+      // is not sent; a row of another tenant is not answered.
       const findByIds = (keys: ReadonlyArray<RecordKey>) => {
         const wanted: Array<{ readonly key: RecordKey; readonly ms: number }> = []
         for (const key of keys) {
@@ -170,18 +170,32 @@ export class RecordStore extends Context.Service<RecordStore, {
               if (group === undefined) ids.set(home.name, [key.id])
               else group.push(key.id)
             })
-            const params: Array<ReadonlyArray<string>> = []
-            const statement = sql.unsafe<RecordRow & { readonly tenant_id: string }>(
-              Array.from(
+            const lookup = (partition: string, n: number) =>
+              `SELECT tenant_id, ${COLUMNS} FROM ${quoteIdentifier(partition)} WHERE id = ANY($${n}::uuid[])`
+            const rows: Array<RecordRow & { readonly tenant_id: string }> = []
+            if (ids.size <= PREPARED_LOOKUPS) {
+              // A statement per partition, prepared: the few partitions recent reads
+              // go to keep their plans, and PostgreSQL runs them side by side.
+              yield* Effect.forEach(
                 ids,
                 ([partition, group]) =>
-                  `SELECT tenant_id, ${COLUMNS} FROM ${quoteIdentifier(partition)} WHERE id = ANY($${
-                    params.push(group)
-                  }::uuid[])`
-              ).join(" UNION ALL "),
-              params
-            )
-            const rows = ids.size === 0 ? [] : ids.size === 1 ? yield* statement : yield* statement.unprepared
+                  Effect.map(
+                    sql.unsafe<RecordRow & { readonly tenant_id: string }>(lookup(partition, 1), [group]),
+                    (found) => rows.push(...found)
+                  ),
+                { concurrency: "unbounded", discard: true }
+              )
+            } else {
+              // Ids spread over many partitions (reads of old records at random): one
+              // statement, not prepared, since its text is rarely seen twice.
+              const groups = Array.from(ids)
+              rows.push(
+                ...(yield* sql.unsafe<RecordRow & { readonly tenant_id: string }>(
+                  groups.map(([partition], i) => lookup(partition, i + 1)).join(" UNION ALL "),
+                  groups.map(([, group]) => group)
+                ).unprepared)
+              )
+            }
             const found = new Map(rows.map((row) => [rowKey(row.tenant_id, row.id), row]))
             return keys.map((k) => Option.map(Option.fromNullishOr(found.get(rowKey(k.tenant, k.id))), toRecord))
           }).pipe(retriedOnMissingPartition)
@@ -371,6 +385,9 @@ const MAX_WALK = 64
 /** The order of GET /data pages: by occurredAt, then id. */
 const compareKeyset = (a: { occurredAt: string; id: string }, b: { occurredAt: string; id: string }) =>
   a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
+
+/** Up to this many partitions, a batch of reads by id is a prepared statement per partition; past it, one statement. */
+const PREPARED_LOOKUPS = 8
 
 /** A table's name as an SQL identifier. */
 const quoteIdentifier = (name: string) => `"${name.replaceAll("\"", "\"\"")}"`
