@@ -6,9 +6,8 @@
  * to the number of partitions on every execution, however few it reads. A cached
  * generic plan locks every partition when it runs; a custom plan is made afresh;
  * a batched read or an unbounded page sets up every partition in the executor
- * (docs/SIZING.md: 462 daily partitions took uncached reads by id from 4,796 to
- * 49 per second). A statement on one partition costs the same at 15 partitions or
- * 1,000.
+ * (docs/SIZING.md has the figures). A statement on one partition costs the same
+ * at 15 partitions or 1,000.
  *
  * The map is this process's copy of the catalog. Partitions appear (made here, by
  * another replica, or by an operator) and disappear (retention), so each use says
@@ -84,11 +83,20 @@ export class RecordPartitions extends Context.Service<RecordPartitions, {
             fingerprint: seen
           })
         )
-      /** Brings the map up to the catalog's state now (a fingerprint, and the catalog only if it changed). */
-      const refresh = reading.withPermits(1)(Effect.gen(function*() {
-        const now = yield* fingerprint
-        if (now !== snapshot.fingerprint) snapshot = yield* readCatalog(now)
-      }))
+      /**
+       * Brings the map up to the catalog's state now: a fingerprint (each caller
+       * its own, side by side), and the catalog only if it changed (one reader).
+       */
+      const refresh = Effect.flatMap(fingerprint, (now) =>
+        now === snapshot.fingerprint
+          ? Effect.void
+          : reading.withPermits(1)(Effect.suspend(() =>
+            now === snapshot.fingerprint
+              ? Effect.void
+              : Effect.map(readCatalog(now), (read) => {
+                snapshot = read
+              })
+          )))
       const reload = reading.withPermits(1)(Effect.gen(function*() {
         snapshot = yield* readCatalog(yield* fingerprint)
       }))
