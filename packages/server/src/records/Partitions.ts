@@ -49,9 +49,3 @@ export const partitionFor = (interval: PartitionInterval, ms: number): Partition
 /** The partition after `bounds`. */
 export const nextPartition = (interval: PartitionInterval, bounds: PartitionBounds): PartitionBounds =>
   partitionFor(interval, bounds.to.getTime())
-
-/** Parses the start date back out of a partition's table name (`records_20260101`). */
-export const partitionStart = (name: string): Date | undefined => {
-  const m = /^records_(\d{4})(\d{2})(\d{2})$/.exec(name)
-  return m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : undefined
-}

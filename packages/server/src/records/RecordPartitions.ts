@@ -83,20 +83,21 @@ export class RecordPartitions extends Context.Service<RecordPartitions, {
             fingerprint: seen
           })
         )
+      /** Reads the catalog unless the map already matches the fingerprint `now` (another reader got there). */
+      const readUnlessSeen = (now: string) =>
+        Effect.suspend(() =>
+          now === snapshot.fingerprint ? Effect.void : Effect.map(readCatalog(now), (read) => {
+            snapshot = read
+          })
+        )
       /**
        * Brings the map up to the catalog's state now: a fingerprint (each caller
        * its own, side by side), and the catalog only if it changed (one reader).
        */
-      const refresh = Effect.flatMap(fingerprint, (now) =>
-        now === snapshot.fingerprint
-          ? Effect.void
-          : reading.withPermits(1)(Effect.suspend(() =>
-            now === snapshot.fingerprint
-              ? Effect.void
-              : Effect.map(readCatalog(now), (read) => {
-                snapshot = read
-              })
-          )))
+      const refresh = Effect.flatMap(
+        fingerprint,
+        (now) => now === snapshot.fingerprint ? Effect.void : reading.withPermits(1)(readUnlessSeen(now))
+      )
       const reload = reading.withPermits(1)(Effect.gen(function*() {
         snapshot = yield* readCatalog(yield* fingerprint)
       }))

@@ -1,10 +1,10 @@
 /**
  * Time partitions of `records` (Partitions.ts): which partition holds an
- * instant for each PARTITION_INTERVAL, the next one, and names read back.
+ * instant for each PARTITION_INTERVAL, and the next one.
  */
 import { describe, expect, it } from "@effect/vitest"
 import fc from "fast-check"
-import { nextPartition, partitionFor, partitionStart } from "../../src/records/Partitions.ts"
+import { nextPartition, partitionFor } from "../../src/records/Partitions.ts"
 
 const at = (iso: string) => Date.parse(iso)
 const bounds = (interval: "day" | "week" | "month", iso: string) => {
@@ -110,20 +110,5 @@ describe("nextPartition", () => {
     expect(nextPartition("month", february).name).toBe("records_20240301")
     const leapDay = partitionFor("day", at("2024-02-29T00:00:00Z"))
     expect(nextPartition("day", leapDay).name).toBe("records_20240301")
-  })
-})
-
-describe("partitionStart", () => {
-  it("reads back the start of any partition from its name", () => {
-    fc.assert(fc.property(interval, instant, (i, ms) => {
-      const b = partitionFor(i, ms)
-      expect(partitionStart(b.name)).toEqual(b.from)
-    }))
-  })
-
-  it("answers undefined for tables that are not partitions", () => {
-    for (const name of ["records", "records_default", "records_2026011", "records_202601011", "other_20260101"]) {
-      expect(partitionStart(name)).toBeUndefined()
-    }
   })
 })
