@@ -2,20 +2,18 @@
  * The typed client against a live Strata server on a real socket
  * (in-memory Db, so the test needs no database).
  */
-import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, layer } from "@effect/vitest"
-import { ApiKeys, AppConfig, AppRoutes, layerStorageMemory, withServices } from "@strata/server"
+import { ApiKeys, AppConfig, layerServer, layerStorageMemory, withServices } from "@strata/server"
 import { Effect, Layer } from "effect"
-import { FetchHttpClient, HttpRouter, HttpServer } from "effect/http"
-import { createServer } from "node:http"
+import { FetchHttpClient, HttpServer } from "effect/http"
 import { make, StrataClient } from "../src/Client.ts"
 
-const Services = withServices({ storage: layerStorageMemory }).pipe(Layer.provideMerge(AppConfig.layerWith()))
-
-const LiveServer = HttpRouter.serve(AppRoutes, { disableLogger: true, disableListenLog: true }).pipe(
-  Layer.provideMerge(Services),
-  Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
+const Services = withServices({ storage: layerStorageMemory }).pipe(
+  Layer.provideMerge(AppConfig.layerWith({ port: 0, host: "127.0.0.1", accessLog: false }))
 )
+
+// As main serves it: the hot routes in front of the app.
+const LiveServer = layerServer({ disableListenLog: true }).pipe(Layer.provideMerge(Services))
 
 const ClientOnLiveServer = Layer.unwrap(Effect.gen(function*() {
   const server = yield* HttpServer.HttpServer

@@ -1,15 +1,18 @@
 /**
  * The HTTP application and the services behind it. `AppRoutes`: the contract's
  * routes with their handlers, the OpenAPI document, its reading page and
- * `/metrics`, wrapped in admission control, request ids, the access log,
- * request metrics and the caller's trace context.
+ * `/metrics`, wrapped in admission control, request ids, each request's
+ * bookkeeping (metrics, access line) and the caller's trace context.
  * `withServices` assembles the services around stores, a cache and an event bus:
- * main passes the real ones, tests in-memory ones or any mix.
+ * main passes the real ones, tests in-memory ones or any mix. `layerServer`
+ * serves the app on the Node server with the hot routes in front: the one
+ * builder of the served app, for main, the test support and the client's tests.
  */
-import { Api, RequestValidation } from "@strata/domain"
-import { Effect, Layer } from "effect"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Api, RequestValidation, type ValidationFailed } from "@strata/domain"
+import { Effect, Layer, type Types } from "effect"
 import { HttpRouter } from "effect/http"
-import { HttpApiBuilder, HttpApiMiddleware, HttpApiScalar } from "effect/http-api"
+import { HttpApiBuilder, HttpApiError, HttpApiScalar } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import { AdminHandlers } from "./admin/AdminHandlers.ts"
 import { ApiKeys } from "./auth/ApiKeys.ts"
@@ -24,13 +27,14 @@ import { HealthHandlers, Lifecycle } from "./health/HealthHandlers.ts"
 import { IdempotencyStore } from "./idempotency/IdempotencyStore.ts"
 import { layerMaintenance } from "./maintenance/Maintenance.ts"
 import { CacheStore } from "./platform/cache/CacheStore.ts"
-import { AppConfig } from "./platform/config/AppConfig.ts"
+import { HttpConfig } from "./platform/config/HttpConfig.ts"
 import { Admission } from "./platform/http/Admission.ts"
+import { type FastPath, makeNodeServer } from "./platform/http/NodeServer.ts"
 import { withProblemFallback } from "./platform/http/ProblemFallback.ts"
+import { withRequestIdInProblems } from "./platform/http/Problems.ts"
 import { withRequestId } from "./platform/http/RequestId.ts"
 import { toFieldErrors, validationFailed } from "./platform/http/Validation.ts"
-import { logAccess } from "./platform/observability/AccessLog.ts"
-import { layerHttpMetrics, withHttpMetrics } from "./platform/observability/HttpMetrics.ts"
+import { RequestBookkeeping } from "./platform/observability/RequestBookkeeping.ts"
 import { layerRuntimeMetrics } from "./platform/observability/RuntimeMetrics.ts"
 import { withTraceContext } from "./platform/observability/Tracing.ts"
 import { Database } from "./platform/sql/Database.ts"
@@ -51,13 +55,23 @@ import { StreamSamples } from "./schemas/StreamSamples.ts"
 import { StreamSchemas } from "./schemas/StreamSchemas.ts"
 import { StreamsHandlers } from "./schemas/StreamsHandlers.ts"
 
-const layerRequestValidation = HttpApiMiddleware.layerSchemaErrorTransform(
+/**
+ * The middleware on every endpoint of the contract: a malformed path, query or
+ * header is a validation problem, and every problem an endpoint fails with
+ * carries the request id before HttpApi renders it (Problems.ts).
+ */
+const layerRequestValidation = Layer.succeed(
   RequestValidation,
-  (error) =>
-    error.kind === "Body" || error.kind === "ResponseHeaders"
-      ? Effect.die(error)
-      // Paths name the parameter or header itself: `id`, `limit`, `idempotency-key`.
-      : Effect.fail(validationFailed(toFieldErrors(error.cause.issue)))
+  (httpEffect) =>
+    withRequestIdInProblems(
+      Effect.catch(httpEffect, (error): Effect.Effect<never, Types.unhandled | ValidationFailed> =>
+        !HttpApiError.HttpApiSchemaError.is(error)
+          ? Effect.fail(error)
+          : error.kind === "Body" || error.kind === "ResponseHeaders"
+          ? Effect.die(error)
+          // Paths name the parameter or header itself: `id`, `limit`, `idempotency-key`.
+          : Effect.fail(validationFailed(toFieldErrors(error.cause.issue))))
+    )
 )
 
 export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
@@ -74,18 +88,17 @@ export const AppRoutes = Layer.mergeAll(
   // status, including the problems rendered for unknown routes and defects.
   HttpRouter.middleware(
     Effect.gen(function*() {
-      const config = yield* AppConfig
       const admission = yield* Admission
-      const report = config.accessLog ? logAccess : undefined
+      const bookkeeping = yield* RequestBookkeeping
       // Innermost first: admission (shed, deadline), the problems for unknown
-      // routes and defects, the request id, metrics and the access log, and
-      // outermost the caller's trace context.
+      // routes and defects, the request id, the bookkeeping (metrics, access
+      // line), and outermost the caller's trace context.
       return (app) =>
         app.pipe(
           admission.guard,
           withProblemFallback,
           withRequestId,
-          (withId) => withHttpMetrics(withId, report),
+          bookkeeping.measure,
           withTraceContext
         )
     }),
@@ -96,7 +109,7 @@ export const AppRoutes = Layer.mergeAll(
 /** The relay publishes the texts the record cache holds in process (HeldRecords says why). */
 const HeldRecordsFromCache = Layer.effect(
   HeldRecords,
-  Effect.map(RecordCache, (cache) => HeldRecords.of({ textOf: cache.peek }))
+  Effect.map(RecordCache, (cache) => HeldRecords.of({ textOf: cache.peekUnsafe }))
 )
 
 /** A candidate schema is checked against the stream's latest stored records. */
@@ -134,19 +147,25 @@ export const layerStorageMemory = Layer.mergeAll(
 export type Storage = RecordStore | OutboxStore | SharedSecrets | Database | IdempotencyStore | ApiKeys | SchemaRegistry
 
 /** What a composition of the services runs on; the cache and the bus default to in-memory and discarding ones. */
-export interface ServiceOptions<E, R, E2, R2, E3, R3> {
-  readonly storage: Layer.Layer<Storage, E, R>
-  readonly cache?: Layer.Layer<CacheStore, E2, R2> | undefined
-  readonly bus?: Layer.Layer<EventBus, E3, R3> | undefined
+export interface ServiceOptions<
+  S extends Layer.Layer<Storage, unknown, unknown>,
+  C extends Layer.Layer<CacheStore, unknown, unknown>,
+  B extends Layer.Layer<EventBus, unknown, unknown>
+> {
+  readonly storage: S
+  readonly cache?: C | undefined
+  readonly bus?: B | undefined
 }
 
 /**
  * The services the routes use (the hot routes too), and the background
  * maintenance, around the stores, the cache and the bus (real or in memory).
  */
-export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = never>(
-  options: ServiceOptions<E, R, E2, R2, E3, R3>
-) =>
+export const withServices = <
+  S extends Layer.Layer<Storage, unknown, unknown>,
+  C extends Layer.Layer<CacheStore, unknown, unknown> = Layer.Layer<CacheStore>,
+  B extends Layer.Layer<EventBus, unknown, unknown> = Layer.Layer<EventBus>
+>(options: ServiceOptions<S, C, B>) =>
   Layer.mergeAll(
     HotRoutes.layer,
     Records.layer,
@@ -156,7 +175,7 @@ export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = neve
     RecordCache.layer,
     layerMaintenance,
     layerRuntimeMetrics,
-    layerHttpMetrics,
+    RequestBookkeeping.layer,
     Lifecycle.layer,
     Cursors.layer,
     RateLimits.layer,
@@ -165,8 +184,33 @@ export const withServices = <E, R, E2 = never, R2 = never, E3 = never, R3 = neve
     StreamSchemas.layer.pipe(Layer.provide([SchemaCompiler.layer, StreamSamplesFromRecords]))
   ))).pipe(
     Layer.provideMerge(Layer.mergeAll(
-      options.storage,
-      options.cache ?? CacheStore.layerMemory(),
-      options.bus ?? EventBus.layerDiscard
+      options.storage as Layer.Layer<Storage, Layer.Error<S>, Layer.Services<S>>,
+      (options.cache ?? CacheStore.layerMemory()) as Layer.Layer<CacheStore, Layer.Error<C>, Layer.Services<C>>,
+      (options.bus ?? EventBus.layerDiscard) as Layer.Layer<EventBus, Layer.Error<B>, Layer.Services<B>>
     ))
   )
+
+/**
+ * The served app: `AppRoutes` on the Node server (HOST, PORT, the limits of
+ * NodeServer.ts), the hot routes in front. `fastPath` wraps the hot routes
+ * (a test counts what they answer).
+ */
+export const layerServer = (options: {
+  readonly fastPath?: (hot: FastPath) => FastPath
+  readonly disableListenLog?: boolean
+} = {}) =>
+  Layer.unwrap(Effect.gen(function*() {
+    const config = yield* HttpConfig
+    const hot = yield* HotRoutes
+    const fastPath = options.fastPath?.(hot) ?? hot
+    // The access log is ours (ACCESS_LOG, in the JSON format), not the platform's.
+    return HttpRouter.serve(AppRoutes, { disableLogger: true, disableListenLog: options.disableListenLog ?? false })
+      .pipe(
+        Layer.provideMerge(NodeHttpServer.layer(() => makeNodeServer(config, fastPath), {
+          port: config.port,
+          host: config.host,
+          // in-flight requests get this long to finish once the server stops accepting
+          gracefulShutdownTimeout: config.shutdownTimeout
+        }))
+      )
+  }))

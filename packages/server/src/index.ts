@@ -8,7 +8,7 @@
  */
 import { fileURLToPath } from "node:url"
 
-export { AppRoutes, layerStorage, layerStorageMemory, type Storage, withServices } from "./App.ts"
+export { AppRoutes, layerServer, layerStorage, layerStorageMemory, type Storage, withServices } from "./App.ts"
 export { ApiKeys, type RateLimitOverride } from "./auth/ApiKeys.ts"
 export { EventBus, EventBusError, type KafkaMessage, toKafkaMessage } from "./events/EventBus.ts"
 export { CacheStore } from "./platform/cache/CacheStore.ts"

@@ -2,10 +2,9 @@
  * The composition root: reads the configuration, picks the real layers
  * (PostgreSQL or the embedded PGlite) and serves the HTTP app.
  */
-import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Duration, Effect, Exit, Layer, Ref, Result, Runtime } from "effect"
-import { HttpRouter } from "effect/http"
-import { AppRoutes, layerStorage, withServices } from "./App.ts"
+import { layerServer, layerStorage, withServices } from "./App.ts"
 import { ensureDevelopmentKey } from "./auth/DevelopmentKey.ts"
 import { layerEventBus } from "./events/KafkaBus.ts"
 import { Lifecycle } from "./health/HealthHandlers.ts"
@@ -14,12 +13,10 @@ import { allFields, AppConfig } from "./platform/config/AppConfig.ts"
 import { DatabaseConfig, describeDatabase } from "./platform/config/DatabaseConfig.ts"
 import { HttpConfig } from "./platform/config/HttpConfig.ts"
 import { EX_CONFIG, problemLine, readEnvironment } from "./platform/config/Read.ts"
-import { makeNodeServer } from "./platform/http/NodeServer.ts"
 import { layerLogging } from "./platform/observability/Logging.ts"
 import { layerTracing } from "./platform/observability/Tracing.ts"
 import { isServerProcess, superviseWorkers, workersWanted } from "./platform/runtime/Workers.ts"
 import { layerConnection } from "./platform/sql/Connection.ts"
-import { HotRoutes } from "./records/HotRoutes.ts"
 
 // Tracing sits under everything, so the server, the services and their
 // background fibers all use its tracer (or run untraced).
@@ -32,20 +29,11 @@ const Services = withServices({ storage: layerStorage, cache: CacheStore.layerFr
 const Server = Layer.unwrap(Effect.gen(function*() {
   const config = yield* HttpConfig
   const { databaseUrl } = yield* DatabaseConfig
-  const hot = yield* HotRoutes
   yield* Effect.logInfo("Starting Strata", { database: describeDatabase(databaseUrl), port: config.port })
   yield* ensureDevelopmentKey
   // The services are built before the server listens, so an early request is
   // answered rather than left hanging (docs/ARCHITECTURE.md, Startup).
-  // The access log is ours (ACCESS_LOG, in the JSON format), not the platform's.
-  return HttpRouter.serve(AppRoutes, { disableLogger: true }).pipe(
-    Layer.provide(NodeHttpServer.layer(() => makeNodeServer(config, hot), {
-      port: config.port,
-      host: config.host,
-      // in-flight requests get this long to finish once the server stops accepting
-      gracefulShutdownTimeout: config.shutdownTimeout
-    }))
-  )
+  return layerServer()
 })).pipe(Layer.provideMerge(Services))
 
 /**

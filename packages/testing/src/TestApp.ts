@@ -10,7 +10,6 @@
  * captured at build), so a TestClock moves their TTLs and expiry; `scopedTestApp`
  * passes the current fiber's, e.g. the TestClock of an `it.effect` test.
  */
-import { NodeHttpServer } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
 import type { Scope } from "@strata/domain"
 import {
@@ -20,11 +19,10 @@ import {
   CacheStore,
   type ConfigServices,
   type EventBus,
-  HotRoutes,
+  layerServer,
   layerStorage,
   layerStorageMemory,
   layerTracing,
-  makeNodeServer,
   type RateLimitOverride,
   runMigrations,
   type Settings,
@@ -97,7 +95,7 @@ export const makeTestApp = (
   const memoMap = Layer.makeMemoMapUnsafe()
   const runtime = ManagedRuntime.make(services, { memoMap })
   const app = onClock(AppRoutes.pipe(Layer.provide(services), Layer.provideMerge(observability)))
-  const { dispose, handler } = HttpRouter.toWebHandler(app as any, {
+  const { dispose, handler } = HttpRouter.toWebHandler(app, {
     disableLogger: true,
     memoMap
   })
@@ -125,13 +123,13 @@ export const makeSocketApp = async (
   cache: Layer.Layer<CacheStore> = CacheStore.layerMemory(),
   bus?: Layer.Layer<EventBus>
 ): Promise<TestApp> => {
-  const observability = layerTracing.pipe(Layer.provideMerge(AppConfig.layerWith({ accessLog: false, ...settings })))
+  const observability = layerTracing.pipe(
+    Layer.provideMerge(AppConfig.layerWith({ accessLog: false, port: 0, host: "127.0.0.1", ...settings }))
+  )
   const services = withServices({ storage: db, cache, bus }).pipe(Layer.provideMerge(observability))
   let answered = 0
-  const server = Layer.unwrap(Effect.gen(function*() {
-    const config = yield* AppConfig
-    const hot = yield* HotRoutes
-    const counted = HotRoutes.of({
+  const server = layerServer({
+    fastPath: (hot) => ({
       serve: (request, response, handOver) => {
         const taken = hot.serve(request, response, (replay) => {
           answered--
@@ -141,10 +139,7 @@ export const makeSocketApp = async (
         return taken
       }
     })
-    return HttpRouter.serve(AppRoutes, { disableLogger: true }).pipe(
-      Layer.provideMerge(NodeHttpServer.layer(() => makeNodeServer(config, counted), { port: 0, host: "127.0.0.1" }))
-    )
-  })).pipe(Layer.provideMerge(services))
+  }).pipe(Layer.provideMerge(services))
   const runtime = ManagedRuntime.make(server)
   const address = await runtime.runPromise(HttpServer.HttpServer.use((s) => Effect.succeed(s.address)))
   if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")

@@ -10,9 +10,9 @@ import { ApiKeys } from "../auth/ApiKeys.ts"
 import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
 import { readJsonBody } from "../platform/http/JsonBody.ts"
+import { unavailableOnTransient } from "../platform/http/Problems.ts"
 import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
-import { unavailableOnTransient } from "../platform/sql/DbError.ts"
 import * as Admin from "./Administration.ts"
 
 const answered = <A, R>(

@@ -10,7 +10,7 @@ import { Clock, Context, Effect, Layer, Option, Redacted } from "effect"
 import { HttpEffect, HttpServerResponse } from "effect/http"
 import type { BucketDecision, BucketLimit } from "../platform/cache/TokenBucket.ts"
 import { LimitsConfig } from "../platform/config/LimitsConfig.ts"
-import { unavailableOnTransient } from "../platform/sql/DbError.ts"
+import { unavailableOnTransient } from "../platform/http/Problems.ts"
 import { RateLimits } from "./RateLimits.ts"
 import { verdictOf, VerifiedKeys } from "./VerifiedKeys.ts"
 
@@ -37,12 +37,15 @@ export const rateLimitPolicy = (limit: BucketLimit): string => {
 export const rateLimitState = (decision: BucketDecision): string =>
   `"per-key";r=${decision.remaining};t=${decision.resetSeconds}`
 
-/** IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers). */
-export const rateLimitHeaders = (limit: BucketLimit, decision: BucketDecision): Record<string, string> => ({
-  "ratelimit-policy": rateLimitPolicy(limit),
-  ratelimit: rateLimitState(decision),
-  ...(decision.allowed ? {} : { "retry-after": String(decision.retryAfterSeconds) })
-})
+/** IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers), on both request paths; a new object each time. */
+export const rateLimitHeaders = (limit: BucketLimit, decision: BucketDecision): Record<string, string> => {
+  const headers: Record<string, string> = {
+    "ratelimit-policy": rateLimitPolicy(limit),
+    ratelimit: rateLimitState(decision)
+  }
+  if (!decision.allowed) headers["retry-after"] = String(decision.retryAfterSeconds)
+  return headers
+}
 
 const unauthorized = (detail: string, error?: "invalid_token") =>
   Effect.andThen(
@@ -80,7 +83,7 @@ export const layerAuthentication: Layer.Layer<Authentication, never, VerifiedKey
                 return yield* new Forbidden({ detail: `This route needs the ${scope} scope.` })
             }
             const { id, rateLimit, scopes, tenant } = key!
-            verified.markUsed(id)
+            verified.markUsedUnsafe(id)
             const limit = rateLimit ?? { rps: config.rateLimitRps, burst: config.rateLimitBurst }
             const decision = yield* limiter.take(id, limit)
             yield* withResponseHeaders(rateLimitHeaders(limit, decision))

@@ -1,7 +1,7 @@
 /**
  * Per-key rate limits (README: The API): a token bucket per API key in Redis, shared by
- * every replica. A round trip to Redis per request would cost about a third of
- * the throughput of a cached read (measured), so a replica leases tokens: it
+ * every replica. A round trip to Redis per request would cost a large part of
+ * a cached read (docs/PERFORMANCE.md), so a replica leases tokens: it
  * takes up to 50 ms worth of the key's rate at once (never more than 5 % of the
  * burst, at least one) and hands them out locally for up to a second. Keys with
  * small limits lease one token at a time, i.e. are exact; a busy key may exceed
@@ -13,14 +13,13 @@
  * (a quarter of its tokens or of its second left), back to one lease's worth:
  * otherwise every request of a busy key that arrives while the next lease is
  * fetched takes the slow way (the hot routes hand it to the app, which waits
- * for Redis), a stall of tens of milliseconds once a second under load
- * (measured: README, Performance).
+ * for Redis), a stall once a second under load.
  *
  * When Redis does not answer within CACHE_TIMEOUT the bucket is taken in
  * process instead: limits then hold per replica rather than overall, which is
  * better than no limit and better than refusing service.
  */
-import { Clock, Context, Deferred, Duration, Effect, Layer, Metric } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, FiberSet, Layer, Metric } from "effect"
 import { CacheStore } from "../platform/cache/CacheStore.ts"
 import { type BucketDecision, type BucketLimit, decide, LocalBuckets } from "../platform/cache/TokenBucket.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
@@ -57,7 +56,7 @@ export class RateLimits extends Context.Service<RateLimits, {
    * A token from this replica's lease, synchronously (for the hot routes):
    * undefined when the lease is used up, expired or refusing, so `take` must decide.
    */
-  readonly takeLeased: (keyId: string, limit: BucketLimit) => BucketDecision | undefined
+  readonly takeLeasedUnsafe: (keyId: string, limit: BucketLimit) => BucketDecision | undefined
 }>()("strata/auth/RateLimits") {
   static readonly layer: Layer.Layer<RateLimits, never, CacheStore | CacheConfig> = Layer.effect(
     RateLimits,
@@ -65,6 +64,8 @@ export class RateLimits extends Context.Service<RateLimits, {
       const cache = yield* CacheStore
       const config = yield* CacheConfig
       const context = yield* Effect.context<never>()
+      // Lease top-ups run in the background, owned by the layer's scope.
+      const runInBackground = yield* FiberSet.makeRuntime<never>()
       // Captured here: takeLeased runs outside fibers, on the hot routes.
       const clock = yield* Clock.clockWith(Effect.succeed)
       const now = () => clock.currentTimeMillisUnsafe()
@@ -110,7 +111,7 @@ export class RateLimits extends Context.Service<RateLimits, {
         lease.tokens--
         const size = leaseSize(limit)
         if ((lease.tokens * 4 < size || (lease.expiresAt - at) * 4 < LEASE_MS) && !pending.has(keyId)) {
-          Effect.runForkWith(context)(topUp(keyId, limit, size))
+          runInBackground(topUp(keyId, limit, size))
         }
         return decide(true, lease.shared + lease.tokens, limit)
       }
@@ -198,7 +199,7 @@ export class RateLimits extends Context.Service<RateLimits, {
         return decision
       }
 
-      return RateLimits.of({ take, takeLeased })
+      return RateLimits.of({ take, takeLeasedUnsafe: takeLeased })
     })
   )
 }

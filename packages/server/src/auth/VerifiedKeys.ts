@@ -33,11 +33,11 @@ export const verdictOf = (key: ApiKeyInfo | undefined, scope: Scope | undefined,
 
 export class VerifiedKeys extends Context.Service<VerifiedKeys, {
   /** The cached answer for `secret`: the key, `null` when known to be unknown, `undefined` when not cached. */
-  readonly peek: (secret: string) => ApiKeyInfo | null | undefined
+  readonly peekUnsafe: (secret: string) => ApiKeyInfo | null | undefined
   /** The key for `secret`, from the cache or the database. */
   readonly lookup: (secret: string) => Effect.Effect<Option.Option<ApiKeyInfo>, DbError>
   /** Notes a use of the key, written to the database within a minute. */
-  readonly markUsed: (keyId: string) => void
+  readonly markUsedUnsafe: (keyId: string) => void
 }>()("strata/auth/VerifiedKeys") {
   static readonly layer: Layer.Layer<VerifiedKeys, never, ApiKeys | CacheConfig> = Layer.effect(
     VerifiedKeys,
@@ -52,7 +52,7 @@ export class VerifiedKeys extends Context.Service<VerifiedKeys, {
       })
 
       const peek = (secret: string): ApiKeyInfo | null | undefined => {
-        const held = cached.peek(secret)
+        const held = cached.peekUnsafe(secret)
         return held !== undefined ? held : looksLikeApiKey(secret) ? undefined : null
       }
 
@@ -69,7 +69,7 @@ export class VerifiedKeys extends Context.Service<VerifiedKeys, {
       yield* Effect.forkScoped(Effect.repeat(flushLastUsed, Schedule.spaced(LAST_USED_EVERY)))
       yield* Effect.addFinalizer(() => flushLastUsed)
 
-      return VerifiedKeys.of({ peek, lookup, markUsed: (id) => void used.add(id) })
+      return VerifiedKeys.of({ peekUnsafe: peek, lookup, markUsedUnsafe: (id) => void used.add(id) })
     })
   )
 }

@@ -7,8 +7,9 @@
  */
 import { IdempotencyKeyInFlight, IdempotencyKeyReused } from "@strata/domain"
 import { Effect, Exit } from "effect"
-import { type HttpServerRequest, HttpServerResponse } from "effect/http"
+import type { HttpServerRequest, HttpServerResponse } from "effect/http"
 import { createHash } from "node:crypto"
+import { type Answer, created, toResponse } from "../platform/http/Answer.ts"
 import { validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import type { IdempotencyStore } from "./IdempotencyStore.ts"
@@ -21,15 +22,14 @@ export interface Created {
   readonly location?: string | undefined
 }
 
-const respond = (status: number, body: string, location: string | null, replayed: boolean) =>
-  HttpServerResponse.text(body, {
-    status,
-    contentType: "application/json",
-    headers: {
-      ...(location !== null ? { location } : {}),
-      ...(replayed ? { "idempotent-replayed": "true" } : {})
-    }
-  })
+/** The 201 of a write (Answer.created, as the hot routes send it), marked when it is a replay. */
+const respond = (status: number, body: string, location: string | null, replayed: boolean) => {
+  const answer = location !== null && status === 201
+    ? created(location, body)
+    : { status, headers: {}, body } satisfies Answer
+  if (replayed) answer.headers["idempotent-replayed"] = "true"
+  return toResponse(answer)
+}
 
 /** Runs `create` at most once per (tenant, key, body); answers its 201 or the remembered one. */
 export const idempotently = <E, R>(

@@ -11,7 +11,20 @@
  * row a circuit breaker skips it for a while, and reads go to the database.
  * Writes to Redis never hold up the request that causes them.
  */
-import { type Cause, Clock, Context, Duration, Effect, Exit, Layer, Metric, Option, Schedule, Tracer } from "effect"
+import {
+  type Cause,
+  Clock,
+  Context,
+  Duration,
+  Effect,
+  Exit,
+  FiberSet,
+  Layer,
+  Metric,
+  Option,
+  Schedule,
+  Tracer
+} from "effect"
 import { CircuitBreaker } from "effect/persistence"
 import { type CacheEntry, CacheStore } from "../platform/cache/CacheStore.ts"
 import { CacheConfig } from "../platform/config/CacheConfig.ts"
@@ -91,9 +104,9 @@ export interface Answer {
 
 export class RecordCache extends Context.Service<RecordCache, {
   /** The record's answer (JSON text) from the in-process level only, synchronously. */
-  readonly peek: (tenant: string, id: string) => string | undefined
-  /** Counts a hit that `peek` gave and that was served. */
-  readonly countHit: () => void
+  readonly peekUnsafe: (tenant: string, id: string) => string | undefined
+  /** Counts a hit that `peekUnsafe` gave and that was served. */
+  readonly countHitUnsafe: () => void
   /** The record's answer (JSON text) from either level or the database. */
   readonly findById: (
     tenant: string,
@@ -103,7 +116,7 @@ export class RecordCache extends Context.Service<RecordCache, {
    * Writes newly stored records to both levels (and so drops cached 404s for
    * their ids); returns at once, the Redis write goes on in the background.
    */
-  readonly remember: (tenant: string, answers: ReadonlyArray<Answer>) => void
+  readonly rememberUnsafe: (tenant: string, answers: ReadonlyArray<Answer>) => void
   /** `up`, or `degraded` when the cache does not answer (reads still work). */
   readonly health: Effect.Effect<"up" | "degraded">
 }>()("strata/records/RecordCache") {
@@ -114,6 +127,8 @@ export class RecordCache extends Context.Service<RecordCache, {
       const db = yield* RecordStore
       const config = yield* CacheConfig
       const context = yield* Effect.context<never>()
+      // Write-throughs and read batches run in fibers owned by the layer's scope.
+      const runInBackground = yield* FiberSet.makeRuntime<never>()
       // Captured here: peek runs outside fibers, on the hot routes.
       const clock = yield* Clock.clockWith(Effect.succeed)
       const local = new LocalAnswers(
@@ -142,8 +157,8 @@ export class RecordCache extends Context.Service<RecordCache, {
 
       // Written to Redis in one call for everything written within WRITE_THROUGH_MS
       // (or WRITE_THROUGH_MAX entries), by writes and read-throughs alike: a call
-      // each cost about a tenth of a POST and of an uncached read (profiled), and
-      // one per group commit still showed. No caller waits for it; this process
+      // each was a noticeable part of a POST and of an uncached read, and one per
+      // group commit still showed in profiles. No caller waits for it; this process
       // answers from its own level meanwhile, other replicas from the database.
       let pending: Array<CacheEntry> = []
       let timer: ReturnType<typeof setTimeout> | undefined
@@ -152,9 +167,7 @@ export class RecordCache extends Context.Service<RecordCache, {
         timer = undefined
         const entries = pending
         pending = []
-        Effect.runForkWith(context)(
-          guarded(cache.setMany(entries), writeThroughTimeoutMs)
-        )
+        runInBackground(guarded(cache.setMany(entries), writeThroughTimeoutMs))
       }
       const write = (entry: CacheEntry) => {
         pending.push(entry)
@@ -168,9 +181,7 @@ export class RecordCache extends Context.Service<RecordCache, {
       // event loop, as writes are committed together: one Redis MGET for the turn's
       // keys, then one database statement for those Redis did not have. One call per
       // read cost each a fiber, a deadline, a breaker, a span, metrics and a round trip
-      // (the Effect runtime alone was 30 % of the process); a batch now shares them.
-      // Measured against one call per read (compare.sh get-cold, 3 pairs): 2.9k →
-      // 13.9k uncached reads/s, machine CPU per read 483 → 90 µs, P99 63 → 16 ms.
+      // (docs/PERFORMANCE.md); a batch now shares them.
       // A key whose database read is under way waits for it rather than reading again.
       const reading = new Map<string, Array<(exit: Exit.Exit<Option.Option<string>, DbError>) => void>>()
 
@@ -260,7 +271,7 @@ export class RecordCache extends Context.Service<RecordCache, {
 
       const lookUpThisTurn = perTurn<Lookup>((reads) => {
         for (let i = 0; i < reads.length; i += READ_BATCH_MAX) {
-          Effect.runForkWith(context)(lookUp(reads.slice(i, i + READ_BATCH_MAX)))
+          runInBackground(lookUp(reads.slice(i, i + READ_BATCH_MAX)))
         }
       })
 
@@ -286,10 +297,10 @@ export class RecordCache extends Context.Service<RecordCache, {
       }
 
       return RecordCache.of({
-        peek,
-        countHit,
+        peekUnsafe: peek,
+        countHitUnsafe: countHit,
         findById,
-        remember,
+        rememberUnsafe: remember,
         health: Effect.map(guarded(cache.ping), (ok) => Option.isSome(ok) ? "up" as const : "degraded" as const)
       })
     })

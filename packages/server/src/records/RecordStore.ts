@@ -99,7 +99,7 @@ export class RecordStore extends Context.Service<RecordStore, {
       // One statement for the records and their events: atomic on its own, so a
       // group commit is one round trip, and its text never changes, whatever the
       // number of rows: each column travels as one array parameter (jsonb_to_recordset
-      // over one jsonb parameter cost PostgreSQL more: measured 1.4x fewer POSTs).
+      // over one jsonb parameter cost PostgreSQL more).
       // Columns that are never NULL go as JS arrays, which the driver sends in
       // binary (no escaping here, no array parsing there); the nullable ones as
       // array literals, since an array of only NULLs has no type to send.

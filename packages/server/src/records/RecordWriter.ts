@@ -10,7 +10,7 @@
  * (`write`); one fiber per batch runs the transaction.
  */
 import type { StoredRecord } from "@strata/domain"
-import { Array as Arr, Context, Duration, Effect, Exit, Layer, Metric, Tracer } from "effect"
+import { Array as Arr, Context, Duration, Effect, Exit, FiberSet, Layer, Metric, Tracer } from "effect"
 import { DatabaseConfig } from "../platform/config/DatabaseConfig.ts"
 import { RequestId } from "../platform/http/RequestId.ts"
 import { linksTo } from "../platform/observability/Tracing.ts"
@@ -35,7 +35,7 @@ export class RecordWriter extends Context.Service<RecordWriter, {
     records: Arr.NonEmptyReadonlyArray<RecordToStore>
   ) => Effect.Effect<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>
   /** The same, for callers outside a fiber: `done` is called once, after the commit or the failure. */
-  readonly submit: (
+  readonly submitUnsafe: (
     records: Arr.NonEmptyReadonlyArray<RecordToStore>,
     done: (exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>) => void
   ) => void
@@ -45,7 +45,8 @@ export class RecordWriter extends Context.Service<RecordWriter, {
     Effect.gen(function*() {
       const db = yield* RecordStore
       const config = yield* DatabaseConfig
-      const context = yield* Effect.context<never>()
+      // Each commit runs in a fiber of its own, owned by the layer's scope.
+      const runCommit = yield* FiberSet.makeRuntime<never>()
       const windowMs = Duration.toMillis(config.writeBatchWindow)
 
       const writeGroup = (units: ReadonlyArray<Unit>) => {
@@ -112,7 +113,7 @@ export class RecordWriter extends Context.Service<RecordWriter, {
           }
           const group = queue.splice(0, end)
           inFlight++
-          Effect.runForkWith(context)(writeGroup(group)).addObserver(committed)
+          runCommit(writeGroup(group)).addObserver(committed)
         }
       }
 
@@ -125,7 +126,7 @@ export class RecordWriter extends Context.Service<RecordWriter, {
       }
 
       return RecordWriter.of({
-        submit: (records, done) => enqueue({ records, done, span: undefined }),
+        submitUnsafe: (records, done) => enqueue({ records, done, span: undefined }),
         write: (records) =>
           Effect.withFiber((fiber) => {
             const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)

@@ -22,6 +22,22 @@ import { RecordWriter } from "./RecordWriter.ts"
 /** How many records a page holds when the query does not say. */
 export const DEFAULT_PAGE_LIMIT = 100
 
+/**
+ * After a commit, on either request path: the answer text of each stored record
+ * (in the byte form of `recordText`, its data as sent), which the record cache
+ * now holds too, so the first read of a new record is a hit.
+ */
+export const rememberCommitted = (
+  cache: RecordCache["Service"],
+  tenant: string,
+  stored: ReadonlyArray<StoredRecord>,
+  rows: ReadonlyArray<{ readonly dataText: string }>
+): Array<{ readonly id: string; readonly text: string }> => {
+  const answers = stored.map((record, i) => ({ id: record.id, text: recordText(record, rows[i].dataText) }))
+  cache.rememberUnsafe(tenant, answers)
+  return answers
+}
+
 const pageText = (records: ReadonlyArray<StoredRecord>, nextCursor: string | null) =>
   `{"records":[${records.map((r) => recordText(r)).join(",")}],"nextCursor":${JSON.stringify(nextCursor)}}`
 
@@ -68,10 +84,9 @@ export class Records extends Context.Service<Records, {
           const [version] = yield* schemas.validate(tenant, [input], () => "data")
           const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes, traceparent, "", version)
           if (Result.isFailure(row)) return yield* validationFailed([row.failure])
-          const [stored] = yield* writer.write([row.success])
-          const text = recordText(stored, row.success.dataText)
-          cache.remember(tenant, [{ id: stored.id, text }])
-          return { text, location: `/data/${stored.id}` }
+          const stored = yield* writer.write([row.success])
+          const [{ id, text }] = rememberCommitted(cache, tenant, stored, [row.success])
+          return { text, location: `/data/${id}` }
         })
 
       const createBatch = (tenant: string, body: unknown, traceparent: string | null) =>
@@ -93,8 +108,7 @@ export class Records extends Context.Service<Records, {
           const valid = Arr.getSuccesses(rows)
           if (!Arr.isArrayNonEmpty(valid)) return yield* Effect.die("a non-empty batch has rows")
           const stored = yield* writer.write(valid)
-          const answers = stored.map((r, i) => ({ id: r.id, text: recordText(r, valid[i].dataText) }))
-          cache.remember(tenant, answers)
+          const answers = rememberCommitted(cache, tenant, stored, valid)
           return { text: `{"records":[${answers.map((a) => a.text).join(",")}]}` }
         })
 

@@ -11,10 +11,12 @@ import { HttpApiBuilder } from "effect/http-api"
 import { idempotently } from "../idempotency/Idempotency.ts"
 import { IdempotencyStore } from "../idempotency/IdempotencyStore.ts"
 import { HttpConfig } from "../platform/config/HttpConfig.ts"
+import { toResponse } from "../platform/http/Answer.ts"
 import { readJsonBody } from "../platform/http/JsonBody.ts"
+import { unavailableOnTransient } from "../platform/http/Problems.ts"
 import { currentTraceparent } from "../platform/observability/Tracing.ts"
-import { type DbError, unavailableOnTransient } from "../platform/sql/DbError.ts"
-import { matchesEtag, recordHeaders } from "./RecordHeaders.ts"
+import type { DbError } from "../platform/sql/DbError.ts"
+import { recordAnswer } from "./RecordAnswers.ts"
 import { Records } from "./Records.ts"
 
 const JSON_TYPE = "application/json"
@@ -56,11 +58,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
           const id = params.id.toLowerCase()
           const { answer, cache } = yield* records.find((yield* Principal).tenant, id)
           if (Option.isNone(answer)) return yield* new NotFound({ detail: `No record ${params.id}` })
-          const cacheHeaders = recordHeaders(id, cache)
-          if (headers["if-none-match"] !== undefined && matchesEtag(headers["if-none-match"], cacheHeaders.etag)) {
-            return HttpServerResponse.empty({ status: 304, headers: cacheHeaders })
-          }
-          return HttpServerResponse.text(answer.value, { contentType: JSON_TYPE, headers: cacheHeaders })
+          return toResponse(recordAnswer(id, answer.value, cache, headers["if-none-match"]))
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
       .handle("list", ({ query }) =>
         Effect.gen(function*() {

@@ -62,7 +62,7 @@ const compiledOf = (version: number, validate: ValidateFunction): CompiledSchema
 
 export class StreamSchemas extends Context.Service<StreamSchemas, {
   /** The cached current schema: `null` when the stream has none, `undefined` when not known here (or stale). */
-  readonly peek: (tenant: string, stream: string) => CompiledSchema | null | undefined
+  readonly peekUnsafe: (tenant: string, stream: string) => CompiledSchema | null | undefined
   readonly current: (tenant: string, stream: string) => Effect.Effect<CompiledSchema | null, DbError>
   /**
    * Validates each record's `data` against its stream's current schema; answers
@@ -144,7 +144,7 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
           // newer one (a refresh in the background, say) must not undo it.
           replaces: (loaded, held) => (loaded?.version ?? 0) >= (held?.version ?? 0)
         })
-        const peek = (tenant: string, stream: string) => currents.peek(keyOf(tenant, stream))
+        const peek = (tenant: string, stream: string) => currents.peekUnsafe(keyOf(tenant, stream))
         const current = (tenant: string, stream: string) => currents.get(keyOf(tenant, stream))
 
         const validate = (
@@ -223,7 +223,7 @@ export class StreamSchemas extends Context.Service<StreamSchemas, {
             return registered
           })
 
-        return StreamSchemas.of({ peek, current, validate, check, register })
+        return StreamSchemas.of({ peekUnsafe: peek, current, validate, check, register })
       })
     )
 }

@@ -4,10 +4,11 @@
  * the breaker.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Layer, Option } from "effect"
+import { Cause, Duration, Effect, Exit, Layer, Option, Result } from "effect"
 import { SqlError } from "effect/sql"
 import { AppConfig } from "../../src/platform/config/AppConfig.ts"
-import { DbError, fromSqlError, isTransient } from "../../src/platform/sql/DbError.ts"
+import { databaseProblem } from "../../src/platform/http/Problems.ts"
+import { CircuitOpen, DbError, fromSqlError, isDbError, Timeout } from "../../src/platform/sql/DbError.ts"
 import { type CallKind, DbPolicy } from "../../src/platform/sql/DbPolicy.ts"
 
 const sqlError = (reason: SqlError.SqlErrorReason) => new SqlError.SqlError({ reason })
@@ -28,16 +29,24 @@ describe("DbError", () => {
     ] as const
   )("keeps the reason of a driver's %s: %s", (reason, expected, transient, rolledBack) => {
     const error = fromSqlError(sqlError(reason))
-    expect(error.reason).toBe(expected)
+    expect(error.reason._tag).toBe(expected)
     expect(error.transient).toBe(transient)
     expect(error.rolledBack).toBe(rolledBack)
-    expect(isTransient(error)).toBe(transient)
+    expect(databaseProblem(error)?.status).toBe(transient ? 503 : undefined)
   })
 
   it("is transient for a timeout and an open circuit, and nothing else is", () => {
-    expect(new DbError({ reason: "Timeout", message: "slow" }).transient).toBe(true)
-    expect(new DbError({ reason: "CircuitOpen", message: "open" }).transient).toBe(true)
-    expect(isTransient(new Error("not a database failure"))).toBe(false)
+    expect(new DbError({ reason: new Timeout(), message: "slow" }).transient).toBe(true)
+    expect(new DbError({ reason: new CircuitOpen(), message: "open" }).transient).toBe(true)
+    expect(isDbError(new Error("not a database failure"))).toBe(false)
+  })
+
+  it("has reasons that Effect.catchReason matches by their tag", () => {
+    const failed = Effect.fail(new DbError({ reason: new Timeout(), message: "slow" }))
+    const caught = failed.pipe(Effect.catchReason("DbError", "Timeout", () => Effect.succeed("timed out")))
+    expect(Effect.runSync(Effect.result(caught))).toEqual(Result.succeed("timed out"))
+    const other = failed.pipe(Effect.catchReason("DbError", "Deadlock", () => Effect.succeed("deadlock")))
+    expect(Result.isFailure(Effect.runSync(Effect.result(other)))).toBe(true)
   })
 })
 
@@ -57,7 +66,7 @@ const flaky = (reason: () => SqlError.SqlErrorReason, failures: number) => {
 
 /** The reason of the DbError a call failed with. */
 const reasonOf = (exit: Exit.Exit<unknown, DbError>) =>
-  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause))?.reason : undefined
+  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause))?.reason._tag : undefined
 
 const run = (kind: CallKind, call: Effect.Effect<string, SqlError.SqlError>) =>
   Effect.flatMap(DbPolicy, (p) => Effect.exit(p.run("Db.test", kind, call)))

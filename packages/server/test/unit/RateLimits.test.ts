@@ -36,12 +36,12 @@ describe("RateLimits leases", () => {
     Effect.gen(function*() {
       const limits = yield* RateLimits
       // No lease yet: the first request is `take`'s, and leases the rest.
-      expect(limits.takeLeased("k", LIMIT)).toBeUndefined()
+      expect(limits.takeLeasedUnsafe("k", LIMIT)).toBeUndefined()
       expect((yield* limits.take("k", LIMIT)).allowed).toBe(true)
       // Far more requests than one lease holds, with time for the background top-ups.
       let served = 0
       for (let i = 0; i < 5 * SIZE; i++) {
-        const decision = limits.takeLeased("k", LIMIT)
+        const decision = limits.takeLeasedUnsafe("k", LIMIT)
         expect(decision?.allowed, `request ${i}`).toBe(true)
         served++
         if (i % 5 === 0) yield* settle
@@ -58,11 +58,11 @@ describe("RateLimits leases", () => {
       const limits = yield* RateLimits
       yield* limits.take("k", LIMIT)
       yield* TestClock.adjust(Duration.millis(800))
-      expect(limits.takeLeased("k", LIMIT)?.allowed).toBe(true)
+      expect(limits.takeLeasedUnsafe("k", LIMIT)?.allowed).toBe(true)
       yield* settle
       // 1.2 s after the lease was taken: without the renewal it would have lapsed.
       yield* TestClock.adjust(Duration.millis(400))
-      const decision = limits.takeLeased("k", LIMIT)
+      const decision = limits.takeLeasedUnsafe("k", LIMIT)
       expect(decision?.allowed).toBe(true)
       // The shared bucket refilled meanwhile; what is said to be left never passes the burst.
       expect(decision!.remaining).toBeLessThanOrEqual(LIMIT.burst)
@@ -74,7 +74,7 @@ describe("RateLimits leases", () => {
       const limits = yield* RateLimits
       yield* limits.take("k", LIMIT)
       yield* TestClock.adjust(Duration.millis(1_001))
-      expect(limits.takeLeased("k", LIMIT)).toBeUndefined()
+      expect(limits.takeLeasedUnsafe("k", LIMIT)).toBeUndefined()
     }).pipe(Effect.provide(limiter)))
 
   it.effect("leave a lease as it is when the shared bucket is empty", () =>
@@ -88,10 +88,10 @@ describe("RateLimits leases", () => {
       yield* cache.takeTokens("ratelimit:k", small, 1_000)
       // The lease still serves what it holds, then the key is `take`'s, which refuses.
       for (let i = 0; i < size - 1; i++) {
-        expect(limits.takeLeased("k", small)?.allowed).toBe(true)
+        expect(limits.takeLeasedUnsafe("k", small)?.allowed).toBe(true)
         yield* settle
       }
-      expect(limits.takeLeased("k", small)).toBeUndefined()
+      expect(limits.takeLeasedUnsafe("k", small)).toBeUndefined()
       expect((yield* limits.take("k", small)).allowed).toBe(false)
     }).pipe(Effect.provide(limiter)))
 })

@@ -8,7 +8,7 @@
  * commit ends; it notes each commit's records and how many ran at once.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Array as Arr, Deferred, Effect, Fiber, Layer } from "effect"
+import { Array as Arr, Context, Deferred, Effect, Fiber, Layer } from "effect"
 import { AppConfig, type Settings } from "../../src/platform/config/AppConfig.ts"
 import { MemoryTables } from "../../src/records/MemoryTables.ts"
 import { prepareRecord } from "../../src/records/Prepare.ts"
@@ -47,11 +47,11 @@ const observedStore = (observed: Observed) =>
 const setup = (settings: Partial<Settings>) =>
   Effect.gen(function*() {
     const observed: Observed = { commits: [], running: 0, mostAtOnce: 0, gate: yield* Deferred.make<void>() }
-    const writer = yield* Effect.service(RecordWriter).pipe(
-      Effect.provide(
-        RecordWriter.layer.pipe(Layer.provide(observedStore(observed)), Layer.provide(AppConfig.layerWith(settings)))
-      )
+    // Built in the test's scope: the writer's commits run in fibers its layer owns.
+    const services = yield* Layer.build(
+      RecordWriter.layer.pipe(Layer.provide(observedStore(observed)), Layer.provide(AppConfig.layerWith(settings)))
     )
+    const writer = Context.get(services, RecordWriter)
     return { observed, writer }
   })
 

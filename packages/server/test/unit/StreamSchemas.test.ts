@@ -21,31 +21,31 @@ const schemasLayer = StreamSchemas.layer.pipe(
   Layer.provide(AppConfig.layerWith({ schemaCacheTtl: TTL }))
 )
 
-describe("StreamSchemas.peek", () => {
+describe("StreamSchemas.peekUnsafe", () => {
   it.effect("keeps a stream in steady use known across many TTLs, and shows a new version within one", () =>
     Effect.gen(function*() {
       const schemas = yield* StreamSchemas
       const registry = yield* SchemaRegistry
       yield* registry.register("t", "s", { type: "object" }, "none")
-      expect(schemas.peek("t", "s")).toBeUndefined() // not read yet: the write path reads through
+      expect(schemas.peekUnsafe("t", "s")).toBeUndefined() // not read yet: the write path reads through
       expect((yield* schemas.current("t", "s"))?.version).toBe(1)
 
       // Used every 300 ms for 10 s (5 TTLs): never unknown here.
       for (let t = 0; t < 10_000; t += 300) {
         yield* TestClock.adjust(Duration.millis(300))
         yield* Effect.yieldNow // the background read, when one started
-        expect(schemas.peek("t", "s")?.version).toBe(1)
+        expect(schemas.peekUnsafe("t", "s")?.version).toBe(1)
       }
 
       // Another replica registers version 2. Half a TTL on, a use starts the read in the
       // background (its compile runs in a worker, in real time) while the copy still answers.
       yield* registry.register("t", "s", { type: "object", required: ["a"] }, "none")
       yield* TestClock.adjust(Duration.millis(Duration.toMillis(TTL) / 2 + 1))
-      expect(schemas.peek("t", "s")?.version).toBeDefined()
+      expect(schemas.peekUnsafe("t", "s")?.version).toBeDefined()
       let version: number | undefined
       for (let i = 0; i < 200 && version !== 2; i++) {
         yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
-        version = schemas.peek("t", "s")?.version
+        version = schemas.peekUnsafe("t", "s")?.version
       }
       expect(version).toBe(2) // within one TTL of the registration, with no read through
     }).pipe(Effect.provide(schemasLayer)))
@@ -80,13 +80,13 @@ describe("StreamSchemas.peek", () => {
         expect((yield* schemas.current("t", "s"))?.version).toBe(1)
         yield* TestClock.adjust(Duration.millis(Duration.toMillis(TTL) / 2 + 1))
         armed.on = true
-        expect(schemas.peek("t", "s")?.version).toBe(1) // starts the background read, which reads version 1
+        expect(schemas.peekUnsafe("t", "s")?.version).toBe(1) // starts the background read, which reads version 1
         yield* Effect.yieldNow
         yield* schemas.register("t", "s", { type: "object", required: ["a"] }, "none")
-        expect(schemas.peek("t", "s")?.version).toBe(2) // this replica's own, at once
+        expect(schemas.peekUnsafe("t", "s")?.version).toBe(2) // this replica's own, at once
         yield* Deferred.succeed(gate, undefined)
         yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
-        expect(schemas.peek("t", "s")?.version).toBe(2) // the late read of version 1 did not undo it
+        expect(schemas.peekUnsafe("t", "s")?.version).toBe(2) // the late read of version 1 did not undo it
       }).pipe(Effect.provide(layer))
     }))
 
@@ -94,8 +94,8 @@ describe("StreamSchemas.peek", () => {
     Effect.gen(function*() {
       const schemas = yield* StreamSchemas
       expect(yield* schemas.current("t", "quiet")).toBeNull() // no schema: kept as such
-      expect(schemas.peek("t", "quiet")).toBeNull()
+      expect(schemas.peekUnsafe("t", "quiet")).toBeNull()
       yield* TestClock.adjust(TTL)
-      expect(schemas.peek("t", "quiet")).toBeUndefined()
+      expect(schemas.peekUnsafe("t", "quiet")).toBeUndefined()
     }).pipe(Effect.provide(schemasLayer)))
 })

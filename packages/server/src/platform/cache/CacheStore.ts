@@ -90,8 +90,8 @@ export class CacheStore extends Context.Service<CacheStore, {
         client.defineCommand("strataTakeTokens", { numberOfKeys: 1, lua: TAKE_TOKENS_LUA })
         const cluster = options.clusterNodes !== undefined && options.clusterNodes.length > 0
         // On one node, a write-through of many records is one script call: as a pipeline
-        // each SET is a command object and a promise of its own (measured: about 6 % of
-        // the process under mixed load). A cluster spreads keys over slots, so it pipelines.
+        // each SET is a command object and a promise of its own, which showed in
+        // profiles under mixed load. A cluster spreads keys over slots, so it pipelines.
         client.defineCommand("strataSetMany", { lua: SET_MANY_LUA })
         const setManyScript = (client as unknown as {
           strataSetMany: (count: number, ...keysThenValues: Array<string | number>) => Promise<number>

@@ -11,12 +11,12 @@
  * nobody uses simply expires. One load per key at a time; past `capacity`
  * copies the oldest goes first.
  */
-import { Clock, Effect } from "effect"
+import { Clock, Effect, FiberSet, type Scope } from "effect"
 import { makeSingleFlight } from "./SingleFlight.ts"
 
 export interface RefreshingCache<A, E> {
   /** The copy held for `key` (`undefined`: none, or expired), synchronously. */
-  readonly peek: (key: string) => A | undefined
+  readonly peekUnsafe: (key: string) => A | undefined
   /** The copy held for `key`, or one loaded now. A failed load is not remembered. */
   readonly get: (key: string) => Effect.Effect<A, E>
   /** Holds `value` for `key` from now on: what this process itself just wrote. */
@@ -38,12 +38,13 @@ export const makeRefreshingCache = <A, E>(options: {
    * that began before this process `set` a newer value must not undo it.
    */
   readonly replaces?: (loaded: A, held: A) => boolean
-}): Effect.Effect<RefreshingCache<A, E>> =>
+}): Effect.Effect<RefreshingCache<A, E>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { capacity, load, replaces, ttlMs } = options
     // Captured here: peek runs outside fibers, on the hot routes.
     const clock = yield* Clock.clockWith(Effect.succeed)
-    const context = yield* Effect.context<never>()
+    // Refreshes run in the background, owned by the scope the cache is made in.
+    const runInBackground = yield* FiberSet.makeRuntime<never>()
     const copies = new Map<string, Copy<A>>()
     const singleFlight = makeSingleFlight<A, E>()
 
@@ -81,13 +82,13 @@ export const makeRefreshingCache = <A, E>(options: {
       if (left < ttlMs / 2 && !copy.refreshing) {
         // Best effort: if the load fails, the copy expires and the next use loads through.
         copy.refreshing = true
-        Effect.runForkWith(context)(Effect.ignore(loadAndHold(key)))
+        runInBackground(Effect.ignore(loadAndHold(key)))
       }
       return copy.value
     }
 
     return {
-      peek,
+      peekUnsafe: peek,
       get: (key) =>
         Effect.suspend(() => {
           const held = peek(key)

@@ -9,8 +9,9 @@
  */
 import { Unavailable } from "@strata/domain"
 import { Context, Effect, Layer } from "effect"
-import { HttpServerRequest, HttpServerRespondable, type HttpServerResponse } from "effect/http"
+import { HttpServerRequest, type HttpServerResponse } from "effect/http"
 import { HttpConfig } from "../config/HttpConfig.ts"
+import { problemResponse } from "./Problems.ts"
 import { groupOf, routeOf } from "./RouteTable.ts"
 
 export const tooManyInFlight = () =>
@@ -19,9 +20,9 @@ export const pastDeadline = () =>
   new Unavailable({ detail: "The request did not finish within REQUEST_TIMEOUT; retry shortly." })
 
 export class Admission extends Context.Service<Admission, {
-  /** Takes a place among the requests in flight; false when MAX_IN_FLIGHT are. */
-  readonly enter: () => boolean
-  readonly leave: () => void
+  /** Takes a place among the requests in flight; false when MAX_IN_FLIGHT are (for the hot routes). */
+  readonly enterUnsafe: () => boolean
+  readonly leaveUnsafe: () => void
   /** The HttpApi side: sheds and bounds the records routes (`/data…`). */
   readonly guard: <E, R>(
     app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
@@ -42,16 +43,16 @@ export class Admission extends Context.Service<Admission, {
         Effect.withFiber<HttpServerResponse.HttpServerResponse, E, R>((fiber) => {
           const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
           if (groupOf(routeOf(request.url)) !== "records") return app
-          if (!enter()) return HttpServerRespondable.toResponse(tooManyInFlight())
+          if (!enter()) return problemResponse(tooManyInFlight())
           return app.pipe(
             Effect.timeoutOrElse({
               duration: config.requestTimeout,
-              orElse: () => HttpServerRespondable.toResponse(pastDeadline())
+              orElse: () => problemResponse(pastDeadline())
             }),
             Effect.ensuring(Effect.sync(leave))
           )
         })
-      return Admission.of({ enter, leave, guard })
+      return Admission.of({ enterUnsafe: enter, leaveUnsafe: leave, guard })
     })
   )
 }

@@ -1,15 +1,13 @@
 /**
- * Answers written back to back, once per turn of the event loop (README: Performance).
+ * Answers written back to back, once per turn of the event loop (docs/PERFORMANCE.md).
  *
  * A socket write that finds its reader asleep wakes it from inside the write:
  * on loopback, and worse in a VM, that wakeup was most of what a cached read
  * cost. Written the moment each request was handled, one by one between
  * reading the next requests, nearly every answer woke the client anew; written
  * together after the turn's I/O, most find it still awake reading the ones
- * before. Measured against the code before (../shared/bench/compare.sh, 64
- * connections, 3 pairs): cached reads 24.4k → 43.7k req/s at 40 → 23 µs of
- * machine CPU per request, mixed load 16.7k → 23.0k. The hot routes send the
- * answers of reads this way; a group commit's answers already go out together.
+ * before. The hot routes send the answers of reads this way; a group commit's
+ * answers already go out together.
  *
  * An answer waits at most for the rest of its turn (the `check` phase, via
  * `setImmediate`), and under load not even that: the client's next request

@@ -3,14 +3,11 @@
  * a known path asked with another method a 405 with `Allow`, and a defect a 500
  * that carries nothing but the request id (added by withRequestId, around it).
  */
-import { InternalError, MethodNotAllowed, NotFound } from "@strata/domain"
+import { MethodNotAllowed, NotFound } from "@strata/domain"
 import { Cause, Context, Effect } from "effect"
-import { HttpServerRequest, HttpServerRespondable, HttpServerResponse } from "effect/http"
+import { HttpServerRequest, HttpServerResponse } from "effect/http"
+import { problemOfFailure, problemResponse } from "./Problems.ts"
 import { methodsOf, routeOf } from "./RouteTable.ts"
-
-/** The one answer to a defect: it names nothing of the server's but the request id. */
-export const internalError = (): InternalError =>
-  new InternalError({ detail: "Something went wrong on our side; quote the requestId." })
 
 const isRouteNotFound = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "_tag" in error && error._tag === "HttpServerError" &&
@@ -25,17 +22,15 @@ export const withProblemFallback = <E, R>(app: Effect.Effect<HttpServerResponse.
       if (failure._tag === "Some" && isRouteNotFound(failure.value)) {
         const allowed = methodsOf(routeOf(request.url))
         return allowed.length === 0
-          ? HttpServerRespondable.toResponse(new NotFound({ detail: `No route for ${request.method} ${request.url}` }))
+          ? problemResponse(new NotFound({ detail: `No route for ${request.method} ${request.url}` }))
           : Effect.map(
-            HttpServerRespondable.toResponse(
+            problemResponse(
               new MethodNotAllowed({ detail: `${request.method} is not one of ${allowed.join(", ")} here` })
             ),
             HttpServerResponse.setHeader("allow", allowed.join(", "))
           )
       }
-      return Effect.andThen(
-        Effect.logError("Unhandled failure", cause),
-        HttpServerRespondable.toResponse(internalError())
-      )
+      const { log, problem } = problemOfFailure(cause)
+      return Effect.andThen(log, problemResponse(problem))
     })
   })

@@ -1,12 +1,10 @@
 /**
  * Request metrics (README: Operations): duration by method, route template (never the raw
  * path, to keep label cardinality bounded) and status class, and the requests
- * in flight. Buckets are chosen around the 500 ms P99 target. The same
- * observation of each request feeds the access log (AccessLog.ts).
+ * in flight. Buckets are chosen around the 500 ms P99 target. Fed by each
+ * request's bookkeeping (RequestBookkeeping.ts), which writes its access line too.
  */
-import { Context, Effect, Layer, Metric } from "effect"
-import { HttpServerRequest, type HttpServerResponse } from "effect/http"
-import { routeOf } from "../http/RouteTable.ts"
+import { Effect, Layer, Metric } from "effect"
 import { LATENCY_BUCKETS } from "./DbMetrics.ts"
 import { labelled } from "./Labels.ts"
 
@@ -40,7 +38,7 @@ let inFlight = 0
 /**
  * The gauge of requests in flight, read when metrics are read: every request
  * changes the count twice, and an update through the metric registry costs
- * three lookups each (profiled on the cached read). Registered for the life of the app.
+ * three lookups each. Registered for the life of the app.
  */
 export const layerHttpMetrics: Layer.Layer<never> = Layer.effectDiscard(
   Effect.acquireRelease(
@@ -60,66 +58,16 @@ export const requestStarted = (): void => {
 }
 
 /** A request is no longer being served here (for the gauge). */
-const requestLeft = (): void => {
+export const requestLeft = (): void => {
   inFlight--
 }
 
-/** A request ended: the gauge, and its duration by method, route template and status class. */
-export const requestEnded = (outcome: RequestOutcome, context: Context.Context<never>): void => {
-  requestLeft()
-  durationOf({
-    method: outcome.method,
-    route: outcome.route,
-    status_class: STATUS_CLASS[Math.floor(outcome.status / 100)]
-  })
-    .updateUnsafe(outcome.seconds, context)
-}
+/** The duration series of a request by method, route template and status. */
+export const durationFor = (method: string, route: string, status: number) =>
+  durationOf({ method, route, status_class: STATUS_CLASS[Math.floor(status / 100)] })
 
-/**
- * `requestEnded` for one method and route, with its labelled series looked up
- * once per status class instead of once per request: what the hot routes use
- * (the duration observation was about 7 % of a cached read's cost, measured by
- * leaving it out; the label join per request was a part of that).
- */
-export const routeRecorder = (method: string, route: string, context: Context.Context<never>) => {
+/** The duration series of one method and route, by status, looked up once per status class. */
+export const durationsOf = (method: string, route: string) => {
   const byClass = STATUS_CLASS.map((status_class) => durationOf({ method, route, status_class }))
-  return {
-    method,
-    route,
-    ended: (status: number, seconds: number): void => {
-      requestLeft()
-      byClass[Math.floor(status / 100)].updateUnsafe(seconds, context)
-    }
-  }
+  return (status: number) => byClass[Math.floor(status / 100)]
 }
-
-/** A request begun here was handed on to be answered (and measured) elsewhere. */
-export const requestPassedOn = requestLeft
-
-/**
- * Measures `app`, which must already turn every failure into a response, and
- * hands how it ended to `report` as well (the access log, when it is on).
- */
-export const withHttpMetrics = <E, R>(
-  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
-  report: (outcome: RequestOutcome) => Effect.Effect<void> = () => Effect.void
-) =>
-  Effect.withFiber((fiber) => {
-    const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
-    const start = performance.now()
-    requestStarted()
-    return app.pipe(
-      Effect.onExit((exit) => {
-        // Only an interruption (the client went away) fails here.
-        const outcome: RequestOutcome = {
-          method: request.method,
-          route: routeOf(request.url),
-          status: exit._tag === "Success" ? exit.value.status : 499,
-          seconds: (performance.now() - start) / 1000,
-          requestId: exit._tag === "Success" ? exit.value.headers["x-request-id"] : undefined
-        }
-        requestEnded(outcome, fiber.context)
-        return report(outcome)
-      })
-    )
-  })

@@ -50,12 +50,15 @@ export const jsonLine = Logger.make((options) => {
   return Formatter.formatJson(line)
 })
 
+/** JSON lines on the console: the logger of LOG_FORMAT=json, which the access log writes for itself (AccessLog.ts). */
+export const jsonConsoleLogger = Logger.withConsoleLog(jsonLine)
+
 // Read straight from the environment, not from TelemetryConfig's layer:
 // logging is set up before anything else.
 export const layerLogging = Layer.unwrap(Effect.gen(function*() {
   const { logFormat: format, logLevel: level } = yield* readAll(loggingFields)
   return Layer.mergeAll(
-    Logger.layer([format === "json" ? Logger.withConsoleLog(jsonLine) : Logger.consolePretty()]),
+    Logger.layer([format === "json" ? jsonConsoleLogger : Logger.consolePretty()]),
     Layer.succeed(References.MinimumLogLevel, level)
   )
 }))

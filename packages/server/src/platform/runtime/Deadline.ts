@@ -3,7 +3,7 @@
  * timeout races the call against a sleep, which forks two fibers per call;
  * here the call runs in one fiber and a plain timer cuts it short. On the
  * database and Redis calls of every uncached read and every group commit that
- * difference shows in profiles (README: Performance).
+ * difference shows in profiles (docs/PERFORMANCE.md).
  *
  * Past `millis` the call is interrupted (not awaited: a hung connection must
  * not hold the caller) and `onTimeout` answers instead. Interrupting the

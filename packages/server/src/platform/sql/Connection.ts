@@ -40,7 +40,7 @@ export const startEmbedded = (dataDir: string) =>
  * planning each execution afresh (a plan per parameter set looks cheaper than
  * one covering every partition), which cost more than the lookup itself: a read
  * by id planned in 0.094 ms and ran in 0.023. A generic plan prunes partitions
- * when it starts instead (README: Performance).
+ * when it starts instead (docs/PERFORMANCE.md).
  */
 const pool = (url: Redacted.Redacted, maxConnections: number, planCacheMode: PlanCacheMode) =>
   layerPoolMetrics(maxConnections).pipe(Layer.provideMerge(PgClient.layer({

@@ -1,19 +1,32 @@
-import { Unavailable } from "@strata/domain"
-import { Effect, Schema } from "effect"
+import { Schema } from "effect"
 import type { SqlError } from "effect/sql"
 
+/** The database (or the call's deadline) ran out of time. */
+export class Timeout extends Schema.TaggedClass<Timeout>()("Timeout", {}) {}
+/** The connection broke, or could not be made. */
+export class ConnectionLost extends Schema.TaggedClass<ConnectionLost>()("ConnectionLost", {}) {}
+/** The database chose this transaction to roll back to end a deadlock. */
+export class Deadlock extends Schema.TaggedClass<Deadlock>()("Deadlock", {}) {}
+/** The database rolled back a transaction that could not be serialised. */
+export class SerializationFailure extends Schema.TaggedClass<SerializationFailure>()("SerializationFailure", {}) {}
+/** The breaker is open: the database failed too often to be asked now. */
+export class CircuitOpen extends Schema.TaggedClass<CircuitOpen>()("CircuitOpen", {}) {}
+/** The statement itself failed (a bug or a constraint): trying again would not help. */
+export class StatementFailed extends Schema.TaggedClass<StatementFailed>()("StatementFailed", {}) {}
+
 /**
- * Why a database call failed. Everything but `StatementFailed` may succeed when
+ * Why a database call failed, as tagged reasons (`Effect.catchReason("DbError",
+ * "Timeout", …)` matches one). Everything but `StatementFailed` may succeed when
  * tried again: the database was slow, unreachable, or chose this transaction as
  * the one to roll back.
  */
-export const DbFailure = Schema.Literals([
-  "Timeout",
-  "ConnectionLost",
-  "Deadlock",
-  "SerializationFailure",
-  "CircuitOpen",
-  "StatementFailed"
+export const DbFailure = Schema.Union([
+  Timeout,
+  ConnectionLost,
+  Deadlock,
+  SerializationFailure,
+  CircuitOpen,
+  StatementFailed
 ])
 export type DbFailure = typeof DbFailure.Type
 
@@ -23,41 +36,30 @@ export class DbError extends Schema.TaggedError<DbError>()("DbError", {
   message: Schema.String,
   cause: Schema.optional(Schema.Defect())
 }) {
-  /** A retry may succeed; the HTTP layer answers 503 with `Retry-After`. */
+  /** A retry may succeed; the HTTP layer answers 503 with `Retry-After` (http/Problems.ts). */
   get transient(): boolean {
-    return this.reason !== "StatementFailed"
+    return this.reason._tag !== "StatementFailed"
   }
   /** The database certainly rolled the transaction back, so even a write may be sent again. */
   get rolledBack(): boolean {
-    return this.reason === "Deadlock" || this.reason === "SerializationFailure"
+    return this.reason._tag === "Deadlock" || this.reason._tag === "SerializationFailure"
   }
 }
 
-const REASONS: Readonly<Record<string, DbFailure>> = {
-  ConnectionError: "ConnectionLost",
-  DeadlockError: "Deadlock",
-  SerializationError: "SerializationFailure",
-  LockTimeoutError: "Timeout",
-  StatementTimeoutError: "Timeout"
+const REASONS: Readonly<Record<string, () => DbFailure>> = {
+  ConnectionError: () => new ConnectionLost(),
+  DeadlockError: () => new Deadlock(),
+  SerializationError: () => new SerializationFailure(),
+  LockTimeoutError: () => new Timeout(),
+  StatementTimeoutError: () => new Timeout()
 }
 
 /** A SQL failure as a DbError; a reason the driver marks retryable but we do not know counts as a lost connection. */
 export const fromSqlError = (error: SqlError.SqlError): DbError =>
   new DbError({
-    reason: REASONS[error.reason._tag] ?? (error.isRetryable ? "ConnectionLost" : "StatementFailed"),
+    reason: REASONS[error.reason._tag]?.() ?? (error.isRetryable ? new ConnectionLost() : new StatementFailed()),
     message: error.message,
     cause: error
   })
 
-/** Whether a failure is a database that is down or slow (not a bug): for callers outside a fiber. */
-export const isTransient = (error: unknown): error is DbError => error instanceof DbError && error.transient
-
-/** The one answer every route gives a transient database failure. */
-export const databaseUnavailable = (detail = "The database is unavailable; retry shortly."): Unavailable =>
-  new Unavailable({ detail })
-
-/** A database that is down or slow is a 503 the client may retry (logged as a warning); anything else is a bug (500). */
-export const unavailableOnTransient = (error: DbError, detail?: string): Effect.Effect<never, Unavailable> =>
-  error.transient
-    ? Effect.andThen(Effect.logWarning("Database unavailable", error.message), Effect.fail(databaseUnavailable(detail)))
-    : Effect.die(error)
+export const isDbError = (error: unknown): error is DbError => error instanceof DbError

@@ -17,7 +17,7 @@ import { DatabaseConfig } from "../config/DatabaseConfig.ts"
 import { trackBreaker } from "../observability/BreakerMetrics.ts"
 import { dbCallDuration, dbCallErrors, makePoolTracker } from "../observability/DbMetrics.ts"
 import { withDeadline } from "../runtime/Deadline.ts"
-import { DbError, fromSqlError } from "./DbError.ts"
+import { CircuitOpen, DbError, fromSqlError, Timeout } from "./DbError.ts"
 
 /** `idempotent` calls (reads, upserts, DDL with IF [NOT] EXISTS) may be retried after any transient failure. */
 export type CallKind = "idempotent" | "write"
@@ -65,7 +65,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
           () =>
             Effect.fail(
               new DbError({
-                reason: "Timeout",
+                reason: new Timeout(),
                 message: `${name} timed out after ${Duration.format(config.dbTimeout)}`
               })
             )
@@ -114,7 +114,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
             Effect.catchTag("CircuitBreakerError", () =>
               Effect.andThen(
                 countError(name, "circuit_open"),
-                Effect.fail(new DbError({ reason: "CircuitOpen", message: "database circuit breaker is open" }))
+                Effect.fail(new DbError({ reason: new CircuitOpen(), message: "database circuit breaker is open" }))
               )),
             trackPool,
             Effect.withSpan(name, undefined, { captureStackTrace: false }) // a stack per call costs on the hot path
