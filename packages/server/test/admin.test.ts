@@ -3,7 +3,19 @@
  * `admin` scope, with the command-line tool's rules, on memory and PostgreSQL.
  */
 import { expect } from "@effect/vitest"
-import { acquireApp, describeBackends, makeTestApp, memory, postgres, type TestApp } from "@strata/testing"
+import {
+  acquireApp,
+  apiKeyOf,
+  createdKeyOf,
+  describeBackends,
+  makeTestApp,
+  memory,
+  postgres,
+  problemOf,
+  tenantListOf,
+  tenantOf,
+  type TestApp
+} from "@strata/testing"
 import { randomBytes } from "node:crypto"
 
 describeBackends("administration", [memory, postgres], (db) => acquireApp(() => makeTestApp(db.layer)), ({ test }) => {
@@ -24,16 +36,16 @@ describeBackends("administration", [memory, postgres], (db) => acquireApp(() => 
     const name = `acme-${randomBytes(3).toString("hex")}`
     const created = await app.json("/admin/tenants", { name }, {}, key)
     expect(created.status).toBe(201)
-    expect(((await created.json()) as any).name).toBe(name)
+    expect((await tenantOf(created)).name).toBe(name)
     const again = await app.json("/admin/tenants", { name }, {}, key)
     expect(again.status).toBe(409)
     expect(await type(again)).toBe("/problems/conflict")
     const bad = await app.json("/admin/tenants", { name: "Not Valid!" }, {}, key)
     expect(bad.status).toBe(400)
-    expect(((await bad.json()) as any).errors[0].path).toBe("name")
+    expect((await problemOf(bad)).errors?.[0].path).toBe("name")
     expect((await app.json("/admin/tenants", "{", {}, key)).status).toBe(400)
-    const listed = await (await app.request("/admin/tenants", undefined, key)).json() as any
-    expect(listed.tenants.map((t: any) => t.name)).toContain(name)
+    const listed = await tenantListOf(await app.request("/admin/tenants", undefined, key))
+    expect(listed.tenants.map((t) => t.name)).toContain(name)
   })
 
   test("makes a key that works, lists it without its secret and revokes it", async (app) => {
@@ -47,10 +59,10 @@ describeBackends("administration", [memory, postgres], (db) => acquireApp(() => 
       key
     )
     expect(made.status).toBe(201)
-    const { key: info, secret } = await made.json() as any
+    const { key: info, secret } = await createdKeyOf(made)
     expect(secret).toMatch(/^strata_/)
     expect(info).toMatchObject({ tenant, scopes: ["records:write"], rateLimit: { rps: 5, burst: 10 } })
-    expect(Date.parse(info.expiresAt)).toBeGreaterThan(Date.now() + 29 * 86_400_000)
+    expect(Date.parse(info.expiresAt!)).toBeGreaterThan(Date.now() + 29 * 86_400_000)
 
     const stored = await app.json("/data", { stream: "s", data: {} }, {}, secret)
     expect(stored.status).toBe(201)
@@ -61,7 +73,7 @@ describeBackends("administration", [memory, postgres], (db) => acquireApp(() => 
 
     const revoked = await app.request(`/admin/keys/${info.id}/revoke`, { method: "POST" }, key)
     expect(revoked.status).toBe(200)
-    expect(Date.parse(((await revoked.json()) as any).revokedAt)).toBeGreaterThan(0)
+    expect(Date.parse((await apiKeyOf(revoked)).revokedAt!)).toBeGreaterThan(0)
   })
 
   test("the CLI's rules: unknown scopes, a bad lifetime, a bad rate limit, an unknown tenant or key", async (app) => {
@@ -69,7 +81,7 @@ describeBackends("administration", [memory, postgres], (db) => acquireApp(() => 
     const path = "/admin/tenants/ops/keys"
     const scopes = await app.json(path, { scopes: ["records:delete"] }, {}, key)
     expect(scopes.status).toBe(400)
-    expect(((await scopes.json()) as any).errors[0].path).toBe("scopes")
+    expect((await problemOf(scopes)).errors?.[0].path).toBe("scopes")
     expect((await app.json(path, { expiresIn: "soon" }, {}, key)).status).toBe(400)
     expect((await app.json(path, { rateLimitRps: 0 }, {}, key)).status).toBe(400)
     expect((await app.json("/admin/tenants/nobody/keys", {}, {}, key)).status).toBe(404)

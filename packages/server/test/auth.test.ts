@@ -221,16 +221,24 @@ describe("last-used times", () => {
   }, 60_000)
 })
 
+/** What the test reads of the OpenAPI document: the bearer scheme and each operation's security. */
+interface OpenApiDoc {
+  readonly components: {
+    readonly securitySchemes: { readonly bearer: { readonly type: string; readonly scheme: string } }
+  }
+  readonly paths: Readonly<Record<string, Readonly<Record<string, { readonly security?: ReadonlyArray<unknown> }>>>>
+}
+
 describe("the OpenAPI document", () => {
   it("declares the bearer scheme on every /data, /streams and /admin operation and on no other", async () => {
     const app = makeTestApp(memoryDb)
     try {
-      const doc = (await (await app.request("/openapi.json", {}, null)).json()) as any
+      const doc = (await (await app.request("/openapi.json", {}, null)).json()) as OpenApiDoc
       const scheme = doc.components.securitySchemes.bearer
       expect(scheme.type).toBe("http")
       expect(scheme.scheme.toLowerCase()).toBe("bearer") // case-insensitive (RFC 7235)
-      for (const [path, operations] of Object.entries<any>(doc.paths)) {
-        for (const operation of Object.values<any>(operations)) {
+      for (const [path, operations] of Object.entries(doc.paths)) {
+        for (const operation of Object.values(operations)) {
           expect(operation.security ?? []).toEqual(/^\/(?:data|streams|admin)/.test(path) ? [{ bearer: [] }] : [])
         }
       }

@@ -9,6 +9,8 @@ import {
   describeBackends,
   makeTestApp,
   memoryDb,
+  readinessOf,
+  recordOf,
   REDIS_URL,
   redisAvailable,
   sleep,
@@ -222,7 +224,7 @@ describe("GET /data/{id} and the cache", () => {
   afterAll(() => app.dispose())
 
   it("says in Cache-Status whether the cache answered", async () => {
-    const stored = await (await app.json("/data", { stream: "s", data: {} })).json() as any
+    const stored = await recordOf(await app.json("/data", { stream: "s", data: {} }))
     // written to the cache on insert
     expect((await app.request(`/data/${stored.id}`)).headers.get("cache-status")).toBe("strata; hit")
   })
@@ -282,7 +284,7 @@ describe("when Redis dies", () => {
       CacheStore.layerRedis({ url: Redacted.make(redis!.url), prefix: "t:" })
     )
     try {
-      const stored = await (await app.json("/data", { stream: "s", data: {} })).json() as any
+      const stored = await recordOf(await app.json("/data", { stream: "s", data: {} }))
       expect((await app.request(`/data/${stored.id}`)).headers.get("cache-status")).toBe("strata; hit")
       redis!.kill()
       await sleep(100)
@@ -301,7 +303,7 @@ describe("when Redis dies", () => {
       expect(metrics).toMatch(breakerOpen)
       const ready = await app.request("/health/ready")
       expect(ready.status).toBe(200)
-      expect(((await ready.json()) as any).dependencies.cache).toBe("degraded")
+      expect((await readinessOf(ready)).dependencies.cache).toBe("degraded")
     } finally {
       await app.dispose()
     }

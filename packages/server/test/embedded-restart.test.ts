@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { makeTestApp, pgliteDb } from "@strata/testing"
+import { makeTestApp, pgliteDb, recordOf } from "@strata/testing"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -10,7 +10,7 @@ describe("embedded PGlite", () => {
 
   it("keeps the data in DATA_DIR across a restart", async () => {
     const first = makeTestApp(pgliteDb(dir))
-    const stored = await (await first.json("/data", { stream: "durable", data: { kept: true } })).json() as any
+    const stored = await recordOf(await first.json("/data", { stream: "durable", data: { kept: true } }))
     await first.dispose()
 
     const second = makeTestApp(pgliteDb(dir))

@@ -22,6 +22,7 @@ import {
   postgres,
   postgresAvailable,
   RecordingBus,
+  recordOf,
   sleep,
   startServer
 } from "@strata/testing"
@@ -114,8 +115,7 @@ describe("events through the recording bus (test support)", () => {
   const bus = () => runtime.runPromise(RecordingBus.use(Effect.succeed))
 
   it("publishes one event per stored record, keyed tenant/stream/key", async () => {
-    const stored = await (await app.json("/data", { stream: "orders", key: "customer-42", data: { a: 1 } }))
-      .json() as any
+    const stored = await recordOf(await app.json("/data", { stream: "orders", key: "customer-42", data: { a: 1 } }))
     const state = await bus()
     await eventually(() => state.published.some((m) => m.headers["strata-record-id"] === stored.id))
     const events = state.published.filter((m) => m.headers["strata-record-id"] === stored.id)
@@ -129,7 +129,7 @@ describe("events through the recording bus (test support)", () => {
     const res = await app.json("/data", { stream: "traced", data: {} }, {
       headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` }
     })
-    const stored = await res.json() as any
+    const stored = await recordOf(res)
     const state = await bus()
     await eventually(() => state.published.some((m) => m.headers["strata-record-id"] === stored.id))
     const event = state.published.find((m) => m.headers["strata-record-id"] === stored.id)!
@@ -143,7 +143,7 @@ describe("events through the recording bus (test support)", () => {
     for (let i = 0; i < 30; i++) {
       const res = await app.json("/data", { stream: "outage", key: `k${i % 3}`, data: { i } })
       expect(res.status).toBe(201)
-      ids.push(((await res.json()) as any).id)
+      ids.push((await recordOf(res)).id)
     }
     await sleep(100)
     expect(state.published.filter((m) => ids.includes(m.headers["strata-record-id"]))).toEqual([])
@@ -444,7 +444,7 @@ describeBackends(
           const elapsed = performance.now() - start
           expect(res.status).toBe(201)
           expect(elapsed).toBeLessThan(2_500) // well under DB_TIMEOUT (5 s), where a blocked pool answers 503
-          ids.push(((await res.json()) as any).id)
+          ids.push((await recordOf(res)).id)
           await sleep(20) // the relay gets to take each new event (and hang or fail on it)
         }
         // The app starts (PGlite, migrations, the test's key) on its first request, which may be slow.

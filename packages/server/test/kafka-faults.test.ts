@@ -18,6 +18,7 @@ import {
   kafkaAvailable,
   parsePrometheusText,
   postgresAvailable,
+  recordOf,
   type ServerProcess,
   sleep,
   startBroker,
@@ -48,7 +49,7 @@ const load = (server: ServerProcess) => {
         headers: dataHeaders(server),
         body: JSON.stringify({ stream: "faults", key, data: { w, i } })
       })
-      const body = await res.json() as any
+      const body = await recordOf(res)
       writes.push({ id: body.id, key, status: res.status, ms: performance.now() - start })
       await sleep(5)
     }

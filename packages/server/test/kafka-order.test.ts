@@ -14,6 +14,7 @@ import {
   kafka,
   kafkaAvailable,
   postgresAvailable,
+  recordOf,
   type ServerProcess,
   startServer
 } from "@strata/testing"
@@ -59,7 +60,7 @@ describe.skipIf(!available)("two server processes on one database, publishing to
           body: JSON.stringify({ stream: "ordered", key, data: { i } })
         })
         expect(res.status).toBe(201)
-        ids.push(((await res.json()) as any).id)
+        ids.push((await recordOf(res)).id)
       }
       written.set(key, ids)
     }))

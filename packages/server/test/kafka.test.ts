@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import {
   allOf,
+  batchOf,
   consumeUntil,
   dataHeaders,
   type Event,
@@ -20,6 +21,8 @@ import {
   parsePrometheusText,
   partitionsOf,
   postgresAvailable,
+  type RecordBody,
+  recordOf,
   type ServerProcess,
   sleep,
   startServer
@@ -33,14 +36,21 @@ const available = kafkaAvailable() && await postgresAvailable()
 const metrics = async (server: ServerProcess) =>
   parsePrometheusText(await (await fetch(`${server.base}/metrics`)).text())
 
-const post = async (server: ServerProcess, path: string, body: unknown, headers: Record<string, string> = {}) => {
+/** POSTs `body` to `path`, expects 201 and reads the answer with `read`. */
+const post = async <A>(
+  server: ServerProcess,
+  path: string,
+  body: unknown,
+  read: (res: Response) => Promise<A>,
+  headers: Record<string, string> = {}
+): Promise<A> => {
   const res = await fetch(`${server.base}${path}`, {
     method: "POST",
     headers: dataHeaders(server, headers),
     body: JSON.stringify(body)
   })
   expect(res.status).toBe(201)
-  return await res.json() as any
+  return await read(res)
 }
 
 describe.skipIf(!available)("events in a real Kafka broker", () => {
@@ -68,14 +78,14 @@ describe.skipIf(!available)("events in a real Kafka broker", () => {
       const trace = (++n).toString(16).padStart(32, "a")
       return { trace, header: `00-${trace}-00f067aa0ba902b7-01` }
     }
-    const keep = (records: ReadonlyArray<any>, trace: string) => {
+    const keep = (records: ReadonlyArray<RecordBody>, trace: string) => {
       for (const r of records) stored.push({ id: r.id, stream: r.stream, key: r.key, trace })
     }
     // Singles, one after the other (a key repeats, some have none).
     for (let i = 0; i < 12; i++) {
       const t = traceparent()
       const body = { stream: "orders", ...(i % 3 === 0 ? {} : { key: `customer-${i % 2}` }), data: { i, price: 12.5 } }
-      keep([await post(server, "/data", body, { traceparent: t.header })], t.trace)
+      keep([await post(server, "/data", body, recordOf, { traceparent: t.header })], t.trace)
     }
     // Batches: one request, many records, one transaction.
     for (let b = 0; b < 3; b++) {
@@ -85,13 +95,13 @@ describe.skipIf(!available)("events in a real Kafka broker", () => {
         key: `customer-${i % 2}`,
         data: { b, i, nested: { list: [1, "two", null, true], text: "ünïcødé ✓" } }
       }))
-      keep((await post(server, "/data/batch", { records }, { traceparent: t.header })).records, t.trace)
+      keep((await post(server, "/data/batch", { records }, batchOf, { traceparent: t.header })).records, t.trace)
     }
     // Concurrent singles: the server coalesces them into shared group commits.
     await Promise.all(Array.from({ length: 40 }, async (_, i) => {
       const t = traceparent()
       keep([
-        await post(server, "/data", { stream: "concurrent", key: `k${i % 5}`, data: { i } }, {
+        await post(server, "/data", { stream: "concurrent", key: `k${i % 5}`, data: { i } }, recordOf, {
           traceparent: t.header
         })
       ], t.trace)
@@ -211,7 +221,7 @@ describe.skipIf(!available)("events over SASL", () => {
     const topic = freshTopic(`sasl-${mechanism.toLowerCase()}`)
     const server = await startServer({ ...sasl(mechanism, kafka.saslPassword), KAFKA_TOPIC: topic })
     try {
-      const record = await post(server, "/data", { stream: "secure", data: { mechanism } })
+      const record = await post(server, "/data", { stream: "secure", data: { mechanism } }, recordOf)
       const events = await consumeUntil(kafka.brokers, topic, allOf([record.id]))
       expect(events.map((e) => e.headers.get("strata-record-id"))).toEqual([record.id])
     } finally {
@@ -228,9 +238,9 @@ describe.skipIf(!available)("events over SASL", () => {
       LOG_LEVEL: "Info"
     })
     try {
-      await post(server, "/data", { stream: "secure", data: {} })
+      await post(server, "/data", { stream: "secure", data: {} }, recordOf)
       await eventually(() => server.output().includes("rejected the SASL credentials"), 30_000, 100)
-      await post(server, "/data", { stream: "secure", data: {} }) // still up
+      await post(server, "/data", { stream: "secure", data: {} }, recordOf) // still up
       const reported = server.output().split("\n").find((l) => l.includes("rejected the SASL credentials"))!
       expect(JSON.parse(reported).message).toContain(
         `Kafka rejected the SASL credentials of user "${kafka.saslUser}" (SCRAM-SHA-512)`

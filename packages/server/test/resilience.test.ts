@@ -3,7 +3,7 @@
  * restart; load shedding and deadlines answer 503 with Retry-After.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { freshDatabase, makeTestApp, pgDb, postgresAvailable, sleep } from "@strata/testing"
+import { freshDatabase, makeTestApp, pgDb, postgresAvailable, problemOf, recordOf, sleep } from "@strata/testing"
 import { Duration, Effect, Layer } from "effect"
 import { connect, createServer, type Server, type Socket } from "node:net"
 import { layerStorageMemory } from "../src/App.ts"
@@ -62,7 +62,7 @@ describe.skipIf(!available)("when the database goes away", () => {
     url.port = String(proxy.port)
     const app = makeTestApp(pgDb(url.toString()), { dbTimeout: Duration.millis(500) })
     try {
-      const stored = await (await app.json("/data", { stream: "s", data: {} })).json() as any
+      const stored = await recordOf(await app.json("/data", { stream: "s", data: {} }))
       expect(stored.id).toBeDefined()
 
       proxy.cut()
@@ -115,7 +115,7 @@ describe("load shedding and deadlines", () => {
       const res = await app.request(`/data/${id}`)
       expect(res.status).toBe(503)
       expect(res.headers.get("retry-after")).toBe("1")
-      expect(((await res.json()) as any).type).toBe("/problems/unavailable")
+      expect((await problemOf(res)).type).toBe("/problems/unavailable")
     } finally {
       await app.dispose()
     }

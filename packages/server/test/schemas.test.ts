@@ -15,7 +15,10 @@ import {
   memory,
   memoryDb,
   postgres,
+  problemOf,
   RecordingBus,
+  recordOf,
+  schemaVersionsOf,
   sleep,
   type TestApp
 } from "@strata/testing"
@@ -46,8 +49,8 @@ describeBackends(
   ({ test }) => {
     test("an event's strata-schema-version header and value carry the record's schemaVersion", async ({ app, state }) => {
       await put(app, "evented", { schema: { type: "object" } })
-      const withSchema = await (await app.json("/data", { stream: "evented", data: {} })).json() as any
-      const without = await (await app.json("/data", { stream: "unschemed", data: {} })).json() as any
+      const withSchema = await recordOf(await app.json("/data", { stream: "evented", data: {} }))
+      const without = await recordOf(await app.json("/data", { stream: "unschemed", data: {} }))
       const find = (id: string) => state.published.find((m) => m.headers["strata-record-id"] === id)
       await eventually(() => find(withSchema.id) !== undefined && find(without.id) !== undefined)
       expect(find(withSchema.id)?.headers["strata-schema-version"]).toBe("1")
@@ -69,8 +72,8 @@ describeBackends(
       expect(answers.map((r) => r.status)).toEqual(schemas.map(() => 201))
       const versions = await Promise.all(answers.map(async (r) => ((await r.json()) as { version: number }).version))
       expect(versions.toSorted((x, y) => x - y)).toEqual(schemas.map((_, i) => i + 1))
-      const listed = await (await a.request("/streams/race/schema/versions")).json() as any
-      expect(listed.versions.map((v: any) => v.version)).toEqual(schemas.map((_, i) => i + 1))
+      const listed = await schemaVersionsOf(await a.request("/streams/race/schema/versions"))
+      expect(listed.versions.map((v) => v.version)).toEqual(schemas.map((_, i) => i + 1))
 
       // The same new schema from 10 requests at once: one version, nine no-ops.
       const same = { type: "object", required: ["x"] }
@@ -103,7 +106,7 @@ describeBackends(
       await sleep(400)
       const late = await b.json("/data", bad, {}, key)
       expect(late.status).toBe(400)
-      expect(((await late.json()) as any).errors[0]).toMatchObject({ path: "data.n", schemaVersion: 1 })
+      expect((await problemOf(late)).errors?.[0]).toMatchObject({ path: "data.n", schemaVersion: 1 })
     })
   }
 )
@@ -160,7 +163,7 @@ describe("hostile schemas are refused at registration with a 400 invalid-schema"
     const res = await app.json("/data", { stream: "evil-regex", data: { w: `${"a".repeat(30)}!` } })
     const ms = performance.now() - started
     expect(res.status).toBe(400)
-    expect(((await res.json()) as any).errors[0]).toMatchObject({ path: "data.w", keyword: "pattern" })
+    expect((await problemOf(res)).errors?.[0]).toMatchObject({ path: "data.w", keyword: "pattern" })
     console.info(`backtracking pattern on 31 characters: answered in ${ms.toFixed(1)} ms`)
   })
 
@@ -240,12 +243,12 @@ describe("the hot route validates against a schema cached in process", () => {
     const before = app.hotAnswered!()
     const ok = await app.json("/data", { stream: "hot-schema", data: { n: 2 } }, {}, key)
     expect(ok.status).toBe(201)
-    expect(((await ok.json()) as any).schemaVersion).toBe(1)
+    expect((await recordOf(ok)).schemaVersion).toBe(1)
     expect(app.hotAnswered!()).toBe(before + 1)
 
     const bad = await app.json("/data", { stream: "hot-schema", data: { n: 2.5 } }, {}, key)
     expect(bad.status).toBe(400)
-    expect(((await bad.json()) as any).errors).toEqual([
+    expect((await problemOf(bad)).errors).toEqual([
       { path: "data.n", message: "must be integer", keyword: "type", schemaVersion: 1 }
     ])
     expect(app.hotAnswered!()).toBe(before + 1)
@@ -253,7 +256,7 @@ describe("the hot route validates against a schema cached in process", () => {
     // A stream without a schema stays on the hot route once the app has looked it up.
     expect((await app.json("/data", { stream: "hot-free", data: { n: 2.5 } }, {}, key)).status).toBe(201)
     const free = await app.json("/data", { stream: "hot-free", data: { n: 2.5 } }, {}, key)
-    expect(((await free.json()) as any).schemaVersion).toBeNull()
+    expect((await recordOf(free)).schemaVersion).toBeNull()
     expect(app.hotAnswered!()).toBe(before + 2)
   })
 })

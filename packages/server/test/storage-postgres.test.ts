@@ -4,7 +4,7 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { freshDatabase, makeTestApp, pgDb, postgresAvailable, type TestApp } from "@strata/testing"
+import { freshDatabase, makeTestApp, pgDb, postgresAvailable, recordOf, type TestApp } from "@strata/testing"
 import { Context, Duration, Effect, Exit, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { layerStorage } from "../src/App.ts"
 import type { IdempotencyStore } from "../src/idempotency/IdempotencyStore.ts"
@@ -33,14 +33,23 @@ const record = (occurredAt: string, stream = "s", tenant = "default"): RecordToS
   schemaVersion: null
 })
 
+/** What EXPLAIN (FORMAT JSON) answers, as far as `relationsIn` reads it. */
+type ExplainJson = ReadonlyArray<{ readonly Plan: PlanNode }>
+
+interface PlanNode {
+  readonly "Node Type": string
+  readonly "Relation Name"?: string
+  readonly Plans?: ReadonlyArray<PlanNode>
+}
+
 /** Every relation a plan reads, from EXPLAIN (FORMAT JSON). */
-const relationsIn = (plan: unknown): Array<{ relation: string; node: string }> => {
+const relationsIn = (plan: ExplainJson): Array<{ relation: string; node: string }> => {
   const out: Array<{ relation: string; node: string }> = []
-  const walk = (node: any) => {
+  const walk = (node: PlanNode) => {
     if (node["Relation Name"]) out.push({ relation: node["Relation Name"], node: node["Node Type"] })
     for (const child of node.Plans ?? []) walk(child)
   }
-  walk((plan as any)[0].Plan)
+  walk(plan[0].Plan)
   return out
 }
 
@@ -52,7 +61,7 @@ suite("storage on PostgreSQL", () => {
     run(
       Effect.flatMap(
         PgClient.PgClient,
-        (sql) => sql.unsafe<{ "QUERY PLAN": unknown }>(`EXPLAIN (FORMAT JSON) ${query}`)
+        (sql) => sql.unsafe<{ "QUERY PLAN": ExplainJson }>(`EXPLAIN (FORMAT JSON) ${query}`)
       )
     )
       .then((rows) => relationsIn(rows[0]["QUERY PLAN"]))
@@ -134,7 +143,7 @@ suite("storage on PostgreSQL", () => {
                 yield* sql.unsafe(
                   "PREPARE by_id(uuid, timestamptz, text) AS SELECT * FROM records WHERE id = $1 AND occurred_at = $2 AND tenant_id = $3"
                 )
-                const [row] = yield* sql.unsafe<{ "QUERY PLAN": unknown }>(
+                const [row] = yield* sql.unsafe<{ "QUERY PLAN": ExplainJson }>(
                   `EXPLAIN (FORMAT JSON) EXECUTE by_id('${stored.id}', '${stored.occurredAt}', 'default')`
                 )
                 yield* sql.unsafe("DEALLOCATE by_id")
@@ -215,7 +224,7 @@ suite("storage on PostgreSQL", () => {
       const responses = await Promise.all(
         Array.from(
           { length: 50 },
-          (_, i) => app.json("/data", { stream, key: `caller-${i}`, data: { i } }).then((r) => r.json() as any)
+          (_, i) => app.json("/data", { stream, key: `caller-${i}`, data: { i } }).then(recordOf)
         )
       )
       responses.forEach((body, i) => expect(body).toMatchObject({ key: `caller-${i}`, data: { i } }))

@@ -4,6 +4,7 @@
  * waiting, the recording event bus, and the local PostgreSQL, Redis and Kafka.
  */
 export * from "./Backends.ts"
+export * from "./Bodies.ts"
 export * from "./Kafka.ts"
 export * from "./Network.ts"
 export * from "./OtlpReceiver.ts"

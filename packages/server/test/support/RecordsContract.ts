@@ -3,7 +3,17 @@
  * and run on the backends it is given (in memory, PostgreSQL, PGlite), in process or over a socket.
  */
 import { describe, expect } from "@effect/vitest"
-import { acquireApp, type Backend, type Db, describeBackends, expectProblem, type TestApp } from "@strata/testing"
+import {
+  acquireApp,
+  type Backend,
+  batchOf,
+  type Db,
+  describeBackends,
+  expectProblem,
+  pageOf,
+  recordOf,
+  type TestApp
+} from "@strata/testing"
 
 const order = {
   stream: "orders",
@@ -13,6 +23,17 @@ const order = {
 }
 
 const problem = expectProblem
+
+/** What the OpenAPI test reads of the document: its version and the query parameters of its operations. */
+interface OpenApiDoc {
+  readonly openapi: string
+  readonly paths: Readonly<Record<string, { readonly get?: { readonly parameters: ReadonlyArray<Parameter> } }>>
+}
+
+interface Parameter {
+  readonly name: string
+  readonly schema: { readonly type?: string; readonly maxLength?: number; readonly description?: string }
+}
 
 /** `makeApp`: the app on a backend's Db layer, in process or on a socket. */
 export const describeRecordsApi = (
@@ -25,7 +46,7 @@ export const describeRecordsApi = (
       test("stores a record and answers 201 with Location and the stored record", async (app) => {
         const res = await app.json("/data", order)
         expect(res.status).toBe(201)
-        const body = await res.json() as any
+        const body = await recordOf(res)
         expect(res.headers.get("location")).toBe(`/data/${body.id}`)
         expect(body).toMatchObject({
           stream: "orders",
@@ -37,7 +58,7 @@ export const describeRecordsApi = (
       })
 
       test("assigns a UUIDv7 id whose time prefix is occurredAt", async (app) => {
-        const body = await (await app.json("/data", order)).json() as any
+        const body = await recordOf(await app.json("/data", order))
         expect(body.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
         const prefix = Number.parseInt(body.id.replaceAll("-", "").slice(0, 12), 16)
         expect(prefix).toBe(Date.parse(order.occurredAt))
@@ -45,7 +66,7 @@ export const describeRecordsApi = (
 
       test("defaults occurredAt to the time of ingestion and key to null", async (app) => {
         const before = Date.now()
-        const body = await (await app.json("/data", { stream: "sensor.temp", data: { c: 21.5 } })).json() as any
+        const body = await recordOf(await app.json("/data", { stream: "sensor.temp", data: { c: 21.5 } }))
         expect(body.key).toBeNull()
         expect(Date.parse(body.occurredAt)).toBeGreaterThanOrEqual(before - 5)
         expect(Date.parse(body.occurredAt)).toBeLessThanOrEqual(Date.now() + 5)
@@ -95,7 +116,7 @@ export const describeRecordsApi = (
       test("stores __proto__ keys as plain data", async (app) => {
         const res = await app.json("/data", "{\"stream\":\"s\",\"data\":{\"__proto__\":{\"polluted\":true}}}")
         expect(res.status).toBe(201)
-        const body = await res.json() as any
+        const body = await recordOf(res)
         expect(({} as Record<string, unknown>).polluted).toBeUndefined()
         const again = await (await app.request(`/data/${body.id}`)).text()
         expect(again).toContain("\"__proto__\":{\"polluted\":true}")
@@ -138,8 +159,8 @@ export const describeRecordsApi = (
         const records = Array.from({ length: 5 }, (_, i) => ({ stream: "orders", key: `k${i}`, data: { i } }))
         const res = await app.json("/data/batch", { records })
         expect(res.status).toBe(201)
-        const body = await res.json() as any
-        expect(body.records.map((r: { key: string }) => r.key)).toEqual(["k0", "k1", "k2", "k3", "k4"])
+        const body = await batchOf(res)
+        expect(body.records.map((r) => r.key)).toEqual(["k0", "k1", "k2", "k3", "k4"])
         for (const r of body.records) expect((await app.request(`/data/${r.id}`)).status).toBe(200)
       })
 
@@ -153,7 +174,7 @@ export const describeRecordsApi = (
           "validation"
         )
         expect(body.errors?.map((e) => e.path)).toEqual(["records[1].stream", "records[2].occurredAt"])
-        const page = await (await app.request(`/data?stream=${stream}`)).json() as any
+        const page = await pageOf(await app.request(`/data?stream=${stream}`))
         expect(page.records).toEqual([])
       })
 
@@ -178,7 +199,7 @@ export const describeRecordsApi = (
         expect(again.headers.get("idempotent-replayed")).toBe("true")
         expect(again.headers.get("location")).toBe(first.headers.get("location"))
         expect(await again.json()).toEqual(await first.json())
-        const page = await (await app.request(`/data?stream=${stream}`)).json() as any
+        const page = await pageOf(await app.request(`/data?stream=${stream}`))
         expect(page.records).toHaveLength(1)
       })
 
@@ -205,7 +226,7 @@ export const describeRecordsApi = (
         )
         expect(fresh).toHaveLength(1)
         for (const r of responses) expect([201, 409]).toContain(r.status)
-        const page = await (await app.request(`/data?stream=${stream}`)).json() as any
+        const page = await pageOf(await app.request(`/data?stream=${stream}`))
         expect(page.records).toHaveLength(1)
       })
 
@@ -236,7 +257,7 @@ export const describeRecordsApi = (
 
     describe("GET /data/{id}", () => {
       test("answers the stored record with a strong ETag", async (app) => {
-        const stored = await (await app.json("/data", order)).json() as any
+        const stored = await recordOf(await app.json("/data", order))
         const res = await app.request(`/data/${stored.id}`)
         expect(res.status).toBe(200)
         expect(await res.json()).toEqual(stored)
@@ -244,7 +265,7 @@ export const describeRecordsApi = (
       })
 
       test("answers If-None-Match with the ETag with 304", async (app) => {
-        const stored = await (await app.json("/data", order)).json() as any
+        const stored = await recordOf(await app.json("/data", order))
         const res = await app.request(`/data/${stored.id}`, { headers: { "if-none-match": `"${stored.id}"` } })
         expect(res.status).toBe(304)
       })
@@ -265,36 +286,36 @@ export const describeRecordsApi = (
         const records = times.map((occurredAt, i) => ({ stream, occurredAt, data: { i }, ...(key ? { key } : {}) }))
         const res = await app.json("/data/batch", { records })
         expect(res.status).toBe(201)
-        return ((await res.json()) as any).records as Array<{ id: string; occurredAt: string; key: string | null }>
+        return (await batchOf(res)).records
       }
       const hours = (n: number) => Array.from({ length: n }, (_, i) => new Date(Date.UTC(2026, 0, 1, i)).toISOString())
 
       test("answers newest first by default and oldest first with order=asc", async (app) => {
         const stream = `list-order-${Math.random().toString(36).slice(2)}`
         await seed(app, stream, hours(5))
-        const desc = await (await app.request(`/data?stream=${stream}`)).json() as any
-        expect(desc.records.map((r: any) => r.data.i)).toEqual([4, 3, 2, 1, 0])
+        const desc = await pageOf(await app.request(`/data?stream=${stream}`))
+        expect(desc.records.map((r) => r.data.i)).toEqual([4, 3, 2, 1, 0])
         expect(desc.nextCursor).toBeNull()
-        const asc = await (await app.request(`/data?stream=${stream}&order=asc`)).json() as any
-        expect(asc.records.map((r: any) => r.data.i)).toEqual([0, 1, 2, 3, 4])
+        const asc = await pageOf(await app.request(`/data?stream=${stream}&order=asc`))
+        expect(asc.records.map((r) => r.data.i)).toEqual([0, 1, 2, 3, 4])
       })
 
       test("treats from/to as the half-open range [from, to)", async (app) => {
         const stream = `list-range-${Math.random().toString(36).slice(2)}`
         await seed(app, stream, hours(6))
-        const page = await (await app.request(
-          `/data?stream=${stream}&order=asc&from=2026-01-01T01:00:00Z&to=2026-01-01T04:00:00Z`
-        )).json() as any
-        expect(page.records.map((r: any) => r.data.i)).toEqual([1, 2, 3])
+        const page = await pageOf(
+          await app.request(`/data?stream=${stream}&order=asc&from=2026-01-01T01:00:00Z&to=2026-01-01T04:00:00Z`)
+        )
+        expect(page.records.map((r) => r.data.i)).toEqual([1, 2, 3])
       })
 
       test("filters by key", async (app) => {
         const stream = `list-key-${Math.random().toString(36).slice(2)}`
         await seed(app, stream, hours(2), "a")
         await seed(app, stream, hours(3), "b")
-        const page = await (await app.request(`/data?stream=${stream}&key=b`)).json() as any
+        const page = await pageOf(await app.request(`/data?stream=${stream}&key=b`))
         expect(page.records).toHaveLength(3)
-        expect(page.records.every((r: any) => r.key === "b")).toBe(true)
+        expect(page.records.every((r) => r.key === "b")).toBe(true)
       })
 
       test("pages with cursors, seeing every record exactly once, also when the same instant repeats", async (app) => {
@@ -305,9 +326,9 @@ export const describeRecordsApi = (
         let cursor: string | null = null
         do {
           const q: string = cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`
-          const page = await (await app.request(`/data?stream=${stream}&limit=4${q}`)).json() as any
+          const page = await pageOf(await app.request(`/data?stream=${stream}&limit=4${q}`))
           expect(page.records.length).toBeLessThanOrEqual(4)
-          seen.push(...page.records.map((r: any) => r.id))
+          seen.push(...page.records.map((r) => r.id))
           cursor = page.nextCursor
         } while (cursor !== null)
         expect(seen.toSorted()).toEqual(stored.map((r) => r.id).toSorted())
@@ -317,20 +338,20 @@ export const describeRecordsApi = (
       test("keeps pages stable while new records arrive", async (app) => {
         const stream = `list-live-${Math.random().toString(36).slice(2)}`
         const stored = await seed(app, stream, hours(10))
-        const first = await (await app.request(`/data?stream=${stream}&limit=5&order=asc`)).json() as any
+        const first = await pageOf(await app.request(`/data?stream=${stream}&limit=5&order=asc`))
         // newer and older arrivals while the client pages
         await seed(app, stream, ["2026-06-01T00:00:00Z", "2026-06-02T00:00:00Z"])
-        const second = await (await app.request(
-          `/data?stream=${stream}&limit=5&order=asc&cursor=${encodeURIComponent(first.nextCursor)}`
-        )).json() as any
-        expect([...first.records, ...second.records].map((r: any) => r.id)).toEqual(stored.map((r) => r.id))
+        const second = await pageOf(
+          await app.request(`/data?stream=${stream}&limit=5&order=asc&cursor=${encodeURIComponent(first.nextCursor!)}`)
+        )
+        expect([...first.records, ...second.records].map((r) => r.id)).toEqual(stored.map((r) => r.id))
       })
 
       test("rejects a cursor that was tampered with or belongs to another query", async (app) => {
         const stream = `list-cursor-${Math.random().toString(36).slice(2)}`
         await seed(app, stream, hours(3))
-        const page = await (await app.request(`/data?stream=${stream}&limit=1`)).json() as any
-        const cursor: string = page.nextCursor
+        const page = await pageOf(await app.request(`/data?stream=${stream}&limit=1`))
+        const cursor = page.nextCursor!
         // A character in the middle: the last one of base64 may carry unused bits only.
         const tampered = cursor.slice(0, 5) + (cursor[5] === "A" ? "B" : "A") + cursor.slice(6)
         await problem(
@@ -386,7 +407,7 @@ export const describeRecordsApi = (
       })
 
       test("GET /openapi.json is OpenAPI 3.1 and lists every route and problem type", async (app) => {
-        const doc = await (await app.request("/openapi.json")).json() as any
+        const doc = (await (await app.request("/openapi.json")).json()) as OpenApiDoc
         expect(doc.openapi).toBe("3.1.0")
         expect(Object.keys(doc.paths).toSorted()).toEqual([
           "/admin/keys/{id}/revoke",
@@ -404,11 +425,11 @@ export const describeRecordsApi = (
           "/streams/{stream}/schema/versions/{version}"
         ])
         // The list query's bounds are in the document, so clients know them.
-        const params = doc.paths["/data"].get.parameters as Array<{ name: string; schema: any }>
+        const params = doc.paths["/data"].get!.parameters
         const schemaOf = (name: string) => params.find((p) => p.name === name)?.schema
         expect(schemaOf("limit")).toMatchObject({ type: "string", maxLength: 4 })
-        expect(schemaOf("limit").description).toContain("from 1 to 1000")
-        expect(schemaOf("from").description).toContain("ISO 8601 date-time with a zone")
+        expect(schemaOf("limit")?.description).toContain("from 1 to 1000")
+        expect(schemaOf("from")?.description).toContain("ISO 8601 date-time with a zone")
         const text = JSON.stringify(doc)
         for (
           const type of [

@@ -4,7 +4,21 @@
  * Each test uses its own stream, so the suite's tests do not see each other.
  */
 import { expect } from "@effect/vitest"
-import { acquireApp, type Backend, type Db, describeBackends, expectProblem, type TestApp } from "@strata/testing"
+import {
+  acquireApp,
+  type Backend,
+  batchOf,
+  type Db,
+  describeBackends,
+  expectProblem,
+  pageOf,
+  recordOf,
+  schemaCheckOf,
+  schemaVersionsOf,
+  streamListOf,
+  streamSchemaOf,
+  type TestApp
+} from "@strata/testing"
 import { randomBytes } from "node:crypto"
 
 const problem = expectProblem
@@ -31,7 +45,7 @@ export const describeSchemasApi = (
       const stream = freshStream()
       const first = await put(app, stream, { schema: orderSchema })
       expect(first.status).toBe(201)
-      const v1 = await first.json() as any
+      const v1 = await streamSchemaOf(first)
       expect(v1).toMatchObject({ stream, version: 1, schema: orderSchema, compatibility: "none" })
       expect(Date.parse(v1.createdAt)).toBeGreaterThan(0)
 
@@ -41,18 +55,18 @@ export const describeSchemasApi = (
 
       const second = await put(app, stream, { schema: { ...orderSchema, required: ["amount", "currency"] } })
       expect(second.status).toBe(201)
-      expect(((await second.json()) as any).version).toBe(2)
+      expect((await streamSchemaOf(second)).version).toBe(2)
 
-      const current = await (await app.request(`/streams/${stream}/schema`)).json() as any
+      const current = await streamSchemaOf(await app.request(`/streams/${stream}/schema`))
       expect(current.version).toBe(2)
-      const versions = await (await app.request(`/streams/${stream}/schema/versions`)).json() as any
-      expect(versions.versions.map((v: any) => v.version)).toEqual([1, 2])
+      const versions = await schemaVersionsOf(await app.request(`/streams/${stream}/schema/versions`))
+      expect(versions.versions.map((v) => v.version)).toEqual([1, 2])
       expect(await (await app.request(`/streams/${stream}/schema/versions/1`)).json()).toEqual(v1)
       await problem(await app.request(`/streams/${stream}/schema/versions/3`), 404, "not-found")
       await problem(await app.request(`/streams/${stream}/schema/versions/zero`), 400, "validation")
       await problem(await app.request(`/streams/${freshStream()}/schema`), 404, "not-found")
 
-      const listed = await (await app.request("/streams")).json() as any
+      const listed = await streamListOf(await app.request("/streams"))
       expect(listed.streams).toContainEqual({ stream, version: 2, createdAt: current.createdAt })
     })
 
@@ -78,18 +92,18 @@ export const describeSchemasApi = (
 
       const ok = await app.json("/data", { stream, data: { amount: 12.5, currency: "EUR" } })
       expect(ok.status).toBe(201)
-      const stored = await ok.json() as any
+      const stored = await recordOf(ok)
       expect(stored.schemaVersion).toBe(1)
-      const read = await (await app.request(`/data/${stored.id}`)).json() as any
+      const read = await recordOf(await app.request(`/data/${stored.id}`))
       expect(read.schemaVersion).toBe(1)
-      const page = await (await app.request(`/data?stream=${stream}`)).json() as any
-      expect(page.records.map((r: any) => r.schemaVersion)).toEqual([1])
+      const page = await pageOf(await app.request(`/data?stream=${stream}`))
+      expect(page.records.map((r) => r.schemaVersion)).toEqual([1])
     })
 
     test("a record of a stream without a schema has schemaVersion null", async (app) => {
       const res = await app.json("/data", { stream: freshStream(), data: { anything: true } })
       expect(res.status).toBe(201)
-      expect(((await res.json()) as any).schemaVersion).toBeNull()
+      expect((await recordOf(res)).schemaVersion).toBeNull()
     })
 
     test("a batch with one bad record stores nothing and names records[i].data.<path>", async (app) => {
@@ -110,12 +124,12 @@ export const describeSchemasApi = (
       expect(body.errors).toEqual([
         { path: "records[3].data.amount", message: "must be >= 0", keyword: "minimum", schemaVersion: 1 }
       ])
-      expect(((await (await app.request(`/data?stream=${stream}`)).json()) as any).records).toEqual([])
+      expect((await pageOf(await app.request(`/data?stream=${stream}`))).records).toEqual([])
       const good = await app.json("/data/batch", {
         records: [{ stream, data: { amount: 1 } }, { stream: freshStream(), data: {} }]
       })
       expect(good.status).toBe(201)
-      expect(((await good.json()) as any).records.map((r: any) => r.schemaVersion)).toEqual([1, null])
+      expect((await batchOf(good)).records.map((r) => r.schemaVersion)).toEqual([1, null])
     })
 
     test("numbers kept exactly still validate as numbers, against their exact value", async (app) => {
@@ -145,7 +159,7 @@ export const describeSchemasApi = (
       }
       const res = await app.json(`/streams/${stream}/schema/check`, { schema: orderSchema })
       expect(res.status).toBe(200)
-      const result = await res.json() as any
+      const result = await schemaCheckOf(res)
       expect(result).toMatchObject({ checked: 3, passed: 2, failed: 1 })
       expect(result.errors).toHaveLength(1)
       expect(result.errors[0]).toMatchObject({ path: "data.amount", keyword: "type" })
@@ -167,7 +181,7 @@ export const describeSchemasApi = (
       expect((await put(app, stream, { schema: loose, compatibility: "backward" })).status).toBe(201)
       const forced = await put(app, stream, { schema: orderSchema, compatibility: "none" })
       expect(forced.status).toBe(201)
-      expect((await forced.json()) as any).toMatchObject({ version: 2, compatibility: "none" })
+      expect(await streamSchemaOf(forced)).toMatchObject({ version: 2, compatibility: "none" })
     })
 
     test("another tenant neither sees a schema nor is validated by it", async (app) => {
@@ -175,10 +189,10 @@ export const describeSchemasApi = (
       await put(app, stream, { schema: orderSchema })
       const other = await app.createKey({ tenant: `other-${randomBytes(3).toString("hex")}` })
       await problem(await app.request(`/streams/${stream}/schema`, undefined, other), 404, "not-found")
-      expect(((await (await app.request("/streams", undefined, other)).json()) as any).streams).toEqual([])
+      expect((await streamListOf(await app.request("/streams", undefined, other))).streams).toEqual([])
       const res = await app.json("/data", { stream, data: { amount: "free" } }, {}, other)
       expect(res.status).toBe(201)
-      expect(((await res.json()) as any).schemaVersion).toBeNull()
+      expect((await recordOf(res)).schemaVersion).toBeNull()
     })
 
     test("registering needs schemas:write; reading needs records:read", async (app) => {
