@@ -173,14 +173,14 @@ describeBackends(
       const cached404 = await run(RecordCache.use((c) => c.findById("t1", id)))
       expect(cached404.cache).toBe("hit")
       expect(Option.isNone(cached404.answer)).toBe(true)
-      await run(RecordCache.use((c) => Effect.sync(() => c.remember("t1", [answerOf(id)]))))
+      await run(RecordCache.use((c) => Effect.sync(() => c.rememberUnsafe("t1", [answerOf(id)]))))
       const found = await run(RecordCache.use((c) => c.findById("t1", id)))
       expect(idOf(found.answer)).toBe(id)
     })
 
     test("keys entries per tenant: one tenant's cached record is not another's", async () => {
       const id = makeRecordId(Date.now())
-      await run(RecordCache.use((c) => Effect.sync(() => c.remember("t1", [answerOf(id)]))))
+      await run(RecordCache.use((c) => Effect.sync(() => c.rememberUnsafe("t1", [answerOf(id)]))))
       const other = await run(RecordCache.use((c) => c.findById("t2", id)))
       expect(Option.isNone(other.answer)).toBe(true)
     })
@@ -188,7 +188,7 @@ describeBackends(
     if (clock === "real") {
       test("expires entries after their TTL", async () => {
         const id = makeRecordId(Date.now())
-        await run(RecordCache.use((c) => Effect.sync(() => c.remember("t1", [answerOf(id)]))))
+        await run(RecordCache.use((c) => Effect.sync(() => c.rememberUnsafe("t1", [answerOf(id)]))))
         expect((await run(RecordCache.use((c) => c.findById("t1", id)))).cache).toBe("hit")
         await sleep(800)
         const later = await run(RecordCache.use((c) => c.findById("t1", id)))
@@ -199,7 +199,7 @@ describeBackends(
       it.effect("expires entries after their TTL", () =>
         Effect.gen(function*() {
           const id = makeRecordId(Date.now())
-          yield* RecordCache.use((c) => Effect.sync(() => c.remember("t1", [answerOf(id)])))
+          yield* RecordCache.use((c) => Effect.sync(() => c.rememberUnsafe("t1", [answerOf(id)])))
           yield* untilShared(`r:t1:${id}`)
           expect((yield* RecordCache.use((c) => c.findById("t1", id))).cache).toBe("hit")
           yield* TestClock.adjust("800 millis")
@@ -249,7 +249,7 @@ describe("a write-through slower than CACHE_TIMEOUT", () => {
       // More than the breaker's five in a row, each over the 50 ms a read may take.
       const ids = Array.from({ length: 8 }, () => makeRecordId(Date.now()))
       for (const id of ids) {
-        await runtime.runPromise(RecordCache.use((c) => Effect.sync(() => c.remember("t1", [answerOf(id)]))))
+        await runtime.runPromise(RecordCache.use((c) => Effect.sync(() => c.rememberUnsafe("t1", [answerOf(id)]))))
         await sleep(30)
       }
       await sleep(400)

@@ -6,6 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { NotFound, RateLimited, ValidationFailed } from "@strata/domain"
 import { Cause, Effect } from "effect"
+import type { HttpServerResponse } from "effect/http"
 import {
   databaseProblem,
   problemOfFailure,
@@ -17,8 +18,10 @@ import {
 import { RequestId } from "../../src/platform/http/RequestId.ts"
 import { ConnectionLost, DbError, StatementFailed, Timeout } from "../../src/platform/sql/DbError.ts"
 
-const bodyOf = (response: { readonly body: { readonly _tag: string } }) =>
-  JSON.parse(new TextDecoder().decode((response.body as { readonly body: Uint8Array }).body))
+const bodyOf = (response: HttpServerResponse.HttpServerResponse) => {
+  if (response.body._tag !== "Uint8Array") throw new Error(`a ${response.body._tag} body`)
+  return JSON.parse(new TextDecoder().decode(response.body.body))
+}
 
 const dbError = (reason: DbError["reason"]) => new DbError({ reason, message: "it failed" })
 
