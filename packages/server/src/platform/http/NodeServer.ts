@@ -12,10 +12,11 @@
  */
 import { HeadersTooLarge, MalformedRequest, PayloadTooLarge, RequestTimeout } from "@strata/domain"
 import { Duration } from "effect"
-import { randomUUID } from "node:crypto"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { Duplex } from "node:stream"
 import type { HttpSettings } from "../config/HttpConfig.ts"
+import { renderProblem } from "./Problems.ts"
+import { requestIdOf } from "./RequestId.ts"
 
 type Problem = HeadersTooLarge | MalformedRequest | PayloadTooLarge | RequestTimeout
 
@@ -34,23 +35,17 @@ const problemFor = (code: string | undefined, maxHeaderBytes: number): Problem =
   }
 }
 
-/** The raw HTTP response for a request Node could not parse; the connection closes after it. */
+/**
+ * The raw HTTP response for a request Node could not parse, the problem rendered
+ * as every other (Problems.ts); the connection closes after it.
+ */
 export const clientErrorResponse = (code: string | undefined, maxHeaderBytes: number): string => {
   const problem = problemFor(code, maxHeaderBytes)
-  const requestId = randomUUID()
-  const body = JSON.stringify({
-    type: problem.type,
-    title: problem.title,
-    status: problem.status,
-    detail: problem.detail,
-    requestId
-  })
+  const response = renderProblem(problem, requestIdOf(undefined), { connection: "close" })
+  const body = response.body._tag === "Uint8Array" ? Buffer.from(response.body.body).toString("utf8") : ""
   return [
-    `HTTP/1.1 ${problem.status} ${problem.title}`,
-    "Content-Type: application/problem+json",
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    `X-Request-Id: ${requestId}`,
-    "Connection: close",
+    `HTTP/1.1 ${response.status} ${problem.title}`,
+    ...Object.entries(response.headers).map(([name, value]) => `${name}: ${value}`),
     "",
     body
   ].join("\r\n")
