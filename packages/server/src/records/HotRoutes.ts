@@ -47,7 +47,7 @@ import { TelemetryConfig } from "../platform/config/TelemetryConfig.ts"
 import { Admission, pastDeadline } from "../platform/http/Admission.ts"
 import { created, writeAnswer } from "../platform/http/Answer.ts"
 import { makeAnswerBurst } from "../platform/http/AnswerBurst.ts"
-import { isJsonContentType, isUtf8 } from "../platform/http/JsonBody.ts"
+import { isJsonContentType, isUtf8, rememberParsedUnsafe } from "../platform/http/JsonBody.ts"
 import type { FastPath, HandOver } from "../platform/http/NodeServer.ts"
 import { type Problem, problemOfFailure, renderProblem, writeResponse } from "../platform/http/Problems.ts"
 import { requestIdOf } from "../platform/http/RequestId.ts"
@@ -320,11 +320,14 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           }
           ended(postBook, trace, status, start, idOfRequest())
         })
-        const passOn = (body: Buffer) => {
+        const passOn = (body: Buffer, parsed?: { readonly value: unknown }) => {
           clearTimeout(deadline)
           admission.leaveUnsafe()
           postBook.passedOn()
-          handOver(replayOf(request, body))
+          const replay = replayOf(request, body)
+          // Parsed here already: the app takes the value rather than parsing the body again.
+          if (parsed !== undefined) rememberParsedUnsafe(replay, parsed.value)
+          handOver(replay)
         }
         // A body of one chunk (the usual small record) is used as it came, not copied.
         request.on("data", (chunk: Buffer) => {
@@ -348,11 +351,12 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           if (done) return
           done = true
           const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)
-          const record = recordOf(body, key.tenant, trace.traceparent)
+          const parsed = parsedOf(body)
+          const record = parsed === undefined ? undefined : recordOf(parsed.value, key.tenant, trace.traceparent)
           const limit = key.rateLimit ?? defaultLimit
           // The token is taken last, so a request handed over does not pay twice.
           const decision = record === undefined ? undefined : limiter.takeLeasedUnsafe(key.id, limit)
-          if (record === undefined || decision === undefined) return passOn(body)
+          if (record === undefined || decision === undefined) return passOn(body, parsed)
           keys.markUsedUnsafe(key.id)
           headers = rateLimitHeaders(limit, decision)
           dataText = record.dataText
@@ -361,18 +365,27 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         return true
       }
 
-      /** The row to store when the body is a plainly valid record; anything else is the app's to explain. */
-      const recordOf = (body: Buffer, tenant: string, traceparent: string | null) => {
+      /** The body as the app would parse it (readJsonBody), when it parses; anything else is the app's to explain. */
+      const parsedOf = (body: Buffer): { readonly value: unknown } | undefined => {
         try {
           const parsed = parseExact(utf8.decode(body))
-          if (parsed._tag !== "Parsed" || !isNewRecord(parsed.value)) return undefined
+          return parsed._tag === "Parsed" ? { value: parsed.value } : undefined
+        } catch {
+          return undefined
+        }
+      }
+
+      /** The row to store when the body is a plainly valid record; anything else is the app's to explain. */
+      const recordOf = (value: unknown, tenant: string, traceparent: string | null) => {
+        if (!isNewRecord(value)) return undefined
+        try {
           // The stream's schema when this process knows it is current (else the app looks it
           // up); a record that breaks it is the app's to answer with its 400.
-          const schema = schemas.peekUnsafe(tenant, parsed.value.stream)
-          if (schema === undefined || (schema !== null && !schema.accepts(parsed.value.data))) return undefined
+          const schema = schemas.peekUnsafe(tenant, value.stream)
+          if (schema === undefined || (schema !== null && !schema.accepts(value.data))) return undefined
           const row = prepareRecord(
             tenant,
-            parsed.value,
+            value,
             Date.now(),
             config.maxRecordBytes,
             traceparent,
@@ -381,6 +394,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           )
           return row._tag === "Success" ? row.success : undefined
         } catch {
+          // Whatever went wrong here (in a Node callback, where a throw would end the process) is the app's to answer.
           return undefined
         }
       }

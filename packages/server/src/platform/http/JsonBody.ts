@@ -25,6 +25,16 @@ export const isUtf8 = (contentType: string): boolean => {
 /** A client's header, quoted in a problem at a bounded length. */
 const quote = (value: string) => JSON.stringify(value.length > 100 ? `${value.slice(0, 100)}…` : value)
 
+/**
+ * Bodies already read and parsed before the app got the request (the hot routes
+ * hand a request over with its body replayed), by the request they came with,
+ * so the app does not parse them again.
+ */
+const parsedBodies = new WeakMap<object, unknown>()
+
+/** `value` is what `request`'s body parses to (`parseExact`): the app takes it instead of parsing again. */
+export const rememberParsedUnsafe = (request: object, value: unknown): void => void parsedBodies.set(request, value)
+
 export const readJsonBody = (
   request: HttpServerRequest.HttpServerRequest,
   maxBytes: number
@@ -47,6 +57,7 @@ export const readJsonBody = (
   const tooLarge = new PayloadTooLarge({ detail: `The body may be at most ${maxBytes} bytes (MAX_BODY_BYTES)` })
   const declared = Number(request.headers["content-length"] ?? 0)
   if (declared > maxBytes) return Effect.fail(tooLarge)
+  if (parsedBodies.has(request.source)) return Effect.succeed(parsedBodies.get(request.source))
   return request.arrayBuffer.pipe(
     Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBytes)),
     Effect.mapError((error) =>
