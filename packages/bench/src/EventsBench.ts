@@ -19,52 +19,16 @@
  */
 import { Admin, Consumer, stringDeserializers } from "@platformatic/kafka"
 import autocannon from "autocannon"
-import { Effect, type Scope } from "effect"
-import { execFile } from "node:child_process"
+import { Effect } from "effect"
 import { randomBytes } from "node:crypto"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { fileURLToPath } from "node:url"
-import { attempt, BenchError, reportCleanupFailure } from "./BenchError.ts"
+import { attempt, type BenchError } from "./BenchError.ts"
+import { kafkaBroker } from "./Kafka.ts"
 import { throwawayDatabase } from "./Postgres.ts"
 import { serverProcess, strataCli } from "./Server.ts"
 
-/** The repository's broker script: a shell entry point that stays in scripts/. */
-const KAFKA_SCRIPT = fileURLToPath(new URL("../../../scripts/kafka", import.meta.url))
 const TOPIC = "strata.bench"
 
 const log = (message: string) => console.error(`bench:events: ${message}`)
-
-const kafkaScript = (args: ReadonlyArray<string>): Effect.Effect<string, BenchError> =>
-  Effect.callback<string, BenchError>((resume) => {
-    execFile(KAFKA_SCRIPT, args, (error, stdout, stderr) =>
-      resume(
-        error === null
-          ? Effect.succeed(stdout)
-          : Effect.fail(
-            new BenchError({ message: `scripts/kafka ${args.join(" ")}: ${stderr.trim() || error.message}` })
-          )
-      ))
-  })
-
-/** A broker of its own in a temporary directory, stopped and removed when the scope closes; answers its address. */
-const kafkaBroker: Effect.Effect<string, BenchError, Scope.Scope> = Effect.gen(function*() {
-  const dir = yield* Effect.acquireRelease(
-    Effect.sync(() => mkdtempSync(join(tmpdir(), "strata-bench-kafka-"))),
-    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-  )
-  log("starting a broker")
-  const started = yield* Effect.acquireRelease(
-    kafkaScript(["start", "--dir", dir]),
-    () => kafkaScript(["stop", "--dir", dir]).pipe(Effect.catch(reportCleanupFailure(log, "stopping the broker")))
-  )
-  const brokers = /KAFKA_BROKERS=(\S+)/.exec(started)?.[1]
-  if (brokers === undefined) {
-    return yield* new BenchError({ message: `scripts/kafka start printed no address: ${started}` })
-  }
-  return brokers
-})
 
 const metric = async (base: string) => await (await fetch(`${base}/metrics`)).text()
 const value = (text: string, name: string) =>
@@ -213,7 +177,7 @@ const measure = async (
 
 export const runEventsBench = (options: EventsBenchOptions): Effect.Effect<void, BenchError> =>
   Effect.scoped(Effect.gen(function*() {
-    const brokers = yield* kafkaBroker
+    const brokers = yield* kafkaBroker(log)
     yield* attempt(async () => {
       const admin = new Admin({ clientId: "strata-bench", bootstrapBrokers: [brokers] })
       try {

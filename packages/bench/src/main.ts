@@ -1,7 +1,8 @@
 /**
  * The bench's command line: `node packages/bench/src/main.ts <command>`, which
  * the root package's scripts run (`pnpm bench`, `pnpm bench:events`,
- * `pnpm bench:scale`, `pnpm bench:seed`, `pnpm soak`). `--help` on any command
+ * `pnpm bench:scale`, `pnpm bench:seed`, `pnpm soak`; `pnpm bench load` is
+ * `bench`'s subcommand). `--help` on any command
  * lists its options.
  *
  * Options that the scripts took from the environment still do: each such flag
@@ -14,6 +15,8 @@ import { CliError, Command, Flag } from "effect/cli"
 import { DEFAULT_REDIS_URL, runBench, SCENARIO_KEYS } from "./Bench.ts"
 import { BenchError, errorText } from "./BenchError.ts"
 import { runEventsBench } from "./EventsBench.ts"
+import { runLoad } from "./Load.ts"
+import { DEFAULT_MIX, parseMix } from "./LoadMix.ts"
 import { runScale, SCALE_SCENARIO_KEYS } from "./Scale.ts"
 import { parsePartitionPoint, parseSpan } from "./ScaleLoad.ts"
 import { describeSeed, parseCount, seed } from "./Seed.ts"
@@ -154,6 +157,72 @@ const scale = Command.make("scale", {
   )
 )
 
+const load = Command.make("load", {
+  rate: count("rate", { description: "Requests per second, constant, for --duration seconds" }).pipe(Flag.optional),
+  duration: count("duration", { description: "Seconds at --rate (default 30)" }).pipe(Flag.withDefault(30)),
+  ramp: Flag.String("ramp").pipe(
+    Flag.withMetavar("FROM:TO:STEP"),
+    Flag.withDescription(
+      "Rates from FROM to TO by STEP requests/s, --step-duration each; says per step whether P99 < 500 ms held, " +
+        "and the knee (the highest rate that held)"
+    ),
+    Flag.optional
+  ),
+  stepDuration: count("step-duration", { description: "Seconds per ramp step (default 20)" }).pipe(
+    Flag.withDefault(20)
+  ),
+  mix: Flag.String("mix").pipe(
+    Flag.withMetavar("kind=weight,…"),
+    Flag.withDescription(
+      `Request kinds and their weights: get-hot, get-cold, range, post, batch (default ${DEFAULT_MIX})`
+    ),
+    Flag.withDefault(DEFAULT_MIX),
+    Flag.mapTryCatch(parseMix, errorText)
+  ),
+  connections: count("connections", { description: "Connections of the generator, no pipelining (default 100)" })
+    .pipe(Flag.withDefault(100)),
+  maxInFlight: count("max-in-flight", {
+    description: "Safety cap on requests in flight; one due beyond it is not sent and counts as dropped (default 10000)"
+  }).pipe(Flag.withDefault(10_000)),
+  timeout: count("timeout", { description: "Seconds before an unanswered request counts as a timeout (default 10)" })
+    .pipe(Flag.withDefault(10)),
+  url: Flag.String("url").pipe(
+    Flag.withMetavar("URL"),
+    Flag.withDescription("A running Strata server to load, with --key (default: a server of its own)"),
+    Flag.optional
+  ),
+  key: Flag.String("key").pipe(
+    Flag.withMetavar("KEY"),
+    Flag.withDescription("The API key for --url (records:read and records:write)"),
+    Flag.optional
+  ),
+  redisUrl: Flag.String("redis-url").pipe(
+    Flag.withMetavar("URL"),
+    Flag.withDescription(
+      `Redis for its own server's record cache, \`off\` for the in-process one (default ${DEFAULT_REDIS_URL})`
+    ),
+    Flag.withFallbackConfig(Config.String("BENCH_REDIS_URL").pipe(Config.orElse(() => Config.String("REDIS_URL")))),
+    Flag.withDefault(DEFAULT_REDIS_URL)
+  ),
+  kafka: Flag.Boolean("kafka").pipe(
+    Flag.withDescription("Start a Kafka broker of its own (scripts/kafka) and give its server KAFKA_BROKERS"),
+    Flag.withDefault(false)
+  ),
+  hotIds: count("hot-ids", { description: "Records written and read once in setup, for get-hot (default 10000)" })
+    .pipe(Flag.withDefault(10_000)),
+  coldIds: count("cold-ids", {
+    description: "Records made in setup for get-cold, each read at most once (default: as many as the run reads)"
+  }).pipe(Flag.optional),
+  json: Flag.Boolean("json").pipe(
+    Flag.withDescription("Print one JSON line per step on stdout at the end (the rest goes to stderr)"),
+    Flag.withDefault(false)
+  )
+}, (options) => runLoad(options).pipe(reported("bench load"))).pipe(
+  Command.withDescription(
+    "Open-loop load: requests on a fixed schedule, latency from each one's intended send time; a ramp finds the knee."
+  )
+)
+
 const bench = Command.make("bench", {
   rows: count("rows", { description: "Seed this many synthetic rows before measuring" }).pipe(Flag.optional),
   only: only(SCENARIO_KEYS),
@@ -173,7 +242,7 @@ const bench = Command.make("bench", {
   )
 }, (options) => runBench(options).pipe(reported("bench"))).pipe(
   Command.withDescription("Measures the HTTP API under load on this machine."),
-  Command.withSubcommands([events, scale])
+  Command.withSubcommands([events, load, scale])
 )
 
 const seedCommand = Command.make("seed", {
