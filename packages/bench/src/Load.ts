@@ -74,7 +74,7 @@ export interface LoadOptions {
   readonly json: boolean
 }
 
-interface Target {
+export interface Target {
   readonly base: string
   readonly auth: Auth
   /** Set when the target is a server of our own: its database, for COPY. */
@@ -83,7 +83,12 @@ interface Target {
 }
 
 /** Writes `n` records through POST /data/batch, a few batches at a time; answers their ids. */
-const writeRecords = async (base: string, auth: Auth, n: number, signal: AbortSignal): Promise<Array<string>> => {
+export const writeRecords = async (
+  base: string,
+  auth: Auth,
+  n: number,
+  signal: AbortSignal
+): Promise<Array<string>> => {
   const ids: Array<string> = []
   const per = 100
   let left = n
@@ -106,7 +111,7 @@ const writeRecords = async (base: string, auth: Auth, n: number, signal: AbortSi
   return ids
 }
 
-const failureOf = (e: unknown): Exclude<Failure, "dropped"> => {
+export const failureOf = (e: unknown): Exclude<Failure, "dropped"> => {
   const code = (e as { code?: unknown } | null)?.code
   // A request still queued when the run gave up on it (the pool destroyed) timed out as well.
   return code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" ||
@@ -116,7 +121,7 @@ const failureOf = (e: unknown): Exclude<Failure, "dropped"> => {
 }
 
 /** The server's own view, fetched apart from the load's connections; a sentence when it does not answer. */
-const scrape = (base: string): Promise<string> =>
+export const scrape = (base: string): Promise<string> =>
   fetch(`${base}/metrics`, { signal: AbortSignal.timeout(5_000) })
     .then((r) => r.text())
     .then(serverLine, (e: unknown) => `no answer from /metrics (${e instanceof Error ? e.message : String(e)})`)
@@ -235,7 +240,8 @@ const drive = async (
   }
 }
 
-const progress = (message: string) => console.error(`bench load: ${message}`)
+const loadProgress = (message: string) => console.error(`bench load: ${message}`)
+const progress = loadProgress
 
 /** The schedule the options ask for: exactly one of --rate and --ramp. */
 const scheduleOf = (options: LoadOptions): Effect.Effect<ReadonlyArray<Step>, BenchError> =>
@@ -257,7 +263,10 @@ const scheduleOf = (options: LoadOptions): Effect.Effect<ReadonlyArray<Step>, Be
   })
 
 /** A server of our own, as `bench` starts it; released (server, Redis keys, broker, database) when the scope closes. */
-const ownServer = (options: LoadOptions) =>
+export const ownServer = (
+  options: Pick<LoadOptions, "redisUrl" | "kafka">,
+  progress: (message: string) => void = loadProgress
+) =>
   Effect.gen(function*() {
     const databaseUrl = yield* throwawayDatabase(progress)
     const cache = yield* benchCache(options.redisUrl, progress)

@@ -14,6 +14,7 @@ import { Config, Console, Effect, Option } from "effect"
 import { CliError, Command, Flag } from "effect/cli"
 import { DEFAULT_REDIS_URL, runBench, SCENARIO_KEYS } from "./Bench.ts"
 import { BenchError, errorText } from "./BenchError.ts"
+import { runBenchSoak } from "./BenchSoak.ts"
 import { runEventsBench } from "./EventsBench.ts"
 import { runLoad } from "./Load.ts"
 import { DEFAULT_MIX, parseMix } from "./LoadMix.ts"
@@ -21,6 +22,7 @@ import { runScale, SCALE_SCENARIO_KEYS } from "./Scale.ts"
 import { parsePartitionPoint, parseSpan } from "./ScaleLoad.ts"
 import { describeSeed, parseCount, seed } from "./Seed.ts"
 import { runSoak } from "./Soak.ts"
+import { parseDuration } from "./SoakReport.ts"
 
 /** A positive integer flag (`1000000`, `1_000_000` or `1e6`), read from `variable` when not given. */
 const count = (name: string, options: { readonly description: string; readonly variable?: string }) => {
@@ -223,6 +225,59 @@ const load = Command.make("load", {
   )
 )
 
+const benchSoak = Command.make("soak", {
+  rate: count("rate", {
+    description: "Requests per second, constant (default 1400: 70 % of the 2,000 req/s knee here)"
+  })
+    .pipe(Flag.withDefault(1_400)),
+  duration: Flag.String("duration").pipe(
+    Flag.withMetavar("1h|20m|90s|S"),
+    Flag.withDescription("How long: 1h, 20m, 90s, 1h30m or seconds (default 1h)"),
+    Flag.withDefault("1h"),
+    Flag.mapTryCatch(parseDuration, errorText)
+  ),
+  mix: Flag.String("mix").pipe(
+    Flag.withMetavar("kind=weight,…"),
+    Flag.withDescription(`Request kinds and their weights, as bench load (default ${DEFAULT_MIX})`),
+    Flag.withDefault(DEFAULT_MIX),
+    Flag.mapTryCatch(parseMix, errorText)
+  ),
+  connections: count("connections", { description: "Connections of the generator, no pipelining (default 100)" })
+    .pipe(Flag.withDefault(100)),
+  maxInFlight: count("max-in-flight", {
+    description: "Safety cap on requests in flight; one due beyond it is not sent and counts as dropped (default 10000)"
+  }).pipe(Flag.withDefault(10_000)),
+  timeout: count("timeout", { description: "Seconds before an unanswered request counts as a timeout (default 10)" })
+    .pipe(Flag.withDefault(10)),
+  redisUrl: Flag.String("redis-url").pipe(
+    Flag.withMetavar("URL"),
+    Flag.withDescription(
+      `Redis for its server's record cache, \`off\` for the in-process one (default ${DEFAULT_REDIS_URL})`
+    ),
+    Flag.withFallbackConfig(Config.String("BENCH_REDIS_URL").pipe(Config.orElse(() => Config.String("REDIS_URL")))),
+    Flag.withDefault(DEFAULT_REDIS_URL)
+  ),
+  kafka: Flag.Boolean("kafka").pipe(
+    Flag.withDescription("A Kafka broker of its own for the server (default on; --no-kafka: outbox only)"),
+    Flag.withDefault(true)
+  ),
+  hotIds: count("hot-ids", { description: "Records written and read once in setup, for get-hot (default 10000)" })
+    .pipe(Flag.withDefault(10_000)),
+  coldIds: count("cold-ids", {
+    description: "Records loaded with COPY for get-cold (default: as many as the run reads, at most 300,000)"
+  }).pipe(Flag.optional),
+  out: Flag.String("out").pipe(
+    Flag.withMetavar("DIR"),
+    Flag.withDescription("Where minutes.jsonl and soak.svg go (default a new directory under /tmp)"),
+    Flag.optional
+  )
+}, (options) => runBenchSoak(options).pipe(reported("bench soak"))).pipe(
+  Command.withDescription(
+    "The open-loop mix at a constant rate for a long time (default 1,400 req/s for 1h) with PostgreSQL, Redis and " +
+      "Kafka: per minute P99, heap, outbox and table sizes; checks P99, heap flatness, outbox drain and errors."
+  )
+)
+
 const bench = Command.make("bench", {
   rows: count("rows", { description: "Seed this many synthetic rows before measuring" }).pipe(Flag.optional),
   only: only(SCENARIO_KEYS),
@@ -242,7 +297,7 @@ const bench = Command.make("bench", {
   )
 }, (options) => runBench(options).pipe(reported("bench"))).pipe(
   Command.withDescription("Measures the HTTP API under load on this machine."),
-  Command.withSubcommands([events, load, scale])
+  Command.withSubcommands([events, load, benchSoak, scale])
 )
 
 const seedCommand = Command.make("seed", {
