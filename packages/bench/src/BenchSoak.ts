@@ -263,13 +263,16 @@ const drive = async (
       say(minuteLine(r))
     }
   })()
+  let first: number | undefined
   try {
     await runSchedule({
       steps: [{ rate: options.rate, seconds: options.duration }],
       clock,
       signal,
       send: (_k, _index, intended) => {
-        const m = stats[minuteAt(intended - start, stats.length)]
+        // Minutes count from the first request's due time: the schedule's own start, a little after `start`.
+        first ??= intended
+        const m = stats[minuteAt(intended - first, stats.length)]
         if (inFlight >= options.maxInFlight) return m.recordDropped()
         m.recordSent()
         inFlight++
