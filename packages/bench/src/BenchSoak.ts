@@ -16,9 +16,8 @@ import { Effect, Option } from "effect"
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from "node:os"
 import { join } from "node:path"
-import { Pool } from "undici"
 import { attempt, BenchError } from "./BenchError.ts"
-import { failureOf, ownServer, writeRecords } from "./Load.ts"
+import { failureOf, makeSender, ownServer, writeRecords } from "./Load.ts"
 import { describeMix, kindAt, type Mix, requestMaker } from "./LoadMix.ts"
 import { metricValue } from "./LoadReport.ts"
 import { runSchedule, systemClock } from "./LoadSchedule.ts"
@@ -211,29 +210,14 @@ const drive = async (
   say: (line: string) => void,
   signal: AbortSignal
 ): Promise<ReadonlyArray<MinuteRecord>> => {
-  const timeoutMs = options.timeout * 1000
-  const pool = new Pool(base, {
-    connections: options.connections,
-    pipelining: 1,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-    connect: { timeout: timeoutMs }
-  })
-  const getHeaders = { ...auth }
-  const postHeaders = { ...auth, "content-type": "application/json" }
+  const sender = makeSender(base, auth, options)
   const maker = requestMaker(hot, cold)
   const clock = systemClock
   let inFlight = 0
   const fire = async (m: MinuteStats, intended: number) => {
     const request = maker.make(kindAt(options.mix, Math.random()))
     try {
-      const res = await pool.request({
-        path: request.path,
-        method: request.method,
-        headers: request.body === undefined ? getHeaders : postHeaders,
-        ...(request.body === undefined ? {} : { body: request.body })
-      })
-      await res.body.arrayBuffer()
+      const res = await sender.send(request)
       m.recordAnswer(res.statusCode, clock.now() - intended)
     } catch (e) {
       m.recordFailure(failureOf(e))
@@ -256,7 +240,7 @@ const drive = async (
       while (clock.now() < at && !signal.aborted) await clock.wait(Math.min(1_000, at - clock.now()))
       if (signal.aborted) return
       const s = await sampleServer(base, databaseUrl, counters)
-      const deadline = clock.now() + timeoutMs + 5_000
+      const deadline = clock.now() + options.timeout * 1000 + 5_000
       while (m.inFlight > 0 && clock.now() < deadline && !signal.aborted) await clock.wait(50)
       const r = minuteRecord(m, endS, s)
       records.push(r)
@@ -282,6 +266,6 @@ const drive = async (
     await closer
     return records
   } finally {
-    await pool.destroy()
+    await sender.close()
   }
 }

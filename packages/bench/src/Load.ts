@@ -31,7 +31,16 @@ import { availableParallelism, cpus, loadavg, totalmem } from "node:os"
 import { Pool } from "undici"
 import { attempt, BenchError, errorText } from "./BenchError.ts"
 import { kafkaBroker } from "./Kafka.ts"
-import { BATCH_SIZE, describeMix, type Kind, kindAt, loadRecord, type Mix, requestMaker } from "./LoadMix.ts"
+import {
+  BATCH_SIZE,
+  describeMix,
+  type Kind,
+  kindAt,
+  loadRecord,
+  type Mix,
+  type Request,
+  requestMaker
+} from "./LoadMix.ts"
 import {
   failingSoFar,
   type Failure,
@@ -133,6 +142,41 @@ interface Driven {
   readonly stoppedEarly: boolean
 }
 
+/**
+ * The generator's connections to `base`: an undici Pool, one request per
+ * connection at a time, `--timeout` on connecting, headers and body. `send`
+ * answers once the body is in, as a client would use it.
+ */
+export const makeSender = (
+  base: string,
+  auth: Readonly<Record<string, string>>,
+  options: { readonly connections: number; readonly timeout: number }
+) => {
+  const timeoutMs = options.timeout * 1000
+  const pool = new Pool(base, {
+    connections: options.connections,
+    pipelining: 1,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    connect: { timeout: timeoutMs }
+  })
+  const getHeaders = { ...auth }
+  const postHeaders = { ...auth, "content-type": "application/json" }
+  return {
+    send: async (request: Request) => {
+      const res = await pool.request({
+        path: request.path,
+        method: request.method,
+        headers: request.body === undefined ? getHeaders : postHeaders,
+        ...(request.body === undefined ? {} : { body: request.body })
+      })
+      await res.body.arrayBuffer()
+      return res
+    },
+    close: () => pool.destroy()
+  }
+}
+
 /** Runs the schedule against the target; `say` gets the step and server lines as they come. */
 const drive = async (
   target: Target,
@@ -142,16 +186,7 @@ const drive = async (
   say: (line: string) => void,
   signal: AbortSignal
 ): Promise<Driven> => {
-  const timeoutMs = options.timeout * 1000
-  const pool = new Pool(target.base, {
-    connections: options.connections,
-    pipelining: 1,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-    connect: { timeout: timeoutMs }
-  })
-  const getHeaders = { ...target.auth }
-  const postHeaders = { ...target.auth, "content-type": "application/json" }
+  const sender = makeSender(target.base, target.auth, options)
   const maker = requestMaker(ids.hot, ids.cold)
   const clock = systemClock
   const stats = schedule.map((step, i) => new StepStats(i, step))
@@ -167,14 +202,7 @@ const drive = async (
   const fire = async (s: StepStats, kind: Kind, intended: number) => {
     const request = maker.make(kind)
     try {
-      const res = await pool.request({
-        path: request.path,
-        method: request.method,
-        headers: request.body === undefined ? getHeaders : postHeaders,
-        ...(request.body === undefined ? {} : { body: request.body })
-      })
-      // The answer counts once its body is in, as a client would use it.
-      await res.body.arrayBuffer()
+      const res = await sender.send(request)
       s.recordAnswer(kind, res.statusCode, clock.now() - intended, res.headers["cache-status"] === CACHE_HIT)
     } catch (e) {
       s.recordFailure(failureOf(e))
@@ -217,7 +245,7 @@ const drive = async (
       }
     })
     // Answers still out get until their timeout, and a little more for the queue.
-    const deadline = clock.now() + timeoutMs + 5_000
+    const deadline = clock.now() + options.timeout * 1000 + 5_000
     const waiting = () => inFlight > 0 && clock.now() < deadline && !signal.aborted
     while (waiting()) await clock.wait(50)
     return {
@@ -236,7 +264,7 @@ const drive = async (
     }
   } finally {
     clearInterval(ticker)
-    await pool.destroy()
+    await sender.close()
   }
 }
 

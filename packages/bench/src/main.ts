@@ -159,20 +159,8 @@ const scale = Command.make("scale", {
   )
 )
 
-const load = Command.make("load", {
-  rate: count("rate", { description: "Requests per second, constant, for --duration seconds" }).pipe(Flag.optional),
-  duration: count("duration", { description: "Seconds at --rate (default 30)" }).pipe(Flag.withDefault(30)),
-  ramp: Flag.String("ramp").pipe(
-    Flag.withMetavar("FROM:TO:STEP"),
-    Flag.withDescription(
-      "Rates from FROM to TO by STEP requests/s, --step-duration each; says per step whether P99 < 500 ms held, " +
-        "and the knee (the highest rate that held)"
-    ),
-    Flag.optional
-  ),
-  stepDuration: count("step-duration", { description: "Seconds per ramp step (default 20)" }).pipe(
-    Flag.withDefault(20)
-  ),
+/** The open-loop generator's flags, shared by `bench load` and `bench soak`. */
+const generatorFlags = {
   mix: Flag.String("mix").pipe(
     Flag.withMetavar("kind=weight,…"),
     Flag.withDescription(
@@ -188,6 +176,36 @@ const load = Command.make("load", {
   }).pipe(Flag.withDefault(10_000)),
   timeout: count("timeout", { description: "Seconds before an unanswered request counts as a timeout (default 10)" })
     .pipe(Flag.withDefault(10)),
+  redisUrl: Flag.String("redis-url").pipe(
+    Flag.withMetavar("URL"),
+    Flag.withDescription(
+      `Redis for its server's record cache, \`off\` for the in-process one (default ${DEFAULT_REDIS_URL})`
+    ),
+    Flag.withFallbackConfig(Config.String("BENCH_REDIS_URL").pipe(Config.orElse(() => Config.String("REDIS_URL")))),
+    Flag.withDefault(DEFAULT_REDIS_URL)
+  ),
+  hotIds: count("hot-ids", { description: "Records written and read once in setup, for get-hot (default 10000)" })
+    .pipe(Flag.withDefault(10_000)),
+  coldIds: count("cold-ids", {
+    description: "Records made in setup for get-cold, each read at most once (default: as many as the run reads)"
+  }).pipe(Flag.optional)
+}
+
+const load = Command.make("load", {
+  rate: count("rate", { description: "Requests per second, constant, for --duration seconds" }).pipe(Flag.optional),
+  duration: count("duration", { description: "Seconds at --rate (default 30)" }).pipe(Flag.withDefault(30)),
+  ramp: Flag.String("ramp").pipe(
+    Flag.withMetavar("FROM:TO:STEP"),
+    Flag.withDescription(
+      "Rates from FROM to TO by STEP requests/s, --step-duration each; says per step whether P99 < 500 ms held, " +
+        "and the knee (the highest rate that held)"
+    ),
+    Flag.optional
+  ),
+  stepDuration: count("step-duration", { description: "Seconds per ramp step (default 20)" }).pipe(
+    Flag.withDefault(20)
+  ),
+  ...generatorFlags,
   url: Flag.String("url").pipe(
     Flag.withMetavar("URL"),
     Flag.withDescription("A running Strata server to load, with --key (default: a server of its own)"),
@@ -198,23 +216,10 @@ const load = Command.make("load", {
     Flag.withDescription("The API key for --url (records:read and records:write)"),
     Flag.optional
   ),
-  redisUrl: Flag.String("redis-url").pipe(
-    Flag.withMetavar("URL"),
-    Flag.withDescription(
-      `Redis for its own server's record cache, \`off\` for the in-process one (default ${DEFAULT_REDIS_URL})`
-    ),
-    Flag.withFallbackConfig(Config.String("BENCH_REDIS_URL").pipe(Config.orElse(() => Config.String("REDIS_URL")))),
-    Flag.withDefault(DEFAULT_REDIS_URL)
-  ),
   kafka: Flag.Boolean("kafka").pipe(
     Flag.withDescription("Start a Kafka broker of its own (scripts/kafka) and give its server KAFKA_BROKERS"),
     Flag.withDefault(false)
   ),
-  hotIds: count("hot-ids", { description: "Records written and read once in setup, for get-hot (default 10000)" })
-    .pipe(Flag.withDefault(10_000)),
-  coldIds: count("cold-ids", {
-    description: "Records made in setup for get-cold, each read at most once (default: as many as the run reads)"
-  }).pipe(Flag.optional),
   json: Flag.Boolean("json").pipe(
     Flag.withDescription("Print one JSON line per step on stdout at the end (the rest goes to stderr)"),
     Flag.withDefault(false)
@@ -236,36 +241,11 @@ const benchSoak = Command.make("soak", {
     Flag.withDefault("1h"),
     Flag.mapTryCatch(parseDuration, errorText)
   ),
-  mix: Flag.String("mix").pipe(
-    Flag.withMetavar("kind=weight,…"),
-    Flag.withDescription(`Request kinds and their weights, as bench load (default ${DEFAULT_MIX})`),
-    Flag.withDefault(DEFAULT_MIX),
-    Flag.mapTryCatch(parseMix, errorText)
-  ),
-  connections: count("connections", { description: "Connections of the generator, no pipelining (default 100)" })
-    .pipe(Flag.withDefault(100)),
-  maxInFlight: count("max-in-flight", {
-    description: "Safety cap on requests in flight; one due beyond it is not sent and counts as dropped (default 10000)"
-  }).pipe(Flag.withDefault(10_000)),
-  timeout: count("timeout", { description: "Seconds before an unanswered request counts as a timeout (default 10)" })
-    .pipe(Flag.withDefault(10)),
-  redisUrl: Flag.String("redis-url").pipe(
-    Flag.withMetavar("URL"),
-    Flag.withDescription(
-      `Redis for its server's record cache, \`off\` for the in-process one (default ${DEFAULT_REDIS_URL})`
-    ),
-    Flag.withFallbackConfig(Config.String("BENCH_REDIS_URL").pipe(Config.orElse(() => Config.String("REDIS_URL")))),
-    Flag.withDefault(DEFAULT_REDIS_URL)
-  ),
+  ...generatorFlags,
   kafka: Flag.Boolean("kafka").pipe(
     Flag.withDescription("A Kafka broker of its own for the server (default on; --no-kafka: outbox only)"),
     Flag.withDefault(true)
   ),
-  hotIds: count("hot-ids", { description: "Records written and read once in setup, for get-hot (default 10000)" })
-    .pipe(Flag.withDefault(10_000)),
-  coldIds: count("cold-ids", {
-    description: "Records loaded with COPY for get-cold (default: as many as the run reads, at most 300,000)"
-  }).pipe(Flag.optional),
   out: Flag.String("out").pipe(
     Flag.withMetavar("DIR"),
     Flag.withDescription("Where minutes.jsonl and soak.svg go (default a new directory under /tmp)"),
