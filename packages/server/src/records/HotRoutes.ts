@@ -52,7 +52,7 @@ import type { FastPath, HandOver } from "../platform/http/NodeServer.ts"
 import { type Problem, problemOfFailure, renderProblem, writeResponse } from "../platform/http/Problems.ts"
 import { requestIdOf } from "../platform/http/RequestId.ts"
 import { parseExact } from "../platform/json/ExactJson.ts"
-import { RequestBookkeeping, type RouteBook } from "../platform/observability/RequestBookkeeping.ts"
+import { RequestBookkeeping } from "../platform/observability/RequestBookkeeping.ts"
 import { samplingRatio, traceparentOf } from "../platform/observability/Tracing.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { prepareRecord } from "./Prepare.ts"
@@ -193,23 +193,12 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
         return key != null && verdictOf(key, scope, clock.currentTimeMillisUnsafe()) === "ok" ? key : undefined
       }
 
-      /** A problem as the app renders it, with `headers` added. */
-      const sendProblem = (
-        response: ServerResponse,
-        problem: Problem,
-        headers: Record<string, string>,
-        requestId: string
-      ): number => writeResponse(response, renderProblem(problem, requestId, headers))
-
       /** The problem of a failed read or write, logged as the app logs it. */
       const problemOf = (cause: Parameters<typeof problemOfFailure>[0]): Problem => {
         const { log, problem } = problemOfFailure(cause)
         runInBackground(log)
         return problem
       }
-
-      const ended = (book: RouteBook, trace: Trace, status: number, start: number, requestId: string) =>
-        book.ended(status, start, requestId, trace.caller)
 
       const serveGet = (request: IncomingMessage, response: ServerResponse, rawId: string): boolean => {
         const key = keyFor(request, "records:read")
@@ -240,7 +229,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
             const answer = recordAnswer(id, body, "hit", request.headers["if-none-match"])
             const status = writeAnswer(response, answer, extra())
             admission.leaveUnsafe()
-            ended(getBook, trace, status, start, requestId)
+            getBook.ended(status, start, requestId, trace.caller)
           })
           return true
         }
@@ -264,9 +253,9 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
                   : exit.value === undefined
                   ? pastDeadline()
                   : new NotFound({ detail: `No record ${rawId}` })
-                status = sendProblem(response, problem, rateLimitHeaders(limit, decision), requestId)
+                status = writeResponse(response, renderProblem(problem, requestId, rateLimitHeaders(limit, decision)))
               }
-              ended(getBook, trace, status, start, requestId)
+              getBook.ended(status, start, requestId, trace.caller)
             })
         )
         const deadline = setTimeout(() => answer(Exit.succeed(undefined)), deadlineMs)
@@ -316,9 +305,9 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
             status = writeAnswer(response, created(`/data/${id}`, text), headers)
           } else {
             const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
-            status = sendProblem(response, problem, headers, idOfRequest())
+            status = writeResponse(response, renderProblem(problem, idOfRequest(), headers))
           }
-          ended(postBook, trace, status, start, idOfRequest())
+          postBook.ended(status, start, idOfRequest(), trace.caller)
         })
         const passOn = (body: Buffer, parsed?: { readonly value: unknown }) => {
           clearTimeout(deadline)

@@ -96,12 +96,15 @@ export const databaseProblem = (
   detail = "The database is unavailable; retry shortly."
 ): Unavailable | undefined => error.transient ? new Unavailable({ detail }) : undefined
 
+/** How a database that is down or slow is logged: a warning, not an error (it is no bug). */
+const unavailableWarning = (error: DatabaseFailure) => Effect.logWarning("Database unavailable", error.message)
+
 /** `databaseProblem` for handlers: the 503 as a failure (logged as a warning), anything else a defect. */
 export const unavailableOnTransient = (error: DatabaseFailure, detail?: string): Effect.Effect<never, Unavailable> => {
   const problem = databaseProblem(error, detail)
   return problem === undefined
     ? Effect.die(error)
-    : Effect.andThen(Effect.logWarning("Database unavailable", error.message), Effect.fail(problem))
+    : Effect.andThen(unavailableWarning(error), Effect.fail(problem))
 }
 
 /**
@@ -117,7 +120,7 @@ export const problemOfFailure = (
   if (Option.isSome(error) && isDatabaseFailure(error.value)) {
     const problem = databaseProblem(error.value)
     if (problem !== undefined) {
-      return { problem, log: Effect.logWarning("Database unavailable", error.value.message) }
+      return { problem, log: unavailableWarning(error.value) }
     }
   }
   if (Option.isSome(error) && isProblem(error.value)) return { problem: error.value, log: Effect.void }
