@@ -13,6 +13,8 @@ import { type CallKind, DbPolicy } from "../../src/platform/sql/DbPolicy.ts"
 
 const sqlError = (reason: SqlError.SqlErrorReason) => new SqlError.SqlError({ reason })
 const fields = { cause: new Error("from the driver"), message: "it failed" }
+/** A server error as the driver keeps it: an Error with the fields PostgreSQL sent, its SQLSTATE among them. */
+const serverSaid = (code: string, message: string) => Object.assign(new Error(message), { code, severity: "FATAL" })
 
 describe("DbError", () => {
   it.each(
@@ -25,7 +27,36 @@ describe("DbError", () => {
       [new SqlError.SqlSyntaxError(fields), "StatementFailed", false, false],
       [new SqlError.UniqueViolation({ ...fields, constraint: "records_pkey" }), "StatementFailed", false, false],
       [new SqlError.AuthenticationError(fields), "StatementFailed", false, false],
-      [new SqlError.UnknownError(fields), "StatementFailed", false, false]
+      [new SqlError.UnknownError(fields), "StatementFailed", false, false],
+      // What PostgreSQL answers every connection for a while after a crash, and when it is shutting down
+      // or full: the driver knows none of them, and each was a 500 in `bench chaos` (pg-stop).
+      [
+        new SqlError.UnknownError({ ...fields, cause: serverSaid("57P03", "the database system is starting up") }),
+        "ConnectionLost",
+        true,
+        false
+      ],
+      [
+        new SqlError.UnknownError({
+          ...fields,
+          cause: serverSaid("57P01", "terminating connection due to administrator command")
+        }),
+        "ConnectionLost",
+        true,
+        false
+      ],
+      [
+        new SqlError.UnknownError({ ...fields, cause: serverSaid("53300", "sorry, too many clients already") }),
+        "ConnectionLost",
+        true,
+        false
+      ],
+      [
+        new SqlError.UnknownError({ ...fields, cause: serverSaid("22P02", "invalid input syntax") }),
+        "StatementFailed",
+        false,
+        false
+      ]
     ] as const
   )("keeps the reason of a driver's %s: %s", (reason, expected, transient, rolledBack) => {
     const error = fromSqlError(sqlError(reason))

@@ -54,10 +54,31 @@ const REASONS: Readonly<Record<string, () => DbFailure>> = {
   StatementTimeoutError: () => new Timeout()
 }
 
-/** A SQL failure as a DbError; a reason the driver marks retryable but we do not know counts as a lost connection. */
+/** The SQLSTATE the server sent, which the driver keeps on its cause. */
+const sqlStateOf = (error: SqlError.SqlError): string | undefined => {
+  const code = (error.reason.cause as { readonly code?: unknown } | undefined)?.code
+  return typeof code === "string" ? code : undefined
+}
+
+/**
+ * SQLSTATE classes of a server that cannot serve now but soon may: 53
+ * (insufficient resources: too many connections, out of memory) and 57
+ * (operator intervention: starting up, shutting down, crashed). The driver
+ * knows neither, and "the database system is starting up" is what every
+ * connection hears for a while after a crash.
+ */
+const UNAVAILABLE_CLASSES = new Set(["53", "57"])
+
+/**
+ * A SQL failure as a DbError; a reason the driver marks retryable but we do
+ * not know, or a server saying it cannot serve now, counts as a lost connection.
+ */
 export const fromSqlError = (error: SqlError.SqlError): DbError =>
   new DbError({
-    reason: REASONS[error.reason._tag]?.() ?? (error.isRetryable ? new ConnectionLost() : new StatementFailed()),
+    reason: REASONS[error.reason._tag]?.() ??
+      (error.isRetryable || UNAVAILABLE_CLASSES.has(sqlStateOf(error)?.slice(0, 2) ?? "")
+        ? new ConnectionLost()
+        : new StatementFailed()),
     message: error.message,
     cause: error
   })
