@@ -6,7 +6,8 @@
  * not reach the database. `peek` answers synchronously for the hot routes;
  * `lookup` reads through, one database read per key at a time. A key in steady
  * use is read again in the background before its copy expires
- * (RefreshingCache), so its requests never wait for that read.
+ * (RefreshingCache), so its requests never wait for that read. When the
+ * database cannot be read, an expired copy is trusted for AUTH_STALE_IF_ERROR more.
  * Last-used times are written in one statement a minute (and at shutdown).
  */
 import type { Scope } from "@strata/domain"
@@ -47,6 +48,8 @@ export class VerifiedKeys extends Context.Service<VerifiedKeys, {
       // Unknown keys are held too (null), so a flood of made-up keys does not reach the database.
       const cached = yield* makeRefreshingCache<ApiKeyInfo | null, DbError>({
         ttlMs: Duration.toMillis(config.authCacheTtl),
+        // Nothing can be revoked while the database is down; cached reads keep their keys through an outage.
+        staleIfErrorMs: Duration.toMillis(config.authStaleIfError),
         capacity: MAX_KEYS,
         load: (secret) => Effect.map(keys.findByHash(hashApiKey(secret)), Option.getOrNull)
       })

@@ -133,4 +133,37 @@ describe("makeRefreshingCache", () => {
       yield* cache.get("c")
       expect([cache.peekUnsafe("a"), cache.peekUnsafe("b"), cache.peekUnsafe("c")]).toEqual([undefined, 0, 0])
     }))
+
+  it.effect("answers an expired copy while loading it fails, for up to staleIfErrorMs past its expiry", () =>
+    Effect.gen(function*() {
+      const source = makeSource()
+      source.values.set("k", 1)
+      const cache = yield* makeRefreshingCache({ ttlMs: TTL, capacity: 10, load: source.load, staleIfErrorMs: 3 * TTL })
+      yield* cache.get("k")
+      source.state.failing = true
+      yield* TestClock.adjust(Duration.millis(TTL + 1))
+      // Expired: the hot path's peek does not answer it, but get does while the load fails.
+      expect(cache.peekUnsafe("k")).toBeUndefined()
+      expect(yield* cache.get("k")).toBe(1)
+      yield* TestClock.adjust(Duration.millis(2 * TTL))
+      expect(yield* cache.get("k")).toBe(1)
+      // Past the stale bound, the failure comes through.
+      yield* TestClock.adjust(Duration.millis(TTL))
+      expect(yield* Effect.exit(cache.get("k"))).toEqual(Exit.fail("down"))
+      // And a load that works again replaces the stale copy.
+      source.state.failing = false
+      source.values.set("k", 2)
+      expect(yield* cache.get("k")).toBe(2)
+      expect(cache.peekUnsafe("k")).toBe(2)
+    }))
+
+  it.effect("answers no expired copy when loading fails without staleIfErrorMs", () =>
+    Effect.gen(function*() {
+      const source = makeSource()
+      const cache = yield* makeRefreshingCache({ ttlMs: TTL, capacity: 10, load: source.load })
+      yield* cache.get("k")
+      source.state.failing = true
+      yield* TestClock.adjust(Duration.millis(TTL + 1))
+      expect(yield* Effect.exit(cache.get("k"))).toEqual(Exit.fail("down"))
+    }))
 })

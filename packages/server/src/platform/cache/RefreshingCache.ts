@@ -10,6 +10,12 @@
  * requests neither wait for the read nor leave the hot routes for it. A copy
  * nobody uses simply expires. One load per key at a time; past `capacity`
  * copies the oldest goes first.
+ *
+ * With `staleIfErrorMs`, an expired copy is not forgotten at once: while
+ * loading it again fails (the database is down), `get` answers it for up to
+ * that long past its expiry (stale-if-error, RFC 5861), so an outage longer
+ * than the TTL does not turn every request away. `peekUnsafe` never answers a
+ * stale copy: its callers go through `get`, which tries the load first.
  */
 import { Clock, Effect, FiberSet, type Scope } from "effect"
 import { makeSingleFlight } from "./SingleFlight.ts"
@@ -38,9 +44,12 @@ export const makeRefreshingCache = <A, E>(options: {
    * that began before this process `set` a newer value must not undo it.
    */
   readonly replaces?: (loaded: A, held: A) => boolean
+  /** How long past its expiry a copy is still answered when loading it fails (default 0: never). */
+  readonly staleIfErrorMs?: number
 }): Effect.Effect<RefreshingCache<A, E>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { capacity, load, replaces, ttlMs } = options
+    const staleIfErrorMs = options.staleIfErrorMs ?? 0
     // Captured here: peek runs outside fibers, on the hot routes.
     const clock = yield* Clock.clockWith(Effect.succeed)
     // Refreshes run in the background, owned by the scope the cache is made in.
@@ -76,7 +85,7 @@ export const makeRefreshingCache = <A, E>(options: {
       if (copy === undefined) return undefined
       const left = copy.expiresAt - clock.currentTimeMillisUnsafe()
       if (left <= 0) {
-        copies.delete(key)
+        if (-left >= staleIfErrorMs) copies.delete(key)
         return undefined
       }
       if (left < ttlMs / 2 && !copy.refreshing) {
@@ -92,7 +101,14 @@ export const makeRefreshingCache = <A, E>(options: {
       get: (key) =>
         Effect.suspend(() => {
           const held = peek(key)
-          return held !== undefined ? Effect.succeed(held) : loadAndHold(key)
+          if (held !== undefined) return Effect.succeed(held)
+          if (staleIfErrorMs === 0) return loadAndHold(key)
+          return Effect.catch(loadAndHold(key), (error) => {
+            const stale = copies.get(key)
+            return stale !== undefined && clock.currentTimeMillisUnsafe() - stale.expiresAt < staleIfErrorMs
+              ? Effect.succeed(stale.value)
+              : Effect.fail(error)
+          })
         }),
       set: (key, value) => hold(key, value, clock.currentTimeMillisUnsafe() + ttlMs, false)
     }

@@ -20,6 +20,8 @@ export const cacheFields = {
   recordCacheBytes: bytes("RECORD_CACHE_BYTES").pipe(Config.withDefault(64 * 1024 * 1024)),
   cacheMaxEntries: intBetween("CACHE_MAX_ENTRIES", 1, 10_000_000).pipe(Config.withDefault(10_000)),
   authCacheTtl: duration("AUTH_CACHE_TTL").pipe(Config.withDefault(Duration.seconds(30))),
+  // While the database cannot be read, a verified key's expired copy is still trusted this long.
+  authStaleIfError: duration("AUTH_STALE_IF_ERROR").pipe(Config.withDefault(Duration.minutes(5))),
   // How long a replica trusts its copy of a stream's current schema version.
   schemaCacheTtl: duration("SCHEMA_CACHE_TTL").pipe(Config.withDefault(Duration.seconds(2)))
 }
