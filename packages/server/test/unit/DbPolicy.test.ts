@@ -6,6 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Duration, Effect, Exit, Layer, Option, Result } from "effect"
 import { SqlError } from "effect/sql"
+import { TestClock } from "effect/testing"
 import { AppConfig } from "../../src/platform/config/AppConfig.ts"
 import { databaseProblem } from "../../src/platform/http/Problems.ts"
 import { CircuitOpen, DbError, fromSqlError, isDbError, Timeout } from "../../src/platform/sql/DbError.ts"
@@ -143,6 +144,35 @@ describe("DbPolicy", () => {
       const exit = yield* run("write", call)
       expect(attempts.n).toBe(before) // not even tried
       expect(reasonOf(exit)).toBe("CircuitOpen")
+    }).pipe(Effect.provide(policy({ dbBreakerFailures: 2 }))))
+
+  it.effect("probes a database that stays down at least every 5 s, so it is used again within 5 s of its return", () =>
+    Effect.gen(function*() {
+      let down = true
+      const attempts = { n: 0 }
+      const call = Effect.suspend(() => {
+        attempts.n++
+        return down ? Effect.fail(sqlError(new SqlError.ConnectionError(fields))) : Effect.succeed("answered")
+      })
+      const tick = TestClock.adjust(Duration.millis(100))
+      // Down for a minute: the breaker opens, and its probes fail while the cool-down grows.
+      for (let t = 0; t < 60_000; t += 100) {
+        yield* run("write", call)
+        yield* tick
+      }
+      // Back just after a probe failed: the longest wait there is for the next one.
+      const before = attempts.n
+      while (attempts.n === before) {
+        yield* run("write", call)
+        yield* tick
+      }
+      down = false
+      let waited = 0
+      while (Exit.isFailure(yield* run("write", call))) {
+        yield* tick
+        waited += 100
+      }
+      expect(waited).toBeLessThanOrEqual(5_000)
     }).pipe(Effect.provide(policy({ dbBreakerFailures: 2 }))))
 
   it.live("gives up on a slow call after DB_TIMEOUT, as a Timeout", () =>
