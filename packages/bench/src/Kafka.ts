@@ -4,7 +4,7 @@
  */
 import { Effect, type Scope } from "effect"
 import { execFile } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -25,8 +25,17 @@ const kafkaScript = (args: ReadonlyArray<string>): Effect.Effect<string, BenchEr
       ))
   })
 
-/** Starts the broker and answers its address (for KAFKA_BROKERS). */
-export const kafkaBroker = (log: (message: string) => void): Effect.Effect<string, BenchError, Scope.Scope> =>
+export interface Broker {
+  /** Its address, for KAFKA_BROKERS. */
+  readonly brokers: string
+  /** Sends the broker's process a signal (`bench chaos` kills and stops it). */
+  readonly signal: (signal: NodeJS.Signals) => void
+  /** Starts it again after a kill: same port, same storage. */
+  readonly start: () => Effect.Effect<void, BenchError>
+}
+
+/** Starts a broker of the bench's own; stopped and its directory removed when the scope closes. */
+export const ownBroker = (log: (message: string) => void): Effect.Effect<Broker, BenchError, Scope.Scope> =>
   Effect.gen(function*() {
     const dir = yield* Effect.acquireRelease(
       Effect.sync(() => mkdtempSync(join(tmpdir(), "strata-bench-kafka-"))),
@@ -41,5 +50,13 @@ export const kafkaBroker = (log: (message: string) => void): Effect.Effect<strin
     if (brokers === undefined) {
       return yield* new BenchError({ message: `scripts/kafka start printed no address: ${started}` })
     }
-    return brokers
+    return {
+      brokers,
+      signal: (signal) => process.kill(Number(readFileSync(join(dir, "pid"), "utf8").trim()), signal),
+      start: () => Effect.asVoid(kafkaScript(["start", "--dir", dir]))
+    }
   })
+
+/** Starts a broker of the bench's own and answers its address (for KAFKA_BROKERS). */
+export const kafkaBroker = (log: (message: string) => void): Effect.Effect<string, BenchError, Scope.Scope> =>
+  Effect.map(ownBroker(log), (broker) => broker.brokers)

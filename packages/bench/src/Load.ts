@@ -30,6 +30,7 @@ import { Effect, Option } from "effect"
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os"
 import { Pool } from "undici"
 import { attempt, BenchError, errorText } from "./BenchError.ts"
+import { cpuPerRequest, readCpu } from "./CpuUsage.ts"
 import { kafkaBroker } from "./Kafka.ts"
 import {
   BATCH_SIZE,
@@ -88,6 +89,8 @@ export interface Target {
   readonly auth: Auth
   /** Set when the target is a server of our own: its database, for COPY. */
   readonly databaseUrl?: string
+  /** Set when the target is a server of our own: its pid, for its CPU time. */
+  readonly serverPid?: () => number | undefined
   readonly description: ReadonlyArray<string>
 }
 
@@ -145,7 +148,7 @@ interface Driven {
 /**
  * The generator's connections to `base`: an undici Pool, one request per
  * connection at a time, `--timeout` on connecting, headers and body. `send`
- * answers once the body is in, as a client would use it.
+ * answers once the body is in (its bytes with it), as a client would use it.
  */
 export const makeSender = (
   base: string,
@@ -170,8 +173,8 @@ export const makeSender = (
         headers: request.body === undefined ? getHeaders : postHeaders,
         ...(request.body === undefined ? {} : { body: request.body })
       })
-      await res.body.arrayBuffer()
-      return res
+      const body = await res.body.arrayBuffer()
+      return { statusCode: res.statusCode, headers: res.headers, body }
     },
     close: () => pool.destroy()
   }
@@ -212,6 +215,8 @@ const drive = async (
     }
   }
 
+  const cpuNow = () => readCpu(target.serverPid?.())
+  let stepCpu = cpuNow()
   const started = clock.now()
   const ticker = setInterval(() => {
     const at = Math.round((clock.now() - started) / 1000)
@@ -234,6 +239,9 @@ const drive = async (
         void fire(s, kind, intended)
       },
       stepSent: (k) => {
+        const cpu = cpuNow()
+        stats[k].cpu = cpuPerRequest(stepCpu, cpu, stats[k].sent)
+        stepCpu = cpu
         sentAll.add(k)
         settle(stats[k])
         if (Option.isNone(options.ramp)) return true
@@ -300,7 +308,7 @@ export const ownServer = (
     const cache = yield* benchCache(options.redisUrl, progress)
     const brokers = options.kafka ? yield* kafkaBroker(progress) : undefined
     progress(`starting the server (database ${databaseName(databaseUrl)}, ${cache.description})`)
-    const { base } = yield* serverProcess({
+    const server = yield* serverProcess({
       // One broker: the server's topic can have one replica only.
       env: serverEnv(databaseUrl, {
         ...cache.env,
@@ -308,6 +316,7 @@ export const ownServer = (
       }),
       log: progress
     })
+    const base = server.base
     progress(`the server is ready on ${base}`)
     const auth = yield* benchKey(databaseUrl)
     const postgres = yield* query(databaseUrl, "SHOW server_version")
@@ -315,6 +324,7 @@ export const ownServer = (
       base,
       auth,
       databaseUrl,
+      serverPid: server.pid,
       description: [
         `target: a Strata server of its own on ${base}, PostgreSQL ${postgres} (throwaway database), ` +
         `DATABASE_POOL_MAX ${process.env.DATABASE_POOL_MAX ?? "10 (default)"}`,
@@ -420,7 +430,9 @@ export const runLoad = (options: LoadOptions): Effect.Effect<void, BenchError> =
     human(
       `latency in ms from the intended send time, over 2xx answers; "p99 all" over every request due, ` +
         `those without a 2xx counted as slowest; held: p99 all < ${P99_TARGET_MS} ms; ` +
-        `send lag: how late the generator sent, its own delay on this machine`
+        `send lag: how late the generator sent, its own delay on this machine; cpu ms per request sent: the ` +
+        `server process's own, and the rest of the machine's busy time but the generator's (PostgreSQL, Redis, ` +
+        `Kafka and anything else running)`
     )
     for (const [kind, hits] of result.cacheHits) {
       if (hits.total > 0) human(`${kind}: Cache-Status ${ratio(hits)} of 2xx answers`)

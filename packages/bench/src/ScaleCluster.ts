@@ -67,7 +67,7 @@ export interface Cluster {
 const asRoot = () => process.getuid?.() === 0
 
 /** Runs a PostgreSQL program (as `postgres` when we are root); answers its stdout. */
-const pgProgram = (program: string, args: ReadonlyArray<string>): Effect.Effect<string, BenchError> =>
+export const pgProgram = (program: string, args: ReadonlyArray<string>): Effect.Effect<string, BenchError> =>
   Effect.callback<string, BenchError>((resume) => {
     const [file, argv] = asRoot()
       ? ["runuser", ["-u", "postgres", "--", join(PG_BIN, program), ...args]]

@@ -40,24 +40,29 @@ export const freePort: Effect.Effect<number, BenchError> = attempt(async () => {
 
 export interface ServerProcess {
   readonly base: string
-  readonly child: ChildProcess
+  /** The current process's pid (undefined once it exited). */
+  readonly pid: () => number | undefined
+  /** Sends the current process a signal (`bench chaos` kills one with SIGKILL). */
+  readonly signal: (signal: NodeJS.Signals) => void
+  /** Starts it again on the same port (stopping the current process first), and waits until it is ready. */
+  readonly restart: () => Promise<void>
 }
 
+const exited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null
+
 const stop = async (child: ChildProcess): Promise<void> => {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = once(child, "exit")
+  if (exited(child)) return
+  const exit = once(child, "exit")
   child.kill("SIGTERM")
   const timer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS)
-  await exited
+  await exit
   clearTimeout(timer)
 }
 
 const waitReady = async (base: string, child: ChildProcess): Promise<void> => {
   const deadline = Date.now() + READY_TIMEOUT_MS
   while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`the server exited (${child.exitCode ?? child.signalCode}) before it was ready`)
-    }
+    if (exited(child)) throw new Error(`the server exited (${child.exitCode ?? child.signalCode}) before it was ready`)
     const status = await fetch(`${base}/health/ready`, { signal: AbortSignal.timeout(1_000) })
       .then((r) => r.status, () => 0)
     if (status === 200) return
@@ -69,37 +74,55 @@ const waitReady = async (base: string, child: ChildProcess): Promise<void> => {
 /**
  * Starts the server on a free port of HOST with this process's environment and
  * `env` over it, and waits until /health/ready answers 200. Stopped (SIGTERM,
- * SIGKILL after 15 s) when the scope closes; an exit before that is logged.
+ * SIGKILL after 15 s) when the scope closes; an exit before that, other than
+ * one `signal` asked for, is logged.
  */
 export const serverProcess = (options: {
   readonly env: Environment
   readonly nodeArgs?: ReadonlyArray<string>
   /** The server's main.ts (default this workspace's). */
   readonly main?: string
+  /** A file descriptor for the server's stdout and stderr (default: this process's). */
+  readonly output?: number
   readonly log: (message: string) => void
 }): Effect.Effect<ServerProcess, BenchError, Scope.Scope> =>
   Effect.gen(function*() {
     const port = yield* freePort
     const base = `http://${HOST}:${port}`
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.main ?? serverMain], {
-          stdio: ["ignore", "inherit", "inherit"],
-          env: withOverrides(process.env, { ...options.env, HOST, PORT: String(port) })
-        })
-        const unexpected = (code: number | null, signal: NodeJS.Signals | null) =>
-          options.log(`the server on ${base} exited (${code ?? signal})`)
-        child.on("exit", unexpected)
-        return { child, unexpected }
-      }),
-      ({ child, unexpected }) =>
-        Effect.promise(() => {
-          child.off("exit", unexpected)
-          return stop(child)
-        })
+    const spawnOne = (): ChildProcess => {
+      const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.main ?? serverMain], {
+        stdio: ["ignore", options.output ?? "inherit", options.output ?? "inherit"],
+        env: withOverrides(process.env, { ...options.env, HOST, PORT: String(port) })
+      })
+      child.on("exit", (code, signal) => {
+        if (!expected.has(child)) options.log(`the server on ${base} exited (${code ?? signal})`)
+      })
+      return child
+    }
+    /** Processes whose exit was asked for: a stop, or a signal sent on purpose. */
+    const expected = new WeakSet<ChildProcess>()
+    let current: ChildProcess = yield* Effect.acquireRelease(Effect.sync(spawnOne), () =>
+      Effect.promise((): Promise<void> => {
+        expected.add(current)
+        return stop(current)
+      }))
+    yield* attempt(() =>
+      waitReady(base, current)
     )
-    yield* attempt(() => waitReady(base, child.child))
-    return { base, child: child.child }
+    return {
+      base,
+      pid: () => exited(current) ? undefined : current.pid,
+      signal: (signal) => {
+        if (signal === "SIGKILL" || signal === "SIGTERM") expected.add(current)
+        current.kill(signal)
+      },
+      restart: async () => {
+        expected.add(current)
+        await stop(current)
+        current = spawnOne()
+        await waitReady(base, current)
+      }
+    }
   })
 
 /**

@@ -15,6 +15,8 @@ import { CliError, Command, Flag } from "effect/cli"
 import { DEFAULT_REDIS_URL, runBench, SCENARIO_KEYS } from "./Bench.ts"
 import { BenchError, errorText } from "./BenchError.ts"
 import { runBenchSoak } from "./BenchSoak.ts"
+import { DEFAULT_CHAOS_MIX, runChaos } from "./Chaos.ts"
+import { FAULT_NAMES, parseFaults } from "./ChaosFaults.ts"
 import { runEventsBench } from "./EventsBench.ts"
 import { runLoad } from "./Load.ts"
 import { DEFAULT_MIX, parseMix } from "./LoadMix.ts"
@@ -258,6 +260,51 @@ const benchSoak = Command.make("soak", {
   )
 )
 
+const chaos = Command.make("chaos", {
+  faults: Flag.String("faults").pipe(
+    Flag.withMetavar("a,b,…"),
+    Flag.withDescription(`Faults in order (default all): ${FAULT_NAMES.join(", ")}`),
+    Flag.withDefault(FAULT_NAMES.join(",")),
+    Flag.mapTryCatch(parseFaults, errorText)
+  ),
+  rate: count("rate", { description: "Requests per second, constant, all along (default 200)" }).pipe(
+    Flag.withDefault(200)
+  ),
+  settle: count("settle", { description: "Seconds of steady load before each fault (default 10)" }).pipe(
+    Flag.withDefault(10)
+  ),
+  hold: count("hold", { description: "Seconds each fault is held (default 15)" }).pipe(Flag.withDefault(15)),
+  recover: count("recover", {
+    description: "Seconds after healing within which a fault must be over (default 30)"
+  }).pipe(Flag.withDefault(30)),
+  mix: Flag.String("mix").pipe(
+    Flag.withMetavar("kind=weight,…"),
+    Flag.withDescription(`Request kinds and their weights: get-hot, range, post, batch (default ${DEFAULT_CHAOS_MIX})`),
+    Flag.withDefault(DEFAULT_CHAOS_MIX),
+    Flag.mapTryCatch(parseMix, errorText)
+  ),
+  connections: count("connections", {
+    description: "Connections of the generator to each server, no pipelining (default 256)"
+  }).pipe(Flag.withDefault(256)),
+  timeout: count("timeout", { description: "Seconds before an unanswered request counts as a timeout (default 30)" })
+    .pipe(Flag.withDefault(30)),
+  hotIds: count("hot-ids", { description: "Records written and read once in setup, for get-hot (default 1000)" })
+    .pipe(Flag.withDefault(1_000)),
+  kafkaBrokers: Flag.String("kafka-brokers").pipe(
+    Flag.withMetavar("HOST:PORT"),
+    Flag.withDescription(
+      "A running broker to publish to (a topic of the run's own; never harmed, so no kafka-* faults); " +
+        "default a broker of its own"
+    ),
+    Flag.optional
+  )
+}, (options) => runChaos(options).pipe(reported("bench chaos"))).pipe(
+  Command.withDescription(
+    "Faults under open-loop load (PostgreSQL, Redis, Kafka, a Strata process), each injected, held and healed, on a " +
+      "rig of its own; then every acknowledged write is checked. Prints a table; exit code 1 when a check fails."
+  )
+)
+
 const bench = Command.make("bench", {
   rows: count("rows", { description: "Seed this many synthetic rows before measuring" }).pipe(Flag.optional),
   only: only(SCENARIO_KEYS),
@@ -277,7 +324,7 @@ const bench = Command.make("bench", {
   )
 }, (options) => runBench(options).pipe(reported("bench"))).pipe(
   Command.withDescription("Measures the HTTP API under load on this machine."),
-  Command.withSubcommands([events, load, benchSoak, scale])
+  Command.withSubcommands([events, load, benchSoak, chaos, scale])
 )
 
 const seedCommand = Command.make("seed", {
