@@ -242,7 +242,7 @@ const drive = async (
       const s = await sampleServer(base, databaseUrl, counters)
       const deadline = clock.now() + options.timeout * 1000 + 5_000
       while (m.inFlight > 0 && clock.now() < deadline && !signal.aborted) await clock.wait(50)
-      const r = minuteRecord(m, endS, s)
+      const r = minuteRecord(m, endS, s, loadavg()[0])
       records.push(r)
       say(minuteLine(r))
     }
@@ -258,7 +258,7 @@ const drive = async (
         first ??= intended
         const m = stats[minuteAt(intended - first, stats.length)]
         if (inFlight >= options.maxInFlight) return m.recordDropped()
-        m.recordSent()
+        m.recordSent(clock.now() - intended)
         inFlight++
         void fire(m, intended)
       }

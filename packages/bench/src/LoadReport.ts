@@ -6,6 +6,7 @@
  * server says of itself on `/metrics`.
  */
 import { build, type Histogram } from "hdr-histogram-js"
+import type { CpuPerRequest } from "./CpuUsage.ts"
 import type { Kind } from "./LoadMix.ts"
 import type { Step } from "./LoadSchedule.ts"
 import { count, formatTable } from "./Measure.ts"
@@ -34,6 +35,8 @@ export class StepStats {
   /** Errors by HTTP status (non-2xx) or failure. */
   readonly errors = new Map<string, number>()
   readonly kinds = new Map<Kind, { sent: number; ok: number; hits: number }>()
+  /** CPU per request over the step, when the server is one of the bench's own. */
+  cpu: CpuPerRequest = { serverMs: undefined, restMs: undefined }
   readonly index: number
   readonly step: Step
   constructor(index: number, step: Step) {
@@ -124,6 +127,8 @@ export const knee = (steps: ReadonlyArray<StepStats>): number | undefined =>
 
 const ms = (n: number) => Number.isNaN(n) ? "-" : n === Infinity ? "∞" : n < 10 ? n.toFixed(2) : n.toFixed(1)
 
+const cpuMs = (n: number | undefined) => n === undefined ? "-" : n.toFixed(3)
+
 const errorText = (s: StepStats) =>
   s.errors.size === 0
     ? "none"
@@ -147,6 +152,8 @@ export const stepTable = (steps: ReadonlyArray<StepStats>): string =>
       "p99 all ms",
       "held",
       "send lag p99 ms",
+      "server cpu ms/req",
+      "rest cpu ms/req",
       "errors"
     ],
     steps.map((s) => [
@@ -160,9 +167,11 @@ export const stepTable = (steps: ReadonlyArray<StepStats>): string =>
       ms(quantileOfDueMs(s.latency, s.due, 0.99)),
       held(s) ? "yes" : "no",
       ms(quantileMs(s.sendLag, 0.99)),
+      cpuMs(s.cpu.serverMs),
+      cpuMs(s.cpu.restMs),
       errorText(s)
     ]),
-    [0, 12, 14]
+    [0, 12, 16]
   )
 
 /** One step as a line, printed when all its requests are settled. */
@@ -175,7 +184,7 @@ export const stepLine = (s: StepStats): string =>
     ms(quantileOfDueMs(s.latency, s.due, 0.99))
   } ms: ${held(s) ? "held" : "not held"} (< ${P99_TARGET_MS} ms); errors ${errorText(s)}; send lag p99 ${
     ms(quantileMs(s.sendLag, 0.99))
-  } ms`
+  } ms; cpu per request: server ${cpuMs(s.cpu.serverMs)} ms, rest of the machine ${cpuMs(s.cpu.restMs)} ms`
 
 const jsonMs = (n: number) => Number.isFinite(n) ? Math.round(n * 1000) / 1000 : null
 
@@ -199,6 +208,7 @@ export const stepJson = (s: StepStats) => ({
   held: held(s),
   errors: Object.fromEntries(s.errors),
   sendLagMs: { p99: jsonMs(quantileMs(s.sendLag, 0.99)), max: jsonMs(quantileMs(s.sendLag, 1)) },
+  cpuMsPerRequest: { server: s.cpu.serverMs ?? null, rest: s.cpu.restMs ?? null },
   kinds: Object.fromEntries(s.kinds)
 })
 

@@ -28,6 +28,8 @@ export const parseDuration = (text: string): number => {
 export class MinuteStats {
   /** Latency of 2xx answers from the intended send time, µs. */
   readonly latency: Histogram = newHistogram()
+  /** How late the generator sent each request after it was due, µs: its own lag on a busy machine. */
+  readonly sendLag: Histogram = newHistogram()
   due = 0
   ok = 0
   inFlight = 0
@@ -42,9 +44,10 @@ export class MinuteStats {
   private error(key: string) {
     this.errors.set(key, (this.errors.get(key) ?? 0) + 1)
   }
-  recordSent(): void {
+  recordSent(lagMs: number): void {
     this.due++
     this.inFlight++
+    this.sendLag.recordValue(Math.max(0, Math.round(lagMs * 1000)))
   }
   recordDropped(): void {
     this.due++
@@ -99,11 +102,20 @@ export interface MinuteRecord extends ServerSample {
   readonly p999Ms: number | null
   /** P99 over every request due, those without a 2xx counted as slowest: what the target is checked on. */
   readonly p99AllMs: number | null
+  /** P99 of how late the generator sent the minute's requests: high when the machine, not the server, was short of CPU. */
+  readonly sendLagP99Ms: number | null
+  /** The machine's 1-minute load average at the end of the minute. */
+  readonly loadAverage: number
 }
 
 const jsonMs = (n: number) => Number.isFinite(n) ? Math.round(n * 1000) / 1000 : null
 
-export const minuteRecord = (m: MinuteStats, atS: number, sample: ServerSample): MinuteRecord => ({
+export const minuteRecord = (
+  m: MinuteStats,
+  atS: number,
+  sample: ServerSample,
+  loadAverage: number
+): MinuteRecord => ({
   minute: m.index + 1,
   atS,
   seconds: m.seconds,
@@ -115,6 +127,8 @@ export const minuteRecord = (m: MinuteStats, atS: number, sample: ServerSample):
   p999Ms: jsonMs(quantileMs(m.latency, 0.999)),
   // Infinity (more than 1 % failed) is written as null and fails the check.
   p99AllMs: m.due === 0 ? null : jsonMs(quantileOfDueMs(m.latency, m.due, 0.99)),
+  sendLagP99Ms: m.due === 0 ? null : jsonMs(quantileMs(m.sendLag, 0.99)),
+  loadAverage: Math.round(loadAverage * 100) / 100,
   ...sample
 })
 
@@ -133,7 +147,7 @@ export const minuteLine = (r: MinuteRecord): string =>
     fixed(r.outboxOldestAgeS, 1, " s")
   }), event delivery lag ${fixed(r.kafkaDeliveryLagMs, 1, " ms")}; records ${mib(r.recordsBytes)}, outbox table ${
     mib(r.outboxBytes)
-  }`
+  }; generator send lag p99 ${fixed(r.sendLagP99Ms, 1)} ms, load average ${r.loadAverage.toFixed(2)}`
 
 export const MINUTE_TABLE_HEADER = [
   "min",
@@ -147,7 +161,9 @@ export const MINUTE_TABLE_HEADER = [
   "oldest s",
   "lag ms",
   "records MiB",
-  "outbox MiB"
+  "outbox MiB",
+  "send lag ms",
+  "load"
 ]
 
 export const minuteRow = (r: MinuteRecord): ReadonlyArray<string> => [
@@ -162,7 +178,9 @@ export const minuteRow = (r: MinuteRecord): ReadonlyArray<string> => [
   fixed(r.outboxOldestAgeS, 1),
   fixed(r.kafkaDeliveryLagMs, 1),
   r.recordsBytes === null ? "-" : (r.recordsBytes / 2 ** 20).toFixed(1),
-  r.outboxBytes === null ? "-" : (r.outboxBytes / 2 ** 20).toFixed(1)
+  r.outboxBytes === null ? "-" : (r.outboxBytes / 2 ** 20).toFixed(1),
+  fixed(r.sendLagP99Ms, 1),
+  r.loadAverage.toFixed(2)
 ]
 
 // ---------------------------------------------------------------------------

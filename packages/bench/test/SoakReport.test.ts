@@ -43,7 +43,9 @@ const run = (minutes: ReadonlyArray<{ heap?: number; p99?: number | null; errors
     p999Ms: 20,
     p99AllMs: m.p99 === undefined ? 10 : m.p99,
     heapUsedBytes: m.heap === undefined ? null : m.heap * MiB,
-    outboxEvents: m.outbox ?? 0
+    outboxEvents: m.outbox ?? 0,
+    sendLagP99Ms: 1,
+    loadAverage: 1
   }))
 
 describe("parseDuration", () => {
@@ -80,16 +82,16 @@ describe("per-minute aggregation", () => {
   it("counts a minute's requests, errors and percentiles from its own histogram", () => {
     const m = new MinuteStats(2, 60)
     for (let i = 1; i <= 1000; i++) {
-      m.recordSent()
+      m.recordSent(i / 10)
       m.recordAnswer(200, i)
     }
-    m.recordSent()
+    m.recordSent(0)
     m.recordAnswer(503, 1)
-    m.recordSent()
+    m.recordSent(0)
     m.recordFailure("timeout")
     m.recordDropped()
     expect(m.inFlight).toBe(0)
-    const r = minuteRecord(m, 180, { ...noSample, heapUsedBytes: 100 * MiB })
+    const r = minuteRecord(m, 180, { ...noSample, heapUsedBytes: 100 * MiB }, 1.5)
     expect(r.minute).toBe(3)
     expect(r.atS).toBe(180)
     expect(r.requests).toBe(1003)
@@ -101,21 +103,24 @@ describe("per-minute aggregation", () => {
     // Rank 993 of 1003 due is still a 2xx answer: the 993rd fastest.
     expect(Math.abs(r.p99AllMs! - 993) / 993).toBeLessThan(0.001)
     expect(r.heapUsedBytes).toBe(100 * MiB)
+    // The generator's own lag: 0.1 ms to 100 ms for the answered, 0 for the rest.
+    expect(Math.abs(r.sendLagP99Ms! - 98.6) / 98.6).toBeLessThan(0.01)
+    expect(r.loadAverage).toBe(1.5)
     // A fresh minute starts from nothing.
-    expect(minuteRecord(new MinuteStats(3, 60), 240, noSample).p99Ms).toBeNull()
+    expect(minuteRecord(new MinuteStats(3, 60), 240, noSample, 0).p99Ms).toBeNull()
   })
 
   it("writes a minute where over 1 % failed as an infinite (null) P99", () => {
     const m = new MinuteStats(0, 60)
     for (let i = 0; i < 90; i++) {
-      m.recordSent()
+      m.recordSent(0)
       m.recordAnswer(200, 5)
     }
     for (let i = 0; i < 10; i++) {
-      m.recordSent()
+      m.recordSent(0)
       m.recordAnswer(500, 5)
     }
-    const r = minuteRecord(m, 60, noSample)
+    const r = minuteRecord(m, 60, noSample, 0)
     expect(r.p99AllMs).toBeNull()
     expect(p99Check([r]).pass).toBe(false)
   })
