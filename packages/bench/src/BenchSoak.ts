@@ -17,6 +17,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from "node:os"
 import { join } from "node:path"
 import { attempt, BenchError } from "./BenchError.ts"
+import { cpuPerRequest, readCpu } from "./CpuUsage.ts"
 import { failureOf, makeSender, ownServer, writeRecords } from "./Load.ts"
 import { describeMix, kindAt, type Mix, requestMaker } from "./LoadMix.ts"
 import { metricValue } from "./LoadReport.ts"
@@ -156,7 +157,9 @@ export const runBenchSoak = (options: SoakOptions): Effect.Effect<void, BenchErr
 
     const minutes = minutesOf(options.duration)
     const stats = minutes.map((seconds, i) => new MinuteStats(i, seconds))
-    const records = yield* attempt((signal) => drive(options, base, auth, databaseUrl, hot, cold, stats, say, signal))
+    const records = yield* attempt((signal) =>
+      drive(options, base, auth, databaseUrl, hot, cold, stats, say, target.serverPid, signal)
+    )
 
     // The outbox after the load: up to DRAIN_LIMIT_S for it to empty.
     const drainStart = performance.now()
@@ -208,6 +211,7 @@ const drive = async (
   cold: ReadonlyArray<string>,
   stats: ReadonlyArray<MinuteStats>,
   say: (line: string) => void,
+  serverPid: (() => number | undefined) | undefined,
   signal: AbortSignal
 ): Promise<ReadonlyArray<MinuteRecord>> => {
   const sender = makeSender(base, auth, options)
@@ -229,6 +233,7 @@ const drive = async (
   const counters = { lagSum: undefined, lagCount: undefined }
   // The counters before the load, so the first minute's Kafka lag is its own.
   await sampleServer(base, databaseUrl, counters)
+  let cpu = readCpu(serverPid?.())
   const start = clock.now()
   const records: Array<MinuteRecord> = []
   /** Samples at the end of each minute, then waits for that minute's answers and prints it. */
@@ -240,9 +245,12 @@ const drive = async (
       while (clock.now() < at && !signal.aborted) await clock.wait(Math.min(1_000, at - clock.now()))
       if (signal.aborted) return
       const s = await sampleServer(base, databaseUrl, counters)
+      const cpuNow = readCpu(serverPid?.())
+      const perRequest = cpuPerRequest(cpu, cpuNow, m.due)
+      cpu = cpuNow
       const deadline = clock.now() + options.timeout * 1000 + 5_000
       while (m.inFlight > 0 && clock.now() < deadline && !signal.aborted) await clock.wait(50)
-      const r = minuteRecord(m, endS, s, loadavg()[0])
+      const r = minuteRecord(m, endS, s, loadavg()[0], perRequest)
       records.push(r)
       say(minuteLine(r))
     }

@@ -5,6 +5,7 @@
  * drawn from the records.
  */
 import type { Histogram } from "hdr-histogram-js"
+import type { CpuPerRequest } from "./CpuUsage.ts"
 import type { Failure } from "./LoadReport.ts"
 import { newHistogram, P99_TARGET_MS, quantileMs, quantileOfDueMs } from "./LoadReport.ts"
 
@@ -106,6 +107,9 @@ export interface MinuteRecord extends ServerSample {
   readonly sendLagP99Ms: number | null
   /** The machine's 1-minute load average at the end of the minute. */
   readonly loadAverage: number
+  /** CPU ms per request due this minute: the server process's own, and the rest of the machine's but the generator's. */
+  readonly serverCpuMs: number | null
+  readonly restCpuMs: number | null
 }
 
 const jsonMs = (n: number) => Number.isFinite(n) ? Math.round(n * 1000) / 1000 : null
@@ -114,7 +118,8 @@ export const minuteRecord = (
   m: MinuteStats,
   atS: number,
   sample: ServerSample,
-  loadAverage: number
+  loadAverage: number,
+  cpu: CpuPerRequest = { serverMs: undefined, restMs: undefined }
 ): MinuteRecord => ({
   minute: m.index + 1,
   atS,
@@ -129,6 +134,8 @@ export const minuteRecord = (
   p99AllMs: m.due === 0 ? null : jsonMs(quantileOfDueMs(m.latency, m.due, 0.99)),
   sendLagP99Ms: m.due === 0 ? null : jsonMs(quantileMs(m.sendLag, 0.99)),
   loadAverage: Math.round(loadAverage * 100) / 100,
+  serverCpuMs: cpu.serverMs === undefined ? null : jsonMs(cpu.serverMs),
+  restCpuMs: cpu.restMs === undefined ? null : jsonMs(cpu.restMs),
   ...sample
 })
 
@@ -147,7 +154,9 @@ export const minuteLine = (r: MinuteRecord): string =>
     fixed(r.outboxOldestAgeS, 1, " s")
   }), event delivery lag ${fixed(r.kafkaDeliveryLagMs, 1, " ms")}; records ${mib(r.recordsBytes)}, outbox table ${
     mib(r.outboxBytes)
-  }; generator send lag p99 ${fixed(r.sendLagP99Ms, 1)} ms, load average ${r.loadAverage.toFixed(2)}`
+  }; generator send lag p99 ${fixed(r.sendLagP99Ms, 1)} ms, load average ${
+    r.loadAverage.toFixed(2)
+  }; cpu per request: server ${fixed(r.serverCpuMs, 3, " ms")}, rest ${fixed(r.restCpuMs, 3, " ms")}`
 
 export const MINUTE_TABLE_HEADER = [
   "min",
@@ -163,7 +172,8 @@ export const MINUTE_TABLE_HEADER = [
   "records MiB",
   "outbox MiB",
   "send lag ms",
-  "load"
+  "load",
+  "server cpu ms/req"
 ]
 
 export const minuteRow = (r: MinuteRecord): ReadonlyArray<string> => [
@@ -180,7 +190,8 @@ export const minuteRow = (r: MinuteRecord): ReadonlyArray<string> => [
   r.recordsBytes === null ? "-" : (r.recordsBytes / 2 ** 20).toFixed(1),
   r.outboxBytes === null ? "-" : (r.outboxBytes / 2 ** 20).toFixed(1),
   fixed(r.sendLagP99Ms, 1),
-  r.loadAverage.toFixed(2)
+  r.loadAverage.toFixed(2),
+  fixed(r.serverCpuMs, 3)
 ]
 
 // ---------------------------------------------------------------------------

@@ -45,7 +45,9 @@ const run = (minutes: ReadonlyArray<{ heap?: number; p99?: number | null; errors
     heapUsedBytes: m.heap === undefined ? null : m.heap * MiB,
     outboxEvents: m.outbox ?? 0,
     sendLagP99Ms: 1,
-    loadAverage: 1
+    loadAverage: 1,
+    serverCpuMs: null,
+    restCpuMs: null
   }))
 
 describe("parseDuration", () => {
@@ -91,7 +93,7 @@ describe("per-minute aggregation", () => {
     m.recordFailure("timeout")
     m.recordDropped()
     expect(m.inFlight).toBe(0)
-    const r = minuteRecord(m, 180, { ...noSample, heapUsedBytes: 100 * MiB }, 1.5)
+    const r = minuteRecord(m, 180, { ...noSample, heapUsedBytes: 100 * MiB }, 1.5, { serverMs: 0.5, restMs: 0.25 })
     expect(r.minute).toBe(3)
     expect(r.atS).toBe(180)
     expect(r.requests).toBe(1003)
@@ -106,6 +108,7 @@ describe("per-minute aggregation", () => {
     // The generator's own lag: 0.1 ms to 100 ms for the answered, 0 for the rest.
     expect(Math.abs(r.sendLagP99Ms! - 98.6) / 98.6).toBeLessThan(0.01)
     expect(r.loadAverage).toBe(1.5)
+    expect([r.serverCpuMs, r.restCpuMs]).toEqual([0.5, 0.25])
     // A fresh minute starts from nothing.
     expect(minuteRecord(new MinuteStats(3, 60), 240, noSample, 0).p99Ms).toBeNull()
   })
