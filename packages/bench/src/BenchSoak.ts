@@ -13,7 +13,7 @@
  * and `minutes.jsonl` and `soak.svg` in `--out`.
  */
 import { Effect, Option } from "effect"
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
+import { closeSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from "node:fs"
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from "node:os"
 import { join } from "node:path"
 import { attempt, BenchError } from "./BenchError.ts"
@@ -114,7 +114,12 @@ export const runBenchSoak = (options: SoakOptions): Effect.Effect<void, BenchErr
       }
     })
     const load = [loadavg()[0], loadavg()[1]]
-    const target = yield* ownServer(options, progress)
+    // The server logs as a user's does by default (an access line per request), into a file beside the data.
+    const logFd = yield* Effect.acquireRelease(
+      Effect.sync(() => openSync(join(outDir, "server.log"), "a")),
+      (fd) => Effect.sync(() => closeSync(fd))
+    )
+    const target = yield* ownServer(options, progress, logFd)
     const { auth, base } = target
     const databaseUrl = target.databaseUrl!
 

@@ -298,24 +298,29 @@ const scheduleOf = (options: LoadOptions): Effect.Effect<ReadonlyArray<Step>, Be
         : Effect.succeed([{ rate, seconds: options.duration }])
   })
 
-/** A server of our own, as `bench` starts it; released (server, Redis keys, broker, database) when the scope closes. */
+/**
+ * A server of our own, as `bench` starts it (logging at Warn, no access log);
+ * with `logTo`, logging as a user's server does by default (Info, an access
+ * line per request) into that file descriptor. Released (server, Redis keys,
+ * broker, database) when the scope closes.
+ */
 export const ownServer = (
   options: Pick<LoadOptions, "redisUrl" | "kafka">,
-  progress: (message: string) => void = loadProgress
+  progress: (message: string) => void = loadProgress,
+  logTo?: number
 ) =>
   Effect.gen(function*() {
     const databaseUrl = yield* throwawayDatabase(progress)
     const cache = yield* benchCache(options.redisUrl, progress)
     const brokers = options.kafka ? yield* kafkaBroker(progress) : undefined
     progress(`starting the server (database ${databaseName(databaseUrl)}, ${cache.description})`)
-    const server = yield* serverProcess({
+    const env = serverEnv(databaseUrl, {
+      ...cache.env,
       // One broker: the server's topic can have one replica only.
-      env: serverEnv(databaseUrl, {
-        ...cache.env,
-        ...(brokers !== undefined ? { KAFKA_BROKERS: brokers, KAFKA_TOPIC_REPLICATION: "1" } : {})
-      }),
-      log: progress
+      ...(brokers !== undefined ? { KAFKA_BROKERS: brokers, KAFKA_TOPIC_REPLICATION: "1" } : {}),
+      ...(logTo !== undefined ? { ACCESS_LOG: undefined, LOG_LEVEL: undefined } : {})
     })
+    const server = yield* serverProcess({ env, log: progress, ...(logTo !== undefined ? { output: logTo } : {}) })
     const base = server.base
     progress(`the server is ready on ${base}`)
     const auth = yield* benchKey(databaseUrl)
@@ -327,7 +332,9 @@ export const ownServer = (
       serverPid: server.pid,
       description: [
         `target: a Strata server of its own on ${base}, PostgreSQL ${postgres} (throwaway database), ` +
-        `DATABASE_POOL_MAX ${process.env.DATABASE_POOL_MAX ?? "10 (default)"}`,
+        `DATABASE_POOL_MAX ${process.env.DATABASE_POOL_MAX ?? "10 (default)"}, ${
+          logTo !== undefined ? "default logging (Info, access log on) to a file" : "LOG_LEVEL=Warn, no access log"
+        }`,
         `cache: ${cache.description}`,
         `events: ${brokers !== undefined ? `Kafka broker of its own at ${brokers}` : "no Kafka (outbox only)"}`,
         `the generator, the server, PostgreSQL, Redis${
