@@ -1,10 +1,14 @@
 /**
  * Process metrics (README: Operations), sampled every 5 s, which costs next to nothing:
  * event-loop delay over the last interval (Node's `monitorEventLoopDelay`, a
- * histogram kept by libuv, read then reset) and memory (`process.memoryUsage`).
+ * histogram kept by libuv, read then reset) and memory (`process.memoryUsage`),
+ * with the heap in use just after the last full garbage collection: what is
+ * live, which only a leak makes grow (the plain heap figure is mostly where the
+ * collector happens to be between collections).
  */
 import { Effect, Layer, Metric, Schedule } from "effect"
-import { monitorEventLoopDelay } from "node:perf_hooks"
+import { constants, monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks"
+import { getHeapStatistics } from "node:v8"
 
 export const eventLoopDelayP50 = Metric.gauge("nodejs_eventloop_delay_p50_seconds", {
   description: "Median event-loop delay over the last 5 s"
@@ -20,6 +24,9 @@ export const heapTotal = Metric.gauge("nodejs_heap_total_bytes", { description: 
 export const residentMemory = Metric.gauge("process_resident_memory_bytes", {
   description: "Resident set size of the process"
 })
+export const heapLive = Metric.gauge("nodejs_heap_live_bytes", {
+  description: "V8 heap in use just after the last full garbage collection"
+})
 
 export const layerRuntimeMetrics: Layer.Layer<never> = Layer.effectDiscard(Effect.gen(function*() {
   const delay = yield* Effect.acquireRelease(
@@ -29,6 +36,23 @@ export const layerRuntimeMetrics: Layer.Layer<never> = Layer.effectDiscard(Effec
       return histogram
     }),
     (histogram) => Effect.sync(() => histogram.disable())
+  )
+  // Read in the observer, right after a full collection; published with the next sample.
+  let live: number | undefined
+  yield* Effect.acquireRelease(
+    Effect.sync(() => {
+      const observer = new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) {
+          const { detail } = entry as { readonly detail?: { readonly kind?: number } }
+          if (detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
+            live = getHeapStatistics().used_heap_size
+          }
+        }
+      })
+      observer.observe({ entryTypes: ["gc"] })
+      return observer
+    }),
+    (observer) => Effect.sync(() => observer.disconnect())
   )
   const sample = Effect.suspend(() => {
     const memory = process.memoryUsage()
@@ -40,7 +64,8 @@ export const layerRuntimeMetrics: Layer.Layer<never> = Layer.effectDiscard(Effec
       Metric.update(eventLoopDelayMax, seconds(delay.max)),
       Metric.update(heapUsed, memory.heapUsed),
       Metric.update(heapTotal, memory.heapTotal),
-      Metric.update(residentMemory, memory.rss)
+      Metric.update(residentMemory, memory.rss),
+      ...(live === undefined ? [] : [Metric.update(heapLive, live)])
     ]
     delay.reset()
     return Effect.all(updates, { discard: true })
