@@ -92,6 +92,7 @@ const sampleServer = async (base: string, databaseUrl: string, last: Counters): 
   }
   return {
     heapUsedBytes: value("nodejs_heap_used_bytes"),
+    liveHeapBytes: value("nodejs_heap_live_bytes"),
     rssBytes: value("process_resident_memory_bytes"),
     outboxEvents: value("strata_outbox_events"),
     outboxOldestAgeS: value("strata_outbox_oldest_event_age_seconds"),

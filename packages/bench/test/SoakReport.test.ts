@@ -20,6 +20,7 @@ const MiB = 2 ** 20
 
 const noSample: ServerSample = {
   heapUsedBytes: null,
+  liveHeapBytes: null,
   rssBytes: null,
   outboxEvents: null,
   outboxOldestAgeS: null,
@@ -141,6 +142,17 @@ describe("the P99 check", () => {
 })
 
 describe("the heap check", () => {
+  it("judges the live heap when the server reports it: the collector's saw-tooth does not count", () => {
+    const records = run(Array.from({ length: 10 }, (_, i) => ({ heap: i % 2 === 0 ? 200 : 600 }))).map((r, i) => ({
+      ...r,
+      liveHeapBytes: (100 + (i % 3)) * MiB
+    }))
+    const c = heapCheck(records, 600)
+    expect(c.pass, c.detail).toBe(true)
+    expect(c.name).toMatch(/^live heap/)
+    expect(heapCheck(records.map((r) => ({ ...r, liveHeapBytes: null })), 600).pass).toBe(false)
+  })
+
   it("waits 10 minutes, or the first sixth of a shorter run", () => {
     expect(heapWarmupSeconds(3600)).toBe(600)
     expect(heapWarmupSeconds(7200)).toBe(600)
