@@ -179,8 +179,8 @@ export class CacheStore extends Context.Service<CacheStore, {
                 for (const e of entries) args.push(e.value, pxOf(e.ttl))
                 return setManyScript(entries.length, ...args).then(() => undefined)
               }
-              // One SET each: auto-pipelining sends a node's SETs of this turn together.
-              // (An explicit pipeline must keep to one node: it rejected keys of two.)
+              // One SET each, which auto-pipelining sends together per node: ioredis refuses
+              // an explicit pipeline whose keys live on more than one node.
               return Promise.all(entries.map((e) => client.set(e.key, e.value, "PX", pxOf(e.ttl)))).then(() =>
                 undefined
               )
