@@ -1,11 +1,12 @@
 /**
- * `node await-metadata.ts HOST:PORT PID SECONDS`: waits until the broker at
- * HOST:PORT answers a metadata request naming itself, for scripts/kafka start.
- * Exits 0 then, 1 when PID (the broker's JVM) dies or SECONDS pass first.
+ * `node await-metadata.ts HOST:PORT PID SECONDS [BROKERS]`: waits until the
+ * broker at HOST:PORT answers a metadata request naming BROKERS brokers (by
+ * default 1: itself), for scripts/kafka start. Exits 0 then, 1 when PID (the
+ * broker's JVM) dies or SECONDS pass first.
  */
 import { Admin } from "@platformatic/kafka"
 
-const [broker, pid, seconds] = process.argv.slice(2)
+const [broker, pid, seconds, brokers = "1"] = process.argv.slice(2)
 const deadline = Date.now() + Number(seconds) * 1000
 const alive = () => {
   try {
@@ -20,7 +21,7 @@ while (Date.now() < deadline && alive()) {
   const admin = new Admin({ clientId: "strata-kafka-script", bootstrapBrokers: [broker], retries: 0, timeout: 2000 })
   try {
     const metadata = await admin.metadata({ topics: [] })
-    if (metadata.brokers.size > 0) process.exit(0)
+    if (metadata.brokers.size >= Number(brokers)) process.exit(0)
   } catch {
     // not up yet
   } finally {

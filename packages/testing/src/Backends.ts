@@ -13,6 +13,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { postgresAvailable, scopedDatabase } from "./Postgres.ts"
 import { REDIS_URL, redisAvailable } from "./Redis.ts"
+import { redisClusterAvailable, startRedisCluster } from "./RedisCluster.ts"
 import { type DbLayer, memoryDb, pgDb, pgliteDb } from "./TestApp.ts"
 
 export interface Backend<A> {
@@ -85,8 +86,23 @@ export const redisCache: Backend<Layer.Layer<CacheStore>> = {
   )
 }
 
-/** Every CacheStore: in memory and the shared Redis. */
-export const cacheBackends: ReadonlyArray<Backend<Layer.Layer<CacheStore>>> = [memoryCache, redisCache]
+export const redisClusterCache: Backend<Layer.Layer<CacheStore>> = {
+  title: "on a Redis Cluster",
+  clock: "real",
+  available: redisClusterAvailable,
+  // Six nodes of the suite's own (RedisCluster.ts), stopped after it.
+  acquire: Effect.map(
+    Effect.acquireRelease(Effect.promise(() => startRedisCluster()), (cluster) => Effect.promise(cluster.stop)),
+    (cluster) => CacheStore.layerRedis({ clusterNodes: cluster.seeds.split(","), prefix: "strata-test:" })
+  )
+}
+
+/** Every CacheStore: in memory, the shared Redis and a Redis Cluster. */
+export const cacheBackends: ReadonlyArray<Backend<Layer.Layer<CacheStore>>> = [
+  memoryCache,
+  redisCache,
+  redisClusterCache
+]
 
 export interface BackendSuite<S> {
   /** A test against the suite's subject; skipped when the backend is unavailable. */

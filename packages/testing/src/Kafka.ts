@@ -3,10 +3,10 @@
  * `scripts/kafka` (a plain and a SASL listener) and passes it on in
  * TEST_KAFKA_BROKERS, TEST_KAFKA_SASL_BROKERS, TEST_KAFKA_SASL_USER and
  * TEST_KAFKA_SASL_PASSWORD. Suites that kill or stop a broker start their own
- * (`startBroker`). Without the shared broker a suite is skipped locally and
- * fails under CI=true (Services.ts).
+ * (`startBroker`), or a three-broker cluster (`startKafkaCluster`). Without the
+ * shared broker a suite is skipped locally and fails under CI=true (Services.ts).
  */
-import { Admin, Consumer, type Message, stringDeserializers } from "@platformatic/kafka"
+import { Admin, ConfigResourceTypes, Consumer, type Message, stringDeserializers } from "@platformatic/kafka"
 import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -75,6 +75,74 @@ export const startBroker = async (): Promise<Broker> => {
   }
 }
 
+export interface KafkaCluster {
+  /** The three brokers' addresses, comma-separated: a value for KAFKA_BROKERS. */
+  readonly brokers: string
+  readonly addresses: ReadonlyArray<string>
+  /** The JVM's pid of node 1, 2 or 3 (its node id). */
+  readonly pid: (node: number) => number
+  readonly signal: (node: number, signal: NodeJS.Signals) => void
+  /** Starts the nodes that are not running (same ports, same storage) and waits for all three. */
+  readonly start: () => Promise<void>
+  readonly stop: () => Promise<void>
+}
+
+/** Three KRaft brokers of the suite's own (`scripts/kafka start --nodes 3`), in a fresh directory (deleted on stop). */
+export const startKafkaCluster = async (): Promise<KafkaCluster> => {
+  const dir = mkdtempSync(join(tmpdir(), "strata-kafka-cluster-"))
+  const out = await run(["start", "--dir", dir, "--nodes", "3"]).catch(async (error) => {
+    await run(["stop", "--dir", dir]).catch(() => undefined)
+    rmSync(dir, { recursive: true, force: true })
+    throw error
+  })
+  const brokers = /^KAFKA_BROKERS=(.+)$/m.exec(out)![1]
+  const pid = (node: number) => Number(readFileSync(join(dir, `node-${node}`, "pid"), "utf8").trim())
+  return {
+    brokers,
+    addresses: brokers.split(","),
+    pid,
+    signal: (node, signal) => process.kill(pid(node), signal),
+    start: async () => {
+      await run(["start", "--dir", dir])
+    },
+    stop: async () => {
+      await run(["stop", "--dir", dir]).catch(() => undefined)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
+
+/** How `topic` is laid out: each partition's leader, replicas and in-sync replicas (broker ids). */
+export const topicLayout = async (brokers: string, topic: string) => {
+  const admin = new Admin({ clientId: "strata-test", bootstrapBrokers: brokers.split(",") })
+  try {
+    const metadata = await admin.metadata({ topics: [topic], forceUpdate: true })
+    return {
+      brokers: [...metadata.brokers.keys()].toSorted(),
+      partitions: metadata.topics.get(topic)!.partitions.map((p) => ({
+        leader: p.leader,
+        replicas: p.replicas.toSorted(),
+        isr: p.isr.toSorted()
+      }))
+    }
+  } finally {
+    await admin.close()
+  }
+}
+
+/** The value of each of `names` in `topic`'s configuration (its own or the broker's default). */
+export const topicConfig = async (brokers: string, topic: string, names: ReadonlyArray<string>) => {
+  const admin = new Admin({ clientId: "strata-test", bootstrapBrokers: brokers.split(",") })
+  try {
+    const [description] = await admin.describeConfigs({
+      resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: topic, configurationKeys: [...names] }]
+    })
+    return Object.fromEntries(description.configs.map((c) => [c.name, c.value]))
+  } finally {
+    await admin.close()
+  }
+}
+
 export const partitionsOf = async (brokers: string, topic: string): Promise<number | undefined> => {
   const admin = new Admin({ clientId: "strata-test", bootstrapBrokers: [brokers] })
   try {
@@ -101,7 +169,7 @@ export const consumeUntil = async (
   const consumer = new Consumer({
     groupId: `strata-test-${randomBytes(6).toString("hex")}`,
     clientId: "strata-test",
-    bootstrapBrokers: [brokers],
+    bootstrapBrokers: brokers.split(","),
     deserializers: stringDeserializers,
     maxWaitTime: 200
   })

@@ -14,7 +14,14 @@
  * as long as Kafka is down, and could still land after the relay (or another
  * replica) had published newer events with the same keys.
  */
-import { Admin, compatibilityPartitioner, findErrorBy, Producer, stringSerializers } from "@platformatic/kafka"
+import {
+  Admin,
+  compatibilityPartitioner,
+  findErrorBy,
+  ProduceAcks,
+  Producer,
+  stringSerializers
+} from "@platformatic/kafka"
 import { Effect, Layer, Schedule } from "effect"
 import { KafkaConfig, type KafkaSettings } from "../platform/config/KafkaConfig.ts"
 import { EventBus, EventBusError, toKafkaMessage } from "./EventBus.ts"
@@ -89,6 +96,9 @@ export const layerKafka: Layer.Layer<EventBus, never, KafkaConfig> = Layer.effec
         new Producer({
           ...kafkaConnection(config),
           idempotent: true,
+          // Acknowledged once every in-sync replica has it (min.insync.replicas=2 with three replicas);
+          // an idempotent producer requires it, so this only says it.
+          acks: ProduceAcks.ALL,
           retries: RETRIES,
           retryDelay: 250,
           // The partition of a key is the Java client's, so other Kafka clients agree on it.

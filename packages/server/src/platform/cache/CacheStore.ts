@@ -8,6 +8,7 @@ import { Cause, Clock, Context, Duration, Effect, Layer, Metric, Option, Redacte
 import { Cluster, Redis } from "ioredis"
 import { CacheConfig } from "../config/CacheConfig.ts"
 import { labelled } from "../observability/Labels.ts"
+import { keySlot } from "./KeySlot.ts"
 import { type BucketLimit, type BucketTake, LocalBuckets, TAKE_TOKENS_LUA } from "./TokenBucket.ts"
 
 /** SETs KEYS[i] to ARGV[2i-1] with a PX of ARGV[2i]: a write-through of many entries in one call. */
@@ -17,6 +18,33 @@ for i = 1, #KEYS do
 end
 return #KEYS
 `
+
+/**
+ * MGET on a cluster, where one MGET must name keys of one slot: an MGET per
+ * slot, all sent in this turn, so auto-pipelining sends those of one node
+ * together (a round trip per node, not per key). Answers in the order of `keys`.
+ */
+const mgetBySlot = async (
+  client: Cluster | Redis,
+  prefix: string,
+  keys: ReadonlyArray<string>
+): Promise<Array<string | null>> => {
+  const bySlot = new Map<number, Array<number>>()
+  keys.forEach((key, i) => {
+    const slot = keySlot(prefix + key) // the client adds the prefix; the slot is the whole key's
+    const indexes = bySlot.get(slot)
+    if (indexes === undefined) bySlot.set(slot, [i])
+    else indexes.push(i)
+  })
+  const values: Array<string | null> = Array.from({ length: keys.length }, () => null)
+  await Promise.all(
+    Array.from(bySlot.values(), (indexes) =>
+      client.mget(...indexes.map((i) => keys[i])).then((found) => {
+        indexes.forEach((index, j) => values[index] = found[j])
+      }))
+  )
+  return values
+}
 
 /** A time to live as Redis's PX: whole milliseconds, at least one. */
 const pxOf = (ttl: Duration.Duration): number => Math.max(1, Math.round(Duration.toMillis(ttl)))
@@ -78,20 +106,28 @@ export class CacheStore extends Context.Service<CacheStore, {
           maxRetriesPerRequest: 0,
           retryStrategy: (attempt: number) => Math.min(attempt * 200, 2000)
         }
+        const cluster = options.clusterNodes !== undefined && options.clusterNodes.length > 0
         const client = yield* Effect.acquireRelease(
           Effect.sync(() =>
-            options.clusterNodes !== undefined && options.clusterNodes.length > 0
-              ? new Cluster([...options.clusterNodes], { redisOptions: common, enableOfflineQueue: false })
+            cluster
+              ? new Cluster([...options.clusterNodes], {
+                redisOptions: common,
+                // connect() below then resolves once the slots are known (or fails).
+                lazyConnect: true,
+                enableOfflineQueue: false,
+                // The commands of one turn that go to one node leave as one pipeline (see getMany).
+                enableAutoPipelining: true
+              })
               : new Redis(Redacted.value(options.url ?? Redacted.make("redis://127.0.0.1:6379")), common)
           ),
           (client) => Effect.promise(() => client.quit().catch(() => undefined))
         )
         client.on("error", () => undefined) // reported through the failing calls instead
         client.defineCommand("strataTakeTokens", { numberOfKeys: 1, lua: TAKE_TOKENS_LUA })
-        const cluster = options.clusterNodes !== undefined && options.clusterNodes.length > 0
         // On one node, a write-through of many records is one script call: as a pipeline
         // each SET is a command object and a promise of its own, which showed in
-        // profiles under mixed load. A cluster spreads keys over slots, so it pipelines.
+        // profiles under mixed load. A script's keys must share a slot on a cluster, so
+        // there each entry is a SET of its own.
         client.defineCommand("strataSetMany", { lua: SET_MANY_LUA })
         const setManyScript = (client as unknown as {
           strataSetMany: (count: number, ...keysThenValues: Array<string | number>) => Promise<number>
@@ -131,10 +167,9 @@ export class CacheStore extends Context.Service<CacheStore, {
           )
         return CacheStore.of({
           kind: cluster ? "redis-cluster" : "redis",
-          // A cluster spreads keys over slots, which one MGET cannot span: there each key is a GET.
           getMany: (keys) =>
             Effect.map(
-              call("get", () => cluster ? Promise.all(keys.map((key) => client.get(key))) : client.mget(...keys)),
+              call("get", () => cluster ? mgetBySlot(client, options.prefix, keys) : client.mget(...keys)),
               (values) => values.map(Option.fromNullishOr)
             ),
           setMany: (entries) =>
@@ -144,15 +179,11 @@ export class CacheStore extends Context.Service<CacheStore, {
                 for (const e of entries) args.push(e.value, pxOf(e.ttl))
                 return setManyScript(entries.length, ...args).then(() => undefined)
               }
-              const pipeline = client.pipeline()
-              for (const e of entries) {
-                pipeline.set(e.key, e.value, "PX", pxOf(e.ttl))
-              }
-              // exec() resolves even when commands fail: surface the first error.
-              return pipeline.exec().then((results) => {
-                const failed = results?.find(([error]) => error !== null)
-                if (results === null || failed !== undefined) throw failed?.[0] ?? new Error("pipeline discarded")
-              })
+              // One SET each, which auto-pipelining sends together per node: ioredis refuses
+              // an explicit pipeline whose keys live on more than one node.
+              return Promise.all(entries.map((e) => client.set(e.key, e.value, "PX", pxOf(e.ttl)))).then(() =>
+                undefined
+              )
             })),
           ping: Effect.asVoid(call("ping", () => client.ping())),
           takeTokens: (key, limit, wanted) =>
