@@ -13,17 +13,17 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import {
   allOf,
   consumeUntil,
-  dataHeaders,
   type Event,
   eventually,
   freshDatabase,
   freshTopic,
   kafkaAvailable,
   type KafkaCluster,
+  type KeyedWrite,
+  keyedWriters,
   partitionsOf,
   postgresAvailable,
   recordIds,
-  recordOf,
   type ServerProcess,
   sleep,
   startKafkaCluster,
@@ -37,37 +37,8 @@ const available = kafkaAvailable() && await postgresAvailable()
 
 const WRITERS = 4
 
-interface Write {
-  readonly id: string
-  readonly key: string
-  readonly status: number
-}
-
-/** WRITERS sequential clients, one key each, until `stop()`; answers every write. */
-const load = (server: ServerProcess) => {
-  const state = { running: true }
-  const writes: Array<Write> = []
-  const done = Promise.all(Array.from({ length: WRITERS }, async (_, w) => {
-    const key = `writer-${w}`
-    for (let i = 0; state.running; i++) {
-      const res = await fetch(`${server.base}/data`, {
-        method: "POST",
-        headers: dataHeaders(server),
-        body: JSON.stringify({ stream: "cluster", key, data: { w, i } })
-      })
-      writes.push({ id: (await recordOf(res)).id, key, status: res.status })
-      await sleep(5)
-    }
-  }))
-  return {
-    writes,
-    stop: async () => {
-      state.running = false
-      await done
-      return writes
-    }
-  }
-}
+/** WRITERS sequential clients, one key each. */
+const load = (server: ServerProcess) => keyedWriters(server, { stream: "cluster", writers: WRITERS })
 
 describe.skipIf(!available)("the relay publishing to a three-broker Kafka cluster", () => {
   const topic = freshTopic("cluster")
@@ -98,7 +69,7 @@ describe.skipIf(!available)("the relay publishing to a three-broker Kafka cluste
    * Every write of `writes` has its event among those read through `brokers`;
    * first copies come in write order per key. Answers the events read.
    */
-  const expectDelivered = async (brokers: string, writes: ReadonlyArray<Write>) => {
+  const expectDelivered = async (brokers: string, writes: ReadonlyArray<KeyedWrite>) => {
     const ids = writes.map((w) => w.id)
     const events = await consumeUntil(brokers, topic, allOf(ids), 120_000)
     expect(server.child.exitCode, `the server exited; its output:\n${server.output()}`).toBeNull()

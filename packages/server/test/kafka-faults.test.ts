@@ -12,13 +12,13 @@ import {
   allOf,
   type Broker,
   consumeUntil,
-  dataHeaders,
   freshDatabase,
   freshTopic,
   kafkaAvailable,
+  type KeyedWrite,
+  keyedWriters,
   parsePrometheusText,
   postgresAvailable,
-  recordOf,
   type ServerProcess,
   sleep,
   startBroker,
@@ -29,40 +29,8 @@ const available = kafkaAvailable() && await postgresAvailable()
 
 const WRITERS = 4
 
-interface Write {
-  readonly id: string
-  readonly key: string
-  readonly status: number
-  readonly ms: number
-}
-
-/** WRITERS sequential clients, one key each, until `stop()`; answers every write. */
-const load = (server: ServerProcess) => {
-  const state = { running: true }
-  const writes: Array<Write> = []
-  const done = Promise.all(Array.from({ length: WRITERS }, async (_, w) => {
-    const key = `writer-${w}`
-    for (let i = 0; state.running; i++) {
-      const start = performance.now()
-      const res = await fetch(`${server.base}/data`, {
-        method: "POST",
-        headers: dataHeaders(server),
-        body: JSON.stringify({ stream: "faults", key, data: { w, i } })
-      })
-      const body = await recordOf(res)
-      writes.push({ id: body.id, key, status: res.status, ms: performance.now() - start })
-      await sleep(5)
-    }
-  }))
-  return {
-    writes,
-    stop: async () => {
-      state.running = false
-      await done
-      return writes
-    }
-  }
-}
+/** WRITERS sequential clients, one key each. */
+const load = (server: ServerProcess) => keyedWriters(server, { stream: "faults", writers: WRITERS })
 
 const percentile = (values: ReadonlyArray<number>, p: number) => {
   const sorted = values.toSorted((a, b) => a - b)
@@ -97,7 +65,7 @@ describe.skipIf(!available)("the relay while the Kafka broker dies and hangs", (
   })
 
   /** Every write of `writes` has its event in Kafka; first copies come in write order per key. */
-  const expectDelivered = async (writes: ReadonlyArray<Write>) => {
+  const expectDelivered = async (writes: ReadonlyArray<KeyedWrite>) => {
     const ids = writes.map((w) => w.id)
     const events = await consumeUntil(broker.brokers, topic, allOf(ids), 120_000)
     expect(server.child.exitCode, `the server exited; its output:\n${server.output()}`).toBeNull()
@@ -161,7 +129,7 @@ describe.skipIf(!available)("the relay while the Kafka broker dies and hangs", (
     const stopped = await during.stop()
     expect(server.output()).toContain("the event bus did not answer within 2s")
     expect(stopped.filter((w) => w.status !== 201)).toEqual([])
-    const ms = (list: ReadonlyArray<Write>) => list.map((w) => w.ms)
+    const ms = (list: ReadonlyArray<KeyedWrite>) => list.map((w) => w.ms)
     // Unaffected: far below the publish timeout, and not much above the latency without the fault.
     expect(percentile(ms(stopped), 0.99)).toBeLessThan(Math.max(500, 4 * percentile(ms(normal), 0.99)))
     await expectDelivered([...normal, ...stopped])

@@ -6,6 +6,7 @@
 export * from "./Backends.ts"
 export * from "./Bodies.ts"
 export * from "./Kafka.ts"
+export * from "./KeyedWriters.ts"
 export * from "./Network.ts"
 export * from "./OtlpReceiver.ts"
 export * from "./Postgres.ts"
