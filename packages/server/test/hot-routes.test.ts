@@ -44,7 +44,7 @@ describe("hot routes and the app answer alike", () => {
           schemaVersion: null
         }])
       ),
-      ([record]) => record.id
+      ({ records: [record] }) => record.id
     ))
 
   /** Runs `send` twice with a fresh key: first through the app, then through the hot routes. */
