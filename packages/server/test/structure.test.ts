@@ -142,6 +142,7 @@ describe("the server's folders", () => {
     expect([...graph.keys()].toSorted()).toEqual([
       ".",
       "admin",
+      "changes",
       "auth",
       "cli",
       "events",
