@@ -143,7 +143,10 @@ describeBackends("change feed", backends, (db) => acquireApp(() => makeTestApp(d
 
     test("a malformed or altered position is a 400 naming the parameter", async (app) => {
       const { position } = await post(app, { stream: "bad", data: {} })
-      const altered = position.replace(/\.([0-9a-f]+)\./, (_, xid: string) => `.${(BigInt(`0x${xid}`) + 1n).toString(16)}.`)
+      const altered = position.replace(
+        /\.([0-9a-f]+)\./,
+        (_, xid: string) => `.${(BigInt(`0x${xid}`) + 1n).toString(16)}.`
+      )
       for (const bad of ["x", "a.b.c.d", altered, "%20", "0".repeat(65)]) {
         await expectProblem(await app.request(`/changes?after=${encodeURIComponent(bad)}`), 400, "validation")
       }
