@@ -312,14 +312,14 @@ export class ChangeFeed extends Context.Service<ChangeFeed, {
                   subscriptions.add(subscription)
                   perKey.set(subscriber.keyId, (perKey.get(subscriber.keyId) ?? 0) + 1)
                   someone.openUnsafe()
-                }).pipe(Effect.andThen(Metric.update(feedConnections, subscriptions.size))),
+                }).pipe(Effect.andThen(Effect.suspend(() => Metric.update(feedConnections, subscriptions.size)))),
                 () =>
                   Effect.sync(() => {
                     subscriptions.delete(subscription)
                     const left = (perKey.get(subscriber.keyId) ?? 1) - 1
                     if (left === 0) perKey.delete(subscriber.keyId)
                     else perKey.set(subscriber.keyId, left)
-                  }).pipe(Effect.andThen(Metric.update(feedConnections, subscriptions.size)))
+                  }).pipe(Effect.andThen(Effect.suspend(() => Metric.update(feedConnections, subscriptions.size))))
               )
 
               /** Hands a chunk to the connection; a client that takes nothing for the timeout is cut off. */
