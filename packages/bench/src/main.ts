@@ -16,6 +16,7 @@ import { DEFAULT_REDIS_URL, runBench, SCENARIO_KEYS } from "./Bench.ts"
 import { BenchError, errorText } from "./BenchError.ts"
 import { runBenchSoak } from "./BenchSoak.ts"
 import { runEventsBench } from "./EventsBench.ts"
+import { runFeedBench } from "./FeedBench.ts"
 import { runLoad } from "./Load.ts"
 import { DEFAULT_MIX, parseMix } from "./LoadMix.ts"
 import { runScale, SCALE_SCENARIO_KEYS } from "./Scale.ts"
@@ -69,6 +70,29 @@ const events = Command.make(
 ).pipe(
   Command.withDescription(
     "Publish throughput into a Kafka broker of its own under POST /data load, and the delivery lag."
+  )
+)
+
+const feed = Command.make(
+  "feed",
+  {
+    rows: count("rows", { description: "Records written, then read back from earliest (default 100000)" }).pipe(
+      Flag.withDefault(100_000)
+    ),
+    rate: count("rate", { description: "POST /data a second while a stream tails the feed (default 500)" }).pipe(
+      Flag.withDefault(500)
+    ),
+    duration: count("duration", { description: "Seconds of that steady load (default 20)" }).pipe(
+      Flag.withDefault(20)
+    ),
+    streams: count("streams", { description: "Idle event streams opened to measure memory (default 1000)" }).pipe(
+      Flag.withDefault(1000)
+    )
+  },
+  (options) => runFeedBench(options).pipe(reported("bench:feed"))
+).pipe(
+  Command.withDescription(
+    "The change feed on a throwaway PostgreSQL database: catch-up records/s from earliest, commit-to-event latency under a steady write rate, memory of idle event streams. About a minute."
   )
 )
 
@@ -277,7 +301,7 @@ const bench = Command.make("bench", {
   )
 }, (options) => runBench(options).pipe(reported("bench"))).pipe(
   Command.withDescription("Measures the HTTP API under load on this machine."),
-  Command.withSubcommands([events, load, benchSoak, scale])
+  Command.withSubcommands([events, feed, load, benchSoak, scale])
 )
 
 const seedCommand = Command.make("seed", {
