@@ -182,11 +182,8 @@ export class ChangeFeed extends Context.Service<ChangeFeed, {
             const answer = answers[i]
             // Dropped by RETENTION with its partition: no longer a record to show.
             if (answer === undefined) return
-            changes.push({
-              position: positions.encode(tenant, row.position),
-              text: changeText(answer, positions.encode(tenant, row.position)),
-              ingestedAt: ingestedAtOf(answer)
-            })
+            const position = positions.encode(tenant, row.position)
+            changes.push({ position, text: changeText(answer, position), ingestedAt: ingestedAtOf(answer) })
           })
           const full = rows.length === limit
           const next = full ? rows[rows.length - 1].position : laterOf(after, { xid: horizon, n: 0 })
