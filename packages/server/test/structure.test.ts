@@ -142,8 +142,8 @@ describe("the server's folders", () => {
     expect([...graph.keys()].toSorted()).toEqual([
       ".",
       "admin",
-      "changes",
       "auth",
+      "changes",
       "cli",
       "events",
       "health",
