@@ -18,6 +18,7 @@ import { runBenchSoak } from "./BenchSoak.ts"
 import { DEFAULT_CHAOS_MIX, runChaos } from "./Chaos.ts"
 import { FAULT_NAMES, parseFaults } from "./ChaosFaults.ts"
 import { runEventsBench } from "./EventsBench.ts"
+import { runFeedBench } from "./FeedBench.ts"
 import { runLoad } from "./Load.ts"
 import { DEFAULT_MIX, parseMix } from "./LoadMix.ts"
 import { runScale, SCALE_SCENARIO_KEYS } from "./Scale.ts"
@@ -71,6 +72,29 @@ const events = Command.make(
 ).pipe(
   Command.withDescription(
     "Publish throughput into a Kafka broker of its own under POST /data load, and the delivery lag."
+  )
+)
+
+const feed = Command.make(
+  "feed",
+  {
+    rows: count("rows", { description: "Records written, then read back from earliest (default 100000)" }).pipe(
+      Flag.withDefault(100_000)
+    ),
+    rate: count("rate", { description: "POST /data a second while a stream tails the feed (default 500)" }).pipe(
+      Flag.withDefault(500)
+    ),
+    duration: count("duration", { description: "Seconds of that steady load (default 20)" }).pipe(
+      Flag.withDefault(20)
+    ),
+    streams: count("streams", { description: "Idle event streams opened to measure memory (default 1000)" }).pipe(
+      Flag.withDefault(1000)
+    )
+  },
+  (options) => runFeedBench(options).pipe(reported("bench:feed"))
+).pipe(
+  Command.withDescription(
+    "The change feed on a throwaway PostgreSQL database: catch-up records/s from earliest, commit-to-event latency under a steady write rate, memory of idle event streams. About a minute."
   )
 )
 
@@ -324,7 +348,7 @@ const bench = Command.make("bench", {
   )
 }, (options) => runBench(options).pipe(reported("bench"))).pipe(
   Command.withDescription("Measures the HTTP API under load on this machine."),
-  Command.withSubcommands([events, load, benchSoak, chaos, scale])
+  Command.withSubcommands([events, feed, load, benchSoak, chaos, scale])
 )
 
 const seedCommand = Command.make("seed", {

@@ -6,6 +6,7 @@ import { Schema, SchemaTransformation } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
 import { ApiKeyList, ApiKeyView, CreatedKey, NewKey, NewTenant, Tenant, TenantList } from "./Admin.ts"
 import { Authentication, RequiredScope } from "./Auth.ts"
+import { ChangePage, ChangesHeaders, ChangesQuery, PositionText, StreamChangesQuery } from "./Changes.ts"
 import {
   BodyProblems,
   CommonProblems,
@@ -14,6 +15,7 @@ import {
   IdempotencyKeyReused,
   InvalidSchema,
   NotFound,
+  PositionExpired,
   RateLimited,
   SchemaIncompatible,
   ValidationFailed
@@ -37,8 +39,15 @@ const IdempotencyHeaders = Schema.Struct({
   }))
 })
 
+/** Read your writes (README: Change feed): a read that sends a write's position sees that write. */
+const ReadPosition = Schema.optionalKey(PositionText.annotate({
+  description:
+    "Read your writes: a position (a write's Strata-Position); the answer includes everything up to it. Another tenant's or a malformed one is a 400."
+}))
+
 const ConditionalHeaders = Schema.Struct({
-  "if-none-match": Schema.optionalKey(Schema.String)
+  "if-none-match": Schema.optionalKey(Schema.String),
+  "strata-position": ReadPosition
 })
 
 const WriteProblems = [...BodyProblems, RateLimited, IdempotencyKeyReused, IdempotencyKeyInFlight, ...CommonProblems]
@@ -86,20 +95,23 @@ export class RecordsGroup extends HttpApiGroup.make("records")
       error: WriteProblems
     }).annotate(
       OpenApi.Description,
-      "Stores one record. The 201 is sent only once the record and its event are committed. Scope: records:write."
+      "Stores one record. The 201 is sent only once the record and its event are committed; its Strata-Position header is the write's position in the change feed. Scope: records:write."
     ).annotate(RequiredScope, "records:write"),
     HttpApiEndpoint.post("createBatch", "/data/batch", {
       headers: IdempotencyHeaders,
       payload: BatchRequest,
       success: RecordList.pipe(HttpApiSchema.status(201)),
       error: WriteProblems
-    }).annotate(OpenApi.Description, "Stores 1 to MAX_BATCH records atomically: all or none. Scope: records:write.")
+    }).annotate(
+      OpenApi.Description,
+      "Stores 1 to MAX_BATCH records atomically: all or none. Strata-Position: the position of the batch's last record in the change feed. Scope: records:write."
+    )
       .annotate(RequiredScope, "records:write"),
     HttpApiEndpoint.get("get", "/data/:id", {
       params: { id: RecordId },
       headers: ConditionalHeaders,
       success: StoredRecord,
-      error: [NotFound, ValidationFailed, RateLimited, ...CommonProblems]
+      error: [NotFound, ValidationFailed, PositionExpired, RateLimited, ...CommonProblems]
     }).annotate(
       OpenApi.Description,
       "One record by id. Records never change: the ETag is strong and If-None-Match gives 304. Scope: records:read."
@@ -107,14 +119,44 @@ export class RecordsGroup extends HttpApiGroup.make("records")
     HttpApiEndpoint.get("list", "/data", {
       query: ListQuery,
       success: RecordPage,
-      error: [ValidationFailed, RateLimited, ...CommonProblems]
+      error: [ValidationFailed, PositionExpired, RateLimited, ...CommonProblems]
     }).annotate(HttpApi.QueryParseOptions, { errors: "all" }).annotate(
       OpenApi.Description,
-      "A stream's records over the half-open range [from, to) of occurredAt, keyset-paginated on (occurredAt, id). Scope: records:read."
+      "A stream's records over the half-open range [from, to) of occurredAt, keyset-paginated on (occurredAt, id). The Strata-Position header of the answer is the change feed's head when the page was read: tail GET /changes from there to miss nothing that came after the page. A Strata-Position request header (read your writes) is checked as on GET /data/{id}. Scope: records:read."
     ).annotate(RequiredScope, "records:read")
   )
   .middleware(Authentication)
   .annotate(OpenApi.Title, "Records")
+{}
+
+const FeedProblems = [ValidationFailed, PositionExpired, RateLimited, ...CommonProblems]
+const FEED =
+  "With Accept: text/event-stream the same URL streams forever as Server-Sent Events: `event: record` with `id:` the change's position and `data:` the change, `event: heartbeat` every FEED_HEARTBEAT with `id:` the current position, `retry:` before a planned close; resume with Last-Event-ID. Feed streams have their own caps (FEED_MAX_STREAMS, FEED_MAX_STREAMS_PER_KEY: 429 above them) and do not count against MAX_IN_FLIGHT or REQUEST_TIMEOUT. A position older than FEED_RETENTION, or of another database epoch, is a 410 naming earliestPosition; a malformed one or another tenant's, a 400. Scope: records:read."
+
+export class ChangesGroup extends HttpApiGroup.make("changes")
+  .add(
+    HttpApiEndpoint.get("tenant", "/changes", {
+      query: ChangesQuery,
+      headers: ChangesHeaders,
+      success: ChangePage,
+      error: FeedProblems
+    }).annotate(HttpApi.QueryParseOptions, { errors: "all" }).annotate(
+      OpenApi.Description,
+      `Every record of the tenant (or of the streams named) in commit order, each with its position, after \`after\`. ${FEED}`
+    ).annotate(RequiredScope, "records:read"),
+    HttpApiEndpoint.get("stream", "/streams/:stream/changes", {
+      params: { stream: StreamName },
+      query: StreamChangesQuery,
+      headers: ChangesHeaders,
+      success: ChangePage,
+      error: FeedProblems
+    }).annotate(HttpApi.QueryParseOptions, { errors: "all" }).annotate(
+      OpenApi.Description,
+      `The stream's records in commit order, each with its position, after \`after\`. ${FEED}`
+    ).annotate(RequiredScope, "records:read")
+  )
+  .middleware(Authentication)
+  .annotate(OpenApi.Title, "Change feed")
 {}
 
 const StreamParams = { stream: StreamName }
@@ -242,6 +284,7 @@ export class RequestValidation extends HttpApiMiddleware.Service<RequestValidati
 
 export class Api extends HttpApi.make("strata")
   .add(RecordsGroup)
+  .add(ChangesGroup)
   .add(StreamsGroup)
   .add(AdminGroup)
   .add(HealthGroup)

@@ -125,6 +125,16 @@ export class RateLimited extends HttpApiError.Problem<RateLimited>()("RateLimite
   title: "Rate limit exceeded"
 }, requestId) {}
 
+export class PositionExpired extends HttpApiError.Problem<PositionExpired>()("PositionExpired", {
+  type: "/problems/position-expired",
+  status: 410,
+  title: "The position is older than what the change feed keeps"
+}, {
+  ...requestId,
+  /** Where a reader that was cut off may go on: the oldest position the feed still serves. */
+  earliestPosition: Schema.String
+}) {}
+
 export class InternalError extends HttpApiError.Problem<InternalError>()("InternalError", {
   type: "/problems/internal",
   status: 500,

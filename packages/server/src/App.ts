@@ -19,6 +19,8 @@ import { ApiKeys } from "./auth/ApiKeys.ts"
 import { layerAuthentication } from "./auth/Authentication.ts"
 import { RateLimits } from "./auth/RateLimits.ts"
 import { VerifiedKeys } from "./auth/VerifiedKeys.ts"
+import { ChangeFeed } from "./changes/ChangeFeed.ts"
+import { ChangesHandlers } from "./changes/ChangesHandlers.ts"
 import { EventBus } from "./events/EventBus.ts"
 import { HeldRecords } from "./events/HeldRecords.ts"
 import { layerOutboxRelay } from "./events/OutboxRelay.ts"
@@ -40,9 +42,11 @@ import { withTraceContext } from "./platform/observability/Tracing.ts"
 import { Database } from "./platform/sql/Database.ts"
 import { DbPolicy } from "./platform/sql/DbPolicy.ts"
 import { SharedSecrets } from "./platform/sql/SharedSecrets.ts"
+import { ChangeLog } from "./records/ChangeLog.ts"
 import { Cursors } from "./records/Cursor.ts"
 import { HotRoutes } from "./records/HotRoutes.ts"
 import { MemoryTables } from "./records/MemoryTables.ts"
+import { Positions } from "./records/Positions.ts"
 import { RecordCache } from "./records/RecordCache.ts"
 import { RecordPartitions } from "./records/RecordPartitions.ts"
 import { Records } from "./records/Records.ts"
@@ -75,7 +79,7 @@ const layerRequestValidation = Layer.succeed(
 )
 
 export const ApiRoutes = HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
-  Layer.provide([RecordsHandlers, StreamsHandlers, AdminHandlers, HealthHandlers]),
+  Layer.provide([RecordsHandlers, ChangesHandlers, StreamsHandlers, AdminHandlers, HealthHandlers]),
   // The routes resolve the middleware when they are built, hence provideMerge.
   Layer.provideMerge(Layer.mergeAll(layerRequestValidation, layerAuthentication))
 )
@@ -124,6 +128,7 @@ const StreamSamplesFromRecords = Layer.effect(
 /** The stores on PostgreSQL (or PGlite), sharing one resilience policy: need PgClient and AppConfig. */
 export const layerStorage = Layer.mergeAll(
   OutboxStore.layerPg.pipe(Layer.provideMerge(RecordStore.layerPg), Layer.provide(RecordPartitions.layerPg)),
+  ChangeLog.layerPg,
   SharedSecrets.layerPg,
   Database.layerPg,
   IdempotencyStore.layerPg,
@@ -136,7 +141,9 @@ export const layerStorage = Layer.mergeAll(
 /** The stores in memory, for tests. */
 export const layerStorageMemory = Layer.mergeAll(
   // One set of tables under both, as PostgreSQL's under their layerPg.
-  Layer.mergeAll(RecordStore.layerMemory, OutboxStore.layerMemory).pipe(Layer.provide(MemoryTables.layer)),
+  Layer.mergeAll(RecordStore.layerMemory, OutboxStore.layerMemory, ChangeLog.layerMemory).pipe(
+    Layer.provide(MemoryTables.layer)
+  ),
   SharedSecrets.layerMemory,
   Database.layerMemory,
   IdempotencyStore.layerMemory,
@@ -144,7 +151,15 @@ export const layerStorageMemory = Layer.mergeAll(
   SchemaRegistry.layerMemory
 )
 
-export type Storage = RecordStore | OutboxStore | SharedSecrets | Database | IdempotencyStore | ApiKeys | SchemaRegistry
+export type Storage =
+  | RecordStore
+  | OutboxStore
+  | ChangeLog
+  | SharedSecrets
+  | Database
+  | IdempotencyStore
+  | ApiKeys
+  | SchemaRegistry
 
 /** What a composition of the services runs on; the cache and the bus default to in-memory and discarding ones. */
 export interface ServiceOptions<
@@ -169,6 +184,7 @@ export const withServices = <
   Layer.mergeAll(
     HotRoutes.layer,
     Records.layer,
+    ChangeFeed.layer,
     layerOutboxRelay.pipe(Layer.provide(HeldRecordsFromCache))
   ).pipe(Layer.provideMerge(Layer.mergeAll(
     RecordWriter.layer,
@@ -178,6 +194,7 @@ export const withServices = <
     RequestBookkeeping.layer,
     Lifecycle.layer,
     Cursors.layer,
+    Positions.layer,
     RateLimits.layer,
     VerifiedKeys.layer,
     Admission.layer,

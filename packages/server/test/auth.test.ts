@@ -230,7 +230,7 @@ interface OpenApiDoc {
 }
 
 describe("the OpenAPI document", () => {
-  it("declares the bearer scheme on every /data, /streams and /admin operation and on no other", async () => {
+  it("declares the bearer scheme on every /data, /changes, /streams and /admin operation and on no other", async () => {
     const app = makeTestApp(memoryDb)
     try {
       const doc = (await (await app.request("/openapi.json", {}, null)).json()) as OpenApiDoc
@@ -239,7 +239,9 @@ describe("the OpenAPI document", () => {
       expect(scheme.scheme.toLowerCase()).toBe("bearer") // case-insensitive (RFC 7235)
       for (const [path, operations] of Object.entries(doc.paths)) {
         for (const operation of Object.values(operations)) {
-          expect(operation.security ?? []).toEqual(/^\/(?:data|streams|admin)/.test(path) ? [{ bearer: [] }] : [])
+          expect(operation.security ?? []).toEqual(
+            /^\/(?:data|changes|streams|admin)/.test(path) ? [{ bearer: [] }] : []
+          )
         }
       }
     } finally {

@@ -201,7 +201,7 @@ describe.skipIf(!available)("two relays on one PostgreSQL database", () => {
       const writes: Array<string> = []
       for (let i = 0; i < 60; i++) {
         const runtime = i % 2 === 0 ? a : b
-        const [stored] = await runtime.runPromise(
+        const { records: [stored] } = await runtime.runPromise(
           RecordWriter.use((w) =>
             w.write([{
               tenant: "default",
@@ -318,7 +318,7 @@ describeBackends(
       await runtime.runPromise(Effect.gen(function*() {
         const db = yield* RecordStore
         const outbox = yield* OutboxStore
-        const [one, two] = yield* db.insert([stored(1), stored(2)])
+        const { records: [one, two] } = yield* db.insert([stored(1), stored(2)])
         const held = new Map([[one.id, "held text of one"]])
         const events = yield* outbox.claim(
           "r",
@@ -357,7 +357,11 @@ describeBackends(
         const db = yield* RecordStore
         const outbox = yield* OutboxStore
         const sql = yield* PgClient.PgClient
-        const [, middle] = yield* db.insert([numbered(1, "gone"), numbered(2, "gone"), numbered(3, "gone")])
+        const { records: [, middle] } = yield* db.insert([
+          numbered(1, "gone"),
+          numbered(2, "gone"),
+          numbered(3, "gone")
+        ])
         // As retention leaves it when it drops a partition after the relay read the outbox.
         yield* sql`DELETE FROM records WHERE id = ${middle.id}`
         const events = yield* outbox.claim("r", Duration.seconds(30), 10)

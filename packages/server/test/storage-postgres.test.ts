@@ -12,11 +12,12 @@ import { maintainOnce } from "../src/maintenance/Maintenance.ts"
 import { AppConfig, type ConfigServices, type Settings } from "../src/platform/config/AppConfig.ts"
 import { layerConnection } from "../src/platform/sql/Connection.ts"
 import { runMigrations } from "../src/platform/sql/Migrations.ts"
+import type { ChangeLog } from "../src/records/ChangeLog.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
 import { RecordStore, type RecordToStore } from "../src/records/RecordStore.ts"
 import { RecordWriter } from "../src/records/RecordWriter.ts"
 
-type Services = RecordStore | IdempotencyStore | RecordWriter | PgClient.PgClient | ConfigServices
+type Services = RecordStore | IdempotencyStore | ChangeLog | RecordWriter | PgClient.PgClient | ConfigServices
 
 const available = await postgresAvailable()
 const suite = available ? describe : describe.skip
@@ -103,7 +104,9 @@ suite("storage on PostgreSQL", () => {
   })
 
   it("creates a partition the first time a record needs it: a backfill into 2019 works", async () => {
-    const [stored] = await run(Effect.flatMap(RecordWriter, (w) => w.write([record("2019-03-05T12:00:00Z")])))
+    const { records: [stored] } = await run(
+      Effect.flatMap(RecordWriter, (w) => w.write([record("2019-03-05T12:00:00Z")]))
+    )
     const [found] = await run(Effect.flatMap(RecordStore, (d) => d.findByIds([{ tenant: "default", id: stored.id }])))
     expect(Option.isSome(found)).toBe(true)
     const tables = await run(
@@ -116,7 +119,9 @@ suite("storage on PostgreSQL", () => {
   })
 
   it("looks a record up by id in one partition, through its index", async () => {
-    const [stored] = await run(Effect.flatMap(RecordWriter, (w) => w.write([record("2026-02-14T10:00:00Z")])))
+    const { records: [stored] } = await run(
+      Effect.flatMap(RecordWriter, (w) => w.write([record("2026-02-14T10:00:00Z")]))
+    )
     const plan = await explain(
       `SELECT * FROM records WHERE id = '${stored.id}' AND occurred_at = '${stored.occurredAt}' AND tenant_id = 'default'`
     )
@@ -125,7 +130,9 @@ suite("storage on PostgreSQL", () => {
   })
 
   it("on generic plans (DATABASE_PLAN_CACHE_MODE's default) a prepared read by id still reads one partition", async () => {
-    const [stored] = await run(Effect.flatMap(RecordWriter, (w) => w.write([record("2026-02-14T10:00:00Z")])))
+    const { records: [stored] } = await run(
+      Effect.flatMap(RecordWriter, (w) => w.write([record("2026-02-14T10:00:00Z")]))
+    )
     const modeOf = (settings: Partial<Settings>) =>
       Effect.runPromise(
         Effect.scoped(
@@ -197,7 +204,9 @@ suite("storage on PostgreSQL", () => {
   })
 
   it("stores the other units of a group commit when one of them cannot be stored", async () => {
-    const [existing] = await run(Effect.flatMap(RecordWriter, (w) => w.write([record("2026-03-01T00:00:00Z")])))
+    const { records: [existing] } = await run(
+      Effect.flatMap(RecordWriter, (w) => w.write([record("2026-03-01T00:00:00Z")]))
+    )
     const duplicate: RecordToStore = { ...record(existing.occurredAt), id: existing.id }
     const results = await run(Effect.flatMap(RecordWriter, (w) =>
       Effect.all([

@@ -143,6 +143,7 @@ describe("the server's folders", () => {
       ".",
       "admin",
       "auth",
+      "changes",
       "cli",
       "events",
       "health",

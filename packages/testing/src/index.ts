@@ -5,6 +5,7 @@
  */
 export * from "./Backends.ts"
 export * from "./Bodies.ts"
+export * from "./EventStream.ts"
 export * from "./Kafka.ts"
 export * from "./KeyedWriters.ts"
 export * from "./Network.ts"

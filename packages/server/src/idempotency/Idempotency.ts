@@ -12,7 +12,7 @@ import { createHash } from "node:crypto"
 import { type Answer, created, toResponse } from "../platform/http/Answer.ts"
 import { validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
-import type { IdempotencyStore } from "./IdempotencyStore.ts"
+import type { IdempotencyStore, RememberedResponse } from "./IdempotencyStore.ts"
 
 const VISIBLE_ASCII = /^[\x21-\x7e]{1,255}$/
 
@@ -20,16 +20,25 @@ export interface Created {
   /** The answer's JSON text. */
   readonly text: string
   readonly location?: string | undefined
+  /** The write's change feed position. */
+  readonly position: string
 }
 
 /** The 201 of a write (Answer.created, as the hot routes send it), marked when it is a replay. */
-const respond = (status: number, body: string, location: string | null, replayed: boolean) => {
-  const answer = location !== null && status === 201
-    ? created(location, body)
-    : { status, headers: {}, body } satisfies Answer
+const respond = (r: RememberedResponse, replayed: boolean) => {
+  const answer = r.status === 201
+    ? created(r.location, r.body, r.position)
+    : { status: r.status, headers: {}, body: r.body } satisfies Answer
   if (replayed) answer.headers["idempotent-replayed"] = "true"
   return toResponse(answer)
 }
+
+const remembered = (c: Created): RememberedResponse => ({
+  status: 201,
+  body: c.text,
+  location: c.location ?? null,
+  position: c.position
+})
 
 /** Runs `create` at most once per (tenant, key, body); answers its 201 or the remembered one. */
 export const idempotently = <E, R>(
@@ -39,7 +48,7 @@ export const idempotently = <E, R>(
   key: string | undefined,
   create: Effect.Effect<Created, E, R>
 ) => {
-  const run = Effect.map(create, (c) => respond(201, c.text, c.location ?? null, false))
+  const run = Effect.map(create, (c) => respond(remembered(c), false))
   if (key === undefined) return run
   return Effect.gen(function*() {
     if (!VISIBLE_ASCII.test(key)) {
@@ -59,13 +68,13 @@ export const idempotently = <E, R>(
       case "InFlight":
         return yield* new IdempotencyKeyInFlight({ detail: `A request with Idempotency-Key ${key} is still running` })
       case "Replay":
-        return respond(claim.response.status, claim.response.body, claim.response.location, true)
+        return respond(claim.response, true)
       case "Claimed":
         return yield* create.pipe(
-          Effect.map((c) => ({ status: 201, body: c.text, location: c.location ?? null })),
-          Effect.tap((remembered) => store.complete(tenant, key, remembered)),
+          Effect.map(remembered),
+          Effect.tap((r) => store.complete(tenant, key, r)),
           Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.ignore(store.release(tenant, key))),
-          Effect.map((r) => respond(r.status, r.body, r.location, false))
+          Effect.map((r) => respond(r, false))
         )
     }
   }) as Effect.Effect<

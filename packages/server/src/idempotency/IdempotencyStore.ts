@@ -15,6 +15,8 @@ export interface RememberedResponse {
   readonly status: number
   readonly body: string
   readonly location: string | null
+  /** The write's change feed position (Strata-Position), for the replay; null for answers remembered before it existed. */
+  readonly position: string | null
 }
 
 export type Claim =
@@ -48,6 +50,7 @@ export class IdempotencyStore extends Context.Service<IdempotencyStore, {
           readonly status: number | null
           readonly body: string | null
           readonly location: string | null
+          readonly position: string | null
         }
 
         const claim = (tenant: string, key: string, hash: string) =>
@@ -59,21 +62,21 @@ export class IdempotencyStore extends Context.Service<IdempotencyStore, {
               INSERT INTO idempotency_keys (tenant_id, key, request_hash, expires_at)
               VALUES (${tenant}, ${key}, ${hash}, now() + ${ttl}::interval)
               ON CONFLICT (tenant_id, key) DO UPDATE
-                SET request_hash = EXCLUDED.request_hash, status = NULL, body = NULL, location = NULL,
+                SET request_hash = EXCLUDED.request_hash, status = NULL, body = NULL, location = NULL, position = NULL,
                     created_at = now(), expires_at = EXCLUDED.expires_at
                 WHERE idempotency_keys.expires_at < now()
                    OR (idempotency_keys.status IS NULL AND idempotency_keys.created_at < now() - ${lease}::interval)
               RETURNING key`
               if (taken.length > 0) return { _tag: "Claimed" } as const
               const [row] = yield* sql<Row>`
-              SELECT request_hash, status, body, location FROM idempotency_keys
+              SELECT request_hash, status, body, location, position FROM idempotency_keys
               WHERE tenant_id = ${tenant} AND key = ${key}`
               if (row === undefined) return { _tag: "InFlight" } as const // released meanwhile: let the client retry
               if (row.request_hash !== hash) return { _tag: "Mismatch" } as const
               if (row.status === null || row.body === null) return { _tag: "InFlight" } as const
               return {
                 _tag: "Replay",
-                response: { status: row.status, body: row.body, location: row.location }
+                response: { status: row.status, body: row.body, location: row.location, position: row.position }
               } as const
             }),
             "write"
@@ -85,7 +88,8 @@ export class IdempotencyStore extends Context.Service<IdempotencyStore, {
             guard(
               "complete",
               Effect.asVoid(
-                sql`UPDATE idempotency_keys SET status = ${r.status}, body = ${r.body}, location = ${r.location}
+                sql`UPDATE idempotency_keys SET status = ${r.status}, body = ${r.body}, location = ${r.location},
+                position = ${r.position}
               WHERE tenant_id = ${tenant} AND key = ${key}`
               )
             ),

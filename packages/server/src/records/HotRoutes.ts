@@ -21,20 +21,8 @@
  * (Problems), metrics and the access line (RequestBookkeeping) are the ones
  * the app uses. Reads and log lines run in fibers owned by the layer's scope.
  */
-import { isNewRecord, NotFound, type StoredRecord } from "@strata/domain"
-import {
-  type Array as Arr,
-  Clock,
-  Context,
-  Duration,
-  Effect,
-  Exit,
-  FiberSet,
-  Layer,
-  Option,
-  References,
-  Tracer
-} from "effect"
+import { isNewRecord, NotFound } from "@strata/domain"
+import { Clock, Context, Duration, Effect, Exit, FiberSet, Layer, Option, References, Tracer } from "effect"
 import { Headers, HttpTraceContext } from "effect/http"
 import { randomBytes } from "node:crypto"
 import { IncomingMessage, type ServerResponse } from "node:http"
@@ -55,12 +43,13 @@ import { parseExact } from "../platform/json/ExactJson.ts"
 import { RequestBookkeeping } from "../platform/observability/RequestBookkeeping.ts"
 import { samplingRatio, traceparentOf } from "../platform/observability/Tracing.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
+import { Positions } from "./Positions.ts"
 import { prepareRecord } from "./Prepare.ts"
 import { recordAnswer } from "./RecordAnswers.ts"
 import { type CacheOutcome, RecordCache } from "./RecordCache.ts"
 import { recordIdTime } from "./RecordId.ts"
 import { rememberCommitted } from "./Records.ts"
-import { RecordWriter } from "./RecordWriter.ts"
+import { RecordWriter, type Written } from "./RecordWriter.ts"
 
 const RECORD_PATH = /^\/data\/([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/
 const BEARER = /^Bearer +(\S+) *$/i
@@ -133,6 +122,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
     | Admission
     | StreamSchemas
     | RequestBookkeeping
+    | Positions
   > = Layer.effect(
     HotRoutes,
     Effect.gen(function*() {
@@ -144,6 +134,7 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
       const admission = yield* Admission
       const schemas = yield* StreamSchemas
       const bookkeeping = yield* RequestBookkeeping
+      const positions = yield* Positions
       // Reads past this process's cache and log lines run here, owned by the layer's scope.
       const runInBackground = yield* FiberSet.makeRuntime<never>()
       // Key expiry is judged on the Clock the layer is built with: a sync read, no Effect per request.
@@ -201,6 +192,8 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
       }
 
       const serveGet = (request: IncomingMessage, response: ServerResponse, rawId: string): boolean => {
+        // A read that names a position (read your writes) has it checked by the app.
+        if (request.headers["strata-position"] !== undefined) return false
         const key = keyFor(request, "records:read")
         const trace = traceOf(request)
         if (key === undefined || !trace.ok) return false
@@ -295,14 +288,15 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
           answer(Exit.succeed(undefined))
         }, deadlineMs)
         // Not through the burst: a commit's answers already go out back to back as it ends.
-        const answer = once((exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord> | undefined, unknown>) => {
+        const answer = once((exit: Exit.Exit<Written | undefined, unknown>) => {
           clearTimeout(deadline)
           admission.leaveUnsafe()
           let status: number
           if (Exit.isSuccess(exit) && exit.value !== undefined) {
-            const [{ id, text }] = rememberCommitted(cache, key.tenant, exit.value, [{ dataText }])
+            const [{ id, text }] = rememberCommitted(cache, key.tenant, exit.value.records, [{ dataText }])
             headers["x-request-id"] = idOfRequest()
-            status = writeAnswer(response, created(`/data/${id}`, text), headers)
+            const position = positions.encode(key.tenant, exit.value.position)
+            status = writeAnswer(response, created(`/data/${id}`, text, position), headers)
           } else {
             const problem = Exit.isSuccess(exit) ? pastDeadline() : problemOf(exit.cause)
             status = writeResponse(response, renderProblem(problem, idOfRequest(), headers))

@@ -5,6 +5,7 @@
  */
 import type { StoredRecord } from "@strata/domain"
 import { Context, Layer } from "effect"
+import type { MemoryChange } from "./ChangeLog.ts"
 import type { OutboxEvent } from "./OutboxEvent.ts"
 
 export class MemoryTables extends Context.Service<MemoryTables, {
@@ -13,10 +14,20 @@ export class MemoryTables extends Context.Service<MemoryTables, {
   /** In `seq` order, each with its record's `occurredAt` (its partition, for retention). */
   readonly outbox: Array<OutboxEvent & { readonly occurredAt: string }>
   seq: number
+  /** The change log in position order; each insert is a transaction numbered by `xid`. */
+  readonly changes: Array<MemoryChange>
+  xid: number
+  /** Retention's marks (the horizon at a time) and the first transaction it kept. */
+  readonly changeMarks: Array<{ readonly at: number; readonly xid: bigint }>
+  earliestXid: bigint
 }>()("strata/records/MemoryTables") {
   static readonly layer: Layer.Layer<MemoryTables> = Layer.sync(MemoryTables, () => ({
     records: new Map(),
     outbox: [],
-    seq: 0
+    seq: 0,
+    changes: [],
+    xid: 0,
+    changeMarks: [],
+    earliestXid: 1n
   }))
 }

@@ -35,6 +35,16 @@ export interface RecordToStore {
   readonly schemaVersion: number | null
 }
 
+/**
+ * What one insert committed: the records, in the order given, and the
+ * transaction that wrote them. The change feed's position of the i-th record
+ * (from 0) is (xid, i + 1) (ChangeLog.ts).
+ */
+export interface Committed {
+  readonly records: Arr.NonEmptyReadonlyArray<StoredRecord>
+  readonly xid: bigint
+}
+
 /** A record as readers name it: its tenant and id. */
 export interface RecordKey {
   readonly tenant: string
@@ -58,10 +68,8 @@ export interface PageQuery {
 }
 
 export class RecordStore extends Context.Service<RecordStore, {
-  /** Writes the records and one outbox event each, in one transaction: all or none. */
-  readonly insert: (
-    records: Arr.NonEmptyReadonlyArray<RecordToStore>
-  ) => Effect.Effect<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>
+  /** Writes the records, one outbox event and one change each, in one transaction: all or none. */
+  readonly insert: (records: Arr.NonEmptyReadonlyArray<RecordToStore>) => Effect.Effect<Committed, DbError>
   /**
    * Reads records by tenant and id, many in one statement: the answer holds each
    * key's record, in the order of `keys` (none for an id no record has, in that tenant).
@@ -124,7 +132,7 @@ export class RecordStore extends Context.Service<RecordStore, {
               data.push(r.dataText)
               stored.push(storedOf(r, ingested))
             }
-            yield* sql`
+            const [{ xid }] = yield* sql<{ readonly xid: string }>`
               WITH input AS (
                 SELECT * FROM unnest(${tenants}::text[], ${ids}::uuid[], ${streams}::text[], ${
               arrayLiteral(records, (r) => r.key)
@@ -136,10 +144,15 @@ export class RecordStore extends Context.Service<RecordStore, {
               ), stored AS (
                 INSERT INTO records (tenant_id, id, stream, key, occurred_at, ingested_at, data, schema_version)
                 SELECT t, i, s, k, o, ${ingestedAt}, d, v FROM input
+              ), events AS (
+                INSERT INTO outbox (tenant_id, record_id, occurred_at, message_key, traceparent, stream, schema_version)
+                SELECT t, i, o, t || '/' || s || '/' || coalesce(k, i::text), tp, s, v FROM input ORDER BY n
+              ), changes AS (
+                INSERT INTO changes (tenant_id, xid, n, record_id, stream)
+                SELECT t, pg_current_xact_id(), n, i, s FROM input
               )
-              INSERT INTO outbox (tenant_id, record_id, occurred_at, message_key, traceparent, stream, schema_version)
-              SELECT t, i, o, t || '/' || s || '/' || coalesce(k, i::text), tp, s, v FROM input ORDER BY n`
-            return stored as unknown as Arr.NonEmptyReadonlyArray<StoredRecord>
+              SELECT pg_current_xact_id()::text AS xid`
+            return { records: stored as unknown as Arr.NonEmptyReadonlyArray<StoredRecord>, xid: BigInt(xid) }
           }),
           "write"
         )
@@ -301,9 +314,11 @@ export class RecordStore extends Context.Service<RecordStore, {
         Effect.sync(() => {
           const ingestedAt = new Date()
           const next = new Map(tables.records)
-          const stored = Arr.map(records, (r) => {
+          const xid = BigInt(++tables.xid)
+          const stored = Arr.map(records, (r, i) => {
             const record = storedOf(r, ingestedAt.toISOString())
             next.set(r.id, { tenant: r.tenant, record })
+            tables.changes.push({ tenant: r.tenant, stream: r.stream, recordId: r.id, position: { xid, n: i + 1 } })
             tables.outbox.push({
               seq: String(++tables.seq),
               tenant: r.tenant,
@@ -319,7 +334,7 @@ export class RecordStore extends Context.Service<RecordStore, {
             return record
           })
           tables.records = next
-          return stored
+          return { records: stored, xid }
         })
 
       const findByIds = (keys: ReadonlyArray<RecordKey>) =>

@@ -15,14 +15,32 @@ import { DatabaseConfig } from "../platform/config/DatabaseConfig.ts"
 import { RequestId } from "../platform/http/RequestId.ts"
 import { linksTo } from "../platform/observability/Tracing.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
-import { RecordStore, type RecordToStore } from "./RecordStore.ts"
+import type { FeedPosition } from "./ChangeLog.ts"
+import { type Committed, RecordStore, type RecordToStore } from "./RecordStore.ts"
+
+/** One write, committed: its records, and its position in the change feed (its last record's). */
+export interface Written {
+  readonly records: Arr.NonEmptyReadonlyArray<StoredRecord>
+  readonly position: FeedPosition
+}
 
 /** One write: its records, who waits for them, and the request span it serves (for links). */
 interface Unit {
   readonly records: Arr.NonEmptyReadonlyArray<RecordToStore>
-  readonly done: (exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>) => void
+  readonly done: (exit: Exit.Exit<Written, DbError>) => void
   readonly span: Tracer.AnySpan | undefined
 }
+
+/** The part of a commit that is one unit's: its records from `offset`, and its last record's position. */
+const writtenOf = (committed: Committed, offset: number, n: number): Written => ({
+  records: (offset === 0 && n === committed.records.length
+    ? committed.records
+    : committed.records.slice(offset, offset + n)) as unknown as Arr.NonEmptyReadonlyArray<StoredRecord>,
+  position: { xid: committed.xid, n: offset + n }
+})
+
+/** Called after every commit of this process: the change feed's hint that there is news (never needed for correctness). */
+export type CommitListener = () => void
 
 export const writeBatchSize = Metric.histogram("strata_write_batch_records", {
   description: "Records written per group-commit transaction",
@@ -31,14 +49,14 @@ export const writeBatchSize = Metric.histogram("strata_write_batch_records", {
 
 export class RecordWriter extends Context.Service<RecordWriter, {
   /** Stores the records as one unit (all or none); resolves after the commit. */
-  readonly write: (
-    records: Arr.NonEmptyReadonlyArray<RecordToStore>
-  ) => Effect.Effect<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>
+  readonly write: (records: Arr.NonEmptyReadonlyArray<RecordToStore>) => Effect.Effect<Written, DbError>
   /** The same, for callers outside a fiber: `done` is called once, after the commit or the failure. */
   readonly submitUnsafe: (
     records: Arr.NonEmptyReadonlyArray<RecordToStore>,
-    done: (exit: Exit.Exit<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>) => void
+    done: (exit: Exit.Exit<Written, DbError>) => void
   ) => void
+  /** Adds a listener called after each commit; answers its removal. */
+  readonly onCommitUnsafe: (listener: CommitListener) => () => void
 }>()("strata/records/RecordWriter") {
   static readonly layer: Layer.Layer<RecordWriter, never, RecordStore | DatabaseConfig> = Layer.effect(
     RecordWriter,
@@ -48,22 +66,25 @@ export class RecordWriter extends Context.Service<RecordWriter, {
       // Each commit runs in a fiber of its own, owned by the layer's scope.
       const runCommit = yield* FiberSet.makeRuntime<never>()
       const windowMs = Duration.toMillis(config.writeBatchWindow)
+      const listeners = new Set<CommitListener>()
+      const notifyCommitted = () => {
+        for (const listener of listeners) listener()
+      }
 
       const writeGroup = (units: ReadonlyArray<Unit>) => {
         const all = units.flatMap((u) => u.records) as unknown as Arr.NonEmptyReadonlyArray<RecordToStore>
         return Metric.update(writeBatchSize, all.length).pipe(
           Effect.andThen(db.insert(all)),
           Effect.matchEffect({
-            onSuccess: (stored) =>
+            onSuccess: (committed) =>
               Effect.sync(() => {
                 let offset = 0
                 for (const unit of units) {
                   const n = unit.records.length
-                  unit.done(
-                    Exit.succeed(stored.slice(offset, offset + n) as unknown as Arr.NonEmptyReadonlyArray<StoredRecord>)
-                  )
+                  unit.done(Exit.succeed(writtenOf(committed, offset, n)))
                   offset += n
                 }
+                notifyCommitted()
               }),
             // A transient failure (database down) fails everyone alike. Otherwise
             // one unit may be at fault: write each alone so the others still land.
@@ -72,7 +93,11 @@ export class RecordWriter extends Context.Service<RecordWriter, {
                 ? Effect.sync(() => units.forEach((unit) => unit.done(Exit.fail(error))))
                 : Effect.forEach(
                   units,
-                  (unit) => Effect.map(Effect.exit(db.insert(unit.records)), unit.done),
+                  (unit) =>
+                    Effect.map(Effect.exit(db.insert(unit.records)), (exit) => {
+                      unit.done(Exit.map(exit, (committed) => writtenOf(committed, 0, unit.records.length)))
+                      if (Exit.isSuccess(exit)) notifyCommitted()
+                    }),
                   { discard: true }
                 )
           }),
@@ -127,10 +152,14 @@ export class RecordWriter extends Context.Service<RecordWriter, {
 
       return RecordWriter.of({
         submitUnsafe: (records, done) => enqueue({ records, done, span: undefined }),
+        onCommitUnsafe: (listener) => {
+          listeners.add(listener)
+          return () => void listeners.delete(listener)
+        },
         write: (records) =>
           Effect.withFiber((fiber) => {
             const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
-            return Effect.callback<Arr.NonEmptyReadonlyArray<StoredRecord>, DbError>((resume) => {
+            return Effect.callback<Written, DbError>((resume) => {
               enqueue({ records, done: resume, span })
             })
           })

@@ -11,7 +11,9 @@ import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
+import { ChangeLog } from "./ChangeLog.ts"
 import { Cursors } from "./Cursor.ts"
+import { Positions } from "./Positions.ts"
 import { prepareRecord } from "./Prepare.ts"
 import { type CacheOutcome, RecordCache } from "./RecordCache.ts"
 import { recordIdTime } from "./RecordId.ts"
@@ -47,25 +49,35 @@ export class Records extends Context.Service<Records, {
     tenant: string,
     body: unknown,
     traceparent: string | null
-  ) => Effect.Effect<{ readonly text: string; readonly location: string }, DbError | ValidationFailed>
+  ) => Effect.Effect<
+    { readonly text: string; readonly location: string; readonly position: string },
+    DbError | ValidationFailed
+  >
   /** Validates every record of the batch (each problem named) and stores all or none. */
   readonly createBatch: (
     tenant: string,
     body: unknown,
     traceparent: string | null
-  ) => Effect.Effect<{ readonly text: string }, DbError | ValidationFailed>
+  ) => Effect.Effect<{ readonly text: string; readonly position: string }, DbError | ValidationFailed>
   /** The record's answer, from the first cache level that has it, and which level that was. */
   readonly find: (
     tenant: string,
     id: string
   ) => Effect.Effect<{ readonly answer: Option.Option<string>; readonly cache: CacheOutcome }, DbError>
-  /** One page of a stream, with the cursor of the next one (null on the last). */
-  readonly list: (tenant: string, query: ListQuery) => Effect.Effect<string, DbError | ValidationFailed>
+  /**
+   * One page of a stream, with the cursor of the next one (null on the last), and
+   * the change feed's head when the page was read: a tail from there misses none
+   * of what came after the page (it may repeat some of the page).
+   */
+  readonly list: (
+    tenant: string,
+    query: ListQuery
+  ) => Effect.Effect<{ readonly text: string; readonly position: string }, DbError | ValidationFailed>
 }>()("strata/records/Records") {
   static readonly layer: Layer.Layer<
     Records,
     never,
-    RecordStore | RecordWriter | RecordCache | Cursors | StreamSchemas | HttpConfig
+    RecordStore | RecordWriter | RecordCache | Cursors | StreamSchemas | HttpConfig | Positions | ChangeLog
   > = Layer.effect(
     Records,
     Effect.gen(function*() {
@@ -75,6 +87,8 @@ export class Records extends Context.Service<Records, {
       const cursors = yield* Cursors
       const schemas = yield* StreamSchemas
       const config = yield* HttpConfig
+      const positions = yield* Positions
+      const log = yield* ChangeLog
       const decodeRecord = decodeAll(NewRecord)
       const decodeBatch = decodeAll(BatchRequest)
 
@@ -84,9 +98,9 @@ export class Records extends Context.Service<Records, {
           const [version] = yield* schemas.validate(tenant, [input], () => "data")
           const row = prepareRecord(tenant, input, Date.now(), config.maxRecordBytes, traceparent, "", version)
           if (Result.isFailure(row)) return yield* validationFailed([row.failure])
-          const stored = yield* writer.write([row.success])
-          const [{ id, text }] = rememberCommitted(cache, tenant, stored, [row.success])
-          return { text, location: `/data/${id}` }
+          const written = yield* writer.write([row.success])
+          const [{ id, text }] = rememberCommitted(cache, tenant, written.records, [row.success])
+          return { text, location: `/data/${id}`, position: positions.encode(tenant, written.position) }
         })
 
       const createBatch = (tenant: string, body: unknown, traceparent: string | null) =>
@@ -107,9 +121,12 @@ export class Records extends Context.Service<Records, {
           if (invalid.length > 0) return yield* validationFailed(invalid)
           const valid = Arr.getSuccesses(rows)
           if (!Arr.isArrayNonEmpty(valid)) return yield* Effect.die("a non-empty batch has rows")
-          const stored = yield* writer.write(valid)
-          const answers = rememberCommitted(cache, tenant, stored, valid)
-          return { text: `{"records":[${answers.map((a) => a.text).join(",")}]}` }
+          const written = yield* writer.write(valid)
+          const answers = rememberCommitted(cache, tenant, written.records, valid)
+          return {
+            text: `{"records":[${answers.map((a) => a.text).join(",")}]}`,
+            position: positions.encode(tenant, written.position)
+          }
         })
 
       // An id that is no UUIDv7 names no record: no cache or database is asked.
@@ -130,6 +147,8 @@ export class Records extends Context.Service<Records, {
             return yield* validationFailed([{ path: "cursor", message: "is not a cursor we issued for this query" }])
           }
           const limit = q.limit ?? DEFAULT_PAGE_LIMIT
+          // The head before the page's own statements: whatever committed before it is on the page.
+          const { horizon } = yield* log.horizon
           // One more than the page: whether it exists says if there is a next page.
           const rows = yield* store.list({ ...scope, from: q.from, to: q.to, limit: limit + 1, after })
           const page = rows.slice(0, limit)
@@ -137,7 +156,7 @@ export class Records extends Context.Service<Records, {
           const nextCursor = rows.length > limit && last !== undefined
             ? cursors.encode(scope, { occurredAt: new Date(last.occurredAt), id: last.id })
             : null
-          return pageText(page, nextCursor)
+          return { text: pageText(page, nextCursor), position: positions.encode(tenant, { xid: horizon, n: 0 }) }
         })
 
       return Records.of({ create, createBatch, find, list })

@@ -16,6 +16,7 @@ import { readJsonBody } from "../platform/http/JsonBody.ts"
 import { unavailableOnTransient } from "../platform/http/Problems.ts"
 import { currentTraceparent } from "../platform/observability/Tracing.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
+import { Positions } from "./Positions.ts"
 import { recordAnswer } from "./RecordAnswers.ts"
 import { Records } from "./Records.ts"
 
@@ -28,9 +29,16 @@ export const RecordsHandlers = HttpApiBuilder.group(
     const records = yield* Records
     const idempotency = yield* IdempotencyStore
     const config = yield* HttpConfig
+    const positions = yield* Positions
+    /**
+     * Read your writes (README: Change feed): a position the read sends is checked;
+     * on one primary every write it names is visible already, so nothing waits.
+     */
+    const readAfter = (tenant: string, position: string | undefined) =>
+      position === undefined ? Effect.void : positions.check(tenant, position, "strata-position")
 
     /** Both POSTs: the body read with its limits, then stored at most once per Idempotency-Key. */
-    const post = <A extends { readonly text: string; readonly location?: string }>(
+    const post = <A extends { readonly text: string; readonly location?: string; readonly position: string }>(
       request: HttpServerRequest.HttpServerRequest,
       idempotencyKey: string | undefined,
       store: (tenant: string, body: unknown, traceparent: string | null) => Effect.Effect<A, DbError | ValidationFailed>
@@ -56,14 +64,21 @@ export const RecordsHandlers = HttpApiBuilder.group(
       .handle("get", ({ params, headers }) =>
         Effect.gen(function*() {
           const id = params.id.toLowerCase()
-          const { answer, cache } = yield* records.find((yield* Principal).tenant, id)
+          const tenant = (yield* Principal).tenant
+          yield* readAfter(tenant, headers["strata-position"])
+          const { answer, cache } = yield* records.find(tenant, id)
           if (Option.isNone(answer)) return yield* new NotFound({ detail: `No record ${params.id}` })
           return toResponse(recordAnswer(id, answer.value, cache, headers["if-none-match"]))
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
-      .handle("list", ({ query }) =>
+      .handle("list", ({ query, request }) =>
         Effect.gen(function*() {
-          const page = yield* records.list((yield* Principal).tenant, query)
-          return HttpServerResponse.text(page, { contentType: JSON_TYPE })
+          const tenant = (yield* Principal).tenant
+          yield* readAfter(tenant, request.headers["strata-position"])
+          const page = yield* records.list(tenant, query)
+          return HttpServerResponse.text(page.text, {
+            contentType: JSON_TYPE,
+            headers: { "strata-position": page.position }
+          })
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
   })
 )

@@ -413,12 +413,14 @@ export const describeRecordsApi = (
           "/admin/keys/{id}/revoke",
           "/admin/tenants",
           "/admin/tenants/{tenant}/keys",
+          "/changes",
           "/data",
           "/data/batch",
           "/data/{id}",
           "/health/live",
           "/health/ready",
           "/streams",
+          "/streams/{stream}/changes",
           "/streams/{stream}/schema",
           "/streams/{stream}/schema/check",
           "/streams/{stream}/schema/versions",
@@ -441,7 +443,8 @@ export const describeRecordsApi = (
             "unavailable",
             "invalid-schema",
             "schema-incompatible",
-            "conflict"
+            "conflict",
+            "position-expired"
           ]
         ) {
           expect(text).toContain(`/problems/${type}`)

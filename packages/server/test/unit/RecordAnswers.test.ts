@@ -38,7 +38,7 @@ describe("recordAnswer", () => {
 
 describe("Answer", () => {
   it("makes a 201 with its Location, sent as JSON by the app", async () => {
-    const response = toResponse(created(`/data/${ID}`, TEXT))
+    const response = toResponse(created(`/data/${ID}`, TEXT, "p"))
     expect(response.status).toBe(201)
     expect(response.headers.location).toBe(`/data/${ID}`)
     expect(response.body).toMatchObject({ _tag: "Uint8Array", contentType: "application/json" })

@@ -1,7 +1,7 @@
 /**
  * Every setting of the server, read from the environment and checked at startup.
  * The settings come in slices, one per concern (HttpConfig, DatabaseConfig,
- * CacheConfig, KafkaConfig, TelemetryConfig, LimitsConfig), each its own
+ * CacheConfig, KafkaConfig, TelemetryConfig, LimitsConfig, FeedConfig), each its own
  * service, so a layer's type says what it reads; AppConfig is their union, for
  * what wants them all (`strata config`, the README's table). The README's
  * configuration table lists each variable with its default.
@@ -9,6 +9,7 @@
 import { ConfigProvider, Context, Effect, Layer } from "effect"
 import { CacheConfig, cacheFields, type CacheSettings } from "./CacheConfig.ts"
 import { DatabaseConfig, databaseFields, type DatabaseSettings } from "./DatabaseConfig.ts"
+import { FeedConfig, feedFields, type FeedSettings } from "./FeedConfig.ts"
 import { HttpConfig, httpFields, type HttpSettings } from "./HttpConfig.ts"
 import { KafkaConfig, kafkaFields, type KafkaSettings } from "./KafkaConfig.ts"
 import { LimitsConfig, limitsFields, type LimitsSettings } from "./LimitsConfig.ts"
@@ -25,7 +26,8 @@ export const allFields = {
   ...cacheFields,
   ...kafkaFields,
   ...telemetryFields,
-  ...limitsFields
+  ...limitsFields,
+  ...feedFields
 }
 
 export type Settings =
@@ -35,6 +37,7 @@ export type Settings =
   & KafkaSettings
   & TelemetrySettings
   & LimitsSettings
+  & FeedSettings
 
 /** Each slice and the fields it takes from the union. */
 const slices = [
@@ -43,7 +46,8 @@ const slices = [
   [CacheConfig, cacheFields],
   [KafkaConfig, kafkaFields],
   [TelemetryConfig, telemetryFields],
-  [LimitsConfig, limitsFields]
+  [LimitsConfig, limitsFields],
+  [FeedConfig, feedFields]
 ] as const
 
 export type ConfigServices =
@@ -54,6 +58,7 @@ export type ConfigServices =
   | KafkaConfig
   | TelemetryConfig
   | LimitsConfig
+  | FeedConfig
 
 /** AppConfig and every slice, from one set of settings. */
 const provideAll = (settings: Settings): Context.Context<ConfigServices> => {

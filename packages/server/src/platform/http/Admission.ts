@@ -4,7 +4,8 @@
  * request still running after REQUEST_TIMEOUT is answered 503 — both with
  * `Retry-After` — instead of a slow answer. A write cut off by the deadline may
  * still commit: clients retry with the same Idempotency-Key to be safe.
- * Health and metrics routes are never shed, so probes see the truth.
+ * Health and metrics routes are never shed, so probes see the truth, and
+ * neither are change feed tails (isEventStream).
  * One count serves the HttpApi routes and the hot routes alike.
  */
 import { Unavailable } from "@strata/domain"
@@ -13,6 +14,17 @@ import { HttpServerRequest, type HttpServerResponse } from "effect/http"
 import { HttpConfig } from "../config/HttpConfig.ts"
 import { problemResponse } from "./Problems.ts"
 import { groupOf, routeOf } from "./RouteTable.ts"
+
+/**
+ * A request for a stream of Server-Sent Events (a change feed tail): a
+ * subscription that lives as long as the client wants, so neither
+ * MAX_IN_FLIGHT nor REQUEST_TIMEOUT applies to it; it has caps of its own.
+ */
+export const isEventStream = (accept: string | undefined): boolean =>
+  accept !== undefined && accept.toLowerCase().includes("text/event-stream")
+
+/** The contract's groups whose requests are shed and bounded. */
+const ADMITTED_GROUPS: ReadonlySet<string | undefined> = new Set(["records", "changes"])
 
 export const tooManyInFlight = () =>
   new Unavailable({ detail: "Too many requests in flight (MAX_IN_FLIGHT); retry shortly." })
@@ -42,7 +54,7 @@ export class Admission extends Context.Service<Admission, {
       const guard = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
         Effect.withFiber<HttpServerResponse.HttpServerResponse, E, R>((fiber) => {
           const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
-          if (groupOf(routeOf(request.url)) !== "records") return app
+          if (!ADMITTED_GROUPS.has(groupOf(routeOf(request.url))) || isEventStream(request.headers.accept)) return app
           if (!enter()) return problemResponse(tooManyInFlight())
           return app.pipe(
             Effect.timeoutOrElse({

@@ -16,8 +16,17 @@ export interface Answer {
 
 const JSON_TYPE = "application/json"
 
-/** A resource made at `location`, answered with its JSON text. */
-export const created = (location: string, body: string): Answer => ({ status: 201, headers: { location }, body })
+/**
+ * A write's answer: the resource made at `location`, its JSON text, and the
+ * change feed position of the write (`Strata-Position`, README: Change feed),
+ * which a later read may send to see everything up to it.
+ */
+export const created = (location: string | null, body: string, position: string | null): Answer => {
+  const headers: Record<string, string> = {}
+  if (location !== null) headers.location = location
+  if (position !== null) headers["strata-position"] = position
+  return { status: 201, headers, body }
+}
 
 /** The answer for the HttpApi handlers. */
 export const toResponse = (answer: Answer): HttpServerResponse.HttpServerResponse =>

@@ -124,6 +124,37 @@ export const migrations = Migrator.fromRecord({
     // no read of the record when this process still holds its text (README: Events).
     // Rows written before have NULLs here and are read with their record.
     yield* sql`ALTER TABLE outbox ADD COLUMN stream text, ADD COLUMN schema_version int`
+  }),
+  "0009_change_feed": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // The change feed's log (README: Change feed), one row per record, written in the
+    // record's statement: the writing transaction's id and the record's place in it
+    // are its position. Readers serve only rows whose transaction is older than
+    // every transaction still running (the snapshot's xmin), in (xid, n) order, so
+    // a transaction that took its id early and commits late is never skipped.
+    // Not partitioned like `records`: a tail reads the end of one index, whatever
+    // the number of record partitions; the record is read by id (its partition).
+    yield* sql`
+      CREATE TABLE changes (
+        tenant_id text NOT NULL,
+        xid xid8 NOT NULL,
+        n int NOT NULL,
+        record_id uuid NOT NULL,
+        stream text NOT NULL,
+        PRIMARY KEY (tenant_id, xid, n)
+      )`
+    yield* sql`CREATE INDEX changes_stream ON changes (tenant_id, stream, xid, n)`
+    // Retention (FEED_RETENTION): the horizon noted at each maintenance pass, so a
+    // time can be turned into a transaction id; and the oldest position still kept.
+    yield* sql`CREATE TABLE change_marks (at timestamptz PRIMARY KEY, xid xid8 NOT NULL)`
+    yield* sql`
+      CREATE TABLE change_retention (
+        id int PRIMARY KEY CHECK (id = 1),
+        earliest xid8 NOT NULL
+      )`
+    yield* sql`INSERT INTO change_retention (id, earliest) VALUES (1, '1')`
+    // A replayed write answer carries its position too.
+    yield* sql`ALTER TABLE idempotency_keys ADD COLUMN position text`
   })
 })
 
