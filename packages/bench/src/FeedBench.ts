@@ -75,7 +75,7 @@ export const runFeedBench = (options: FeedBenchOptions): Effect.Effect<void, Ben
     const databaseUrl = yield* throwawayDatabase(log)
     yield* strataCli(["migrate"], { DATABASE_URL: databaseUrl, LOG_LEVEL: "Warn" })
     const auth = yield* benchKey(databaseUrl)
-    const { base, child } = yield* serverProcess({
+    const { base, pid } = yield* serverProcess({
       env: serverEnv(databaseUrl, { FEED_MAX_STREAMS_PER_KEY: String(options.streams + 10) }),
       log
     })
@@ -159,7 +159,7 @@ export const runFeedBench = (options: FeedBenchOptions): Effect.Effect<void, Ben
       // 3. Idle streams.
       const auth2 = auth.authorization
       await new Promise((resolve) => setTimeout(resolve, 1000))
-      const before = rssMiB(child.pid!)
+      const before = rssMiB(pid()!)
       const port = new URL(base).port
       const sockets: Array<Socket> = []
       let open = 0
@@ -180,7 +180,7 @@ export const runFeedBench = (options: FeedBenchOptions): Effect.Effect<void, Ben
         await new Promise((resolve) => setTimeout(resolve, 100))
       }
       await new Promise((resolve) => setTimeout(resolve, 3000))
-      const withStreams = rssMiB(child.pid!)
+      const withStreams = rssMiB(pid()!)
       console.log(
         `${open} idle event streams: resident memory ${before.toFixed(0)} MiB before, ${
           withStreams.toFixed(0)
