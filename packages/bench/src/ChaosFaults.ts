@@ -52,9 +52,19 @@ export interface Fault {
 }
 
 const always = () => Promise.resolve(true)
-const databaseDown: Expectations = { cachedReadsServe: true, no5xx: false, writesUnaffected: false }
-const cacheDown: Expectations = { cachedReadsServe: false, no5xx: true, writesUnaffected: true }
-const brokerDown: Expectations = { cachedReadsServe: false, no5xx: true, writesUnaffected: true }
+const databaseDown: Expectations = {
+  cachedReadsServe: true,
+  no5xx: false,
+  writesUnaffected: false,
+  onlyConnectionsLost: false
+}
+const cacheDown: Expectations = {
+  cachedReadsServe: false,
+  no5xx: true,
+  writesUnaffected: true,
+  onlyConnectionsLost: false
+}
+const brokerDown: Expectations = cacheDown
 
 const broker = (rig: Rig) => {
   if (rig.broker === undefined) throw new Error("this fault needs a Kafka broker of the run's own")
@@ -126,8 +136,9 @@ export const FAULTS: Readonly<Record<FaultName, Fault>> = {
     inject: async (rig) => rig.killSecondServer(),
     heal: (rig) => rig.restartSecondServer(),
     ready: async (rig) => rig.secondServerServing(),
-    // Requests in flight on the killed process lose their connection (not acknowledged, so not lost).
-    expect: { cachedReadsServe: true, no5xx: true, writesUnaffected: false },
+    // Requests in flight on the killed process lose their connection (not acknowledged, so not lost);
+    // every other request is answered by the one left, or by both again.
+    expect: { cachedReadsServe: false, no5xx: true, writesUnaffected: false, onlyConnectionsLost: true },
     needsOwnBroker: false
   }
 }

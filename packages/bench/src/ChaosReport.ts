@@ -45,6 +45,8 @@ export interface Expectations {
   readonly no5xx: boolean
   /** Every write in its window answered 2xx. */
   readonly writesUnaffected: boolean
+  /** Every request that got an answer got a 2xx: only lost connections failed (a killed process's requests in flight). */
+  readonly onlyConnectionsLost: boolean
 }
 
 export interface Check {
@@ -207,6 +209,16 @@ export const faultChecks = (
   if (expect.no5xx) {
     const bad = mine.filter((a) => a.status >= 500)
     checks.push({ name: "no 5xx", pass: bad.length === 0, detail: failuresOf(bad) })
+  }
+  if (expect.onlyConnectionsLost) {
+    const bad = mine.filter((a) => !ok(a) && a.failure !== "connection")
+    checks.push({
+      name: "every answer a 2xx (only connections lost)",
+      pass: bad.length === 0,
+      detail: `${count(mine.filter((a) => a.failure === "connection").length)} connections lost; other failures: ${
+        failuresOf(bad)
+      }`
+    })
   }
   if (expect.writesUnaffected) {
     const writes = mine.filter((a) => isWrite(a.kind))

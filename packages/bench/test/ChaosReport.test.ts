@@ -25,7 +25,7 @@ const run: FaultRun = {
   recovered: true
 }
 const options = { requestTimeoutMs: 10_000, recoverLimitS: 30 }
-const databaseDown = { cachedReadsServe: true, no5xx: false, writesUnaffected: false }
+const databaseDown = { cachedReadsServe: true, no5xx: false, writesUnaffected: false, onlyConnectionsLost: false }
 
 describe("rowsOf", () => {
   it("counts a request in the fault it was in flight during, even one due just before the injection", () => {
@@ -96,5 +96,19 @@ describe("chaosTable", () => {
     const lines = table.split("\n")
     expect(lines[0]).toMatch(/^fault\s+requests\s+2xx\s+503\s+other\s+lost\s+recovery s\s+slowest ms$/)
     expect(lines[3]).toMatch(/^pg-stop\s+1\s+0\s+1\s+0\s+0\s+> 0\s+10$/)
+  })
+})
+
+describe("a killed process's checks", () => {
+  it("allows lost connections but no other failure", () => {
+    const killed = { cachedReadsServe: false, no5xx: true, writesUnaffected: false, onlyConnectionsLost: true }
+    const checksOf = (answers: ReadonlyArray<Answer>) => {
+      const rows = rowsOf(answers, [run], [])
+      return Object.fromEntries(faultChecks(run, rows[1], answers, killed, options).map((c) => [c.name, c.pass]))
+    }
+    const lost = checksOf([answer(12_000, 0, { failure: "connection" }), answer(12_100, 201)])
+    expect(lost["every answer a 2xx (only connections lost)"]).toBe(true)
+    const refused = checksOf([answer(12_000, 0, { failure: "connection" }), answer(12_100, 429)])
+    expect(refused["every answer a 2xx (only connections lost)"]).toBe(false)
   })
 })
