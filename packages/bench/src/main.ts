@@ -308,8 +308,10 @@ const chaos = Command.make("chaos", {
     Flag.mapTryCatch(parseMix, errorText)
   ),
   connections: count("connections", {
-    description: "Connections of the generator to each server, no pipelining (default 256)"
-  }).pipe(Flag.withDefault(256)),
+    description:
+      "Connections of the generator to each server, no pipelining (default 1000, the servers' MAX_IN_FLIGHT: " +
+      "the generator never queues a request a server would take)"
+  }).pipe(Flag.withDefault(1_000)),
   timeout: count("timeout", { description: "Seconds before an unanswered request counts as a timeout (default 30)" })
     .pipe(Flag.withDefault(30)),
   hotIds: count("hot-ids", { description: "Records written and read once in setup, for get-hot (default 1000)" })
