@@ -42,6 +42,7 @@ import { withTraceContext } from "./platform/observability/Tracing.ts"
 import { Database } from "./platform/sql/Database.ts"
 import { DbPolicy } from "./platform/sql/DbPolicy.ts"
 import { SharedSecrets } from "./platform/sql/SharedSecrets.ts"
+import { BulkIngest } from "./records/BulkIngest.ts"
 import { ChangeLog } from "./records/ChangeLog.ts"
 import { Cursors } from "./records/Cursor.ts"
 import { HotRoutes } from "./records/HotRoutes.ts"
@@ -184,6 +185,7 @@ export const withServices = <
   Layer.mergeAll(
     HotRoutes.layer,
     Records.layer,
+    BulkIngest.layer,
     ChangeFeed.layer,
     layerOutboxRelay.pipe(Layer.provide(HeldRecordsFromCache))
   ).pipe(Layer.provideMerge(Layer.mergeAll(

@@ -24,6 +24,12 @@ const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i
 
 export const isJsonContentType = (value: string | undefined): boolean => value !== undefined && JSON_TYPE.test(value)
 
+const NDJSON_TYPE = /^application\/(?:x-ndjson|jsonl|x-jsonlines)\s*(?:;|$)/i
+
+/** NDJSON (one JSON value a line): `application/x-ndjson`, `application/jsonl`, `application/x-jsonlines`. */
+export const isNdjsonContentType = (value: string | undefined): boolean =>
+  value !== undefined && NDJSON_TYPE.test(value)
+
 /** JSON is UTF-8 (RFC 8259): a body declared in another charset would be misread, so it is refused. */
 export const isUtf8 = (contentType: string): boolean => {
   const charset = CHARSET.exec(contentType)?.[1]?.toLowerCase()
