@@ -49,6 +49,7 @@ import { HotRoutes } from "./records/HotRoutes.ts"
 import { MemoryTables } from "./records/MemoryTables.ts"
 import { Positions } from "./records/Positions.ts"
 import { RecordCache } from "./records/RecordCache.ts"
+import { RecordExport } from "./records/RecordExport.ts"
 import { RecordPartitions } from "./records/RecordPartitions.ts"
 import { Records } from "./records/Records.ts"
 import { RecordsHandlers } from "./records/RecordsHandlers.ts"
@@ -186,6 +187,7 @@ export const withServices = <
     HotRoutes.layer,
     Records.layer,
     BulkIngest.layer,
+    RecordExport.layer,
     ChangeFeed.layer,
     layerOutboxRelay.pipe(Layer.provide(HeldRecordsFromCache))
   ).pipe(Layer.provideMerge(Layer.mergeAll(

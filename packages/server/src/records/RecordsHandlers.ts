@@ -14,7 +14,7 @@ import {
   type ValidationFailed
 } from "@strata/domain"
 import { Effect, Option, Result } from "effect"
-import { type HttpServerRequest, HttpServerResponse } from "effect/http"
+import type { HttpServerRequest } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { idempotently, idempotentlyHashed, isIdempotencyKey, requestHash } from "../idempotency/Idempotency.ts"
 import { IdempotencyStore } from "../idempotency/IdempotencyStore.ts"
@@ -23,15 +23,18 @@ import { toResponse } from "../platform/http/Answer.ts"
 import { codingOf } from "../platform/http/ContentCoding.ts"
 import { isNdjsonContentType, isUtf8, readJsonBody } from "../platform/http/JsonBody.ts"
 import { unavailableOnTransient } from "../platform/http/Problems.ts"
+import { streamResponse, textResponse } from "../platform/http/ResponseCoding.ts"
 import { validationFailed } from "../platform/http/Validation.ts"
 import { currentTraceparent } from "../platform/observability/Tracing.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { BulkIngest, bulkResultText } from "./BulkIngest.ts"
 import { Positions } from "./Positions.ts"
 import { recordAnswer } from "./RecordAnswers.ts"
+import { RecordExport, wantsNdjson } from "./RecordExport.ts"
 import { Records } from "./Records.ts"
 
 const JSON_TYPE = "application/json"
+const NDJSON_TYPE = "application/x-ndjson"
 
 export const RecordsHandlers = HttpApiBuilder.group(
   Api,
@@ -42,6 +45,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
     const config = yield* HttpConfig
     const positions = yield* Positions
     const bulk = yield* BulkIngest
+    const exports = yield* RecordExport
     /**
      * Read your writes (README: Change feed): a position the read sends is checked;
      * on one primary every write it names is visible already, so nothing waits.
@@ -143,10 +147,20 @@ export const RecordsHandlers = HttpApiBuilder.group(
         Effect.gen(function*() {
           const tenant = (yield* Principal).tenant
           yield* readAfter(tenant, request.headers["strata-position"])
+          const acceptEncoding = request.headers["accept-encoding"]
+          if (wantsNdjson(request.headers.accept)) {
+            const { body, position } = yield* exports.export(tenant, query)
+            return streamResponse(body, {
+              contentType: NDJSON_TYPE,
+              headers: { "strata-position": position },
+              acceptEncoding
+            })
+          }
           const page = yield* records.list(tenant, query)
-          return HttpServerResponse.text(page.text, {
+          return textResponse(page.text, {
             contentType: JSON_TYPE,
-            headers: { "strata-position": page.position }
+            headers: { "strata-position": page.position },
+            acceptEncoding
           })
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
   })
