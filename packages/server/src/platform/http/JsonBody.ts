@@ -11,7 +11,7 @@ import {
   UnsupportedMediaType,
   type ValidationFailed
 } from "@strata/domain"
-import { ByteSize, Effect, Result } from "effect"
+import { ByteSize, Effect, Fiber, Result } from "effect"
 import { HttpIncomingMessage, type HttpServerRequest } from "effect/http"
 import { MAX_DECIMAL_EXPONENT, parseExact } from "../json/ExactJson.ts"
 import { codingOf, corruptBody, decodeWhole } from "./ContentCoding.ts"
@@ -81,8 +81,13 @@ export const readJsonBody = (
   const declared = Number(request.headers["content-length"] ?? 0)
   if (declared > maxBytes) return Effect.fail(tooLarge)
   if (parsedBodies.has(request.source)) return Effect.succeed(parsedBodies.get(request.source))
-  return request.arrayBuffer.pipe(
-    Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBytes)),
+  const sent = request.arrayBuffer.pipe(
+    Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBytes))
+  )
+  // Read in a fiber of its own: interrupting the read destroys the body's stream, and
+  // with it the connection, so a request past REQUEST_TIMEOUT whose body is still
+  // arriving (a slow client) would get no answer at all instead of its 503.
+  return Effect.flatMap(Effect.forkDetach(sent), Fiber.join).pipe(
     Effect.mapError((error) =>
       error.reason._tag === "RequestParseError" && error.reason.reason === "BodyTooLarge"
         ? tooLarge
