@@ -34,7 +34,7 @@ import { type Line, LineSplitter } from "../platform/http/NdjsonLines.ts"
 import { formatPath, toFieldErrors } from "../platform/http/Validation.ts"
 import { MAX_DECIMAL_EXPONENT, parseExact } from "../platform/json/ExactJson.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
-import { StreamSchemas } from "../schemas/StreamSchemas.ts"
+import { type CompiledSchema, StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { type FeedPosition, laterOf } from "./ChangeLog.ts"
 import { prepareRecord } from "./Prepare.ts"
 import type { RecordToStore } from "./RecordStore.ts"
@@ -156,59 +156,62 @@ export class BulkIngest extends Context.Service<BulkIngest, {
           while (pending.length >= CHUNKS_IN_FLIGHT) yield* settle(pending.shift()!)
         })
 
-        const check = Effect.fnUntraced(function*(line: Line) {
-          if (line.length === 0) return
-          if (++received > config.maxBulkRecords) {
-            return yield* tooLarge(`The body may hold at most ${config.maxBulkRecords} records (MAX_BULK_RECORDS)`)
-          }
+        /**
+         * A line up to its envelope: the record, or undefined when the line is blank or
+         * rejected (counted here). Plain code: no Effect per line.
+         */
+        const parseLine = (line: Line): NewRecord | undefined => {
           if (line.bytes === undefined) {
-            return reject(line.number, [{
+            reject(line.number, [{
               path: "(line)",
               message:
                 `is ${line.length} bytes; a line may be at most ${maxLineBytes} (MAX_RECORD_BYTES for data, and ${ENVELOPE_BYTES} for the rest)`
             }])
+            return undefined
           }
           let text: string
           try {
             text = utf8.decode(line.bytes)
           } catch {
-            return reject(line.number, [{ path: "(line)", message: "is not valid UTF-8" }])
+            reject(line.number, [{ path: "(line)", message: "is not valid UTF-8" }])
+            return undefined
           }
           let value: unknown
           try {
             const parsed = parseExact(text)
             if (parsed._tag !== "Parsed") {
-              return reject(line.number, [{
+              reject(line.number, [{
                 path: formatPath(parsed.path),
                 message:
                   `must be a number with a decimal exponent within ±${MAX_DECIMAL_EXPONENT} (it could not be stored exactly)`
               }])
+              return undefined
             }
             value = parsed.value
           } catch (error) {
             // Only whitespace: a blank line, which holds no record.
             if (text.trim() === "") {
               received--
-              return
+              return undefined
             }
-            return reject(line.number, [{
+            reject(line.number, [{
               path: "(line)",
               message: `is not valid JSON: ${error instanceof SyntaxError ? error.message : "unreadable"}`
             }])
+            return undefined
           }
-          let record: NewRecord
-          if (isNewRecord(value)) {
-            record = value
-          } else {
-            const decoded = decodeRecord(value, { errors: "all", onExcessProperty: "error" })
-            if (Result.isFailure(decoded)) return reject(line.number, toFieldErrors(decoded.failure.issue))
-            record = decoded.success
-          }
-          let schema = schemas.peekUnsafe(input.tenant, record.stream)
-          if (schema === undefined) schema = yield* schemas.current(input.tenant, record.stream)
+          if (isNewRecord(value)) return value
+          const decoded = decodeRecord(value, { errors: "all", onExcessProperty: "error" })
+          if (Result.isSuccess(decoded)) return decoded.success
+          reject(line.number, toFieldErrors(decoded.failure.issue))
+          return undefined
+        }
+
+        /** The rest of a line's checks, with its stream's schema: its row is kept, or the line rejected. */
+        const keep = (lineNumber: number, record: NewRecord, schema: CompiledSchema | null) => {
           if (schema !== null) {
             const violations = schema.violations(record.data, "data")
-            if (violations.length > 0) return reject(line.number, violations)
+            if (violations.length > 0) return reject(lineNumber, violations)
           }
           const row = prepareRecord(
             input.tenant,
@@ -219,9 +222,23 @@ export class BulkIngest extends Context.Service<BulkIngest, {
             "",
             schema?.version ?? null
           )
-          if (Result.isFailure(row)) return reject(line.number, [row.failure])
+          if (Result.isFailure(row)) return reject(lineNumber, [row.failure])
           rows.push(row.success)
-          if (streaming && rows.length >= BULK_CHUNK) yield* flush()
+        }
+
+        const check = Effect.fnUntraced(function*(batch: ReadonlyArray<Line>) {
+          for (const line of batch) {
+            if (line.length === 0) continue
+            if (++received > config.maxBulkRecords) {
+              return yield* tooLarge(`The body may hold at most ${config.maxBulkRecords} records (MAX_BULK_RECORDS)`)
+            }
+            const record = parseLine(line)
+            if (record === undefined) continue
+            // The stream's schema as this process knows it; read once when it does not.
+            const known = schemas.peekUnsafe(input.tenant, record.stream)
+            keep(line.number, record, known === undefined ? yield* schemas.current(input.tenant, record.stream) : known)
+            if (streaming && rows.length >= BULK_CHUNK) yield* flush()
+          }
         })
 
         const readAll = Effect.gen(function*() {
@@ -251,11 +268,11 @@ export class BulkIngest extends Context.Service<BulkIngest, {
               )
             }
             splitter.push(chunk, collect)
-            for (const line of lines) yield* check(line)
+            yield* check(lines)
             lines.length = 0
           }
           splitter.end(collect)
-          for (const line of lines) yield* check(line)
+          yield* check(lines)
           if (streaming) {
             yield* flush()
             while (pending.length > 0) yield* settle(pending.shift()!)
