@@ -14,6 +14,7 @@ import {
   makeTestApp,
   memory,
   memoryDb,
+  pglite,
   postgres,
   type TestApp
 } from "@strata/testing"
@@ -107,6 +108,9 @@ const suite = (
       expect(problem.errors).toContainEqual(expect.objectContaining({ line: 1234, path: "stream" }))
       expect(problem.errors).toContainEqual(expect.objectContaining({ line: 5000, path: "extra" }))
       expect(problem.errors).toContainEqual(expect.objectContaining({ line: 10000, path: "data.n" }))
+      expect(problem.errors).toContainEqual(
+        expect.objectContaining({ line: 9000, path: "(line)", message: "must be a JSON object" })
+      )
       expect(problem.errors!.find((e) => (e as { line?: number }).line === 7)?.message).toMatch(/not valid JSON/)
       expect(await storedIn(app(), stream)).toEqual([])
     }, 60_000)
@@ -289,7 +293,12 @@ const suite = (
   })
 }
 
-describeBackends("POST /data/bulk", [memory, postgres], (db) => acquireApp(() => makeTestApp(db.layer, LIMITS)), suite)
+describeBackends(
+  "POST /data/bulk",
+  [memory, postgres, pglite],
+  (db) => acquireApp(() => makeTestApp(db.layer, LIMITS)),
+  suite
+)
 
 describeBackends(
   "POST /data/bulk over a socket (the Node server's body stream)",

@@ -203,7 +203,11 @@ export class BulkIngest extends Context.Service<BulkIngest, {
           if (isNewRecord(value)) return value
           const decoded = decodeRecord(value, { errors: "all", onExcessProperty: "error" })
           if (Result.isSuccess(decoded)) return decoded.success
-          reject(line.number, toFieldErrors(decoded.failure.issue))
+          // A line that is no object at all is named as the line, not as a request body.
+          reject(
+            line.number,
+            toFieldErrors(decoded.failure.issue).map((e) => e.path === "(body)" ? { ...e, path: "(line)" } : e)
+          )
           return undefined
         }
 
