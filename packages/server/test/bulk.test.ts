@@ -246,6 +246,11 @@ const suite = (
       const body = Array.from({ length: 20_001 }, (_, i) => JSON.stringify({ stream, data: { i } })).join("\n")
       await expectProblem(await bulk(app(), body), 413, "payload-too-large")
       expect(await storedIn(app(), stream)).toEqual([])
+      // Partial mode writes as it reads: the problem says what the lines before the limit stored.
+      const partial = await expectProblem(await bulk(app(), body, { mode: "partial" }), 413, "payload-too-large")
+      const stored = (await storedIn(app(), stream)).length
+      expect(stored).toBeGreaterThan(0)
+      expect(partial.detail).toContain(`the ${stored} records of the lines before it were stored`)
     }, 60_000)
   })
 

@@ -135,10 +135,7 @@ export class BulkIngest extends Context.Service<BulkIngest, {
             if (errors.length < BULK_ERRORS_LISTED) errors.push({ ...e, line })
           }
         }
-        const tooLarge = (what: string) => {
-          const stored = written > 0 ? `; the ${written} records of the lines before it were stored` : ""
-          return new PayloadTooLarge({ detail: `${what}${stored}` })
-        }
+        const tooLarge = (detail: string) => new PayloadTooLarge({ detail })
         const settle = (fiber: (typeof pending)[number]) =>
           Effect.map(Fiber.join(fiber), (w) => {
             written += w.n
@@ -293,7 +290,22 @@ export class BulkIngest extends Context.Service<BulkIngest, {
           } satisfies BulkRead
         })
 
+        /**
+         * A partial body refused midway: chunks on their way commit whatever happens, so the
+         * answer waits for them and says how many records the lines before the problem stored.
+         */
+        const withStored = <E extends PayloadTooLarge | MalformedRequest>(problem: E) =>
+          Effect.gen(function*() {
+            while (pending.length > 0) yield* Effect.ignore(settle(pending.shift()!))
+            if (written === 0) return yield* Effect.fail(problem)
+            const Problem = problem.constructor as new(fields: { readonly detail: string }) => E
+            return yield* Effect.fail(
+              new Problem({ detail: `${problem.detail}; the ${written} records of the lines before it were stored` })
+            )
+          })
+
         return yield* readAll.pipe(
+          Effect.catchTags({ PayloadTooLarge: withStored, MalformedRequest: withStored }),
           // Whatever stops the read (a limit, a bad stream, a client gone, the deadline) stops the body.
           Effect.ensuring(Effect.sync(() => {
             source.destroy()
