@@ -2,32 +2,22 @@
  * The `/data` routes over HTTP: bodies read by hand (`handleRaw`) so that every
  * bad input gets its own problem (415, 413, invalid-json, validation), each
  * write at most once per Idempotency-Key, and the record headers (ETag, 304).
- * What the routes do is Records'.
+ * What the routes do is Records' (and BulkHandler's, RecordExport's for NDJSON).
  */
-import {
-  Api,
-  type BulkMode,
-  NotFound,
-  PayloadTooLarge,
-  Principal,
-  UnsupportedMediaType,
-  type ValidationFailed
-} from "@strata/domain"
-import { Effect, Option, Result } from "effect"
+import { Api, NotFound, Principal, type ValidationFailed } from "@strata/domain"
+import { Effect, Option } from "effect"
 import type { HttpServerRequest } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
-import { idempotently, idempotentlyHashed, isIdempotencyKey, requestHash } from "../idempotency/Idempotency.ts"
+import { idempotently } from "../idempotency/Idempotency.ts"
 import { IdempotencyStore } from "../idempotency/IdempotencyStore.ts"
 import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { toResponse } from "../platform/http/Answer.ts"
-import { codingOf } from "../platform/http/ContentCoding.ts"
-import { isNdjsonContentType, isUtf8, readJsonBody } from "../platform/http/JsonBody.ts"
+import { readJsonBody } from "../platform/http/JsonBody.ts"
 import { unavailableOnTransient } from "../platform/http/Problems.ts"
 import { streamResponse, textResponse } from "../platform/http/ResponseCoding.ts"
-import { validationFailed } from "../platform/http/Validation.ts"
 import { currentTraceparent } from "../platform/observability/Tracing.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
-import { BulkIngest, bulkResultText } from "./BulkIngest.ts"
+import { makeBulkHandler } from "./BulkHandler.ts"
 import { Positions } from "./Positions.ts"
 import { recordAnswer } from "./RecordAnswers.ts"
 import { RecordExport, wantsNdjson } from "./RecordExport.ts"
@@ -44,7 +34,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
     const idempotency = yield* IdempotencyStore
     const config = yield* HttpConfig
     const positions = yield* Positions
-    const bulk = yield* BulkIngest
+    const bulkWrite = yield* makeBulkHandler
     const exports = yield* RecordExport
     /**
      * Read your writes (README: Change feed): a position the read sends is checked;
@@ -68,59 +58,6 @@ export const RecordsHandlers = HttpApiBuilder.group(
           request,
           idempotencyKey,
           store(tenant, body, yield* currentTraceparent)
-        )
-      }).pipe(Effect.catchTag("DbError", unavailableOnTransient))
-
-    /**
-     * POST /data/bulk: NDJSON read as it arrives (BulkIngest), the 200 after every accepted
-     * record is committed. With an Idempotency-Key, the body's hash (taken as it is read)
-     * is claimed before anything is written.
-     */
-    const bulkWrite = (
-      request: HttpServerRequest.HttpServerRequest,
-      mode: BulkMode,
-      idempotencyKey: string | undefined
-    ) =>
-      Effect.gen(function*() {
-        const contentType = request.headers["content-type"]
-        if (!isNdjsonContentType(contentType) || !isUtf8(contentType!)) {
-          return yield* new UnsupportedMediaType({
-            detail: "Send the body as application/x-ndjson (or application/jsonl), UTF-8"
-          })
-        }
-        const coding = codingOf(request.headers["content-encoding"])
-        if (Result.isFailure(coding)) return yield* coding.failure
-        if (coding.success === null && Number(request.headers["content-length"] ?? 0) > config.maxBulkBytes) {
-          return yield* new PayloadTooLarge({
-            detail: `The body may be at most ${config.maxBulkBytes} bytes (MAX_BULK_BYTES)`
-          })
-        }
-        if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
-          return yield* validationFailed([{
-            path: "idempotency-key",
-            message: "must be 1 to 255 visible ASCII characters"
-          }])
-        }
-        const tenant = (yield* Principal).tenant
-        const hash = idempotencyKey === undefined ? undefined : requestHash(request.method, request.url)
-        const read = yield* bulk.read({
-          tenant,
-          body: request.stream,
-          coding: coding.success,
-          mode,
-          traceparent: yield* currentTraceparent,
-          onSent: hash?.update
-        })
-        return yield* idempotentlyHashed(
-          idempotency,
-          tenant,
-          idempotencyKey,
-          Effect.sync(() => hash!.digest()),
-          Effect.map(bulk.write(read), (written) => ({
-            status: 200,
-            text: bulkResultText(written),
-            position: written.position === undefined ? null : positions.encode(tenant, written.position)
-          }))
         )
       }).pipe(Effect.catchTag("DbError", unavailableOnTransient))
 
