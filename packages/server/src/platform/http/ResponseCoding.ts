@@ -23,8 +23,10 @@ export const responseCodingOf = (acceptEncoding: string | undefined): ResponseCo
   const weights = new Map<string, number>()
   for (const part of acceptEncoding.split(",")) {
     const [name, ...params] = part.trim().toLowerCase().split(";")
-    const q = params.map((p) => /^\s*q\s*=\s*([0-9.]+)\s*$/.exec(p)?.[1]).find((v) => v !== undefined)
-    weights.set(name.trim(), q === undefined ? 1 : Number(q))
+    const q = params.map((p) => /^\s*q\s*=\s*(.*?)\s*$/.exec(p)?.[1]).find((v) => v !== undefined)
+    // A weight that is no number counts as a refusal.
+    const weight = q === undefined ? 1 : /^[0-9.]+$/.test(q) ? Number(q) : 0
+    weights.set(name.trim(), Number.isNaN(weight) ? 0 : weight)
   }
   let best: ResponseCoding | null = null
   let bestWeight = 0
