@@ -6,6 +6,7 @@ import { Schema, SchemaTransformation } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
 import { ApiKeyList, ApiKeyView, CreatedKey, NewKey, NewTenant, Tenant, TenantList } from "./Admin.ts"
 import { Authentication, RequiredScope } from "./Auth.ts"
+import { BulkQuery, BulkResult } from "./Bulk.ts"
 import { ChangePage, ChangesHeaders, ChangesQuery, PositionText, StreamChangesQuery } from "./Changes.ts"
 import {
   BodyProblems,
@@ -107,6 +108,19 @@ export class RecordsGroup extends HttpApiGroup.make("records")
       "Stores 1 to MAX_BATCH records atomically: all or none. Strata-Position: the position of the batch's last record in the change feed. Scope: records:write."
     )
       .annotate(RequiredScope, "records:write"),
+    HttpApiEndpoint.post("bulk", "/data/bulk", {
+      query: BulkQuery,
+      headers: IdempotencyHeaders,
+      payload: HttpApiSchema.StreamNdjson({
+        schema: NewRecord,
+        contentType: ["application/x-ndjson", "application/jsonl"]
+      }),
+      success: BulkResult,
+      error: WriteProblems
+    }).annotate(
+      OpenApi.Description,
+      "Stores NDJSON: one record envelope { stream, key?, occurredAt?, data } a line (a BOM, CRLF, blank lines and a missing final newline are fine), parsed as it arrives, gzip/deflate/br/zstd accepted. mode=atomic (default): any bad line is a 400 validation problem whose errors[] name each bad line (line, path, message), and nothing is stored. mode=partial: the good lines are stored, the bad ones listed. The 200 comes after every accepted record is committed; Strata-Position is the last write's. Over MAX_BULK_BYTES (decompressed) or MAX_BULK_RECORDS: 413. Scope: records:write."
+    ).annotate(RequiredScope, "records:write"),
     HttpApiEndpoint.get("get", "/data/:id", {
       params: { id: RecordId },
       headers: ConditionalHeaders,

@@ -42,12 +42,14 @@ import { withTraceContext } from "./platform/observability/Tracing.ts"
 import { Database } from "./platform/sql/Database.ts"
 import { DbPolicy } from "./platform/sql/DbPolicy.ts"
 import { SharedSecrets } from "./platform/sql/SharedSecrets.ts"
+import { BulkIngest } from "./records/BulkIngest.ts"
 import { ChangeLog } from "./records/ChangeLog.ts"
 import { Cursors } from "./records/Cursor.ts"
 import { HotRoutes } from "./records/HotRoutes.ts"
 import { MemoryTables } from "./records/MemoryTables.ts"
 import { Positions } from "./records/Positions.ts"
 import { RecordCache } from "./records/RecordCache.ts"
+import { RecordExport } from "./records/RecordExport.ts"
 import { RecordPartitions } from "./records/RecordPartitions.ts"
 import { Records } from "./records/Records.ts"
 import { RecordsHandlers } from "./records/RecordsHandlers.ts"
@@ -184,6 +186,8 @@ export const withServices = <
   Layer.mergeAll(
     HotRoutes.layer,
     Records.layer,
+    BulkIngest.layer,
+    RecordExport.layer,
     ChangeFeed.layer,
     layerOutboxRelay.pipe(Layer.provide(HeldRecordsFromCache))
   ).pipe(Layer.provideMerge(Layer.mergeAll(

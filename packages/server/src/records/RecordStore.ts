@@ -154,7 +154,9 @@ export class RecordStore extends Context.Service<RecordStore, {
               SELECT pg_current_xact_id()::text AS xid`
             return { records: stored as unknown as Arr.NonEmptyReadonlyArray<StoredRecord>, xid: BigInt(xid) }
           }),
-          "write"
+          "write",
+          // An atomic bulk write is one statement however many rows it has: DB_TIMEOUT for each ROWS_PER_TIMEOUT.
+          Math.ceil(records.length / ROWS_PER_TIMEOUT)
         )
 
       // A read names the partitions it reads (RecordPartitions says why): each
@@ -400,6 +402,9 @@ const MAX_WALK = 64
 /** The order of GET /data pages: by occurredAt, then id. */
 const compareKeyset = (a: { occurredAt: string; id: string }, b: { occurredAt: string; id: string }) =>
   a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
+
+/** The rows one DB_TIMEOUT is for in a write: group commits (WRITE_BATCH_MAX) stay within one; a bulk write gets more. */
+const ROWS_PER_TIMEOUT = 10_000
 
 /** Up to this many partitions, a batch of reads by id is a prepared statement per partition; past it, one statement. */
 const PREPARED_LOOKUPS = 8

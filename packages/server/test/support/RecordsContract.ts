@@ -416,6 +416,7 @@ export const describeRecordsApi = (
           "/changes",
           "/data",
           "/data/batch",
+          "/data/bulk",
           "/data/{id}",
           "/health/live",
           "/health/ready",
