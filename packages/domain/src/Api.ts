@@ -122,7 +122,7 @@ export class RecordsGroup extends HttpApiGroup.make("records")
       error: [ValidationFailed, PositionExpired, RateLimited, ...CommonProblems]
     }).annotate(HttpApi.QueryParseOptions, { errors: "all" }).annotate(
       OpenApi.Description,
-      "A stream's records over the half-open range [from, to) of occurredAt, keyset-paginated on (occurredAt, id). The Strata-Position header of the answer is the change feed's head when the page was read: tail GET /changes from there to miss nothing that came after the page. A Strata-Position request header (read your writes) is checked as on GET /data/{id}. Scope: records:read."
+      "A stream's records over the half-open range [from, to) of occurredAt, keyset-paginated on (occurredAt, id). The Strata-Position header of the answer is the change feed's head when the page was read: tail GET /changes from there to miss nothing that came after the page. A Strata-Position request header (read your writes) is checked as on GET /data/{id}. Filters on data: any number of parameters data.<path>=<op>.<value> (ANDed, at most 20; path: names separated by dots, up to 32 deep, a name holding a dot written as a JSON string), op one of eq, neq, gt, gte, lt, lte (a JSON number compares numerically and exactly, a quoted JSON string or bare text as a string), in.(a,b,…) (at most 100), is.null, exists, contains.<URL-encoded JSON> (jsonb containment). A filtered page reads at most FILTER_SCAN_BUDGET rows, says how many in scanned, and may be short or empty with a nextCursor; its cursor is bound to the filter set. A bad filter is a 400 naming the parameter. Scope: records:read."
     ).annotate(RequiredScope, "records:read")
   )
   .middleware(Authentication)

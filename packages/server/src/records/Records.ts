@@ -13,6 +13,7 @@ import type { DbError } from "../platform/sql/DbError.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { ChangeLog } from "./ChangeLog.ts"
 import { Cursors } from "./Cursor.ts"
+import { type Filter, filterSetKey } from "./Filters.ts"
 import { Positions } from "./Positions.ts"
 import { prepareRecord } from "./Prepare.ts"
 import { type CacheOutcome, RecordCache } from "./RecordCache.ts"
@@ -40,8 +41,10 @@ export const rememberCommitted = (
   return answers
 }
 
-const pageText = (records: ReadonlyArray<StoredRecord>, nextCursor: string | null) =>
-  `{"records":[${records.map((r) => recordText(r)).join(",")}],"nextCursor":${JSON.stringify(nextCursor)}}`
+const pageText = (records: ReadonlyArray<StoredRecord>, nextCursor: string | null, scanned?: number) =>
+  `{"records":[${records.map((r) => recordText(r)).join(",")}],"nextCursor":${JSON.stringify(nextCursor)}${
+    scanned === undefined ? "" : `,"scanned":${scanned}`
+  }}`
 
 export class Records extends Context.Service<Records, {
   /** Validates and stores one record; answers it with its Location, after the commit. */
@@ -67,11 +70,14 @@ export class Records extends Context.Service<Records, {
   /**
    * One page of a stream, with the cursor of the next one (null on the last), and
    * the change feed's head when the page was read: a tail from there misses none
-   * of what came after the page (it may repeat some of the page).
+   * of what came after the page (it may repeat some of the page). With filters
+   * (README: Filters), the page reads at most FILTER_SCAN_BUDGET rows and says
+   * how many it read; it may be short, or empty, with a next cursor.
    */
   readonly list: (
     tenant: string,
-    query: ListQuery
+    query: ListQuery,
+    filters?: ReadonlyArray<Filter>
   ) => Effect.Effect<{ readonly text: string; readonly position: string }, DbError | ValidationFailed>
 }>()("strata/records/Records") {
   static readonly layer: Layer.Layer<
@@ -135,10 +141,10 @@ export class Records extends Context.Service<Records, {
           ? Effect.succeed({ answer: Option.none<string>(), cache: "miss" as const })
           : cache.findById(tenant, id)
 
-      const list = (tenant: string, q: ListQuery) =>
+      const list = (tenant: string, q: ListQuery, filters: ReadonlyArray<Filter> = []) =>
         Effect.gen(function*() {
           const order = q.order ?? "desc"
-          const scope = { tenant, stream: q.stream, key: q.key, order }
+          const scope = { tenant, stream: q.stream, key: q.key, order, filters: filterSetKey(filters) }
           if (q.from !== undefined && q.to !== undefined && q.from.getTime() > q.to.getTime()) {
             return yield* validationFailed([{ path: "to", message: "must not be before from" }])
           }
@@ -149,6 +155,27 @@ export class Records extends Context.Service<Records, {
           const limit = q.limit ?? DEFAULT_PAGE_LIMIT
           // The head before the page's own statements: whatever committed before it is on the page.
           const { horizon } = yield* log.horizon
+          if (filters.length > 0) {
+            const found = yield* store.listFiltered({
+              ...scope,
+              from: q.from,
+              to: q.to,
+              limit: limit + 1,
+              after,
+              filters,
+              budget: config.filterScanBudget
+            })
+            const page = found.records.slice(0, limit)
+            const last = found.records.length > limit ? page.at(-1) : undefined
+            const resume = last !== undefined
+              ? { occurredAt: new Date(last.occurredAt), id: last.id }
+              : found.stoppedAt
+            const nextCursor = resume === undefined ? null : cursors.encode(scope, resume)
+            return {
+              text: pageText(page, nextCursor, found.scanned),
+              position: positions.encode(tenant, { xid: horizon, n: 0 })
+            }
+          }
           // One more than the page: whether it exists says if there is a next page.
           const rows = yield* store.list({ ...scope, from: q.from, to: q.to, limit: limit + 1, after })
           const page = rows.slice(0, limit)

@@ -16,6 +16,7 @@ import { readJsonBody } from "../platform/http/JsonBody.ts"
 import { unavailableOnTransient } from "../platform/http/Problems.ts"
 import { currentTraceparent } from "../platform/observability/Tracing.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
+import { queryFilters } from "./FilterQuery.ts"
 import { Positions } from "./Positions.ts"
 import { recordAnswer } from "./RecordAnswers.ts"
 import { Records } from "./Records.ts"
@@ -74,7 +75,7 @@ export const RecordsHandlers = HttpApiBuilder.group(
         Effect.gen(function*() {
           const tenant = (yield* Principal).tenant
           yield* readAfter(tenant, request.headers["strata-position"])
-          const page = yield* records.list(tenant, query)
+          const page = yield* records.list(tenant, query, yield* queryFilters(request.url))
           return HttpServerResponse.text(page.text, {
             contentType: JSON_TYPE,
             headers: { "strata-position": page.position }
