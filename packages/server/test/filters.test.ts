@@ -195,6 +195,32 @@ describeBackends(
       }
     })
 
+    describe("paths the stream's schema forbids", () => {
+      test("are a 400 naming the parameter; allowed paths filter as usual", async (app) => {
+        const registrar = await app.createKey({ scopes: ["schemas:write"] })
+        const schema = {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            amount: { type: "number" },
+            customer: { type: "object", additionalProperties: false, properties: { id: { type: "integer" } } },
+            extra: { type: "object" }
+          }
+        }
+        const put = await app.json("/streams/strict/schema", { schema }, { method: "PUT" }, registrar)
+        expect(put.status).toBe(201)
+        await store(app, "strict", [`{"amount":5,"customer":{"id":1}}`])
+        const problem = await expectProblem(
+          await app.request("/data?stream=strict&data.amont=eq.5&data.customer.name=eq.x&data.amount=eq.5"),
+          400,
+          "validation"
+        )
+        expect(problem.errors?.map((e) => e.path).toSorted()).toEqual(["data.amont", "data.customer.name"])
+        expect(amounts(await get(app, "stream=strict&data.amount=eq.5&data.customer.id=eq.1"))).toEqual([5])
+        expect((await get(app, "stream=strict&data.extra.anything=exists")).records).toEqual([])
+      })
+    })
+
     describe("the server's answer is the filter applied to the same records", () => {
       test("on random records and random filters", async (app) => {
         const values = ["1", "2", "10", "-3", "2.5", "9007199254740993", `"1"`, `"b"`, `"10"`, "true", "null", "[1,2]"]

@@ -360,3 +360,26 @@ export const matchesAll = (filters: ReadonlyArray<Filter>, data: unknown): boole
         return contains(v, f.value)
     }
   })
+
+/**
+ * Whether a stream's JSON Schema forbids the path: some object on the way
+ * names its properties and says `additionalProperties: false` without this
+ * name. Where the schema says less (patterns, references, combinators), the
+ * path is allowed.
+ */
+export const schemaForbids = (schema: unknown, path: ReadonlyArray<string>): boolean => {
+  let at: unknown = schema
+  for (const name of path) {
+    if (at === null || typeof at !== "object") return false
+    const node = at as {
+      readonly properties?: Readonly<Record<string, unknown>>
+      readonly patternProperties?: unknown
+      readonly additionalProperties?: unknown
+    }
+    if (node.properties !== undefined && Object.hasOwn(node.properties, name)) at = node.properties[name]
+    else if (node.patternProperties !== undefined) return false
+    else if (node.additionalProperties === false) return true
+    else at = node.additionalProperties
+  }
+  return false
+}

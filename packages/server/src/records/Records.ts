@@ -10,10 +10,11 @@ import { Array as Arr, Context, Effect, Layer, Option, Result } from "effect"
 import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
+import { SchemaRegistry } from "../schemas/SchemaRegistry.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { ChangeLog } from "./ChangeLog.ts"
 import { Cursors } from "./Cursor.ts"
-import { type Filter, filterSetKey } from "./Filters.ts"
+import { type Filter, filterSetKey, schemaForbids } from "./Filters.ts"
 import { Positions } from "./Positions.ts"
 import { prepareRecord } from "./Prepare.ts"
 import { type CacheOutcome, RecordCache } from "./RecordCache.ts"
@@ -83,7 +84,15 @@ export class Records extends Context.Service<Records, {
   static readonly layer: Layer.Layer<
     Records,
     never,
-    RecordStore | RecordWriter | RecordCache | Cursors | StreamSchemas | HttpConfig | Positions | ChangeLog
+    | RecordStore
+    | RecordWriter
+    | RecordCache
+    | Cursors
+    | StreamSchemas
+    | SchemaRegistry
+    | HttpConfig
+    | Positions
+    | ChangeLog
   > = Layer.effect(
     Records,
     Effect.gen(function*() {
@@ -95,6 +104,22 @@ export class Records extends Context.Service<Records, {
       const config = yield* HttpConfig
       const positions = yield* Positions
       const log = yield* ChangeLog
+      const registry = yield* SchemaRegistry
+
+      /** A filter on a path the stream's schema forbids can match nothing: a 400 naming it. */
+      const checkPaths = (tenant: string, stream: string, filters: ReadonlyArray<Filter>) =>
+        Effect.gen(function*() {
+          if (filters.length === 0 || (yield* schemas.current(tenant, stream)) === null) return
+          const current = yield* registry.current(tenant, stream)
+          if (Option.isNone(current)) return
+          const forbidden = filters.filter((f) => schemaForbids(current.value.schema, f.path))
+          if (forbidden.length > 0) {
+            return yield* validationFailed(forbidden.map((f) => ({
+              path: f.parameter,
+              message: `names a field the stream's schema (version ${current.value.version}) does not allow`
+            })))
+          }
+        })
       const decodeRecord = decodeAll(NewRecord)
       const decodeBatch = decodeAll(BatchRequest)
 
@@ -153,6 +178,7 @@ export class Records extends Context.Service<Records, {
             return yield* validationFailed([{ path: "cursor", message: "is not a cursor we issued for this query" }])
           }
           const limit = q.limit ?? DEFAULT_PAGE_LIMIT
+          yield* checkPaths(tenant, q.stream, filters)
           // The head before the page's own statements: whatever committed before it is on the page.
           const { horizon } = yield* log.horizon
           if (filters.length > 0) {
