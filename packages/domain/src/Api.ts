@@ -31,7 +31,16 @@ import {
   StoredRecord,
   StreamName
 } from "./Record.ts"
-import { CheckSchema, RegisterSchema, SchemaCheck, StreamList, StreamSchema, StreamSchemaVersions } from "./Streams.ts"
+import {
+  CheckSchema,
+  DeclareIndexes,
+  RegisterSchema,
+  SchemaCheck,
+  StreamIndexList,
+  StreamList,
+  StreamSchema,
+  StreamSchemaVersions
+} from "./Streams.ts"
 
 const IdempotencyHeaders = Schema.Struct({
   "idempotency-key": Schema.optionalKey(Schema.String.annotate({
@@ -210,7 +219,22 @@ export class StreamsGroup extends HttpApiGroup.make("streams")
     }).annotate(
       OpenApi.Description,
       "Validates the stream's most recent records (up to SCHEMA_CHECK_RECORDS) against a candidate schema; stores nothing. Scope: schemas:write."
-    ).annotate(RequiredScope, "schemas:write")
+    ).annotate(RequiredScope, "schemas:write"),
+    HttpApiEndpoint.put("declareIndexes", "/streams/:stream/indexes", {
+      params: StreamParams,
+      payload: DeclareIndexes,
+      success: StreamIndexList,
+      error: [...BodyProblems, RateLimited, ...CommonProblems]
+    }).annotate(
+      OpenApi.Description,
+      "Declares the paths of data the tenant filters on in this stream (the whole set: one left out is dropped). Each is built in the background, partition by partition without blocking writes (state building, then ready; built of partitions says how far), and partitions made later get it. A filter on a ready path uses it. Scope: schemas:write."
+    ).annotate(RequiredScope, "schemas:write"),
+    HttpApiEndpoint.get("indexes", "/streams/:stream/indexes", {
+      params: StreamParams,
+      success: StreamIndexList,
+      error: [ValidationFailed, RateLimited, ...CommonProblems]
+    }).annotate(OpenApi.Description, "The stream's declared indexes with their state. Scope: records:read.")
+      .annotate(RequiredScope, "records:read")
   )
   .middleware(Authentication)
   .annotate(OpenApi.Title, "Streams and schemas")

@@ -189,6 +189,10 @@ export const parseFilters = (
 const literalJson = (l: Literal): string => l.type === "number" ? l.text : JSON.stringify(l.value)
 const literalKey = (l: Literal) => [l.type, literalJson(l)]
 
+/** Whether an index of that kind on the filter's path serves it (README: Declared indexes). */
+export const servedBy = (f: Filter, kind: "btree" | "gin"): boolean =>
+  kind === "gin" ? f.op === "contains" : f.op !== "contains" && f.op !== "neq" && f.op !== "exists"
+
 /** One text per filter set, whatever the order of its parameters: what a cursor is bound to. */
 export const filterSetKey = (filters: ReadonlyArray<Filter>): string | undefined =>
   filters.length === 0 ? undefined : JSON.stringify(
@@ -211,9 +215,13 @@ export const filterSetKey = (filters: ReadonlyArray<Filter>): string | undefined
  * The filters as one SQL condition on `data`, every path and value a parameter
  * (`param` adds one and answers its placeholder).
  */
-export const filterSql = (filters: ReadonlyArray<Filter>, param: (value: unknown) => string): string =>
+export const filterSql = (
+  filters: ReadonlyArray<Filter>,
+  param: (value: unknown) => string,
+  fieldOf: (f: Filter) => string = (f) => `(data #> ${param(f.path)}::text[])`
+): string =>
   filters.map((f) => {
-    const field = `(data #> ${param(f.path)}::text[])`
+    const field = fieldOf(f)
     switch (f.op) {
       case "eq":
         return `${field} = ${param(literalJson(f.value))}::jsonb`
@@ -230,7 +238,7 @@ export const filterSql = (filters: ReadonlyArray<Filter>, param: (value: unknown
       case "in":
         return `${field} = ANY(${param(f.values.map(literalJson))}::jsonb[])`
       case "is.null":
-        return `jsonb_typeof(${field}) = 'null'`
+        return `${field} = 'null'::jsonb`
       case "exists":
         return `${field} IS NOT NULL`
       case "contains":

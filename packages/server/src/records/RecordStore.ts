@@ -12,7 +12,8 @@ import type { SqlError } from "effect/sql"
 import { AppConfig } from "../platform/config/AppConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { DbPolicy } from "../platform/sql/DbPolicy.ts"
-import { type Filter, filterSql, matchesAll } from "./Filters.ts"
+import { indexedField, indexedRows, type IndexSpec } from "../schemas/StreamIndexes.ts"
+import { type Filter, filterSql, matchesAll, servedBy } from "./Filters.ts"
 import { MemoryTables } from "./MemoryTables.ts"
 import { nextPartition, partitionFor } from "./Partitions.ts"
 import { recordIdTime } from "./RecordId.ts"
@@ -72,6 +73,8 @@ export interface PageQuery {
 export interface FilteredPageQuery extends PageQuery {
   readonly filters: ReadonlyArray<Filter>
   readonly budget: number
+  /** The stream's ready declared indexes: filters they serve are written so that PostgreSQL uses them. */
+  readonly indexed?: ReadonlyArray<IndexSpec> | undefined
 }
 
 export interface FilteredPage {
@@ -317,6 +320,15 @@ export class RecordStore extends Context.Service<RecordStore, {
               where.push(
                 `(occurred_at, id) ${desc ? "<" : ">"} (${param(q.after.occurredAt)}, ${param(q.after.id)}::uuid)`
               )
+            }
+            // A filter on a declared path is also written in each partition's own
+            // WHERE, with the field and the rows as the index writes them (constants,
+            // from validated names), so the index finds its rows whatever the plan.
+            const served = q.filters.filter((f) =>
+              (q.indexed ?? []).some((i) => i.path.join("\u0000") === f.path.join("\u0000") && servedBy(f, i.kind))
+            )
+            if (served.length > 0) {
+              where.push(indexedRows(q.tenant, q.stream), filterSql(served, param, (f) => indexedField(f.path)))
             }
             const passes = filterSql(q.filters, param)
             const budget = `$${params.length + 1}`

@@ -11,6 +11,7 @@ import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { SchemaRegistry } from "../schemas/SchemaRegistry.ts"
+import { StreamIndexes } from "../schemas/StreamIndexes.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { ChangeLog } from "./ChangeLog.ts"
 import { Cursors } from "./Cursor.ts"
@@ -90,6 +91,7 @@ export class Records extends Context.Service<Records, {
     | Cursors
     | StreamSchemas
     | SchemaRegistry
+    | StreamIndexes
     | HttpConfig
     | Positions
     | ChangeLog
@@ -105,6 +107,7 @@ export class Records extends Context.Service<Records, {
       const positions = yield* Positions
       const log = yield* ChangeLog
       const registry = yield* SchemaRegistry
+      const indexes = yield* StreamIndexes
 
       /** A filter on a path the stream's schema forbids can match nothing: a 400 naming it. */
       const checkPaths = (tenant: string, stream: string, filters: ReadonlyArray<Filter>) =>
@@ -189,7 +192,8 @@ export class Records extends Context.Service<Records, {
               limit: limit + 1,
               after,
               filters,
-              budget: config.filterScanBudget
+              budget: config.filterScanBudget,
+              indexed: yield* indexes.ready(tenant, q.stream)
             })
             const page = found.records.slice(0, limit)
             const last = found.records.length > limit ? page.at(-1) : undefined
