@@ -142,6 +142,9 @@ const FeedProblems = [ValidationFailed, PositionExpired, RateLimited, ...CommonP
 const FEED =
   "With Accept: text/event-stream the same URL streams forever as Server-Sent Events: `event: record` with `id:` the change's position and `data:` the change, `event: heartbeat` every FEED_HEARTBEAT with `id:` the current position, `retry:` before a planned close; resume with Last-Event-ID. Feed streams have their own caps (FEED_MAX_STREAMS, FEED_MAX_STREAMS_PER_KEY: 429 above them) and do not count against MAX_IN_FLIGHT or REQUEST_TIMEOUT. A position older than FEED_RETENTION, or of another database epoch, is a 410 naming earliestPosition; a malformed one or another tenant's, a 400. Scope: records:read."
 
+const FEED_FILTERS =
+  "Filters on data as on GET /data (data.<path>=<op>.<value>, ANDed): a page reads limit changes and answers those whose record passes, so it may be short or empty; nextPosition moves past every change read."
+
 export class ChangesGroup extends HttpApiGroup.make("changes")
   .add(
     HttpApiEndpoint.get("tenant", "/changes", {
@@ -151,7 +154,7 @@ export class ChangesGroup extends HttpApiGroup.make("changes")
       error: FeedProblems
     }).annotate(HttpApi.QueryParseOptions, { errors: "all" }).annotate(
       OpenApi.Description,
-      `Every record of the tenant (or of the streams named) in commit order, each with its position, after \`after\`. ${FEED}`
+      `Every record of the tenant (or of the streams named) in commit order, each with its position, after \`after\`. ${FEED} ${FEED_FILTERS}`
     ).annotate(RequiredScope, "records:read"),
     HttpApiEndpoint.get("stream", "/streams/:stream/changes", {
       params: { stream: StreamName },
@@ -161,7 +164,7 @@ export class ChangesGroup extends HttpApiGroup.make("changes")
       error: FeedProblems
     }).annotate(HttpApi.QueryParseOptions, { errors: "all" }).annotate(
       OpenApi.Description,
-      `The stream's records in commit order, each with its position, after \`after\`. ${FEED}`
+      `The stream's records in commit order, each with its position, after \`after\`. ${FEED} ${FEED_FILTERS}`
     ).annotate(RequiredScope, "records:read")
   )
   .middleware(Authentication)

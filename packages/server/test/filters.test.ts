@@ -221,6 +221,51 @@ describeBackends(
       })
     })
 
+    describe("the change feed", () => {
+      interface FeedPage {
+        readonly changes: ReadonlyArray<{ readonly data: Record<string, unknown>; readonly position: string }>
+        readonly nextPosition: string
+      }
+      /** Every change a feed URL answers from the earliest position, page after page. */
+      const drain = async (app: { readonly request: (path: string) => Promise<Response> }, path: string) => {
+        const found: Array<FeedPage["changes"][number]> = []
+        let after = "earliest"
+        for (let i = 0; i < 50; i++) {
+          const res = await app.request(`${path}${path.includes("?") ? "&" : "?"}after=${after}&limit=4`)
+          expect(res.status, await res.clone().text()).toBe(200)
+          const page = (await res.json()) as FeedPage
+          found.push(...page.changes)
+          if (page.nextPosition === after) break
+          after = page.nextPosition
+        }
+        return found
+      }
+
+      test("takes the same filters on /streams/{stream}/changes and /changes", async (app) => {
+        await store(app, "feed-f", Array.from({ length: 12 }, (_, i) => `{"n":${i},"big":90071992547409${90 + i}}`))
+        const n = (changes: ReadonlyArray<{ readonly data: Record<string, unknown> }>) => changes.map((c) => c.data.n)
+        expect(n(await drain(app, "/streams/feed-f/changes?data.n=gte.9"))).toEqual([9, 10, 11])
+        expect(n(await drain(app, "/changes?stream=feed-f&data.big=gt.9007199254740992"))).toEqual([
+          3,
+          4,
+          5,
+          6,
+          7,
+          8,
+          9,
+          10,
+          11
+        ])
+        expect(n(await drain(app, "/streams/feed-f/changes?data.n=in.(1,2)&data.big=exists"))).toEqual([1, 2])
+        const problem = await expectProblem(
+          await app.request("/streams/feed-f/changes?data.n=between.1"),
+          400,
+          "validation"
+        )
+        expect(problem.errors?.map((e) => e.path)).toEqual(["data.n"])
+      })
+    })
+
     describe("the server's answer is the filter applied to the same records", () => {
       test("on random records and random filters", async (app) => {
         const values = ["1", "2", "10", "-3", "2.5", "9007199254740993", `"1"`, `"b"`, `"10"`, "true", "null", "[1,2]"]

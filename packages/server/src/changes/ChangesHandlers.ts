@@ -10,6 +10,7 @@ import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { isEventStream } from "../platform/http/Admission.ts"
 import { unavailableOnTransient } from "../platform/http/Problems.ts"
+import { queryFilters } from "../records/FilterQuery.ts"
 import { ChangeFeed, type FeedRequest } from "./ChangeFeed.ts"
 
 const JSON_TYPE = "application/json"
@@ -33,7 +34,8 @@ export const ChangesHandlers = HttpApiBuilder.group(
       headers: FeedHeaders,
       query: { readonly after?: string; readonly limit?: number },
       streams: ReadonlyArray<string> | undefined,
-      source: object
+      source: object,
+      url: string
     ) =>
       Effect.gen(function*() {
         const principal = yield* Principal
@@ -45,7 +47,8 @@ export const ChangesHandlers = HttpApiBuilder.group(
           after: resumed ?? query.after,
           afterPath: resumed !== undefined ? "last-event-id" : "after",
           limit: query.limit ?? DEFAULT_LIMIT,
-          readYourWrites: headers["strata-position"]
+          readYourWrites: headers["strata-position"],
+          filters: yield* queryFilters(url)
         }
         if (!live) {
           return HttpServerResponse.text(yield* feed.page(principal.tenant, request), { contentType: JSON_TYPE })
@@ -64,8 +67,11 @@ export const ChangesHandlers = HttpApiBuilder.group(
           : typeof query.stream === "string"
           ? [query.stream]
           : Array.from(new Set(query.stream))
-        return serve(headers, query, streams, request.source)
+        return serve(headers, query, streams, request.source, request.url)
       })
-      .handle("stream", ({ headers, params, query, request }) => serve(headers, query, [params.stream], request.source))
+      .handle(
+        "stream",
+        ({ headers, params, query, request }) => serve(headers, query, [params.stream], request.source, request.url)
+      )
   })
 )
