@@ -113,6 +113,15 @@ describeBackends(
       })
     })
 
+    describe("names", () => {
+      test("a name that an SQL array literal would read as null, or that holds a quote, is still a name", async (app) => {
+        await store(app, "names", [`{"NULL":1,"a\\"b":{"c,d":2}}`, `{"null":3}`])
+        expect((await get(app, "stream=names&data.NULL=eq.1")).records).toHaveLength(1)
+        expect((await get(app, "stream=names&data.null=eq.3")).records).toHaveLength(1)
+        expect((await get(app, `stream=names&data."a\\"b".c,d=eq.2`)).records).toHaveLength(1)
+      })
+    })
+
     describe("bounded pages", () => {
       test("reads at most FILTER_SCAN_BUDGET rows a page, says how many, and goes on from where it stopped", async (app) => {
         // 60 records; only the 5th and the 55th match.

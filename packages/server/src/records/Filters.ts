@@ -308,8 +308,9 @@ const valueAt = (data: unknown, path: ReadonlyArray<string>): unknown => {
 const compareLiteral = (v: unknown, l: Literal): number | undefined => {
   if (kindOf(v) !== l.type) return undefined
   if (l.type === "number") return compareNumbers(numberText(v), l.text)
-  const w = l.value
-  return v === w ? 0 : (v as string | boolean) < w ? -1 : 1
+  if (l.type === "boolean") return v === l.value ? 0 : (v as boolean) < l.value ? -1 : 1
+  // By code point, as PostgreSQL orders them under the C.UTF-8 collation (UTF-16 units differ past U+FFFF).
+  return Math.sign(Buffer.compare(Buffer.from(v as string), Buffer.from(l.value)))
 }
 
 /** jsonb's `@>`: objects hold the pairs, arrays the elements (an array holds a scalar too), scalars equal. */

@@ -45,7 +45,9 @@ export const MAX_INDEX_DEPTH = 8
 const literal = (text: string) => `'${text.replaceAll("'", "''")}'`
 
 /** The field as the index and the filters that use it write it. */
-export const indexedField = (path: ReadonlyArray<string>) => `(data #> ${literal(`{${path.join(",")}}`)}::text[])`
+export const indexedField = (path: ReadonlyArray<string>) =>
+  // Each name in double quotes: a bare NULL in an array literal is a null, not the name.
+  `(data #> ${literal(`{${path.map((name) => `"${name}"`).join(",")}}`)}::text[])`
 
 /** The rows an index of the tenant's stream holds, as the index and the filters that use it write it. */
 export const indexedRows = (tenant: string, stream: string) =>
