@@ -189,9 +189,15 @@ export const parseFilters = (
 const literalJson = (l: Literal): string => l.type === "number" ? l.text : JSON.stringify(l.value)
 const literalKey = (l: Literal) => [l.type, literalJson(l)]
 
-/** Whether an index of that kind on the filter's path serves it (README: Declared indexes). */
+/**
+ * Whether an index of that kind on the filter's path serves it (README: Declared
+ * indexes). A btree on (field, occurred_at, id) serves the filters that fix the
+ * field, whose rows it holds in page order, so a page reads only what it answers;
+ * a range or a list of values would have PostgreSQL collect and sort every
+ * matching row of a partition, unbounded, so those stay within the scan budget.
+ */
 export const servedBy = (f: Filter, kind: "btree" | "gin"): boolean =>
-  kind === "gin" ? f.op === "contains" : f.op !== "contains" && f.op !== "neq" && f.op !== "exists"
+  kind === "gin" ? f.op === "contains" : f.op === "eq" || f.op === "is.null"
 
 /** One text per filter set, whatever the order of its parameters: what a cursor is bound to. */
 export const filterSetKey = (filters: ReadonlyArray<Filter>): string | undefined =>
