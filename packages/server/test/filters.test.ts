@@ -21,12 +21,13 @@ const BUDGET = 25
 const store = async (
   app: { readonly request: (path: string, init?: RequestInit) => Promise<Response> },
   stream: string,
-  data: ReadonlyArray<string>
+  data: ReadonlyArray<string>,
+  apartMs = 1000
 ) => {
   const body = `{"records":[${
     data.map((d, i) =>
       `{"stream":${JSON.stringify(stream)},"occurredAt":"${
-        new Date(Date.UTC(2026, 10, 1, 0, 0, i)).toISOString()
+        new Date(Date.UTC(2026, 6, 1) + i * apartMs).toISOString()
       }","data":${d}}`
     ).join(",")
   }]}`
@@ -144,6 +145,25 @@ describeBackends(
         expect(scans.every((n) => n <= BUDGET)).toBe(true)
         expect(scans.reduce((a, b) => a + b, 0)).toBe(60)
         expect(pages).toBe(3)
+      })
+
+      test("walks partitions within the budget, newest first, and finds every match", async (app) => {
+        // 90 records a day apart: three monthly partitions; every 20th matches.
+        await store(app, "months", Array.from({ length: 90 }, (_, i) => `{"n":${i}}`), 86_400_000)
+        const seen: Array<unknown> = []
+        let cursor: string | null = null
+        let pages = 0
+        do {
+          const page: Page = await get(
+            app,
+            `stream=months&limit=2&data.n=in.(0,20,40,60,80)${cursor === null ? "" : `&cursor=${cursor}`}`
+          )
+          expect(page.scanned).toBeLessThanOrEqual(BUDGET)
+          seen.push(...page.records.map((r) => r.data.n))
+          cursor = page.nextCursor
+          pages += 1
+        } while (cursor !== null && pages < 20)
+        expect(seen).toEqual([80, 60, 40, 20, 0])
       })
 
       test("ends a full page with a cursor and the next page with none", async (app) => {
