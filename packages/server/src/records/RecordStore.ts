@@ -310,34 +310,7 @@ export class RecordStore extends Context.Service<RecordStore, {
             }
             const candidates = (yield* partitions.overlapping(from, to)).map((p) => p.name)
             if (desc) candidates.reverse()
-            const params: Array<unknown> = [q.tenant, q.stream]
-            const where = ["tenant_id = $1", "stream = $2"]
-            const param = (value: unknown) => `$${params.push(value)}`
-            if (q.key !== undefined) where.push(`key = ${param(q.key)}`)
-            if (q.from !== undefined) where.push(`occurred_at >= ${param(q.from)}`)
-            if (q.to !== undefined) where.push(`occurred_at < ${param(q.to)}`)
-            if (q.after !== undefined) {
-              where.push(
-                `(occurred_at, id) ${desc ? "<" : ">"} (${param(q.after.occurredAt)}, ${param(q.after.id)}::uuid)`
-              )
-            }
-            // A filter on a declared path is also written in each partition's own
-            // WHERE, with the field and the rows as the index writes them (constants,
-            // from validated names), so the index finds its rows whatever the plan.
-            const served = q.filters.filter((f) =>
-              (q.indexed ?? []).some((i) => i.path.join("\u0000") === f.path.join("\u0000") && servedBy(f, i.kind))
-            )
-            if (served.length > 0) {
-              where.push(indexedRows(q.tenant, q.stream), filterSql(served, param, (f) => indexedField(f.path)))
-            }
-            const passes = filterSql(q.filters, param)
-            const budget = `$${params.length + 1}`
-            const wanted = `$${params.length + 2}`
-            const direction = desc ? "DESC" : "ASC"
-            const order = `occurred_at ${direction}, id ${direction}`
-            const branch = (name: string) =>
-              `(SELECT ${RAW_COLUMNS} FROM ${quoteIdentifier(name)} WHERE ${where.join(" AND ")}
-                ORDER BY ${order} LIMIT ${budget})`
+            const statement = filteredStatement(q)
             const records: Array<StoredRecord> = []
             let scanned = 0
             let stoppedAt: FilteredPage["stoppedAt"] = undefined
@@ -351,16 +324,7 @@ export class RecordStore extends Context.Service<RecordStore, {
               const left = q.budget - scanned
               const rows = yield* sql.unsafe<
                 RecordRow & { readonly hit: boolean; readonly n: string; readonly last: boolean }
-              >(
-                `SELECT ${COLUMNS}, hit, n::text AS n, last FROM (
-                  SELECT read.*, (${passes}) AS hit, row_number() OVER w AS n, (lead(1) OVER w) IS NULL AS last
-                  FROM (SELECT * FROM (${
-                  chunk.map(branch).join(" UNION ALL ")
-                }) page ORDER BY ${order} LIMIT ${budget}) read
-                  WINDOW w AS (ORDER BY ${order})
-                ) numbered WHERE hit OR last ORDER BY ${order} LIMIT ${wanted}`,
-                [...params, left, q.limit - records.length + 1]
-              ).unprepared
+              >(statement.text(chunk), [...statement.params, left, q.limit - records.length + 1]).unprepared
               let read = 0
               for (const row of rows) {
                 read = Number(row.n)
@@ -501,6 +465,51 @@ export class RecordStore extends Context.Service<RecordStore, {
       return RecordStore.of({ insert, findByIds, list, listFiltered, maintainPartitions })
     })
   )
+}
+
+/**
+ * The statement of a filtered page over some partitions (RecordStore.listFiltered
+ * says how it reads), and its parameters but the last two: the rows it may read
+ * and the rows it answers at most.
+ */
+export const filteredStatement = (q: FilteredPageQuery) => {
+  const desc = q.order === "desc"
+  const params: Array<unknown> = [q.tenant, q.stream]
+  const where = ["tenant_id = $1", "stream = $2"]
+  const param = (value: unknown) => `$${params.push(value)}`
+  if (q.key !== undefined) where.push(`key = ${param(q.key)}`)
+  if (q.from !== undefined) where.push(`occurred_at >= ${param(q.from)}`)
+  if (q.to !== undefined) where.push(`occurred_at < ${param(q.to)}`)
+  if (q.after !== undefined) {
+    where.push(`(occurred_at, id) ${desc ? "<" : ">"} (${param(q.after.occurredAt)}, ${param(q.after.id)}::uuid)`)
+  }
+  // A filter on a declared path is also written in each partition's own
+  // WHERE, with the field and the rows as the index writes them (constants,
+  // from validated names), so the index finds its rows whatever the plan.
+  const served = q.filters.filter((f) =>
+    (q.indexed ?? []).some((i) => i.path.join("\u0000") === f.path.join("\u0000") && servedBy(f, i.kind))
+  )
+  if (served.length > 0) {
+    where.push(indexedRows(q.tenant, q.stream), filterSql(served, param, (f) => indexedField(f.path)))
+  }
+  const passes = filterSql(q.filters, param)
+  const budget = `$${params.length + 1}`
+  const wanted = `$${params.length + 2}`
+  const direction = desc ? "DESC" : "ASC"
+  const order = `occurred_at ${direction}, id ${direction}`
+  const branch = (name: string) =>
+    `(SELECT ${RAW_COLUMNS} FROM ${quoteIdentifier(name)} WHERE ${where.join(" AND ")}
+      ORDER BY ${order} LIMIT ${budget})`
+  return {
+    params,
+    text: (partitions: ReadonlyArray<string>) =>
+      `SELECT ${COLUMNS}, hit, n::text AS n, last FROM (
+        SELECT read.*, (${passes}) AS hit, row_number() OVER w AS n, (lead(1) OVER w) IS NULL AS last
+        FROM (SELECT * FROM (${partitions.map(branch).join(" UNION ALL ")}) page ORDER BY ${order} LIMIT ${budget}) read
+        WINDOW w AS (ORDER BY ${order})
+      ) numbered WHERE hit OR last ORDER BY numbered.occurred_at ${direction}, numbered.id ${direction}
+      LIMIT ${wanted}`
+  }
 }
 
 /** How far ahead of now a stored record may have occurred: the accepted future, and an hour for replicas' clocks. */
