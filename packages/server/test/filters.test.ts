@@ -247,6 +247,11 @@ describeBackends(
         expect(problem.errors?.map((e) => e.path).toSorted()).toEqual(["data.amont", "data.customer.name"])
         expect(amounts(await get(app, "stream=strict&data.amount=eq.5&data.customer.id=eq.1"))).toEqual([5])
         expect((await get(app, "stream=strict&data.extra.anything=exists")).records).toEqual([])
+        // The feed of that stream refuses it too.
+        for (const path of ["/streams/strict/changes?data.amont=eq.5", "/changes?stream=strict&data.amont=eq.5"]) {
+          const feed = await expectProblem(await app.request(path), 400, "validation")
+          expect(feed.errors?.map((e) => e.path)).toEqual(["data.amont"])
+        }
       })
     })
 

@@ -11,6 +11,7 @@ import { HttpApiBuilder } from "effect/http-api"
 import { isEventStream } from "../platform/http/Admission.ts"
 import { unavailableOnTransient } from "../platform/http/Problems.ts"
 import { queryFilters } from "../records/FilterQuery.ts"
+import { Records } from "../records/Records.ts"
 import { ChangeFeed, type FeedRequest } from "./ChangeFeed.ts"
 
 const JSON_TYPE = "application/json"
@@ -29,6 +30,7 @@ export const ChangesHandlers = HttpApiBuilder.group(
   "changes",
   Effect.fn(function*(handlers) {
     const feed = yield* ChangeFeed
+    const records = yield* Records
 
     const serve = (
       headers: FeedHeaders,
@@ -50,6 +52,7 @@ export const ChangesHandlers = HttpApiBuilder.group(
           readYourWrites: headers["strata-position"],
           filters: yield* queryFilters(url)
         }
+        for (const stream of streams ?? []) yield* records.checkFilters(principal.tenant, stream, request.filters ?? [])
         if (!live) {
           return HttpServerResponse.text(yield* feed.page(principal.tenant, request), { contentType: JSON_TYPE })
         }

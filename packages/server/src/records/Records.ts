@@ -81,6 +81,12 @@ export class Records extends Context.Service<Records, {
     query: ListQuery,
     filters?: ReadonlyArray<Filter>
   ) => Effect.Effect<{ readonly text: string; readonly position: string }, DbError | ValidationFailed>
+  /** A validation problem naming each filter on a path the stream's schema forbids (README: Filters). */
+  readonly checkFilters: (
+    tenant: string,
+    stream: string,
+    filters: ReadonlyArray<Filter>
+  ) => Effect.Effect<void, DbError | ValidationFailed>
 }>()("strata/records/Records") {
   static readonly layer: Layer.Layer<
     Records,
@@ -216,7 +222,7 @@ export class Records extends Context.Service<Records, {
           return { text: pageText(page, nextCursor), position: positions.encode(tenant, { xid: horizon, n: 0 }) }
         })
 
-      return Records.of({ create, createBatch, find, list })
+      return Records.of({ create, createBatch, find, list, checkFilters: checkPaths })
     })
   )
 }
