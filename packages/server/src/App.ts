@@ -57,6 +57,7 @@ import { RecordStore } from "./records/RecordStore.ts"
 import { RecordWriter } from "./records/RecordWriter.ts"
 import { SchemaCompiler } from "./schemas/SchemaCompiler.ts"
 import { SchemaRegistry } from "./schemas/SchemaRegistry.ts"
+import { StreamIndexes } from "./schemas/StreamIndexes.ts"
 import { StreamSamples } from "./schemas/StreamSamples.ts"
 import { StreamSchemas } from "./schemas/StreamSchemas.ts"
 import { StreamsHandlers } from "./schemas/StreamsHandlers.ts"
@@ -135,7 +136,8 @@ export const layerStorage = Layer.mergeAll(
   Database.layerPg,
   IdempotencyStore.layerPg,
   ApiKeys.layerPg,
-  SchemaRegistry.layerPg
+  SchemaRegistry.layerPg,
+  StreamIndexes.layerPg
 ).pipe(
   Layer.provide(DbPolicy.layer)
 )
@@ -150,7 +152,8 @@ export const layerStorageMemory = Layer.mergeAll(
   Database.layerMemory,
   IdempotencyStore.layerMemory,
   ApiKeys.layerMemory,
-  SchemaRegistry.layerMemory
+  SchemaRegistry.layerMemory,
+  StreamIndexes.layerMemory
 )
 
 export type Storage =
@@ -162,6 +165,7 @@ export type Storage =
   | IdempotencyStore
   | ApiKeys
   | SchemaRegistry
+  | StreamIndexes
 
 /** What a composition of the services runs on; the cache and the bus default to in-memory and discarding ones. */
 export interface ServiceOptions<

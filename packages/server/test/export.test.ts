@@ -90,6 +90,23 @@ describeBackends(
       expect(records.at(-1)!.occurredAt).toBe("2026-11-01T00:39:58.000Z")
     }, 60_000)
 
+    test("takes the filters on data, across pages, exactly", async () => {
+      await ready()
+      // i >= 2000 and odd: 250 records, in the first page of 1,000 (newest first) read in full.
+      const res = await app().request(`/data?stream=${stream}&data.i=gte.2000&key=odd`, { headers: ndjson })
+      expect(res.status).toBe(200)
+      const records = linesOf(await res.text()).map((l) => JSON.parse(l) as Rec & { data: { i: number } })
+      expect(records).toHaveLength(250)
+      expect(records.every((r) => r.data.i >= 2000 && r.data.i % 2 === 1)).toBe(true)
+      const exact = await app().request(`/data?stream=${stream}&data.price=lt.20&data.i=lt.3`, { headers: ndjson })
+      expect(linesOf(await exact.text())).toHaveLength(3)
+      await expectProblem(
+        await app().request(`/data?stream=${stream}&data.i=near.5`, { headers: ndjson }),
+        400,
+        "validation"
+      )
+    }, 60_000)
+
     test("an empty stream is an empty answer; limit and cursor are a 400", async () => {
       const res = await app().request("/data?stream=nothing-here", { headers: ndjson })
       expect(res.status).toBe(200)

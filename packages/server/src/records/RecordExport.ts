@@ -11,6 +11,7 @@ import { Context, Effect, Layer, Stream } from "effect"
 import { validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { ChangeLog } from "./ChangeLog.ts"
+import { type Filter, matchesAll } from "./Filters.ts"
 import { Positions } from "./Positions.ts"
 import { recordText } from "./RecordJson.ts"
 import { RecordStore } from "./RecordStore.ts"
@@ -32,7 +33,8 @@ export class RecordExport extends Context.Service<RecordExport, {
    */
   readonly export: (
     tenant: string,
-    query: ListQuery
+    query: ListQuery,
+    filters?: ReadonlyArray<Filter>
   ) => Effect.Effect<
     { readonly body: Stream.Stream<Uint8Array, DbError>; readonly position: string },
     ValidationFailed | DbError
@@ -45,7 +47,7 @@ export class RecordExport extends Context.Service<RecordExport, {
       const log = yield* ChangeLog
       const positions = yield* Positions
 
-      const exportOf = Effect.fnUntraced(function*(tenant: string, q: ListQuery) {
+      const exportOf = Effect.fnUntraced(function*(tenant: string, q: ListQuery, filters: ReadonlyArray<Filter> = []) {
         const unbounded = [
           ...(q.limit === undefined ? [] : [{ path: "limit", message: "does not apply to an NDJSON export" }]),
           ...(q.cursor === undefined ? [] : [{ path: "cursor", message: "does not apply to an NDJSON export" }])
@@ -62,7 +64,10 @@ export class RecordExport extends Context.Service<RecordExport, {
             : Effect.map(store.list({ ...page, limit: EXPORT_PAGE, after }), (rows) => {
               if (rows.length === 0) return undefined
               let text = ""
-              for (const row of rows) text += `${recordText(row)}\n`
+              // Filters are checked here, row by row: the export reads every page anyway.
+              for (const row of rows) {
+                if (filters.length === 0 || matchesAll(filters, row.data)) text += `${recordText(row)}\n`
+              }
               const last = rows[rows.length - 1]
               const next = rows.length < EXPORT_PAGE
                 ? "done" as const

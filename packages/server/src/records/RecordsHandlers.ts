@@ -18,6 +18,7 @@ import { streamResponse, textResponse } from "../platform/http/ResponseCoding.ts
 import { currentTraceparent } from "../platform/observability/Tracing.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { makeBulkHandler } from "./BulkHandler.ts"
+import { queryFilters } from "./FilterQuery.ts"
 import { Positions } from "./Positions.ts"
 import { recordAnswer } from "./RecordAnswers.ts"
 import { RecordExport, wantsNdjson } from "./RecordExport.ts"
@@ -85,15 +86,17 @@ export const RecordsHandlers = HttpApiBuilder.group(
           const tenant = (yield* Principal).tenant
           yield* readAfter(tenant, request.headers["strata-position"])
           const acceptEncoding = request.headers["accept-encoding"]
+          const filters = yield* queryFilters(request.url)
           if (wantsNdjson(request.headers.accept)) {
-            const { body, position } = yield* exports.export(tenant, query)
+            yield* records.checkFilters(tenant, query.stream, filters)
+            const { body, position } = yield* exports.export(tenant, query, filters)
             return streamResponse(body, {
               contentType: NDJSON_TYPE,
               headers: { "strata-position": position },
               acceptEncoding
             })
           }
-          const page = yield* records.list(tenant, query)
+          const page = yield* records.list(tenant, query, filters)
           return textResponse(page.text, {
             contentType: JSON_TYPE,
             headers: { "strata-position": page.position },

@@ -422,6 +422,7 @@ export const describeRecordsApi = (
           "/health/ready",
           "/streams",
           "/streams/{stream}/changes",
+          "/streams/{stream}/indexes",
           "/streams/{stream}/schema",
           "/streams/{stream}/schema/check",
           "/streams/{stream}/schema/versions",

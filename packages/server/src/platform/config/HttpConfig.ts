@@ -20,7 +20,9 @@ export const httpFields = {
   shutdownDelay: duration("SHUTDOWN_DELAY").pipe(Config.withDefault(Duration.seconds(5))),
   shutdownTimeout: duration("SHUTDOWN_TIMEOUT").pipe(Config.withDefault(Duration.seconds(20))),
   requestTimeout: duration("REQUEST_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
-  maxInFlight: intBetween("MAX_IN_FLIGHT", 1, 1_000_000).pipe(Config.withDefault(1000))
+  maxInFlight: intBetween("MAX_IN_FLIGHT", 1, 1_000_000).pipe(Config.withDefault(1000)),
+  // How many rows a filtered page reads at most (README: Filters).
+  filterScanBudget: intBetween("FILTER_SCAN_BUDGET", 1, 10_000_000).pipe(Config.withDefault(10_000))
 }
 
 export type HttpSettings = Values<typeof httpFields>
