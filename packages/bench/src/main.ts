@@ -15,6 +15,7 @@ import { CliError, Command, Flag } from "effect/cli"
 import { DEFAULT_REDIS_URL, runBench, SCENARIO_KEYS } from "./Bench.ts"
 import { BenchError, errorText } from "./BenchError.ts"
 import { runBenchSoak } from "./BenchSoak.ts"
+import { runBulkBench } from "./BulkBench.ts"
 import { DEFAULT_CHAOS_MIX, runChaos } from "./Chaos.ts"
 import { FAULT_NAMES, parseFaults } from "./ChaosFaults.ts"
 import { runEventsBench } from "./EventsBench.ts"
@@ -95,6 +96,23 @@ const feed = Command.make(
 ).pipe(
   Command.withDescription(
     "The change feed on a throwaway PostgreSQL database: catch-up records/s from earliest, commit-to-event latency under a steady write rate, memory of idle event streams. About a minute."
+  )
+)
+
+const bulk = Command.make(
+  "bulk",
+  {
+    rows: count("rows", { description: "Records of each NDJSON body, about 300 bytes a line (default 200000)" }).pipe(
+      Flag.withDefault(200_000)
+    ),
+    duration: count("duration", { description: "Seconds of pgbench and of single POSTs (default 10)" }).pipe(
+      Flag.withDefault(10)
+    )
+  },
+  (options) => runBulkBench(options).pipe(reported("bench:bulk"))
+).pipe(
+  Command.withDescription(
+    "NDJSON bulk ingest and export on a throwaway PostgreSQL database, against pgbench writing the same rows in 1,000-row transactions and single POST /data, in the same run. About a minute."
   )
 )
 
@@ -350,7 +368,7 @@ const bench = Command.make("bench", {
   )
 }, (options) => runBench(options).pipe(reported("bench"))).pipe(
   Command.withDescription("Measures the HTTP API under load on this machine."),
-  Command.withSubcommands([events, feed, load, benchSoak, chaos, scale])
+  Command.withSubcommands([bulk, events, feed, load, benchSoak, chaos, scale])
 )
 
 const seedCommand = Command.make("seed", {

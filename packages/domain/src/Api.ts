@@ -6,6 +6,7 @@ import { Schema, SchemaTransformation } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
 import { ApiKeyList, ApiKeyView, CreatedKey, NewKey, NewTenant, Tenant, TenantList } from "./Admin.ts"
 import { Authentication, RequiredScope } from "./Auth.ts"
+import { BulkQuery, BulkResult } from "./Bulk.ts"
 import { ChangePage, ChangesHeaders, ChangesQuery, PositionText, StreamChangesQuery } from "./Changes.ts"
 import {
   BodyProblems,
@@ -31,7 +32,16 @@ import {
   StoredRecord,
   StreamName
 } from "./Record.ts"
-import { CheckSchema, RegisterSchema, SchemaCheck, StreamList, StreamSchema, StreamSchemaVersions } from "./Streams.ts"
+import {
+  CheckSchema,
+  DeclareIndexes,
+  RegisterSchema,
+  SchemaCheck,
+  StreamIndexList,
+  StreamList,
+  StreamSchema,
+  StreamSchemaVersions
+} from "./Streams.ts"
 
 const IdempotencyHeaders = Schema.Struct({
   "idempotency-key": Schema.optionalKey(Schema.String.annotate({
@@ -107,6 +117,19 @@ export class RecordsGroup extends HttpApiGroup.make("records")
       "Stores 1 to MAX_BATCH records atomically: all or none. Strata-Position: the position of the batch's last record in the change feed. Scope: records:write."
     )
       .annotate(RequiredScope, "records:write"),
+    HttpApiEndpoint.post("bulk", "/data/bulk", {
+      query: BulkQuery,
+      headers: IdempotencyHeaders,
+      payload: HttpApiSchema.StreamNdjson({
+        schema: NewRecord,
+        contentType: ["application/x-ndjson", "application/jsonl"]
+      }),
+      success: BulkResult,
+      error: WriteProblems
+    }).annotate(
+      OpenApi.Description,
+      "Stores NDJSON: one record envelope { stream, key?, occurredAt?, data } a line (a BOM, CRLF, blank lines and a missing final newline are fine), parsed as it arrives, gzip/deflate/br/zstd accepted. mode=atomic (default): any bad line is a 400 validation problem whose errors[] name each bad line (line, path, message), and nothing is stored. mode=partial: the good lines are stored, the bad ones listed. The 200 comes after every accepted record is committed; Strata-Position is the last write's. Over MAX_BULK_BYTES (decompressed) or MAX_BULK_RECORDS: 413. Scope: records:write."
+    ).annotate(RequiredScope, "records:write"),
     HttpApiEndpoint.get("get", "/data/:id", {
       params: { id: RecordId },
       headers: ConditionalHeaders,
@@ -122,7 +145,7 @@ export class RecordsGroup extends HttpApiGroup.make("records")
       error: [ValidationFailed, PositionExpired, RateLimited, ...CommonProblems]
     }).annotate(HttpApi.QueryParseOptions, { errors: "all" }).annotate(
       OpenApi.Description,
-      "A stream's records over the half-open range [from, to) of occurredAt, keyset-paginated on (occurredAt, id). The Strata-Position header of the answer is the change feed's head when the page was read: tail GET /changes from there to miss nothing that came after the page. A Strata-Position request header (read your writes) is checked as on GET /data/{id}. Scope: records:read."
+      "A stream's records over the half-open range [from, to) of occurredAt, keyset-paginated on (occurredAt, id). The Strata-Position header of the answer is the change feed's head when the page was read: tail GET /changes from there to miss nothing that came after the page. A Strata-Position request header (read your writes) is checked as on GET /data/{id}. Filters on data: any number of parameters data.<path>=<op>.<value> (ANDed, at most 20; path: names separated by dots, up to 32 deep, a name holding a dot written as a JSON string), op one of eq, neq, gt, gte, lt, lte (a JSON number compares numerically and exactly, a quoted JSON string or bare text as a string), in.(a,b,…) (at most 100), is.null, exists, contains.<URL-encoded JSON> (jsonb containment). A filtered page reads at most FILTER_SCAN_BUDGET rows, says how many in scanned, and may be short or empty with a nextCursor; its cursor is bound to the filter set. A bad filter is a 400 naming the parameter. Scope: records:read."
     ).annotate(RequiredScope, "records:read")
   )
   .middleware(Authentication)
@@ -133,6 +156,9 @@ const FeedProblems = [ValidationFailed, PositionExpired, RateLimited, ...CommonP
 const FEED =
   "With Accept: text/event-stream the same URL streams forever as Server-Sent Events: `event: record` with `id:` the change's position and `data:` the change, `event: heartbeat` every FEED_HEARTBEAT with `id:` the current position, `retry:` before a planned close; resume with Last-Event-ID. Feed streams have their own caps (FEED_MAX_STREAMS, FEED_MAX_STREAMS_PER_KEY: 429 above them) and do not count against MAX_IN_FLIGHT or REQUEST_TIMEOUT. A position older than FEED_RETENTION, or of another database epoch, is a 410 naming earliestPosition; a malformed one or another tenant's, a 400. Scope: records:read."
 
+const FEED_FILTERS =
+  "Filters on data as on GET /data (data.<path>=<op>.<value>, ANDed): a page reads limit changes and answers those whose record passes, so it may be short or empty; nextPosition moves past every change read."
+
 export class ChangesGroup extends HttpApiGroup.make("changes")
   .add(
     HttpApiEndpoint.get("tenant", "/changes", {
@@ -142,7 +168,7 @@ export class ChangesGroup extends HttpApiGroup.make("changes")
       error: FeedProblems
     }).annotate(HttpApi.QueryParseOptions, { errors: "all" }).annotate(
       OpenApi.Description,
-      `Every record of the tenant (or of the streams named) in commit order, each with its position, after \`after\`. ${FEED}`
+      `Every record of the tenant (or of the streams named) in commit order, each with its position, after \`after\`. ${FEED} ${FEED_FILTERS}`
     ).annotate(RequiredScope, "records:read"),
     HttpApiEndpoint.get("stream", "/streams/:stream/changes", {
       params: { stream: StreamName },
@@ -152,7 +178,7 @@ export class ChangesGroup extends HttpApiGroup.make("changes")
       error: FeedProblems
     }).annotate(HttpApi.QueryParseOptions, { errors: "all" }).annotate(
       OpenApi.Description,
-      `The stream's records in commit order, each with its position, after \`after\`. ${FEED}`
+      `The stream's records in commit order, each with its position, after \`after\`. ${FEED} ${FEED_FILTERS}`
     ).annotate(RequiredScope, "records:read")
   )
   .middleware(Authentication)
@@ -210,7 +236,22 @@ export class StreamsGroup extends HttpApiGroup.make("streams")
     }).annotate(
       OpenApi.Description,
       "Validates the stream's most recent records (up to SCHEMA_CHECK_RECORDS) against a candidate schema; stores nothing. Scope: schemas:write."
-    ).annotate(RequiredScope, "schemas:write")
+    ).annotate(RequiredScope, "schemas:write"),
+    HttpApiEndpoint.put("declareIndexes", "/streams/:stream/indexes", {
+      params: StreamParams,
+      payload: DeclareIndexes,
+      success: StreamIndexList,
+      error: [...BodyProblems, RateLimited, ...CommonProblems]
+    }).annotate(
+      OpenApi.Description,
+      "Declares the paths of data the tenant filters on in this stream (the whole set: one left out is dropped). Each is built in the background, partition by partition without blocking writes (state building, then ready; built of partitions says how far), and partitions made later get it. A filter on a ready path uses it. Scope: schemas:write."
+    ).annotate(RequiredScope, "schemas:write"),
+    HttpApiEndpoint.get("indexes", "/streams/:stream/indexes", {
+      params: StreamParams,
+      success: StreamIndexList,
+      error: [ValidationFailed, RateLimited, ...CommonProblems]
+    }).annotate(OpenApi.Description, "The stream's declared indexes with their state. Scope: records:read.")
+      .annotate(RequiredScope, "records:read")
   )
   .middleware(Authentication)
   .annotate(OpenApi.Title, "Streams and schemas")

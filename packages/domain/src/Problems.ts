@@ -16,7 +16,9 @@ export const FieldError = Schema.Struct({
   /** For a value that breaks its stream's schema: the version of that schema. */
   schemaVersion: Schema.optionalKey(Schema.Int),
   /** In a schema check: the stored record that fails the candidate. */
-  recordId: Schema.optionalKey(Schema.String)
+  recordId: Schema.optionalKey(Schema.String),
+  /** In a bulk body (POST /data/bulk): the line, from 1. */
+  line: Schema.optionalKey(Schema.Int)
 }).annotate({
   identifier: "FieldError",
   description: "One invalid field, e.g. `records[3].stream`, or `data.amount` with the schema keyword it breaks."

@@ -155,6 +155,9 @@ export const RecordList = Schema.Struct({
 
 export const RecordPage = Schema.Struct({
   records: Schema.Array(StoredRecord),
-  nextCursor: Schema.NullOr(Schema.String)
+  nextCursor: Schema.NullOr(Schema.String),
+  scanned: Schema.optionalKey(Schema.Int.annotate({
+    description: "On a filtered page: how many rows it read (at most FILTER_SCAN_BUDGET)."
+  }))
 }).annotate({ identifier: "RecordPage" })
 export type RecordPage = typeof RecordPage.Type

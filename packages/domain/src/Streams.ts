@@ -62,3 +62,37 @@ export const SchemaCheck = Schema.Struct({
   errors: Schema.Array(FieldError)
 }).annotate({ identifier: "SchemaCheck" })
 export type SchemaCheck = typeof SchemaCheck.Type
+
+/** A declared index (README: Declared indexes): a path of `data` and the kind of index. */
+export const IndexDeclaration = Schema.Struct({
+  path: Schema.String.check(
+    Schema.isPattern(/^[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63}){0,7}$/, {
+      message: "must be 1 to 8 names of letters, digits, _ or -, separated by dots"
+    })
+  ).annotate({ description: "The path as filters write it after data., e.g. customer.id." }),
+  kind: Schema.optionalKey(
+    Schema.Literals(["btree", "gin"]).annotate({
+      description:
+        "btree (default) serves eq, neq, gt, gte, lt, lte, in and is.null; gin (jsonb_path_ops) serves contains only."
+    })
+  )
+}).annotate({ identifier: "IndexDeclaration" })
+
+/** The body of `PUT /streams/{stream}/indexes`: the stream's whole declared set. */
+export const DeclareIndexes = Schema.Struct({
+  indexes: Schema.Array(IndexDeclaration).check(Schema.isMaxLength(8))
+}).annotate({ identifier: "DeclareIndexes" })
+export type DeclareIndexes = typeof DeclareIndexes.Type
+
+export const StreamIndex = Schema.Struct({
+  path: Schema.String,
+  kind: Schema.Literals(["btree", "gin"]),
+  state: Schema.Literals(["building", "ready", "failed"]),
+  built: Schema.Int.annotate({ description: "Partitions whose index is built and attached." }),
+  partitions: Schema.Int
+}).annotate({ identifier: "StreamIndex" })
+
+export const StreamIndexList = Schema.Struct({
+  stream: Schema.String,
+  indexes: Schema.Array(StreamIndex)
+}).annotate({ identifier: "StreamIndexList" })

@@ -1,6 +1,7 @@
 export * from "./Admin.ts"
 export * from "./Api.ts"
 export * from "./Auth.ts"
+export * from "./Bulk.ts"
 export * from "./Changes.ts"
 export * from "./Problems.ts"
 export * from "./Record.ts"

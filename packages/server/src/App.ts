@@ -42,12 +42,14 @@ import { withTraceContext } from "./platform/observability/Tracing.ts"
 import { Database } from "./platform/sql/Database.ts"
 import { DbPolicy } from "./platform/sql/DbPolicy.ts"
 import { SharedSecrets } from "./platform/sql/SharedSecrets.ts"
+import { BulkIngest } from "./records/BulkIngest.ts"
 import { ChangeLog } from "./records/ChangeLog.ts"
 import { Cursors } from "./records/Cursor.ts"
 import { HotRoutes } from "./records/HotRoutes.ts"
 import { MemoryTables } from "./records/MemoryTables.ts"
 import { Positions } from "./records/Positions.ts"
 import { RecordCache } from "./records/RecordCache.ts"
+import { RecordExport } from "./records/RecordExport.ts"
 import { RecordPartitions } from "./records/RecordPartitions.ts"
 import { Records } from "./records/Records.ts"
 import { RecordsHandlers } from "./records/RecordsHandlers.ts"
@@ -55,6 +57,7 @@ import { RecordStore } from "./records/RecordStore.ts"
 import { RecordWriter } from "./records/RecordWriter.ts"
 import { SchemaCompiler } from "./schemas/SchemaCompiler.ts"
 import { SchemaRegistry } from "./schemas/SchemaRegistry.ts"
+import { StreamIndexes } from "./schemas/StreamIndexes.ts"
 import { StreamSamples } from "./schemas/StreamSamples.ts"
 import { StreamSchemas } from "./schemas/StreamSchemas.ts"
 import { StreamsHandlers } from "./schemas/StreamsHandlers.ts"
@@ -133,7 +136,8 @@ export const layerStorage = Layer.mergeAll(
   Database.layerPg,
   IdempotencyStore.layerPg,
   ApiKeys.layerPg,
-  SchemaRegistry.layerPg
+  SchemaRegistry.layerPg,
+  StreamIndexes.layerPg
 ).pipe(
   Layer.provide(DbPolicy.layer)
 )
@@ -148,7 +152,8 @@ export const layerStorageMemory = Layer.mergeAll(
   Database.layerMemory,
   IdempotencyStore.layerMemory,
   ApiKeys.layerMemory,
-  SchemaRegistry.layerMemory
+  SchemaRegistry.layerMemory,
+  StreamIndexes.layerMemory
 )
 
 export type Storage =
@@ -160,6 +165,7 @@ export type Storage =
   | IdempotencyStore
   | ApiKeys
   | SchemaRegistry
+  | StreamIndexes
 
 /** What a composition of the services runs on; the cache and the bus default to in-memory and discarding ones. */
 export interface ServiceOptions<
@@ -184,6 +190,8 @@ export const withServices = <
   Layer.mergeAll(
     HotRoutes.layer,
     Records.layer,
+    BulkIngest.layer,
+    RecordExport.layer,
     ChangeFeed.layer,
     layerOutboxRelay.pipe(Layer.provide(HeldRecordsFromCache))
   ).pipe(Layer.provideMerge(Layer.mergeAll(

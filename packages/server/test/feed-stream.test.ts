@@ -160,6 +160,25 @@ describe.skipIf(!available)("change feed streams (text/event-stream) on a server
     await eventually(() => reader.closed(), 5000)
   }, 60_000)
 
+  it("tails only the records that pass the filters on data (README: Filters)", async () => {
+    const stream = await openEventStream(
+      `${server.base}/streams/sse-filtered/changes?after=now&data.n=gte.2&data.big=gt.9007199254740992`,
+      dataHeaders(server)
+    )
+    await eventually(() => stream.retries.length >= 1, 5000)
+    const body = `{"records":[${
+      [0, 1, 2, 3, 4].map((n) => `{"stream":"sse-filtered","data":{"n":${n},"big":900719925474099${n === 4 ? 2 : 3}}}`)
+        .join(",")
+    }]}`
+    const res = await fetch(`${server.base}/data/batch`, { method: "POST", headers: dataHeaders(server), body })
+    expect(res.status).toBe(201)
+    const records = () => stream.events.filter((e) => e.event === "record")
+    await eventually(() => records().length >= 2, 5000)
+    await sleep(300)
+    stream.abort()
+    expect(records().map((e) => (JSON.parse(e.data) as { data: { n: number } }).data.n)).toEqual([2, 3])
+  }, 30_000)
+
   it("sends retry: and ends the stream on SIGTERM", async () => {
     const stream = await openEventStream(`${server.base}/changes?after=now`, dataHeaders(server))
     await eventually(() => stream.retries.length >= 1, 5000)

@@ -23,9 +23,11 @@ import { Lifecycle } from "../health/HealthHandlers.ts"
 import { FeedConfig } from "../platform/config/FeedConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { ChangeLog, comparePositions, type FeedPosition, laterOf } from "../records/ChangeLog.ts"
+import { type Filter, matchesAll } from "../records/Filters.ts"
 import { Positions } from "../records/Positions.ts"
 import { RecordCache } from "../records/RecordCache.ts"
 import { recordText } from "../records/RecordJson.ts"
+import { parseStored } from "../records/RecordRows.ts"
 import { RecordStore } from "../records/RecordStore.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
 
@@ -39,6 +41,8 @@ export interface FeedRequest {
   readonly limit: number
   /** Read your writes: the page includes everything up to this position. */
   readonly readYourWrites: string | undefined
+  /** Filters on `data` (README: Filters): a page reads `limit` changes and answers those that pass. */
+  readonly filters?: ReadonlyArray<Filter> | undefined
 }
 
 /** Who subscribes, for the caps. */
@@ -161,7 +165,8 @@ export class ChangeFeed extends Context.Service<ChangeFeed, {
         tenant: string,
         streams: ReadonlyArray<string> | undefined,
         after: FeedPosition,
-        limit: number
+        limit: number,
+        filters: ReadonlyArray<Filter> = []
       ) =>
         Effect.gen(function*() {
           const { horizon, rows } = yield* log.read({ tenant, streams, after, limit })
@@ -182,6 +187,7 @@ export class ChangeFeed extends Context.Service<ChangeFeed, {
             const answer = answers[i]
             // Dropped by RETENTION with its partition: no longer a record to show.
             if (answer === undefined) return
+            if (filters.length > 0 && !matchesAll(filters, parseStored<StoredRecord>(answer).data)) return
             const position = positions.encode(tenant, row.position)
             changes.push({ position, text: changeText(answer, position), ingestedAt: ingestedAtOf(answer) })
           })
@@ -205,7 +211,7 @@ export class ChangeFeed extends Context.Service<ChangeFeed, {
           if (request.readYourWrites !== undefined) {
             yield* awaitPosition(yield* positions.check(tenant, request.readYourWrites, "strata-position"))
           }
-          const { changes, next } = yield* readPage(tenant, request.streams, start, request.limit)
+          const { changes, next } = yield* readPage(tenant, request.streams, start, request.limit, request.filters)
           return `{"changes":[${changes.map((c) => c.text).join(",")}],"nextPosition":"${
             positions.encode(tenant, next)
           }"}`
@@ -360,7 +366,13 @@ export class ChangeFeed extends Context.Service<ChangeFeed, {
                 if (quiet) {
                   position = laterOf(position, { xid: news.horizon, n: 0 })
                 } else if (!live || news !== undefined) {
-                  const { changes, full, next } = yield* readPage(tenant, request.streams, position, TAIL_PAGE)
+                  const { changes, full, next } = yield* readPage(
+                    tenant,
+                    request.streams,
+                    position,
+                    TAIL_PAGE,
+                    request.filters
+                  )
                   if (changes.length > 0) {
                     yield* send(changes.map((c) => sseRecord(c.position, c.text)).join(""))
                     const now = Date.now()

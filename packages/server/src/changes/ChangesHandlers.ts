@@ -10,6 +10,8 @@ import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { isEventStream } from "../platform/http/Admission.ts"
 import { unavailableOnTransient } from "../platform/http/Problems.ts"
+import { queryFilters } from "../records/FilterQuery.ts"
+import { Records } from "../records/Records.ts"
 import { ChangeFeed, type FeedRequest } from "./ChangeFeed.ts"
 
 const JSON_TYPE = "application/json"
@@ -28,12 +30,14 @@ export const ChangesHandlers = HttpApiBuilder.group(
   "changes",
   Effect.fn(function*(handlers) {
     const feed = yield* ChangeFeed
+    const records = yield* Records
 
     const serve = (
       headers: FeedHeaders,
       query: { readonly after?: string; readonly limit?: number },
       streams: ReadonlyArray<string> | undefined,
-      source: object
+      source: object,
+      url: string
     ) =>
       Effect.gen(function*() {
         const principal = yield* Principal
@@ -45,8 +49,10 @@ export const ChangesHandlers = HttpApiBuilder.group(
           after: resumed ?? query.after,
           afterPath: resumed !== undefined ? "last-event-id" : "after",
           limit: query.limit ?? DEFAULT_LIMIT,
-          readYourWrites: headers["strata-position"]
+          readYourWrites: headers["strata-position"],
+          filters: yield* queryFilters(url)
         }
+        for (const stream of streams ?? []) yield* records.checkFilters(principal.tenant, stream, request.filters ?? [])
         if (!live) {
           return HttpServerResponse.text(yield* feed.page(principal.tenant, request), { contentType: JSON_TYPE })
         }
@@ -64,8 +70,11 @@ export const ChangesHandlers = HttpApiBuilder.group(
           : typeof query.stream === "string"
           ? [query.stream]
           : Array.from(new Set(query.stream))
-        return serve(headers, query, streams, request.source)
+        return serve(headers, query, streams, request.source, request.url)
       })
-      .handle("stream", ({ headers, params, query, request }) => serve(headers, query, [params.stream], request.source))
+      .handle(
+        "stream",
+        ({ headers, params, query, request }) => serve(headers, query, [params.stream], request.source, request.url)
+      )
   })
 )

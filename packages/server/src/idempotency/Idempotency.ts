@@ -20,25 +20,36 @@ export interface Created {
   /** The answer's JSON text. */
   readonly text: string
   readonly location?: string | undefined
-  /** The write's change feed position. */
-  readonly position: string
+  /** The write's change feed position; null when it stored nothing. */
+  readonly position: string | null
+  /** 201 unless said otherwise (a bulk write answers 200). */
+  readonly status?: number | undefined
 }
 
 /** The 201 of a write (Answer.created, as the hot routes send it), marked when it is a replay. */
 const respond = (r: RememberedResponse, replayed: boolean) => {
-  const answer = r.status === 201
-    ? created(r.location, r.body, r.position)
+  const answer = r.status === 201 || r.status === 200
+    ? created(r.location, r.body, r.position, r.status)
     : { status: r.status, headers: {}, body: r.body } satisfies Answer
   if (replayed) answer.headers["idempotent-replayed"] = "true"
   return toResponse(answer)
 }
 
 const remembered = (c: Created): RememberedResponse => ({
-  status: 201,
+  status: c.status ?? 201,
   body: c.text,
   location: c.location ?? null,
   position: c.position
 })
+
+/** The hash a request's body is remembered by: its method, its URL and its bytes as sent. */
+export const requestHash = (method: string, url: string) => {
+  const hash = createHash("sha256").update(`${method} ${url}\n`)
+  return {
+    update: (bytes: Uint8Array) => void hash.update(bytes),
+    digest: () => hash.digest("base64url")
+  }
+}
 
 /** Runs `create` at most once per (tenant, key, body); answers its 201 or the remembered one. */
 export const idempotently = <E, R>(
@@ -46,6 +57,29 @@ export const idempotently = <E, R>(
   tenant: string,
   request: HttpServerRequest.HttpServerRequest,
   key: string | undefined,
+  create: Effect.Effect<Created, E, R>
+) =>
+  idempotentlyHashed(
+    store,
+    tenant,
+    key,
+    Effect.map(Effect.orDie(request.arrayBuffer), (body) => {
+      const hash = requestHash(request.method, request.url)
+      hash.update(new Uint8Array(body))
+      return hash.digest()
+    }),
+    create
+  )
+
+/**
+ * `idempotently` for a body hashed as it was read (`requestHash`), when it
+ * cannot be read again: `hash` answers its digest.
+ */
+export const idempotentlyHashed = <E, R, E2, R2>(
+  store: IdempotencyStore["Service"],
+  tenant: string,
+  key: string | undefined,
+  hashOfBody: Effect.Effect<string, E2, R2>,
   create: Effect.Effect<Created, E, R>
 ) => {
   const run = Effect.map(create, (c) => respond(remembered(c), false))
@@ -57,10 +91,7 @@ export const idempotently = <E, R>(
         message: "must be 1 to 255 visible ASCII characters"
       }])
     }
-    const body = yield* Effect.orDie(request.arrayBuffer)
-    const hash = createHash("sha256").update(`${request.method} ${request.url}\n`).update(new Uint8Array(body)).digest(
-      "base64url"
-    )
+    const hash = yield* hashOfBody
     const claim = yield* store.claim(tenant, key, hash)
     switch (claim._tag) {
       case "Mismatch":
@@ -79,7 +110,10 @@ export const idempotently = <E, R>(
     }
   }) as Effect.Effect<
     HttpServerResponse.HttpServerResponse,
-    E | DbError | IdempotencyKeyReused | IdempotencyKeyInFlight | ReturnType<typeof validationFailed>,
-    R
+    E | E2 | DbError | IdempotencyKeyReused | IdempotencyKeyInFlight | ReturnType<typeof validationFailed>,
+    R | R2
   >
 }
+
+/** A key is 1–255 visible ASCII characters: the check `idempotently` makes first, for callers that read the body after it. */
+export const isIdempotencyKey = (key: string): boolean => VISIBLE_ASCII.test(key)

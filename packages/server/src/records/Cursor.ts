@@ -1,7 +1,7 @@
 /**
  * Opaque page cursors for `GET /data`. A cursor names the last row of a page and
  * the query it belongs to, and is signed with HMAC-SHA256, so a cursor we did not
- * issue, or one replayed against another stream, key, order or tenant, is refused.
+ * issue, or one replayed against another stream, key, order, filter set or tenant, is refused.
  */
 import { Context, Effect, Layer } from "effect"
 import { createHmac, timingSafeEqual } from "node:crypto"
@@ -17,9 +17,14 @@ export interface CursorScope {
   readonly stream: string
   readonly key: string | undefined
   readonly order: "asc" | "desc"
+  /** The page's filter set (Filters.filterSetKey), if any: a cursor is refused with other filters. */
+  readonly filters?: string | undefined
 }
 
-const scopeOf = (s: CursorScope) => [s.tenant, s.stream, s.key ?? null, s.order]
+const scopeOf = (s: CursorScope) =>
+  s.filters === undefined
+    ? [s.tenant, s.stream, s.key ?? null, s.order]
+    : [s.tenant, s.stream, s.key ?? null, s.order, s.filters]
 
 export const makeCursorCodec = (secret: string | Uint8Array) => {
   const sign = (payload: string) => createHmac("sha256", secret).update(payload).digest().subarray(0, 16)

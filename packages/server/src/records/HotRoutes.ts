@@ -266,7 +266,8 @@ export class HotRoutes extends Context.Service<HotRoutes, FastPath>()("strata/re
       const servePost = (request: IncomingMessage, response: ServerResponse, handOver: HandOver): boolean => {
         const contentType = request.headers["content-type"]
         if (
-          request.headers["idempotency-key"] !== undefined || !isJsonContentType(contentType) || !isUtf8(contentType!)
+          request.headers["idempotency-key"] !== undefined || request.headers["content-encoding"] !== undefined ||
+          !isJsonContentType(contentType) || !isUtf8(contentType!)
         ) return false
         if (Number(request.headers["content-length"] ?? 0) > config.maxBodyBytes) return false
         const key = keyFor(request, "records:write")

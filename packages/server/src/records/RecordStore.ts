@@ -12,6 +12,8 @@ import type { SqlError } from "effect/sql"
 import { AppConfig } from "../platform/config/AppConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { DbPolicy } from "../platform/sql/DbPolicy.ts"
+import { indexedField, indexedRows, type IndexSpec } from "../schemas/StreamIndexes.ts"
+import { type Filter, filterSql, matchesAll, servedBy } from "./Filters.ts"
 import { MemoryTables } from "./MemoryTables.ts"
 import { nextPartition, partitionFor } from "./Partitions.ts"
 import { recordIdTime } from "./RecordId.ts"
@@ -67,6 +69,22 @@ export interface PageQuery {
   readonly after?: { readonly occurredAt: Date; readonly id: string } | undefined
 }
 
+/** A filtered page: up to `limit` matching records among at most `budget` rows read in page order. */
+export interface FilteredPageQuery extends PageQuery {
+  readonly filters: ReadonlyArray<Filter>
+  readonly budget: number
+  /** The stream's ready declared indexes: filters they serve are written so that PostgreSQL uses them. */
+  readonly indexed?: ReadonlyArray<IndexSpec> | undefined
+}
+
+export interface FilteredPage {
+  readonly records: ReadonlyArray<StoredRecord>
+  /** How many rows were read to answer: at most the budget. */
+  readonly scanned: number
+  /** The last row read when the budget ran out before `limit` records matched: the next page starts after it. */
+  readonly stoppedAt: { readonly occurredAt: Date; readonly id: string } | undefined
+}
+
 export class RecordStore extends Context.Service<RecordStore, {
   /** Writes the records, one outbox event and one change each, in one transaction: all or none. */
   readonly insert: (records: Arr.NonEmptyReadonlyArray<RecordToStore>) => Effect.Effect<Committed, DbError>
@@ -78,6 +96,8 @@ export class RecordStore extends Context.Service<RecordStore, {
     keys: ReadonlyArray<RecordKey>
   ) => Effect.Effect<ReadonlyArray<Option.Option<StoredRecord>>, DbError>
   readonly list: (query: PageQuery) => Effect.Effect<ReadonlyArray<StoredRecord>, DbError>
+  /** A page of the records whose data pass every filter, reading at most `budget` rows (README: Filters). */
+  readonly listFiltered: (query: FilteredPageQuery) => Effect.Effect<FilteredPage, DbError>
   /**
    * Creates the partitions that hold [now, aheadUntil] ahead of need, and drops
    * whole partitions that end before `dropBefore` (retention). Answers the names.
@@ -154,7 +174,9 @@ export class RecordStore extends Context.Service<RecordStore, {
               SELECT pg_current_xact_id()::text AS xid`
             return { records: stored as unknown as Arr.NonEmptyReadonlyArray<StoredRecord>, xid: BigInt(xid) }
           }),
-          "write"
+          "write",
+          // An atomic bulk write is one statement however many rows it has: DB_TIMEOUT for each ROWS_PER_TIMEOUT.
+          Math.ceil(records.length / ROWS_PER_TIMEOUT)
         )
 
       // A read names the partitions it reads (RecordPartitions says why): each
@@ -271,6 +293,53 @@ export class RecordStore extends Context.Service<RecordStore, {
           }).pipe(retriedOnMissingPartition)
         )
 
+      // A filtered page walks the same partitions in the same order, but each
+      // statement reads at most what is left of the budget, in page order, and
+      // answers the rows that pass the filters plus the last row it read (`last`):
+      // that row says how many were read and where the next page starts. The
+      // window functions only number the rows and look one ahead, so PostgreSQL
+      // stops reading as soon as the page is full.
+      const listFiltered = (q: FilteredPageQuery) =>
+        guard(
+          "listFiltered",
+          Effect.gen(function*() {
+            const desc = q.order === "desc"
+            let from = q.from?.getTime() ?? Number.NEGATIVE_INFINITY
+            let to = Math.min(q.to?.getTime() ?? Number.POSITIVE_INFINITY, Date.now() + LATEST_OCCURRENCE_MS)
+            if (q.after !== undefined) {
+              if (desc) to = Math.min(to, q.after.occurredAt.getTime() + 1)
+              else from = Math.max(from, q.after.occurredAt.getTime())
+            }
+            const candidates = (yield* partitions.overlapping(from, to)).map((p) => p.name)
+            if (desc) candidates.reverse()
+            const statement = filteredStatement(q)
+            const records: Array<StoredRecord> = []
+            let scanned = 0
+            let stoppedAt: FilteredPage["stoppedAt"] = undefined
+            for (
+              let at = 0, size = FIRST_WALK;
+              at < candidates.length && records.length < q.limit && stoppedAt === undefined;
+              size *= WALK_GROWTH
+            ) {
+              const chunk = candidates.slice(at, at + Math.min(size, MAX_WALK))
+              at += chunk.length
+              const left = q.budget - scanned
+              const rows = yield* sql.unsafe<
+                RecordRow & { readonly hit: boolean; readonly n: string; readonly last: boolean }
+              >(statement.text(chunk), [...statement.params, left, q.limit - records.length + 1]).unprepared
+              let read = 0
+              for (const row of rows) {
+                read = Number(row.n)
+                if (row.hit) records.push(toRecord(row))
+                if (records.length === q.limit) break
+                if (row.last && read === left) stoppedAt = { occurredAt: row.occurred_at, id: row.id }
+              }
+              scanned += read
+            }
+            return { records, scanned, stoppedAt }
+          }).pipe(retriedOnMissingPartition)
+        )
+
       const maintainPartitions = (options: { now: Date; aheadUntil: Date; dropBefore: Date | undefined }) =>
         guard(
           "maintainPartitions",
@@ -300,7 +369,7 @@ export class RecordStore extends Context.Service<RecordStore, {
           })
         )
 
-      return RecordStore.of({ insert, findByIds, list, maintainPartitions })
+      return RecordStore.of({ insert, findByIds, list, listFiltered, maintainPartitions })
     })
   )
 
@@ -363,6 +432,22 @@ export class RecordStore extends Context.Service<RecordStore, {
             .slice(0, q.limit)
         })
 
+      const listFiltered = (q: FilteredPageQuery) =>
+        Effect.map(list({ ...q, limit: q.budget }), (rows): FilteredPage => {
+          const records: Array<StoredRecord> = []
+          let scanned = 0
+          for (const row of rows) {
+            scanned += 1
+            if (matchesAll(q.filters, row.data)) records.push(row)
+            if (records.length === q.limit) break
+          }
+          const last = rows.at(-1)
+          const stoppedAt = records.length < q.limit && rows.length === q.budget && last !== undefined
+            ? { occurredAt: new Date(last.occurredAt), id: last.id }
+            : undefined
+          return { records, scanned, stoppedAt }
+        })
+
       // In memory there are no partitions to make; retention drops what a
       // partition ending before `dropBefore` would have held.
       const maintainPartitions = (options: { now: Date; aheadUntil: Date; dropBefore: Date | undefined }) =>
@@ -379,9 +464,54 @@ export class RecordStore extends Context.Service<RecordStore, {
           return { created: [], dropped: current.size === next.size ? [] : ["(memory)"] }
         })
 
-      return RecordStore.of({ insert, findByIds, list, maintainPartitions })
+      return RecordStore.of({ insert, findByIds, list, listFiltered, maintainPartitions })
     })
   )
+}
+
+/**
+ * The statement of a filtered page over some partitions (RecordStore.listFiltered
+ * says how it reads), and its parameters but the last two: the rows it may read
+ * and the rows it answers at most.
+ */
+export const filteredStatement = (q: FilteredPageQuery) => {
+  const desc = q.order === "desc"
+  const params: Array<unknown> = [q.tenant, q.stream]
+  const where = ["tenant_id = $1", "stream = $2"]
+  const param = (value: unknown) => `$${params.push(value)}`
+  if (q.key !== undefined) where.push(`key = ${param(q.key)}`)
+  if (q.from !== undefined) where.push(`occurred_at >= ${param(q.from)}`)
+  if (q.to !== undefined) where.push(`occurred_at < ${param(q.to)}`)
+  if (q.after !== undefined) {
+    where.push(`(occurred_at, id) ${desc ? "<" : ">"} (${param(q.after.occurredAt)}, ${param(q.after.id)}::uuid)`)
+  }
+  // A filter on a declared path is also written in each partition's own
+  // WHERE, with the field and the rows as the index writes them (constants,
+  // from validated names), so the index finds its rows whatever the plan.
+  const served = q.filters.filter((f) =>
+    (q.indexed ?? []).some((i) => i.path.join("\u0000") === f.path.join("\u0000") && servedBy(f, i.kind))
+  )
+  if (served.length > 0) {
+    where.push(indexedRows(q.tenant, q.stream), filterSql(served, param, (f) => indexedField(f.path)))
+  }
+  const passes = filterSql(q.filters, param)
+  const budget = `$${params.length + 1}`
+  const wanted = `$${params.length + 2}`
+  const direction = desc ? "DESC" : "ASC"
+  const order = `occurred_at ${direction}, id ${direction}`
+  const branch = (name: string) =>
+    `(SELECT ${RAW_COLUMNS} FROM ${quoteIdentifier(name)} WHERE ${where.join(" AND ")}
+      ORDER BY ${order} LIMIT ${budget})`
+  return {
+    params,
+    text: (partitions: ReadonlyArray<string>) =>
+      `SELECT ${COLUMNS}, hit, n::text AS n, last FROM (
+        SELECT read.*, (${passes}) AS hit, row_number() OVER w AS n, (lead(1) OVER w) IS NULL AS last
+        FROM (SELECT * FROM (${partitions.map(branch).join(" UNION ALL ")}) page ORDER BY ${order} LIMIT ${budget}) read
+        WINDOW w AS (ORDER BY ${order})
+      ) numbered WHERE hit OR last ORDER BY numbered.occurred_at ${direction}, numbered.id ${direction}
+      LIMIT ${wanted}`
+  }
 }
 
 /** How far ahead of now a stored record may have occurred: the accepted future, and an hour for replicas' clocks. */
@@ -400,6 +530,9 @@ const MAX_WALK = 64
 /** The order of GET /data pages: by occurredAt, then id. */
 const compareKeyset = (a: { occurredAt: string; id: string }, b: { occurredAt: string; id: string }) =>
   a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
+
+/** The rows one DB_TIMEOUT is for in a write: group commits (WRITE_BATCH_MAX) stay within one; a bulk write gets more. */
+const ROWS_PER_TIMEOUT = 10_000
 
 /** Up to this many partitions, a batch of reads by id is a prepared statement per partition; past it, one statement. */
 const PREPARED_LOOKUPS = 8

@@ -10,9 +10,12 @@ import { Array as Arr, Context, Effect, Layer, Option, Result } from "effect"
 import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
+import { SchemaRegistry } from "../schemas/SchemaRegistry.ts"
+import { StreamIndexes } from "../schemas/StreamIndexes.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { ChangeLog } from "./ChangeLog.ts"
 import { Cursors } from "./Cursor.ts"
+import { type Filter, filterSetKey, schemaForbids } from "./Filters.ts"
 import { Positions } from "./Positions.ts"
 import { prepareRecord } from "./Prepare.ts"
 import { type CacheOutcome, RecordCache } from "./RecordCache.ts"
@@ -40,8 +43,10 @@ export const rememberCommitted = (
   return answers
 }
 
-const pageText = (records: ReadonlyArray<StoredRecord>, nextCursor: string | null) =>
-  `{"records":[${records.map((r) => recordText(r)).join(",")}],"nextCursor":${JSON.stringify(nextCursor)}}`
+const pageText = (records: ReadonlyArray<StoredRecord>, nextCursor: string | null, scanned?: number) =>
+  `{"records":[${records.map((r) => recordText(r)).join(",")}],"nextCursor":${JSON.stringify(nextCursor)}${
+    scanned === undefined ? "" : `,"scanned":${scanned}`
+  }}`
 
 export class Records extends Context.Service<Records, {
   /** Validates and stores one record; answers it with its Location, after the commit. */
@@ -67,17 +72,35 @@ export class Records extends Context.Service<Records, {
   /**
    * One page of a stream, with the cursor of the next one (null on the last), and
    * the change feed's head when the page was read: a tail from there misses none
-   * of what came after the page (it may repeat some of the page).
+   * of what came after the page (it may repeat some of the page). With filters
+   * (README: Filters), the page reads at most FILTER_SCAN_BUDGET rows and says
+   * how many it read; it may be short, or empty, with a next cursor.
    */
   readonly list: (
     tenant: string,
-    query: ListQuery
+    query: ListQuery,
+    filters?: ReadonlyArray<Filter>
   ) => Effect.Effect<{ readonly text: string; readonly position: string }, DbError | ValidationFailed>
+  /** A validation problem naming each filter on a path the stream's schema forbids (README: Filters). */
+  readonly checkFilters: (
+    tenant: string,
+    stream: string,
+    filters: ReadonlyArray<Filter>
+  ) => Effect.Effect<void, DbError | ValidationFailed>
 }>()("strata/records/Records") {
   static readonly layer: Layer.Layer<
     Records,
     never,
-    RecordStore | RecordWriter | RecordCache | Cursors | StreamSchemas | HttpConfig | Positions | ChangeLog
+    | RecordStore
+    | RecordWriter
+    | RecordCache
+    | Cursors
+    | StreamSchemas
+    | SchemaRegistry
+    | StreamIndexes
+    | HttpConfig
+    | Positions
+    | ChangeLog
   > = Layer.effect(
     Records,
     Effect.gen(function*() {
@@ -89,6 +112,23 @@ export class Records extends Context.Service<Records, {
       const config = yield* HttpConfig
       const positions = yield* Positions
       const log = yield* ChangeLog
+      const registry = yield* SchemaRegistry
+      const indexes = yield* StreamIndexes
+
+      /** A filter on a path the stream's schema forbids can match nothing: a 400 naming it. */
+      const checkPaths = (tenant: string, stream: string, filters: ReadonlyArray<Filter>) =>
+        Effect.gen(function*() {
+          if (filters.length === 0 || (yield* schemas.current(tenant, stream)) === null) return
+          const current = yield* registry.current(tenant, stream)
+          if (Option.isNone(current)) return
+          const forbidden = filters.filter((f) => schemaForbids(current.value.schema, f.path))
+          if (forbidden.length > 0) {
+            return yield* validationFailed(forbidden.map((f) => ({
+              path: f.parameter,
+              message: `names a field the stream's schema (version ${current.value.version}) does not allow`
+            })))
+          }
+        })
       const decodeRecord = decodeAll(NewRecord)
       const decodeBatch = decodeAll(BatchRequest)
 
@@ -135,10 +175,10 @@ export class Records extends Context.Service<Records, {
           ? Effect.succeed({ answer: Option.none<string>(), cache: "miss" as const })
           : cache.findById(tenant, id)
 
-      const list = (tenant: string, q: ListQuery) =>
+      const list = (tenant: string, q: ListQuery, filters: ReadonlyArray<Filter> = []) =>
         Effect.gen(function*() {
           const order = q.order ?? "desc"
-          const scope = { tenant, stream: q.stream, key: q.key, order }
+          const scope = { tenant, stream: q.stream, key: q.key, order, filters: filterSetKey(filters) }
           if (q.from !== undefined && q.to !== undefined && q.from.getTime() > q.to.getTime()) {
             return yield* validationFailed([{ path: "to", message: "must not be before from" }])
           }
@@ -147,8 +187,31 @@ export class Records extends Context.Service<Records, {
             return yield* validationFailed([{ path: "cursor", message: "is not a cursor we issued for this query" }])
           }
           const limit = q.limit ?? DEFAULT_PAGE_LIMIT
+          yield* checkPaths(tenant, q.stream, filters)
           // The head before the page's own statements: whatever committed before it is on the page.
           const { horizon } = yield* log.horizon
+          if (filters.length > 0) {
+            const found = yield* store.listFiltered({
+              ...scope,
+              from: q.from,
+              to: q.to,
+              limit: limit + 1,
+              after,
+              filters,
+              budget: config.filterScanBudget,
+              indexed: yield* indexes.ready(tenant, q.stream)
+            })
+            const page = found.records.slice(0, limit)
+            const last = found.records.length > limit ? page.at(-1) : undefined
+            const resume = last !== undefined
+              ? { occurredAt: new Date(last.occurredAt), id: last.id }
+              : found.stoppedAt
+            const nextCursor = resume === undefined ? null : cursors.encode(scope, resume)
+            return {
+              text: pageText(page, nextCursor, found.scanned),
+              position: positions.encode(tenant, { xid: horizon, n: 0 })
+            }
+          }
           // One more than the page: whether it exists says if there is a next page.
           const rows = yield* store.list({ ...scope, from: q.from, to: q.to, limit: limit + 1, after })
           const page = rows.slice(0, limit)
@@ -159,7 +222,7 @@ export class Records extends Context.Service<Records, {
           return { text: pageText(page, nextCursor), position: positions.encode(tenant, { xid: horizon, n: 0 }) }
         })
 
-      return Records.of({ create, createBatch, find, list })
+      return Records.of({ create, createBatch, find, list, checkFilters: checkPaths })
     })
   )
 }

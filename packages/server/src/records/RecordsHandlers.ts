@@ -2,11 +2,11 @@
  * The `/data` routes over HTTP: bodies read by hand (`handleRaw`) so that every
  * bad input gets its own problem (415, 413, invalid-json, validation), each
  * write at most once per Idempotency-Key, and the record headers (ETag, 304).
- * What the routes do is Records'.
+ * What the routes do is Records' (and BulkHandler's, RecordExport's for NDJSON).
  */
 import { Api, NotFound, Principal, type ValidationFailed } from "@strata/domain"
 import { Effect, Option } from "effect"
-import { type HttpServerRequest, HttpServerResponse } from "effect/http"
+import type { HttpServerRequest } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { idempotently } from "../idempotency/Idempotency.ts"
 import { IdempotencyStore } from "../idempotency/IdempotencyStore.ts"
@@ -14,13 +14,18 @@ import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { toResponse } from "../platform/http/Answer.ts"
 import { readJsonBody } from "../platform/http/JsonBody.ts"
 import { unavailableOnTransient } from "../platform/http/Problems.ts"
+import { streamResponse, textResponse } from "../platform/http/ResponseCoding.ts"
 import { currentTraceparent } from "../platform/observability/Tracing.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
+import { makeBulkHandler } from "./BulkHandler.ts"
+import { queryFilters } from "./FilterQuery.ts"
 import { Positions } from "./Positions.ts"
 import { recordAnswer } from "./RecordAnswers.ts"
+import { RecordExport, wantsNdjson } from "./RecordExport.ts"
 import { Records } from "./Records.ts"
 
 const JSON_TYPE = "application/json"
+const NDJSON_TYPE = "application/x-ndjson"
 
 export const RecordsHandlers = HttpApiBuilder.group(
   Api,
@@ -30,6 +35,8 @@ export const RecordsHandlers = HttpApiBuilder.group(
     const idempotency = yield* IdempotencyStore
     const config = yield* HttpConfig
     const positions = yield* Positions
+    const bulkWrite = yield* makeBulkHandler
+    const exports = yield* RecordExport
     /**
      * Read your writes (README: Change feed): a position the read sends is checked;
      * on one primary every write it names is visible already, so nothing waits.
@@ -56,6 +63,10 @@ export const RecordsHandlers = HttpApiBuilder.group(
       }).pipe(Effect.catchTag("DbError", unavailableOnTransient))
 
     return handlers
+      .handleRaw(
+        "bulk",
+        ({ headers, query, request }) => bulkWrite(request, query.mode ?? "atomic", headers["idempotency-key"])
+      )
       .handleRaw("create", ({ headers, request }) => post(request, headers["idempotency-key"], records.create))
       .handleRaw(
         "createBatch",
@@ -74,10 +85,22 @@ export const RecordsHandlers = HttpApiBuilder.group(
         Effect.gen(function*() {
           const tenant = (yield* Principal).tenant
           yield* readAfter(tenant, request.headers["strata-position"])
-          const page = yield* records.list(tenant, query)
-          return HttpServerResponse.text(page.text, {
+          const acceptEncoding = request.headers["accept-encoding"]
+          const filters = yield* queryFilters(request.url)
+          if (wantsNdjson(request.headers.accept)) {
+            yield* records.checkFilters(tenant, query.stream, filters)
+            const { body, position } = yield* exports.export(tenant, query, filters)
+            return streamResponse(body, {
+              contentType: NDJSON_TYPE,
+              headers: { "strata-position": position },
+              acceptEncoding
+            })
+          }
+          const page = yield* records.list(tenant, query, filters)
+          return textResponse(page.text, {
             contentType: JSON_TYPE,
-            headers: { "strata-position": page.position }
+            headers: { "strata-position": page.position },
+            acceptEncoding
           })
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
   })

@@ -2,7 +2,7 @@
  * The stream schema routes (README: Schemas). Answers are written by hand, as records
  * are, so a schema's numbers come back digit for digit and in one key order.
  */
-import { Api, CheckSchema, NotFound, Principal, RegisterSchema } from "@strata/domain"
+import { Api, CheckSchema, DeclareIndexes, NotFound, Principal, RegisterSchema } from "@strata/domain"
 import { Effect, Option } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
@@ -12,6 +12,7 @@ import { unavailableOnTransient } from "../platform/http/Problems.ts"
 import { decodeAll } from "../platform/http/Validation.ts"
 import { jsonText } from "../platform/json/ExactJson.ts"
 import { SchemaRegistry, type SchemaVersion } from "./SchemaRegistry.ts"
+import { type DeclaredIndex, StreamIndexes } from "./StreamIndexes.ts"
 import { StreamSchemas } from "./StreamSchemas.ts"
 
 const versionText = (v: SchemaVersion) =>
@@ -20,6 +21,18 @@ const versionText = (v: SchemaVersion) =>
   },"createdAt":${JSON.stringify(v.createdAt.toISOString())}}`
 
 const json = (text: string, status = 200) => HttpServerResponse.text(text, { status, contentType: "application/json" })
+
+const indexesText = (stream: string, indexes: ReadonlyArray<DeclaredIndex>) =>
+  JSON.stringify({
+    stream,
+    indexes: indexes.map((i) => ({
+      path: i.path.join("."),
+      kind: i.kind,
+      state: i.state,
+      built: i.built,
+      partitions: i.partitions
+    }))
+  })
 
 const noSchema = (stream: string) => new NotFound({ detail: `Stream ${stream} has no schema` })
 
@@ -32,6 +45,8 @@ export const StreamsHandlers = HttpApiBuilder.group(
     const config = yield* HttpConfig
     const decodeRegister = decodeAll(RegisterSchema)
     const decodeCheck = decodeAll(CheckSchema)
+    const decodeIndexes = decodeAll(DeclareIndexes)
+    const indexes = yield* StreamIndexes
 
     return handlers
       .handleRaw("register", ({ params, request }) =>
@@ -71,6 +86,21 @@ export const StreamsHandlers = HttpApiBuilder.group(
             return yield* new NotFound({ detail: `Stream ${params.stream} has no schema version ${params.version}` })
           }
           return json(versionText(found.value))
+        }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
+      .handleRaw("declareIndexes", ({ params, request }) =>
+        Effect.gen(function*() {
+          const body = yield* decodeIndexes(yield* readJsonBody(request, config.maxBodyBytes))
+          const wanted = new Map(body.indexes.map((i) => {
+            const spec = { path: i.path.split("."), kind: i.kind ?? "btree" as const }
+            return [JSON.stringify(spec), spec]
+          }))
+          const declared = yield* indexes.declare((yield* Principal).tenant, params.stream, Array.from(wanted.values()))
+          return json(indexesText(params.stream, declared))
+        }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
+      .handle("indexes", ({ params }) =>
+        Effect.gen(function*() {
+          const declared = yield* indexes.list((yield* Principal).tenant, params.stream)
+          return json(indexesText(params.stream, declared))
         }).pipe(Effect.catchTag("DbError", unavailableOnTransient)))
       .handle("list", () =>
         Effect.gen(function*() {

@@ -14,10 +14,15 @@ export const httpFields = {
   maxHeaderBytes: bytes("MAX_HEADER_BYTES").pipe(Config.withDefault(16 * 1024)),
   // PostgreSQL takes at most 65,535 parameters per statement: 6 per record.
   maxBatch: intBetween("MAX_BATCH", 1, 10_000).pipe(Config.withDefault(1000)),
+  // POST /data/bulk: the body counted decompressed, and its records.
+  maxBulkBytes: bytes("MAX_BULK_BYTES").pipe(Config.withDefault(64 * 1024 * 1024)),
+  maxBulkRecords: intBetween("MAX_BULK_RECORDS", 1, 10_000_000).pipe(Config.withDefault(500_000)),
   shutdownDelay: duration("SHUTDOWN_DELAY").pipe(Config.withDefault(Duration.seconds(5))),
   shutdownTimeout: duration("SHUTDOWN_TIMEOUT").pipe(Config.withDefault(Duration.seconds(20))),
   requestTimeout: duration("REQUEST_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
-  maxInFlight: intBetween("MAX_IN_FLIGHT", 1, 1_000_000).pipe(Config.withDefault(1000))
+  maxInFlight: intBetween("MAX_IN_FLIGHT", 1, 1_000_000).pipe(Config.withDefault(1000)),
+  // How many rows a filtered page reads at most (README: Filters).
+  filterScanBudget: intBetween("FILTER_SCAN_BUDGET", 1, 10_000_000).pipe(Config.withDefault(10_000))
 }
 
 export type HttpSettings = Values<typeof httpFields>

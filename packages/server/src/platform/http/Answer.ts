@@ -18,14 +18,19 @@ const JSON_TYPE = "application/json"
 
 /**
  * A write's answer: the resource made at `location`, its JSON text, and the
- * change feed position of the write (`Strata-Position`, README: Change feed),
+ * change feed position of the write (a bulk write answers 200, with no `location`) (`Strata-Position`, README: Change feed),
  * which a later read may send to see everything up to it.
  */
-export const created = (location: string | null, body: string, position: string | null): Answer => {
+export const created = (
+  location: string | null,
+  body: string,
+  position: string | null,
+  status = 201
+): Answer => {
   const headers: Record<string, string> = {}
   if (location !== null) headers.location = location
   if (position !== null) headers["strata-position"] = position
-  return { status: 201, headers, body }
+  return { status, headers, body }
 }
 
 /** The answer for the HttpApi handlers. */

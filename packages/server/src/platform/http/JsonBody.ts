@@ -1,12 +1,20 @@
 /**
  * Reads a request body as JSON with the checks the README (Input limits) names, in this order:
- * content type and charset (415), size before parsing (413), UTF-8 and JSON syntax (400 invalid-json),
- * numbers that could not be kept exactly (400 validation).
+ * content type, charset and content coding (415), size before parsing, decoded bytes counted (413),
+ * a compressed body that does not decode (400 malformed-request), UTF-8 and JSON syntax
+ * (400 invalid-json), numbers that could not be kept exactly (400 validation).
  */
-import { InvalidJson, PayloadTooLarge, UnsupportedMediaType, type ValidationFailed } from "@strata/domain"
-import { ByteSize, Effect } from "effect"
+import {
+  InvalidJson,
+  type MalformedRequest,
+  PayloadTooLarge,
+  UnsupportedMediaType,
+  type ValidationFailed
+} from "@strata/domain"
+import { ByteSize, Effect, Fiber, Result } from "effect"
 import { HttpIncomingMessage, type HttpServerRequest } from "effect/http"
 import { MAX_DECIMAL_EXPONENT, parseExact } from "../json/ExactJson.ts"
+import { codingOf, corruptBody, decodeWhole } from "./ContentCoding.ts"
 import { formatPath, validationFailed } from "./Validation.ts"
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i
@@ -15,6 +23,12 @@ const utf8 = new TextDecoder("utf-8", { fatal: true })
 const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i
 
 export const isJsonContentType = (value: string | undefined): boolean => value !== undefined && JSON_TYPE.test(value)
+
+const NDJSON_TYPE = /^application\/(?:x-ndjson|jsonl|x-jsonlines)\s*(?:;|$)/i
+
+/** NDJSON (one JSON value a line): `application/x-ndjson`, `application/jsonl`, `application/x-jsonlines`. */
+export const isNdjsonContentType = (value: string | undefined): boolean =>
+  value !== undefined && NDJSON_TYPE.test(value)
 
 /** JSON is UTF-8 (RFC 8259): a body declared in another charset would be misread, so it is refused. */
 export const isUtf8 = (contentType: string): boolean => {
@@ -38,7 +52,10 @@ export const rememberParsedUnsafe = (request: object, value: unknown): void => v
 export const readJsonBody = (
   request: HttpServerRequest.HttpServerRequest,
   maxBytes: number
-): Effect.Effect<unknown, InvalidJson | PayloadTooLarge | UnsupportedMediaType | ValidationFailed> => {
+): Effect.Effect<
+  unknown,
+  InvalidJson | MalformedRequest | PayloadTooLarge | UnsupportedMediaType | ValidationFailed
+> => {
   const contentType = request.headers["content-type"]
   if (contentType === undefined || !isJsonContentType(contentType)) {
     return Effect.fail(
@@ -54,17 +71,36 @@ export const readJsonBody = (
       new UnsupportedMediaType({ detail: `Send the body as UTF-8 JSON (got ${quote(contentType)})` })
     )
   }
-  const tooLarge = new PayloadTooLarge({ detail: `The body may be at most ${maxBytes} bytes (MAX_BODY_BYTES)` })
+  const coding = codingOf(request.headers["content-encoding"])
+  if (Result.isFailure(coding)) return Effect.fail(coding.failure)
+  const tooLarge = new PayloadTooLarge({
+    detail: `The body may be at most ${maxBytes} bytes (MAX_BODY_BYTES)${
+      coding.success === null ? "" : ", counted decompressed"
+    }`
+  })
   const declared = Number(request.headers["content-length"] ?? 0)
   if (declared > maxBytes) return Effect.fail(tooLarge)
   if (parsedBodies.has(request.source)) return Effect.succeed(parsedBodies.get(request.source))
-  return request.arrayBuffer.pipe(
-    Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBytes)),
+  const sent = request.arrayBuffer.pipe(
+    Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBytes))
+  )
+  // Read in a fiber of its own: interrupting the read destroys the body's stream, and
+  // with it the connection, so a request past REQUEST_TIMEOUT whose body is still
+  // arriving (a slow client) would get no answer at all instead of its 503.
+  return Effect.flatMap(Effect.forkDetach(sent), Fiber.join).pipe(
     Effect.mapError((error) =>
       error.reason._tag === "RequestParseError" && error.reason.reason === "BodyTooLarge"
         ? tooLarge
         : new InvalidJson({ detail: "The body could not be read" })
     ),
+    // A compressed body (at most MAX_BODY_BYTES as sent) is decoded up to MAX_BODY_BYTES, no further.
+    Effect.flatMap((sent): Effect.Effect<Uint8Array, PayloadTooLarge | MalformedRequest> => {
+      if (coding.success === null) return Effect.succeed(new Uint8Array(sent))
+      const decoded = decodeWhole(coding.success, new Uint8Array(sent), maxBytes)
+      return Result.isSuccess(decoded)
+        ? Effect.succeed(decoded.success)
+        : Effect.fail(decoded.failure === "TooLarge" ? tooLarge : corruptBody(coding.success))
+    }),
     Effect.flatMap((buffer): Effect.Effect<unknown, InvalidJson | ValidationFailed> => {
       if (buffer.byteLength === 0) return Effect.fail(new InvalidJson({ detail: "The body is empty" }))
       try {

@@ -5,6 +5,7 @@
 import { Context, Effect } from "effect"
 import { HttpServerRequest, HttpServerResponse } from "effect/http"
 import { randomUUID } from "node:crypto"
+import { ACCEPTED_CODINGS } from "./ContentCoding.ts"
 
 export const RequestId = Context.Reference<string>("strata/http/RequestId", { defaultValue: () => "" })
 
@@ -15,11 +16,13 @@ export const requestIdOf = (given: string | undefined): string =>
   given !== undefined && SANE_REQUEST_ID.test(given) ? given : randomUUID()
 
 /**
- * Adds the request id to the headers, and `Retry-After` to a 429 or 503 that has none.
+ * Adds the request id to the headers, `Retry-After` to a 429 or 503 that has none,
+ * and to a 415 the request body codings accepted (`Accept-Encoding`, RFC 9110 §12.5.3).
  * (Problem documents carry it in the body already: Problems.ts renders them with it.)
  */
 export const finish = (response: HttpServerResponse.HttpServerResponse, requestId: string) => {
-  const out = HttpServerResponse.setHeader(response, "x-request-id", requestId)
+  let out = HttpServerResponse.setHeader(response, "x-request-id", requestId)
+  if (out.status === 415) out = HttpServerResponse.setHeader(out, "accept-encoding", ACCEPTED_CODINGS)
   return (out.status === 503 || out.status === 429) && out.headers["retry-after"] === undefined
     ? HttpServerResponse.setHeader(out, "retry-after", "1")
     : out

@@ -23,25 +23,31 @@ import { CircuitOpen, DbError, fromSqlError, Timeout } from "./DbError.ts"
 /** `idempotent` calls (reads, upserts, DDL with IF [NOT] EXISTS) may be retried after any transient failure. */
 export type CallKind = "idempotent" | "write"
 
-/** A store's database calls under the policy: each named `<store>.<call>` (its span and metrics), idempotent unless said. */
+/**
+ * A store's database calls under the policy: each named `<store>.<call>` (its span and metrics), idempotent unless said.
+ * `size`: how many DB_TIMEOUTs one attempt may take (a bulk write of many rows is that many writes' work); 1 by default.
+ */
 export type PolicedCall = <A>(
   name: string,
   effect: Effect.Effect<A, SqlError.SqlError>,
-  kind?: CallKind
+  kind?: CallKind,
+  size?: number
 ) => Effect.Effect<A, DbError>
 
 export class DbPolicy extends Context.Service<DbPolicy, {
   readonly run: <A>(
     name: string,
     kind: CallKind,
-    effect: Effect.Effect<A, SqlError.SqlError>
+    effect: Effect.Effect<A, SqlError.SqlError>,
+    size?: number
   ) => Effect.Effect<A, DbError>
 }>()("strata/sql/DbPolicy") {
   /** The calls of the store named `store`, e.g. `callsOf("Db")` for `Db.insert`, `Db.findById`. */
   static readonly callsOf = (store: string): Effect.Effect<PolicedCall, never, DbPolicy> =>
     Effect.map(
       DbPolicy,
-      (policy): PolicedCall => (name, effect, kind = "idempotent") => policy.run(`${store}.${name}`, kind, effect)
+      (policy): PolicedCall => (name, effect, kind = "idempotent", size = 1) =>
+        policy.run(`${store}.${name}`, kind, effect, size)
     )
 
   static readonly layer: Layer.Layer<DbPolicy, never, DatabaseConfig> = Layer.effect(
@@ -59,15 +65,15 @@ export class DbPolicy extends Context.Service<DbPolicy, {
       )
 
       const timeoutMs = Duration.toMillis(config.dbTimeout)
-      const attempt = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
+      const attempt = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>, size: number) =>
         withDeadline(
           Effect.catchTag(effect, "SqlError", (e) => Effect.fail(fromSqlError(e))),
-          timeoutMs,
+          timeoutMs * size,
           () =>
             Effect.fail(
               new DbError({
                 reason: new Timeout(),
-                message: `${name} timed out after ${Duration.format(config.dbTimeout)}`
+                message: `${name} timed out after ${Duration.format(Duration.millis(timeoutMs * size))}`
               })
             )
         )
@@ -97,11 +103,13 @@ export class DbPolicy extends Context.Service<DbPolicy, {
         error.transient && (kind === "idempotent" || error.rolledBack)
 
       return DbPolicy.of({
-        run: <A>(name: string, kind: CallKind, effect: Effect.Effect<A, SqlError.SqlError>) =>
+        run: <A>(name: string, kind: CallKind, effect: Effect.Effect<A, SqlError.SqlError>, size = 1) =>
           measured(
             name,
             breaker.execute(
-              attempt(name, effect).pipe(Effect.retry({ schedule: backoff, while: retryable(kind) })),
+              attempt(name, effect, Math.max(1, size)).pipe(
+                Effect.retry({ schedule: backoff, while: retryable(kind) })
+              ),
               {
                 key: "database",
                 // Only an unavailable database trips the breaker, never a bad statement.

@@ -155,6 +155,24 @@ export const migrations = Migrator.fromRecord({
     yield* sql`INSERT INTO change_retention (id, earliest) VALUES (1, '1')`
     // A replayed write answer carries its position too.
     yield* sql`ALTER TABLE idempotency_keys ADD COLUMN position text`
+  }),
+  "0010_stream_indexes": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // The paths a tenant declared to filter on (README: Declared indexes), each an
+    // index on `records` built partition by partition: its state and progress.
+    yield* sql`
+      CREATE TABLE stream_indexes (
+        tenant_id text NOT NULL,
+        stream text NOT NULL,
+        path text[] NOT NULL,
+        kind text NOT NULL,
+        name text NOT NULL UNIQUE,
+        state text NOT NULL,
+        built int NOT NULL DEFAULT 0,
+        partitions int NOT NULL DEFAULT 0,
+        declared_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant_id, stream, path, kind)
+      )`
   })
 })
 

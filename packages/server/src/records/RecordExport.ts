@@ -1,0 +1,83 @@
+/**
+ * `GET /data?stream=…` with `Accept: application/x-ndjson` (README: Export):
+ * every record of the query (stream, key, from, to, order), one a line, each
+ * exactly as `GET /data/{id}` answers it, read in keyset pages of
+ * EXPORT_PAGE as the client takes them. Nothing but one page is held,
+ * whatever the size, and a client that goes away stops the read: the next page
+ * is read only when the answer's stream is pulled again.
+ */
+import type { ListQuery, ValidationFailed } from "@strata/domain"
+import { Context, Effect, Layer, Stream } from "effect"
+import { validationFailed } from "../platform/http/Validation.ts"
+import type { DbError } from "../platform/sql/DbError.ts"
+import { ChangeLog } from "./ChangeLog.ts"
+import { type Filter, matchesAll } from "./Filters.ts"
+import { Positions } from "./Positions.ts"
+import { recordText } from "./RecordJson.ts"
+import { RecordStore } from "./RecordStore.ts"
+
+/** Records a page of an export reads. */
+export const EXPORT_PAGE = 1000
+
+const NDJSON_ACCEPTED = /application\/(?:x-ndjson|jsonl|x-jsonlines)(?!\s*;\s*q\s*=\s*0(?:\.0*)?\s*(?:,|$))/i
+
+/** Whether a request's `Accept` asks for NDJSON (`application/x-ndjson`, `application/jsonl`). */
+export const wantsNdjson = (accept: string | undefined): boolean => accept !== undefined && NDJSON_ACCEPTED.test(accept)
+
+type After = { readonly occurredAt: Date; readonly id: string } | undefined
+
+export class RecordExport extends Context.Service<RecordExport, {
+  /**
+   * The query's records as NDJSON bytes, page by page, and the change feed's
+   * head before the first page (a tail from there misses nothing after it).
+   */
+  readonly export: (
+    tenant: string,
+    query: ListQuery,
+    filters?: ReadonlyArray<Filter>
+  ) => Effect.Effect<
+    { readonly body: Stream.Stream<Uint8Array, DbError>; readonly position: string },
+    ValidationFailed | DbError
+  >
+}>()("strata/records/RecordExport") {
+  static readonly layer: Layer.Layer<RecordExport, never, RecordStore | ChangeLog | Positions> = Layer.effect(
+    RecordExport,
+    Effect.gen(function*() {
+      const store = yield* RecordStore
+      const log = yield* ChangeLog
+      const positions = yield* Positions
+
+      const exportOf = Effect.fnUntraced(function*(tenant: string, q: ListQuery, filters: ReadonlyArray<Filter> = []) {
+        const unbounded = [
+          ...(q.limit === undefined ? [] : [{ path: "limit", message: "does not apply to an NDJSON export" }]),
+          ...(q.cursor === undefined ? [] : [{ path: "cursor", message: "does not apply to an NDJSON export" }])
+        ]
+        if (unbounded.length > 0) return yield* validationFailed(unbounded)
+        if (q.from !== undefined && q.to !== undefined && q.from.getTime() > q.to.getTime()) {
+          return yield* validationFailed([{ path: "to", message: "must not be before from" }])
+        }
+        const { horizon } = yield* log.horizon
+        const page = { tenant, stream: q.stream, key: q.key, from: q.from, to: q.to, order: q.order ?? "desc" }
+        const body = Stream.unfold<After | "done", Uint8Array, DbError, never>(undefined, (after) =>
+          after === "done"
+            ? Effect.succeed(undefined)
+            : Effect.map(store.list({ ...page, limit: EXPORT_PAGE, after }), (rows) => {
+              if (rows.length === 0) return undefined
+              let text = ""
+              // Filters are checked here, row by row: the export reads every page anyway.
+              for (const row of rows) {
+                if (filters.length === 0 || matchesAll(filters, row.data)) text += `${recordText(row)}\n`
+              }
+              const last = rows[rows.length - 1]
+              const next = rows.length < EXPORT_PAGE
+                ? "done" as const
+                : { occurredAt: new Date(last.occurredAt), id: last.id }
+              return [Buffer.from(text), next] as const
+            }))
+        return { body, position: positions.encode(tenant, { xid: horizon, n: 0 }) }
+      })
+
+      return RecordExport.of({ export: exportOf })
+    })
+  )
+}
