@@ -237,6 +237,13 @@ export class RecordStore extends Context.Service<RecordStore, {
         )
       }
 
+      /** The partitions a page may read, in its order: newest first for `desc`. */
+      const pagePartitions = (q: PageQuery) =>
+        Effect.map(partitions.overlapping(...pageSpan(q)), (overlapping) => {
+          const names = overlapping.map((p) => p.name)
+          return q.order === "desc" ? names.reverse() : names
+        })
+
       // A page walks the partitions the query's time bounds overlap, newest first
       // for `desc`, a few at a time in one statement (more each time while they
       // come back short), and stops when the page is full: page 1 and page 10,000
@@ -246,30 +253,12 @@ export class RecordStore extends Context.Service<RecordStore, {
           "list",
           Effect.gen(function*() {
             const desc = q.order === "desc"
-            let from = q.from?.getTime() ?? Number.NEGATIVE_INFINITY
-            // The partitions made ahead of need hold nothing yet: skipped.
-            let to = Math.min(q.to?.getTime() ?? Number.POSITIVE_INFINITY, Date.now() + LATEST_OCCURRENCE_MS)
-            if (q.after !== undefined) {
-              if (desc) to = Math.min(to, q.after.occurredAt.getTime() + 1)
-              else from = Math.max(from, q.after.occurredAt.getTime())
-            }
-            const candidates = (yield* partitions.overlapping(from, to)).map((p) => p.name)
-            if (desc) candidates.reverse()
+            const candidates = yield* pagePartitions(q)
             // The statement is written here rather than composed of fragments: a page
             // of a sparse stream sends several statements of up to MAX_WALK branches,
             // and composing them cost the server more than PostgreSQL's work.
             // Every branch reads the same parameters.
-            const params: Array<unknown> = [q.tenant, q.stream]
-            const where = ["tenant_id = $1", "stream = $2"]
-            const param = (value: unknown) => `$${params.push(value)}`
-            if (q.key !== undefined) where.push(`key = ${param(q.key)}`)
-            if (q.from !== undefined) where.push(`occurred_at >= ${param(q.from)}`)
-            if (q.to !== undefined) where.push(`occurred_at < ${param(q.to)}`)
-            if (q.after !== undefined) {
-              where.push(
-                `(occurred_at, id) ${desc ? "<" : ">"} (${param(q.after.occurredAt)}, ${param(q.after.id)}::uuid)`
-              )
-            }
+            const { params, where } = pageWhere(q)
             const limit = `$${params.length + 1}`
             const direction = desc ? "DESC" : "ASC"
             // Each partition's rows in the index's order, then merged: PostgreSQL
@@ -303,15 +292,7 @@ export class RecordStore extends Context.Service<RecordStore, {
         guard(
           "listFiltered",
           Effect.gen(function*() {
-            const desc = q.order === "desc"
-            let from = q.from?.getTime() ?? Number.NEGATIVE_INFINITY
-            let to = Math.min(q.to?.getTime() ?? Number.POSITIVE_INFINITY, Date.now() + LATEST_OCCURRENCE_MS)
-            if (q.after !== undefined) {
-              if (desc) to = Math.min(to, q.after.occurredAt.getTime() + 1)
-              else from = Math.max(from, q.after.occurredAt.getTime())
-            }
-            const candidates = (yield* partitions.overlapping(from, to)).map((p) => p.name)
-            if (desc) candidates.reverse()
+            const candidates = yield* pagePartitions(q)
             const statement = filteredStatement(q)
             const records: Array<StoredRecord> = []
             let scanned = 0
@@ -470,12 +451,11 @@ export class RecordStore extends Context.Service<RecordStore, {
 }
 
 /**
- * The statement of a filtered page over some partitions (RecordStore.listFiltered
- * says how it reads), and its parameters but the last two: the rows it may read
- * and the rows it answers at most.
+ * The WHERE of a page's branches, one per partition, and its parameters:
+ * tenant and stream, then key, time bounds and the keyset cursor when given.
+ * `param` adds one more and answers its placeholder.
  */
-export const filteredStatement = (q: FilteredPageQuery) => {
-  const desc = q.order === "desc"
+const pageWhere = (q: PageQuery) => {
   const params: Array<unknown> = [q.tenant, q.stream]
   const where = ["tenant_id = $1", "stream = $2"]
   const param = (value: unknown) => `$${params.push(value)}`
@@ -483,8 +463,36 @@ export const filteredStatement = (q: FilteredPageQuery) => {
   if (q.from !== undefined) where.push(`occurred_at >= ${param(q.from)}`)
   if (q.to !== undefined) where.push(`occurred_at < ${param(q.to)}`)
   if (q.after !== undefined) {
-    where.push(`(occurred_at, id) ${desc ? "<" : ">"} (${param(q.after.occurredAt)}, ${param(q.after.id)}::uuid)`)
+    where.push(
+      `(occurred_at, id) ${q.order === "desc" ? "<" : ">"} (${param(q.after.occurredAt)}, ${param(q.after.id)}::uuid)`
+    )
   }
+  return { param, params, where }
+}
+
+/**
+ * The span of time a page may read, as [from, to) in ms: the query's bounds,
+ * narrowed by its cursor, and never past the newest time a record may have
+ * (partitions made ahead of need hold nothing yet).
+ */
+const pageSpan = (q: PageQuery): readonly [number, number] => {
+  let from = q.from?.getTime() ?? Number.NEGATIVE_INFINITY
+  let to = Math.min(q.to?.getTime() ?? Number.POSITIVE_INFINITY, Date.now() + LATEST_OCCURRENCE_MS)
+  if (q.after !== undefined) {
+    if (q.order === "desc") to = Math.min(to, q.after.occurredAt.getTime() + 1)
+    else from = Math.max(from, q.after.occurredAt.getTime())
+  }
+  return [from, to]
+}
+
+/**
+ * The statement of a filtered page over some partitions (RecordStore.listFiltered
+ * says how it reads), and its parameters but the last two: the rows it may read
+ * and the rows it answers at most.
+ */
+export const filteredStatement = (q: FilteredPageQuery) => {
+  const desc = q.order === "desc"
+  const { param, params, where } = pageWhere(q)
   // A filter on a declared path is also written in each partition's own
   // WHERE, with the field and the rows as the index writes them (constants,
   // from validated names), so the index finds its rows whatever the plan.
