@@ -180,4 +180,18 @@ describe("DbPolicy", () => {
       const exit = yield* run("write", Effect.as(Effect.sleep("1 second"), "late"))
       expect(reasonOf(exit)).toBe("Timeout")
     }).pipe(Effect.provide(policy({ dbTimeout: Duration.millis(20) }))))
+
+  it.live("gives a call of many rows' work that many DB_TIMEOUTs (a bulk write), and no more", () =>
+    Effect.gen(function*() {
+      const slow = Effect.as(Effect.sleep("150 millis"), "done")
+      const sized = (size: number) =>
+        Effect.flatMap(DbPolicy, (p) => Effect.exit(p.run("Db.bulk", "write", slow, size)))
+      expect(reasonOf(yield* sized(1))).toBe("Timeout")
+      expect(yield* sized(10)).toEqual(Exit.succeed("done"))
+      const late = yield* Effect.flatMap(
+        DbPolicy,
+        (p) => Effect.exit(p.run("Db.bulk", "write", Effect.as(Effect.sleep("2 seconds"), "late"), 10))
+      )
+      expect(reasonOf(late)).toBe("Timeout")
+    }).pipe(Effect.provide(policy({ dbTimeout: Duration.millis(50) }))))
 })
