@@ -1,10 +1,10 @@
 /**
- * CPU time, for `bench load`'s CPU per request: the server process's own (from
- * /proc/PID/stat), the whole machine's busy time (from /proc/stat) and the
- * generator's (process.cpuUsage). Linux only; elsewhere every reading is
+ * CPU time, for `bench load`'s and `bench scale`'s CPU per request: the server
+ * process's own (from /proc/PID/stat), a PostgreSQL cluster's, the whole
+ * machine's busy time (from /proc/stat) and the generator's (process.cpuUsage). Linux only; elsewhere every reading is
  * undefined and the bench prints none.
  */
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 
 /** Linux's clock tick for /proc times: USER_HZ is 100 on every architecture Node runs on. */
 const TICK_MS = 10
@@ -24,6 +24,28 @@ export const processCpuMs = (pid: number): number | undefined => {
   // The name (field 2) may hold spaces: count fields after its closing parenthesis; utime, stime are 14 and 15.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
   return (Number(fields[11]) + Number(fields[12])) * TICK_MS
+}
+
+/**
+ * CPU ms a PostgreSQL cluster's processes have used: the postmaster (its pid is
+ * the first line of DATA_DIR/postmaster.pid) and its children, the backends among
+ * them. A backend that exited between two readings takes its time with it, so
+ * read around a span in which the connections stay open.
+ */
+export const clusterCpuMs = (dataDir: string): number | undefined => {
+  const postmaster = Number(read(`${dataDir}/postmaster.pid`)?.split("\n")[0])
+  if (!Number.isInteger(postmaster) || postmaster <= 0) return undefined
+  let total = processCpuMs(postmaster)
+  if (total === undefined) return undefined
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    const stat = read(`/proc/${entry}/stat`)
+    if (stat === undefined) continue
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // ppid is field 4: the second after the name.
+    if (Number(fields[1]) === postmaster) total += (Number(fields[11]) + Number(fields[12])) * TICK_MS
+  }
+  return total
 }
 
 /** CPU ms the whole machine has been busy, all cores summed (everything but idle and iowait). */

@@ -40,6 +40,7 @@ import { availableParallelism, cpus, totalmem } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { DEFAULT_REDIS_URL } from "./Bench.ts"
 import { attempt, BenchError } from "./BenchError.ts"
+import { clusterCpuMs, processCpuMs } from "./CpuUsage.ts"
 import { type Auth, count, type Load, measure, pick, ratio, readAll, sample } from "./Measure.ts"
 import { psql, psqlSession } from "./Postgres.ts"
 import { benchCache, type CacheSetup } from "./Redis.ts"
@@ -285,13 +286,16 @@ const measurePoint = (
     const env = (overrides: Record<string, string | undefined>) =>
       serverEnv(url, { PARTITION_INTERVAL: db.span.interval, SHUTDOWN_DELAY: "0s", ...overrides })
     const bases: { cached?: string; uncached?: string } = {}
+    const pids: { cached?: () => number | undefined; uncached?: () => number | undefined } = {}
     if (selected("get-hot") || selected("post")) {
       log(`${point.label}: starting the server with the cache (${cache.description})`)
-      bases.cached = (yield* serverProcess({ env: env(cache.env), main: run.main, log })).base
+      const server = yield* serverProcess({ env: env(cache.env), main: run.main, log })
+      bases.cached = server.base
+      pids.cached = server.pid
     }
     if (SCALE_SCENARIO_KEYS.some((k) => selected(k) && k !== "get-hot" && k !== "post")) {
       log(`${point.label}: starting the server without a cache`)
-      bases.uncached = (yield* serverProcess({
+      const server = yield* serverProcess({
         env: env({
           REDIS_URL: undefined,
           REDIS_CLUSTER_NODES: undefined,
@@ -300,7 +304,9 @@ const measurePoint = (
         }),
         main: run.main,
         log
-      })).base
+      })
+      bases.uncached = server.base
+      pids.uncached = server.pid
     }
     const auth = yield* benchKey(url, run.cli)
 
@@ -372,18 +378,29 @@ const measurePoint = (
         notes.push(`${scenario.key}: waited ${waited.toFixed(0)} s before measuring, until earlier requests had left`)
       }
       yield* attempt(() => resetStatements(url))
-      const { row, waits } = yield* attempt(async (signal) => {
+      // CPU per request shows what a change costs where this shared machine's noise moves req/s.
+      const serverPid = pids[scenario.server]?.()
+      const cpu = () => ({
+        server: serverPid === undefined ? undefined : processCpuMs(serverPid),
+        database: clusterCpuMs(join(cluster.dir, "data"))
+      })
+      const { cpuBefore, cpuAfter, row, waits } = yield* attempt(async (signal) => {
         const stop = new AbortController()
         const sampling = sampleWaits(run.waits.run, db.name, AbortSignal.any([signal, stop.signal]))
         sampling.catch(() => {}) // awaited below; a failure meanwhile is not unhandled
         try {
+          const cpuBefore = cpu()
           const row = await measure(base, auth, scenario, connections, duration, signal)
+          const cpuAfter = cpu()
           stop.abort()
-          return { row, waits: await sampling }
+          return { cpuBefore, cpuAfter, row, waits: await sampling }
         } finally {
           stop.abort()
         }
       })
+      const requests = row.rps * duration
+      const perRequest = (from: number | undefined, to: number | undefined) =>
+        from === undefined || to === undefined || requests <= 0 ? undefined : (to - from) / requests
       const statements = yield* attempt(() => topStatements(url))
       const totals = yield* attempt(() => statementTotals(url))
       results.push({
@@ -395,6 +412,8 @@ const measurePoint = (
         p99Ms: row.percentiles[2],
         non2xx: row.non2xx,
         errors: row.errors,
+        serverCpuMs: perRequest(cpuBefore.server, cpuAfter.server),
+        databaseCpuMs: perRequest(cpuBefore.database, cpuAfter.database),
         ...(row.cacheHits !== undefined ? { cacheHits: row.cacheHits } : {}),
         statements,
         statementTotals: totals,

@@ -18,6 +18,9 @@ export interface ScenarioResult {
   readonly p99Ms: number
   readonly non2xx: number
   readonly errors: number
+  /** CPU ms per request of the server that answered, and of the PostgreSQL cluster (undefined: not on Linux). */
+  readonly serverCpuMs?: number | undefined
+  readonly databaseCpuMs?: number | undefined
   readonly cacheHits?: Hits
   readonly statements: ReadonlyArray<Statement>
   readonly statementTotals: StatementTotals
@@ -40,6 +43,9 @@ export interface SizeResult {
   /** The point's time, its load included. */
   readonly elapsedSeconds: number
 }
+
+/** CPU ms per request, to the microsecond; "-" when it was not read. */
+const cpuMs = (n: number | undefined): string => n === undefined || Number.isNaN(n) ? "-" : n.toFixed(3)
 
 /** 1e5 → 100k, 1e6 → 1M, 2.5e7 → 25M. */
 export const shortCount = (n: number): string =>
@@ -90,7 +96,18 @@ export const describeSize = (r: SizeResult): string => {
     `subplans removed ${p.subplansRemoved}; ${p.plan}`,
     "",
     formatTable(
-      ["scenario", "server", "req/s", "p50 ms", "p99 ms", "non-2xx", "errors", "LockManager waits"],
+      [
+        "scenario",
+        "server",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "non-2xx",
+        "errors",
+        "LockManager waits",
+        "server cpu ms/req",
+        "pg cpu ms/req"
+      ],
       r.scenarios.map((s) => {
         const lock = s.waits.events.find((e) => e.event === LOCK_MANAGER)
         return [
@@ -101,7 +118,9 @@ export const describeSize = (r: SizeResult): string => {
           ms(s.p99Ms),
           count(s.non2xx),
           count(s.errors),
-          `${count(lock?.samples ?? 0)}/${count(s.waits.samples)}`
+          `${count(lock?.samples ?? 0)}/${count(s.waits.samples)}`,
+          cpuMs(s.serverCpuMs),
+          cpuMs(s.databaseCpuMs)
         ]
       })
     ),
@@ -145,7 +164,9 @@ export const describeSummary = (title: string, sizes: ReadonlyArray<SizeResult>)
   const keys = base.scenarios.map((s) => s.key)
   const of = (r: SizeResult, key: string) => r.scenarios.find((s) => s.key === key)
   const times = (value: number, baseline: number | undefined) =>
-    baseline === undefined || baseline === 0 || Number.isNaN(value) ? "" : ` (${(value / baseline).toFixed(2)}x)`
+    baseline === undefined || baseline === 0 || Number.isNaN(value) || Number.isNaN(baseline)
+      ? ""
+      : ` (${(value / baseline).toFixed(2)}x)`
   const table = (header: string, value: (s: ScenarioResult) => number, format: (n: number) => string) =>
     formatTable(
       [header, ...sizes.map((r) => r.label)],
@@ -163,6 +184,10 @@ export const describeSummary = (title: string, sizes: ReadonlyArray<SizeResult>)
     table("req/s", (s) => s.rps, (n) => count(Math.round(n))),
     "",
     table("p99 ms", (s) => s.p99Ms, ms),
+    "",
+    table("server cpu ms/req", (s) => s.serverCpuMs ?? Number.NaN, cpuMs),
+    "",
+    table("pg cpu ms/req", (s) => s.databaseCpuMs ?? Number.NaN, cpuMs),
     "",
     table("LockManager waits", (s) => {
       const lock = s.waits.events.find((e) => e.event === LOCK_MANAGER)

@@ -125,6 +125,38 @@ suite("400 daily partitions on PostgreSQL", () => {
     expect(locked).toEqual(days.toSorted())
   })
 
+  it("reads a batch of recent ids over many of the newest partitions in one prepared statement, whatever days it names", async () => {
+    // Batches as recent reads make them: ids of the last weeks, a different set of days each
+    // time (twice over), in windows of the newest 16, 32, 32 and 4 days.
+    const batches = [[399, 398, 390], [395, 380, 371, 399], [370, 385], [399, 396, 10]]
+    const twice = [...batches, ...batches]
+    const { locked, result } = await partitionsLockedBy(
+      Effect.flatMap(PgClient.PgClient, (sql) =>
+        Effect.gen(function*() {
+          const answers: Array<ReadonlyArray<string | null>> = []
+          for (const days of twice) {
+            const found = yield* Effect.flatMap(RecordStore, (s) =>
+              s.findByIds([
+                ...days.map((day) => ({ tenant: "default", id: daily[day].id })),
+                { tenant: "other", id: daily[days[0]].id }
+              ]))
+            answers.push(found.map((r) => Option.getOrUndefined(r)?.id ?? null))
+          }
+          // Statements this connection prepared that look ids up in more than one partition.
+          const prepared = yield* sql<{ readonly n: number }>`
+          SELECT count(*)::int AS n FROM pg_prepared_statements
+          WHERE statement LIKE '%WHERE id = ANY($1::uuid[]) UNION ALL %' AND statement NOT LIKE '%pg_prepared%'`
+          return { answers, unions: prepared[0].n }
+        }))
+    )
+    expect(result.answers).toEqual(twice.map((days) => [...days.map((day) => daily[day].id), null]))
+    // A statement for each window, prepared once for the eight batches (the last one's old day 10 went on its own).
+    expect(result.unions).toBe(3)
+    // The newest 32 days hold every recent read: no older partition but day 10 was touched.
+    const older = locked.filter((name) => name < partitionOf(firstDay + (DAYS - 32) * DAY_MS))
+    expect(older).toEqual([partitionOf(firstDay + 10 * DAY_MS)])
+  })
+
   it("whereas a prepared read by id through the parent table locks all of them (why reads name their partition)", async () => {
     const { locked } = await partitionsLockedBy(Effect.flatMap(PgClient.PgClient, (sql) =>
       Effect.gen(function*() {

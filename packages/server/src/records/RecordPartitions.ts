@@ -49,6 +49,11 @@ export class RecordPartitions extends Context.Service<RecordPartitions, {
   ) => Effect.Effect<ReadonlyArray<Partition | undefined>, SqlError.SqlError>
   /** The partitions that overlap [from, to), oldest first, as the catalog has them now. */
   readonly overlapping: (from: number, to: number) => Effect.Effect<ReadonlyArray<Partition>, SqlError.SqlError>
+  /**
+   * The newest `count` partitions that begin at or before `now`, oldest first,
+   * from the map as last read (no round trip): where recent records live.
+   */
+  readonly recent: (count: number, now: number) => ReadonlyArray<Partition>
   /** Reads the catalog again: after partitions were dropped, or a statement found one gone. */
   readonly reload: Effect.Effect<void, SqlError.SqlError>
 }>()("strata/records/RecordPartitions") {
@@ -123,6 +128,13 @@ export class RecordPartitions extends Context.Service<RecordPartitions, {
             : Effect.succeed(found)
         })
 
+      const recent = (count: number, now: number) => {
+        const list = snapshot.partitions
+        let end = list.length
+        while (end > 0 && list[end - 1].from > now) end--
+        return list.slice(Math.max(0, end - count), end)
+      }
+
       const overlapping = (from: number, to: number) =>
         Effect.map(refresh, () => snapshot.partitions.filter((p) => p.to > from && p.from < to))
 
@@ -164,6 +176,7 @@ export class RecordPartitions extends Context.Service<RecordPartitions, {
       return RecordPartitions.of({
         ensure,
         holding,
+        recent,
         overlapping,
         reload: Effect.tap(reload, () => Effect.sync(() => latest = { name: "", from: 0, to: 0 }))
       })

@@ -5,9 +5,9 @@
  * PGlite, which speaks the same SQL); `RecordStore.layerMemory` keeps the rows
  * in MemoryTables with the same behaviour, for tests.
  */
-import { PgClient } from "@effect/sql-pg"
+import { PgClient, PgTypes } from "@effect/sql-pg"
 import { MAX_FUTURE_MS, type StoredRecord } from "@strata/domain"
-import { Array as Arr, Clock, Context, Effect, Layer, Option } from "effect"
+import { Array as Arr, Clock, Context, Effect, Layer, Option, Result } from "effect"
 import type { SqlError } from "effect/sql"
 import { AppConfig } from "../platform/config/AppConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
@@ -18,7 +18,7 @@ import { MemoryTables } from "./MemoryTables.ts"
 import { nextPartition, partitionFor } from "./Partitions.ts"
 import { recordIdTime } from "./RecordId.ts"
 import { recordText } from "./RecordJson.ts"
-import { isMissingPartition, RecordPartitions } from "./RecordPartitions.ts"
+import { isMissingPartition, type Partition, RecordPartitions } from "./RecordPartitions.ts"
 import { COLUMNS, RAW_COLUMNS, type RecordRow, storedOf, toRecord } from "./RecordRows.ts"
 
 /** A validated record with its id, ready to be written. */
@@ -179,13 +179,31 @@ export class RecordStore extends Context.Service<RecordStore, {
           Math.ceil(records.length / ROWS_PER_TIMEOUT)
         )
 
-      // A read names the partitions it reads (RecordPartitions says why): each
-      // partition the batch's ids name looks its ids up through its primary key,
-      // in a prepared statement of its own while they are few (what recent reads
-      // are), else in one statement for the batch, unprepared: its text varies
-      // from batch to batch, and each new one would push a statement that is used
-      // all the time out of the connection's cache. An id that no record can have
-      // is not sent; a row of another tenant is not answered.
+      // A read names the partitions it reads (RecordPartitions says why): the ids
+      // of each partition are looked up through its primary key. A batch within one
+      // partition is a prepared statement of that partition. A batch spread over the
+      // newest partitions (what recent reads are, with daily partitions) is one
+      // prepared statement over a window of the newest 4, 8, 16 or 32 of them, the
+      // smallest that holds the batch's, with an id array per partition, empty where
+      // the batch has none: its text changes only when a partition begins, and an
+      // empty branch costs PostgreSQL a few microseconds where a statement per
+      // partition cost a round trip each. Ids in older partitions (reads of old records
+      // at random) go in one statement for them, unprepared: its text varies from batch
+      // to batch, and each new one would push a statement that is used all the time out
+      // of the connection's cache. An id that no record can have is not sent; a row of
+      // another tenant is not answered.
+      const lookup = (partition: string, n: number) =>
+        `SELECT tenant_id, ${COLUMNS} FROM ${quoteIdentifier(partition)} WHERE id = ANY($${n}::uuid[])`
+      const windowTexts = new Map<number, { readonly names: string; readonly text: string }>()
+      const windowStatement = (window: ReadonlyArray<Partition>) => {
+        const names = window.map((p) => p.name).join(" ")
+        let known = windowTexts.get(window.length)
+        if (known?.names !== names) {
+          known = { names, text: window.map((p, i) => lookup(p.name, i + 1)).join(" UNION ALL ") }
+          windowTexts.set(window.length, known)
+        }
+        return known.text
+      }
       const findByIds = (keys: ReadonlyArray<RecordKey>) => {
         const wanted: Array<{ readonly key: RecordKey; readonly ms: number }> = []
         for (const key of keys) {
@@ -205,32 +223,39 @@ export class RecordStore extends Context.Service<RecordStore, {
               if (group === undefined) ids.set(home.name, [key.id])
               else group.push(key.id)
             })
-            const lookup = (partition: string, n: number) =>
-              `SELECT tenant_id, ${COLUMNS} FROM ${quoteIdentifier(partition)} WHERE id = ANY($${n}::uuid[])`
-            const rows: Array<RecordRow & { readonly tenant_id: string }> = []
-            if (ids.size <= PREPARED_LOOKUPS) {
-              // A statement per partition, prepared: the few partitions recent reads
-              // go to keep their plans, and PostgreSQL runs them side by side.
-              yield* Effect.forEach(
-                ids,
-                ([partition, group]) =>
-                  Effect.map(
-                    sql.unsafe<RecordRow & { readonly tenant_id: string }>(lookup(partition, 1), [group]),
-                    (found) => rows.push(...found)
-                  ),
-                { concurrency: "unbounded", discard: true }
-              )
-            } else {
-              // Ids spread over many partitions (reads of old records at random): one
-              // statement, not prepared, since its text is rarely seen twice.
-              const groups = Array.from(ids)
-              rows.push(
-                ...(yield* sql.unsafe<RecordRow & { readonly tenant_id: string }>(
-                  groups.map(([partition], i) => lookup(partition, i + 1)).join(" UNION ALL "),
-                  groups.map(([, group]) => group)
-                ).unprepared)
-              )
+            type Row = RecordRow & { readonly tenant_id: string }
+            const statements: Array<Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>> = []
+            if (ids.size === 1) {
+              const [[partition, group]] = ids
+              statements.push(sql.unsafe<Row>(lookup(partition, 1), [group]))
+            } else if (ids.size > 1) {
+              const newest = partitions.recent(RECENT_WINDOWS[RECENT_WINDOWS.length - 1], Date.now())
+              // How far back the batch's partitions reach among the newest, and how many it has there.
+              let reach = 0
+              let held = 0
+              newest.forEach((p, i) => {
+                if (!ids.has(p.name)) return
+                held++
+                reach = Math.max(reach, newest.length - i)
+              })
+              if (held > 1) {
+                const size = RECENT_WINDOWS.find((n) => n >= reach)!
+                const window = newest.slice(Math.max(0, newest.length - size))
+                statements.push(sql.unsafe<Row>(windowStatement(window), window.map((p) => ids.get(p.name) ?? NO_IDS)))
+                for (const p of window) ids.delete(p.name)
+              }
+              const rest = Array.from(ids)
+              if (rest.length === 1) statements.push(sql.unsafe<Row>(lookup(rest[0][0], 1), [rest[0][1]]))
+              else if (rest.length > 1) {
+                statements.push(
+                  sql.unsafe<Row>(
+                    rest.map(([partition], i) => lookup(partition, i + 1)).join(" UNION ALL "),
+                    rest.map(([, group]) => group)
+                  ).unprepared
+                )
+              }
             }
+            const rows = (yield* Effect.all(statements, { concurrency: "unbounded" })).flat()
             const found = new Map(rows.map((row) => [rowKey(row.tenant_id, row.id), row]))
             return keys.map((k) => Option.map(Option.fromNullishOr(found.get(rowKey(k.tenant, k.id))), toRecord))
           }).pipe(retriedOnMissingPartition)
@@ -542,8 +567,19 @@ const compareKeyset = (a: { occurredAt: string; id: string }, b: { occurredAt: s
 /** The rows one DB_TIMEOUT is for in a write: group commits (WRITE_BATCH_MAX) stay within one; a bulk write gets more. */
 const ROWS_PER_TIMEOUT = 10_000
 
-/** Up to this many partitions, a batch of reads by id is a prepared statement per partition; past it, one statement. */
-const PREPARED_LOOKUPS = 8
+/**
+ * The windows of newest partitions a batch of reads by id reads in one prepared
+ * statement, up to a month of daily partitions: each branch costs a read a little,
+ * so a batch of the last few days takes a small window (docs/SIZING.md).
+ */
+const RECENT_WINDOWS = [4, 8, 16, 32] as const
+
+/**
+ * An empty id array, typed as the driver types a filled one (text[]): left
+ * untyped it would make the window statement a new prepared statement, and a
+ * new plan, for every set of partitions a batch leaves empty.
+ */
+const NO_IDS = Result.getOrThrow(PgTypes.array([], PgTypes.OID.text))
 
 /** A table's name as an SQL identifier. */
 const quoteIdentifier = (name: string) => `"${name.replaceAll("\"", "\"\"")}"`
