@@ -7,10 +7,12 @@
  * a validation problem naming its path. Also: the write path's compiled check
  * (`isNewRecord`) agrees with decoding `NewRecord`.
  */
+import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it } from "@effect/vitest"
 import { isNewRecord, NewRecord } from "@strata/domain"
 import {
   acquireApp,
+  ADMIN_URL,
   type Backend,
   type Db,
   describeBackends,
@@ -19,12 +21,15 @@ import {
   memory,
   pglite,
   postgres,
+  postgresAvailable,
   type TestApp
 } from "@strata/testing"
-import { Exit, Schema } from "effect"
+import { Effect, Exit, Redacted, Schema } from "effect"
+import { Reactivity } from "effect/reactivity"
 import fc from "fast-check"
 import { CacheStore } from "../src/platform/cache/CacheStore.ts"
-import { jsonText, parseExact } from "../src/platform/json/ExactJson.ts"
+import { compactJsonb, jsonText, parseExact } from "../src/platform/json/ExactJson.ts"
+import { parseStored } from "../src/records/RecordRows.ts"
 
 /** The value of a JSON number's text, independent of how it is written: `1.50e1` and `15` agree. */
 const valueOf = (text: string): string => {
@@ -127,6 +132,54 @@ describe("RecordJson", () => {
       }),
       { numRuns: 500 }
     )
+  })
+})
+
+describe.skipIf(!(await postgresAvailable()))("compactJsonb on PostgreSQL's jsonb text", () => {
+  /** What PostgreSQL prints for each JSON text stored as jsonb, in one round trip. */
+  const printed = (texts: ReadonlyArray<string>) =>
+    Effect.runPromise(
+      Effect.scoped(Effect.flatMap(
+        PgClient.make({ url: Redacted.make(ADMIN_URL), maxConnections: 1 }),
+        (sql) => sql<{ readonly t: string }>`SELECT x::jsonb::text AS t FROM unnest(${texts}::text[]) x`
+      )).pipe(Effect.provide(Reactivity.layer))
+    ).then((rows) => rows.map((r) => r.t))
+
+  it("gives jsonText's bytes for every value whose numbers print alike, and declines the rest", async () => {
+    const key = fc.oneof(cleanString, fc.constantFrom("a, b", "x: y", "\"q\"", "\\", "10", "9", "é"))
+    const value = fc.letrec((tie) => ({
+      json: fc.oneof(
+        { depthSize: "small" },
+        numberText,
+        fc.constantFrom("1.50", "0.0000001", "0.000001", "100", "-0.5", "123456789012345", "1234567890123456"),
+        fc.constantFrom("null", "true", "false"),
+        fc.oneof(cleanString, fc.constantFrom(", ", ": ", "\t\n\u0001\u001f", "\\\"")).map((v) => JSON.stringify(v)),
+        fc.array(tie("json"), { maxLength: 4 }).map((items) => `[${items.join(",")}]`),
+        fc.array(fc.tuple(key, tie("json")), { maxLength: 5 })
+          .map((entries) => `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(",")}}`)
+      )
+    })).json
+    const texts = fc.sample(value, { numRuns: 2_000, seed: 7 }).filter((text) => parseExact(text)._tag === "Parsed")
+    const outputs = await printed(texts)
+    let compacted = 0
+    for (const output of outputs) {
+      const expected = jsonText(parseStored(output))
+      const compact = compactJsonb(output)
+      if (compact !== undefined) {
+        compacted++
+        expect(compact).toBe(expected)
+      }
+    }
+    // Most values take the fast path; those that do not are parsed, as before.
+    expect(compacted).toBeGreaterThan(outputs.length / 2)
+    expect(compacted).toBeLessThan(outputs.length)
+  })
+
+  it("declines the numbers JavaScript writes otherwise", () => {
+    for (const text of ["1.50", "[0.0000001]", "{\"a\": 1234567890123456}", "-0", "1e5"]) {
+      expect(compactJsonb(text)).toBeUndefined()
+    }
+    expect(compactJsonb(`{"a": [1, 2.5, -0.000001], "b, c": "d: e"}`)).toBe(`{"a":[1,2.5,-0.000001],"b, c":"d: e"}`)
   })
 })
 

@@ -1,6 +1,6 @@
 /** How a record row of PostgreSQL becomes a stored record, for every query that reads `records`. */
 import type { StoredRecord } from "@strata/domain"
-import { parseExact } from "../platform/json/ExactJson.ts"
+import { compactJsonb, parseExact } from "../platform/json/ExactJson.ts"
 import type { RecordToStore } from "./RecordStore.ts"
 
 // `data` as text: the driver's JSON.parse would round long numbers.
@@ -31,15 +31,54 @@ export const withSchemaVersion = (record: Omit<StoredRecord, "schemaVersion"> & 
   schemaVersion: record.schemaVersion ?? null
 })
 
-export const toRecord = (row: RecordRow): StoredRecord => ({
-  id: row.id,
-  stream: row.stream,
-  key: row.key,
-  occurredAt: row.occurred_at.toISOString(),
-  ingestedAt: row.ingested_at.toISOString(),
-  data: parseStored(row.data),
-  schemaVersion: row.schema_version ?? null
-})
+/** Where a record read from a row keeps its data's text (`storedDataText`). */
+const DATA_TEXT: unique symbol = Symbol("strata/records/DataText")
+
+/**
+ * A row as a stored record. Its data is kept as the text answers carry
+ * (`compactJsonb`) and parsed only if something reads `data`: pages, exports and
+ * reads by id answer text, and parsing each record's data to write it out again
+ * took a third of the server's time serving pages (docs/PERFORMANCE.md).
+ */
+export const toRecord = (row: RecordRow): StoredRecord => {
+  const text = compactJsonb(row.data)
+  if (text === undefined) {
+    return {
+      id: row.id,
+      stream: row.stream,
+      key: row.key,
+      occurredAt: row.occurred_at.toISOString(),
+      ingestedAt: row.ingested_at.toISOString(),
+      data: parseStored(row.data),
+      schemaVersion: row.schema_version ?? null
+    }
+  }
+  // An accessor written in the literal costs V8 far less than one defined afterwards.
+  const record = {
+    id: row.id,
+    stream: row.stream,
+    key: row.key,
+    occurredAt: row.occurred_at.toISOString(),
+    ingestedAt: row.ingested_at.toISOString(),
+    get data(): StoredRecord["data"] {
+      const data = parseStored<StoredRecord["data"]>(row.data)
+      Object.defineProperty(this, "data", { value: data, configurable: true, enumerable: true, writable: true })
+      return data
+    },
+    set data(data: StoredRecord["data"]) {
+      delete (this as { [DATA_TEXT]?: string })[DATA_TEXT]
+      Object.defineProperty(this, "data", { value: data, configurable: true, enumerable: true, writable: true })
+    },
+    schemaVersion: row.schema_version ?? null
+  }
+  // Not enumerable: a copy (`{ ...record, data }`) must not carry the text of other data.
+  Object.defineProperty(record, DATA_TEXT, { value: text, configurable: true })
+  return record
+}
+
+/** The text of a record's data as read from its row, when `toRecord` kept it; undefined otherwise. */
+export const storedDataText = (record: StoredRecord): string | undefined =>
+  (record as { readonly [DATA_TEXT]?: string })[DATA_TEXT]
 
 /** `ingestedAt` as ISO text: one for a whole group commit. */
 export const storedOf = (r: RecordToStore, ingestedAt: string): StoredRecord => ({

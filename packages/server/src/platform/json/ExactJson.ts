@@ -221,3 +221,61 @@ export const jsonText = (value: unknown): string => {
   const ordered = inOrder(value)
   return ordered === UNORDERABLE ? textInOrder(value) : JSON.stringify(ordered)
 }
+
+/**
+ * Whether the number text[begin, end) as PostgreSQL's jsonb prints it is what
+ * `jsonText` would write for it: at most 15 digits (a double keeps them), no
+ * trailing zero in a fraction (`1.50` is written `1.5`), no fraction JavaScript
+ * would write with an exponent (under 1e-6), no `-0`, no exponent.
+ */
+const printsAlike = (text: string, begin: number, end: number): boolean => {
+  let digits = 0
+  let point = -1
+  for (let i = begin; i < end; i++) {
+    const c = text.charCodeAt(i)
+    if (c >= 48 && c <= 57) digits++
+    else if (c === 46) point = i
+    else if (c !== 45 || i !== begin) return false
+  }
+  if (digits > 15) return false
+  const first = text.charCodeAt(begin) === 45 ? begin + 1 : begin
+  if (point === -1) return !(text.charCodeAt(begin) === 45 && end - first === 1 && text.charCodeAt(first) === 48)
+  if (text.charCodeAt(end - 1) === 48) return false
+  return !(point === first + 1 && text.charCodeAt(first) === 48 && text.startsWith("000000", point + 1))
+}
+
+/**
+ * `jsonText(parseExact(text).value)` for the text PostgreSQL prints of a jsonb
+ * value, without parsing it: jsonb already keeps keys in jsonText's order and
+ * escapes strings as JSON.stringify does, so only its spaces (after `:` and `,`)
+ * must go. Answers undefined when a number may print otherwise (`printsAlike`):
+ * parse that text.
+ */
+export const compactJsonb = (text: string): string | undefined => {
+  let out = ""
+  let from = 0
+  const length = text.length
+  let i = 0
+  while (i < length) {
+    const c = text.charCodeAt(i)
+    if (c === 34) {
+      for (i++; i < length; i++) {
+        const d = text.charCodeAt(i)
+        if (d === 92) i++
+        else if (d === 34) break
+      }
+      i++
+    } else if (c === 32) {
+      out += text.slice(from, i)
+      from = ++i
+    } else if (c === 45 || (c >= 48 && c <= 57)) {
+      const begin = i
+      for (i++; i < length; i++) {
+        const d = text.charCodeAt(i)
+        if (!((d >= 48 && d <= 57) || d === 46 || d === 101 || d === 69 || d === 43 || d === 45)) break
+      }
+      if (!printsAlike(text, begin, i)) return undefined
+    } else i++
+  }
+  return from === 0 ? text : out + text.slice(from)
+}
