@@ -175,11 +175,13 @@ describe.skipIf(!(await postgresAvailable()))("compactJsonb on PostgreSQL's json
     expect(compacted).toBeLessThan(outputs.length)
   })
 
-  it("declines the numbers JavaScript writes otherwise", () => {
-    for (const text of ["1.50", "[0.0000001]", "{\"a\": 1234567890123456}", "-0", "1e5"]) {
+  it("writes numbers as jsonText does, and declines those JavaScript may write otherwise", () => {
+    for (const text of ["[0.0000001]", "{\"a\": 1234567890123456}", "1e5", "0.1000000000000000"]) {
       expect(compactJsonb(text)).toBeUndefined()
     }
-    expect(compactJsonb(`{"a": [1, 2.5, -0.000001], "b, c": "d: e"}`)).toBe(`{"a":[1,2.5,-0.000001],"b, c":"d: e"}`)
+    expect(compactJsonb(`{"a": [1, 2.5, -0.000001, 20.50, 3.00, 0.0, -0, 100], "b, c": "d: 1.50"}`)).toBe(
+      `{"a":[1,2.5,-0.000001,20.5,3,0,0,100],"b, c":"d: 1.50"}`
+    )
   })
 })
 

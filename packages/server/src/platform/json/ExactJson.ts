@@ -223,33 +223,38 @@ export const jsonText = (value: unknown): string => {
 }
 
 /**
- * Whether the number text[begin, end) as PostgreSQL's jsonb prints it is what
- * `jsonText` would write for it: at most 15 digits (a double keeps them), no
- * trailing zero in a fraction (`1.50` is written `1.5`), no fraction JavaScript
- * would write with an exponent (under 1e-6), no `-0`, no exponent.
+ * The number text[begin, end) as PostgreSQL's jsonb prints it, written as
+ * `jsonText` writes it: the same but for a fraction's trailing zeros (`20.50` is
+ * written `20.5`, `3.00` `3`); undefined when JavaScript might write it otherwise
+ * (16 or more digits, a fraction under 1e-6, an exponent): parse it then.
  */
-const printsAlike = (text: string, begin: number, end: number): boolean => {
+const asJsonText = (text: string, begin: number, end: number): string | undefined => {
   let digits = 0
   let point = -1
   for (let i = begin; i < end; i++) {
     const c = text.charCodeAt(i)
     if (c >= 48 && c <= 57) digits++
     else if (c === 46) point = i
-    else if (c !== 45 || i !== begin) return false
+    else if (c !== 45 || i !== begin) return undefined
   }
-  if (digits > 15) return false
+  if (digits > 15) return undefined
   const first = text.charCodeAt(begin) === 45 ? begin + 1 : begin
-  if (point === -1) return !(text.charCodeAt(begin) === 45 && end - first === 1 && text.charCodeAt(first) === 48)
-  if (text.charCodeAt(end - 1) === 48) return false
-  return !(point === first + 1 && text.charCodeAt(first) === 48 && text.startsWith("000000", point + 1))
+  if (point === -1) return end - first === 1 && first > begin && text.charCodeAt(first) === 48 ? "0" : ""
+  if (point === first + 1 && text.charCodeAt(first) === 48 && text.startsWith("000000", point + 1)) return undefined
+  let last = end
+  while (text.charCodeAt(last - 1) === 48) last--
+  if (last === end) return ""
+  if (last === point + 1) last = point
+  const written = text.slice(begin, last)
+  return written === "-0" ? "0" : written
 }
 
 /**
  * `jsonText(parseExact(text).value)` for the text PostgreSQL prints of a jsonb
  * value, without parsing it: jsonb already keeps keys in jsonText's order and
- * escapes strings as JSON.stringify does, so only its spaces (after `:` and `,`)
- * must go. Answers undefined when a number may print otherwise (`printsAlike`):
- * parse that text.
+ * escapes strings as JSON.stringify does, so its spaces (after `:` and `,`) go
+ * and numbers lose a fraction's trailing zeros. Answers undefined when a number
+ * may print otherwise (`asJsonText`): parse that text.
  */
 export const compactJsonb = (text: string): string | undefined => {
   let out = ""
@@ -274,7 +279,13 @@ export const compactJsonb = (text: string): string | undefined => {
         const d = text.charCodeAt(i)
         if (!((d >= 48 && d <= 57) || d === 46 || d === 101 || d === 69 || d === 43 || d === 45)) break
       }
-      if (!printsAlike(text, begin, i)) return undefined
+      // "" when it is written as printed.
+      const written = asJsonText(text, begin, i)
+      if (written === undefined) return undefined
+      if (written !== "") {
+        out += text.slice(from, begin) + written
+        from = i
+      }
     } else i++
   }
   return from === 0 ? text : out + text.slice(from)
