@@ -9,7 +9,7 @@
  */
 import { PositionExpired, type ValidationFailed } from "@strata/domain"
 import { Context, Effect, Layer, Schedule } from "effect"
-import { createHmac, timingSafeEqual } from "node:crypto"
+import { createHmac, createSecretKey, timingSafeEqual } from "node:crypto"
 import { validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { SharedSecrets } from "../platform/sql/SharedSecrets.ts"
@@ -26,8 +26,10 @@ const HEX = /^[0-9a-f]{1,16}$/
 const EPOCH = /^[A-Za-z0-9_-]{8}$/
 
 export const makePositionCodec = (secret: string | Uint8Array, currentEpoch: () => string) => {
+  // A key object made once (Cursor.ts says why).
+  const key = createSecretKey(typeof secret === "string" ? Buffer.from(secret) : secret)
   const sign = (tenant: string, payload: string) =>
-    createHmac("sha256", secret).update(tenant).update("\n").update(payload).digest().subarray(0, 12)
+    createHmac("sha256", key).update(tenant).update("\n").update(payload).digest().subarray(0, 12)
 
   const encode = (tenant: string, position: FeedPosition): string => {
     const payload = `${currentEpoch()}.${position.xid.toString(16)}.${position.n.toString(16)}`
