@@ -41,6 +41,7 @@ import { layerRuntimeMetrics } from "./platform/observability/RuntimeMetrics.ts"
 import { withTraceContext } from "./platform/observability/Tracing.ts"
 import { Database } from "./platform/sql/Database.ts"
 import { DbPolicy } from "./platform/sql/DbPolicy.ts"
+import { ReadReplicas } from "./platform/sql/ReadReplicas.ts"
 import { SharedSecrets } from "./platform/sql/SharedSecrets.ts"
 import { BulkIngest } from "./records/BulkIngest.ts"
 import { ChangeLog } from "./records/ChangeLog.ts"
@@ -137,7 +138,8 @@ export const layerStorage = Layer.mergeAll(
   IdempotencyStore.layerPg,
   ApiKeys.layerPg,
   SchemaRegistry.layerPg,
-  StreamIndexes.layerPg
+  StreamIndexes.layerPg,
+  ReadReplicas.layerPg
 ).pipe(
   Layer.provide(DbPolicy.layer)
 )
@@ -153,7 +155,8 @@ export const layerStorageMemory = Layer.mergeAll(
   IdempotencyStore.layerMemory,
   ApiKeys.layerMemory,
   SchemaRegistry.layerMemory,
-  StreamIndexes.layerMemory
+  StreamIndexes.layerMemory,
+  ReadReplicas.layerNone
 )
 
 export type Storage =
@@ -166,6 +169,7 @@ export type Storage =
   | ApiKeys
   | SchemaRegistry
   | StreamIndexes
+  | ReadReplicas
 
 /** What a composition of the services runs on; the cache and the bus default to in-memory and discarding ones. */
 export interface ServiceOptions<

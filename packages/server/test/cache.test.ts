@@ -21,6 +21,7 @@ import { TestClock } from "effect/testing"
 import { Redis } from "ioredis"
 import { CacheStore } from "../src/platform/cache/CacheStore.ts"
 import { AppConfig } from "../src/platform/config/AppConfig.ts"
+import { ReadReplicas } from "../src/platform/sql/ReadReplicas.ts"
 import { MemoryTables } from "../src/records/MemoryTables.ts"
 import { RecordCache, recordCacheKey } from "../src/records/RecordCache.ts"
 import { makeRecordId } from "../src/records/RecordId.ts"
@@ -82,6 +83,7 @@ describeBackends(
         Effect.sync(() =>
           ManagedRuntime.make(
             RecordCache.layer.pipe(
+              Layer.provide(ReadReplicas.layerNone),
               Layer.provideMerge(Layer.merge(countingDb(reads), cache)),
               Layer.provide(AppConfig.layerWith(ttls))
             )
@@ -208,6 +210,7 @@ describeBackends(
         }).pipe(
           Effect.provide(
             RecordCache.layer.pipe(
+              Layer.provide(ReadReplicas.layerNone),
               Layer.provideMerge(
                 Layer.merge(RecordStore.layerMemory.pipe(Layer.provide(MemoryTables.layer)), subject()!.cache)
               ),
@@ -241,6 +244,7 @@ describe("a write-through slower than CACHE_TIMEOUT", () => {
     ).pipe(Layer.provideMerge(CacheStore.layerMemory()))
     const runtime = ManagedRuntime.make(
       RecordCache.layer.pipe(
+        Layer.provide(ReadReplicas.layerNone),
         Layer.provideMerge(Layer.merge(RecordStore.layerMemory.pipe(Layer.provide(MemoryTables.layer)), slowSets)),
         Layer.provide(AppConfig.layerWith({ cacheTimeout: Duration.millis(50) }))
       )

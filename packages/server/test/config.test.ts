@@ -170,11 +170,17 @@ describe("a bad configuration", () => {
   })
 
   it("treats every Redacted setting as secret", () => {
-    const settings = settingsFrom({ DATABASE_URL: "postgres://u:p@h/db", REDIS_URL: "redis://h:6379" })
+    const settings = settingsFrom({
+      DATABASE_URL: "postgres://u:p@h/db",
+      DATABASE_READ_URL: "postgres://u:p@r1/db,postgres://u:p@r2/db",
+      REDIS_URL: "redis://h:6379"
+    })
+    const secret = (value: unknown): boolean =>
+      Array.isArray(value)
+        ? value.length > 0 && value.every(secret)
+        : Redacted.isRedacted(Option.isOption(value) ? Option.getOrUndefined(value) : value)
     const redacted = Object.entries(settings)
-      .filter(([, value]: [string, unknown]) =>
-        Redacted.isRedacted(Option.isOption(value) ? Option.getOrUndefined(value) : value)
-      )
+      .filter(([, value]: [string, unknown]) => secret(value))
       .map(([key]) => envName(key))
     expect(redacted.toSorted()).toEqual([...SECRET_VARIABLES].toSorted())
   })

@@ -22,9 +22,10 @@ import { IncomingMessage } from "node:http"
 import { Lifecycle } from "../health/HealthHandlers.ts"
 import { FeedConfig } from "../platform/config/FeedConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
+import { ReadReplicas } from "../platform/sql/ReadReplicas.ts"
 import { ChangeLog, comparePositions, type FeedPosition, laterOf } from "../records/ChangeLog.ts"
 import { type Filter, matchesAll } from "../records/Filters.ts"
-import { Positions } from "../records/Positions.ts"
+import { horizonNeeded, Positions } from "../records/Positions.ts"
 import { RecordCache } from "../records/RecordCache.ts"
 import { recordText } from "../records/RecordJson.ts"
 import { parseStored } from "../records/RecordRows.ts"
@@ -140,7 +141,7 @@ export class ChangeFeed extends Context.Service<ChangeFeed, {
   static readonly layer: Layer.Layer<
     ChangeFeed,
     never,
-    ChangeLog | Positions | RecordStore | RecordCache | RecordWriter | FeedConfig | Lifecycle
+    ChangeLog | Positions | RecordStore | RecordCache | RecordWriter | FeedConfig | Lifecycle | ReadReplicas
   > = Layer.effect(
     ChangeFeed,
     Effect.gen(function*() {
@@ -151,6 +152,7 @@ export class ChangeFeed extends Context.Service<ChangeFeed, {
       const writer = yield* RecordWriter
       const config = yield* FeedConfig
       const lifecycle = yield* Lifecycle
+      const replicas = yield* ReadReplicas
 
       /** Where a request starts: after its position, `earliest` (the default) or `now`. */
       const startOf = (tenant: string, after: string | undefined, path: string) =>
@@ -208,10 +210,18 @@ export class ChangeFeed extends Context.Service<ChangeFeed, {
       const page = (tenant: string, request: FeedRequest) =>
         Effect.gen(function*() {
           const start = yield* startOf(tenant, request.after, request.afterPath)
-          if (request.readYourWrites !== undefined) {
-            yield* awaitPosition(yield* positions.check(tenant, request.readYourWrites, "strata-position"))
-          }
-          const { changes, next } = yield* readPage(tenant, request.streams, start, request.limit, request.filters)
+          const wanted = request.readYourWrites === undefined
+            ? undefined
+            : yield* positions.check(tenant, request.readYourWrites, "strata-position")
+          // A page on a replica (README: Read replicas) serves what that replica has
+          // made final, so it never skips: behind, it is shorter, and ends where it was.
+          const { changes, next } = yield* replicas.read(
+            Effect.gen(function*() {
+              if (wanted !== undefined) yield* awaitPosition(wanted)
+              return yield* readPage(tenant, request.streams, start, request.limit, request.filters)
+            }),
+            { need: wanted === undefined ? undefined : horizonNeeded(wanted) }
+          )
           return `{"changes":[${changes.map((c) => c.text).join(",")}],"nextPosition":"${
             positions.encode(tenant, next)
           }"}`

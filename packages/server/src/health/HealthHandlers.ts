@@ -7,6 +7,7 @@ import { Api, type Readiness } from "@strata/domain"
 import { Context, Effect, Layer, Ref } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Database } from "../platform/sql/Database.ts"
+import { ReadReplicas } from "../platform/sql/ReadReplicas.ts"
 import { RecordCache } from "../records/RecordCache.ts"
 
 /**
@@ -29,6 +30,7 @@ export const HealthHandlers = HttpApiBuilder.group(
     const db = yield* Database
     const recordCache = yield* RecordCache
     const lifecycle = yield* Lifecycle
+    const readReplicas = yield* ReadReplicas
     return handlers
       .handle("live", () => Effect.succeed({ status: "up" as const }))
       .handle("ready", () =>
@@ -39,11 +41,13 @@ export const HealthHandlers = HttpApiBuilder.group(
             Effect.orElseSucceed(() => "down" as const)
           )
           const cache = yield* recordCache.health
+          const replicas = yield* readReplicas.health
           const server = (yield* Ref.get(lifecycle.shuttingDown)) ? "down" as const : "up" as const
-          // The cache is optional: without it the service is degraded, not down.
+          // The cache and the replicas are optional: without them the service is degraded, not down.
+          const optional = cache === "up" && replicas !== "degraded" ? "up" : "degraded"
           const report: Readiness = {
-            status: database === "up" && server === "up" ? (cache === "up" ? "up" : "degraded") : "down",
-            dependencies: { database, cache, server }
+            status: database === "up" && server === "up" ? optional : "down",
+            dependencies: { database, cache, ...(replicas === undefined ? {} : { replicas }), server }
           }
           return report.status === "down" ? yield* Effect.fail(report) : report
         }))

@@ -24,6 +24,7 @@ import { Context, Effect, Layer } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { DbPolicy } from "../platform/sql/DbPolicy.ts"
+import { readClient } from "../platform/sql/ReadTarget.ts"
 import { MemoryTables } from "./MemoryTables.ts"
 
 /**
@@ -133,7 +134,7 @@ export class ChangeLog extends Context.Service<ChangeLog, {
               ? branch(undefined, 0)
               : `SELECT * FROM (${streams.map((s, i) => branch(s, i + 5)).join(" UNION ALL ")}) s
                  ORDER BY xid, n LIMIT $4`
-            const rows = yield* sql.unsafe<{
+            const rows = yield* (yield* readClient(sql)).unsafe<{
               readonly horizon: string
               readonly next: string
               readonly xid: string | null
@@ -155,13 +156,15 @@ export class ChangeLog extends Context.Service<ChangeLog, {
           })
         )
 
+      // On the node the fiber reads from (ReadTarget): a page's horizon is its node's.
       const horizon = guard(
         "horizon",
-        Effect.map(
-          sql<{ readonly horizon: string; readonly next: string }>`
-            SELECT pg_snapshot_xmin(s)::text AS horizon, pg_snapshot_xmax(s)::text AS next FROM pg_current_snapshot() s`,
-          ([row]) => horizonOf(row)
-        )
+        Effect.flatMap(readClient(sql), (db) =>
+          Effect.map(
+            db<{ readonly horizon: string; readonly next: string }>`
+              SELECT pg_snapshot_xmin(s)::text AS horizon, pg_snapshot_xmax(s)::text AS next FROM pg_current_snapshot() s`,
+            ([row]) => horizonOf(row)
+          ))
       )
 
       const activity = (tenants: ReadonlyArray<string>, since: bigint) =>

@@ -12,6 +12,7 @@ import { Context, Effect, Layer, Schedule } from "effect"
 import { createHmac, createSecretKey, timingSafeEqual } from "node:crypto"
 import { validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
+import type { ReadNeed } from "../platform/sql/ReadReplicas.ts"
 import { SharedSecrets } from "../platform/sql/SharedSecrets.ts"
 import { ChangeLog, type FeedPosition } from "./ChangeLog.ts"
 
@@ -53,6 +54,13 @@ export const makePositionCodec = (secret: string | Uint8Array, currentEpoch: () 
 }
 export type PositionCodec = ReturnType<typeof makePositionCodec>
 
+/**
+ * The horizon a node must have reached to hold everything up to `position`:
+ * (x, n) with n > 0 names changes of transaction x, so x must have finished;
+ * (x, 0) names every transaction before x.
+ */
+export const horizonNeeded = (position: FeedPosition): bigint => position.n === 0 ? position.xid : position.xid + 1n
+
 /** How often a process reads the database's epoch again: a failover is noticed within this. */
 const EPOCH_CHECK = "5 seconds"
 
@@ -77,6 +85,13 @@ export class Positions extends Context.Service<
     ) => Effect.Effect<FeedPosition, ValidationFailed | PositionExpired | DbError>
     /** The oldest position the feed serves: where `earliest` starts. */
     readonly earliest: Effect.Effect<FeedPosition, DbError>
+    /**
+     * What a read that sends `text` (Strata-Position) needs of a replica
+     * (ReadReplicas): a 400 naming `path` when it is not a position we issued to
+     * this tenant. One of another epoch (a failover, a restore) is read on the
+     * primary, which holds whatever survived it: a read is never refused for it.
+     */
+    readonly needOf: (tenant: string, text: string, path: string) => Effect.Effect<ReadNeed, ValidationFailed>
   }
 >()("strata/records/Positions") {
   static readonly layer: Layer.Layer<Positions, never, SharedSecrets | ChangeLog> = Layer.effect(
@@ -127,7 +142,13 @@ export class Positions extends Context.Service<
           }
           return position
         })
-      return Positions.of({ ...codec, check, earliest })
+      const needOf = (tenant: string, text: string, path: string) => {
+        const decoded = codec.decode(tenant, text)
+        return decoded._tag === "Invalid"
+          ? validationFailed([{ path, message: "is not a position we issued to this tenant" }])
+          : Effect.succeed(decoded._tag === "OtherEpoch" ? "primary" as const : horizonNeeded(decoded.position))
+      }
+      return Positions.of({ ...codec, check, earliest, needOf })
     })
   )
 }

@@ -10,6 +10,8 @@ import type { ListQuery, ValidationFailed } from "@strata/domain"
 import { Context, Effect, Layer, Stream } from "effect"
 import { validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
+import { type ReadNeed, ReadReplicas } from "../platform/sql/ReadReplicas.ts"
+import { onReplica } from "../platform/sql/ReadTarget.ts"
 import { ChangeLog } from "./ChangeLog.ts"
 import { type Filter, matchesAll } from "./Filters.ts"
 import { Positions } from "./Positions.ts"
@@ -34,20 +36,31 @@ export class RecordExport extends Context.Service<RecordExport, {
   readonly export: (
     tenant: string,
     query: ListQuery,
-    filters?: ReadonlyArray<Filter>
+    filters?: ReadonlyArray<Filter>,
+    need?: ReadNeed
   ) => Effect.Effect<
     { readonly body: Stream.Stream<Uint8Array, DbError>; readonly position: string },
     ValidationFailed | DbError
   >
 }>()("strata/records/RecordExport") {
-  static readonly layer: Layer.Layer<RecordExport, never, RecordStore | ChangeLog | Positions> = Layer.effect(
+  static readonly layer: Layer.Layer<
+    RecordExport,
+    never,
+    RecordStore | ChangeLog | Positions | ReadReplicas
+  > = Layer.effect(
     RecordExport,
     Effect.gen(function*() {
       const store = yield* RecordStore
       const log = yield* ChangeLog
       const positions = yield* Positions
+      const replicas = yield* ReadReplicas
 
-      const exportOf = Effect.fnUntraced(function*(tenant: string, q: ListQuery, filters: ReadonlyArray<Filter> = []) {
+      const exportOf = Effect.fnUntraced(function*(
+        tenant: string,
+        q: ListQuery,
+        filters: ReadonlyArray<Filter> = [],
+        need?: ReadNeed
+      ) {
         const unbounded = [
           ...(q.limit === undefined ? [] : [{ path: "limit", message: "does not apply to an NDJSON export" }]),
           ...(q.cursor === undefined ? [] : [{ path: "cursor", message: "does not apply to an NDJSON export" }])
@@ -56,12 +69,20 @@ export class RecordExport extends Context.Service<RecordExport, {
         if (q.from !== undefined && q.to !== undefined && q.from.getTime() > q.to.getTime()) {
           return yield* validationFailed([{ path: "to", message: "must not be before from" }])
         }
-        const { horizon } = yield* log.horizon
+        // On replicas when they are fresh enough (README: Read replicas): every page
+        // from one that has reached the head read first, the last page on the primary.
+        // A head read on the primary keeps the export there (no page waits for a replica).
+        const [{ horizon }, replicated] = yield* replicas.read(Effect.all([log.horizon, onReplica]), { need })
         const page = { tenant, stream: q.stream, key: q.key, from: q.from, to: q.to, order: q.order ?? "desc" }
+        const read = (after: After) =>
+          replicas.read(store.list({ ...page, limit: EXPORT_PAGE, after }), {
+            need: replicated ? horizon : "primary",
+            final: (rows) => rows.length === EXPORT_PAGE
+          })
         const body = Stream.unfold<After | "done", Uint8Array, DbError, never>(undefined, (after) =>
           after === "done"
             ? Effect.succeed(undefined)
-            : Effect.map(store.list({ ...page, limit: EXPORT_PAGE, after }), (rows) => {
+            : Effect.map(read(after), (rows) => {
               if (rows.length === 0) return undefined
               let text = ""
               // Filters are checked here, row by row: the export reads every page anyway.

@@ -12,6 +12,7 @@ import type { SqlError } from "effect/sql"
 import { AppConfig } from "../platform/config/AppConfig.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { DbPolicy } from "../platform/sql/DbPolicy.ts"
+import { readClient } from "../platform/sql/ReadTarget.ts"
 import { indexedField, indexedRows, type IndexSpec } from "../schemas/StreamIndexes.ts"
 import { type Filter, filterSql, matchesAll, servedBy } from "./Filters.ts"
 import { MemoryTables } from "./MemoryTables.ts"
@@ -214,6 +215,7 @@ export class RecordStore extends Context.Service<RecordStore, {
         return guard(
           "findByIds",
           Effect.gen(function*() {
+            const db = yield* readClient(sql)
             const homes = yield* partitions.holding(wanted.map((w) => w.ms))
             const ids = new Map<string, Array<string>>()
             wanted.forEach(({ key }, i) => {
@@ -227,7 +229,7 @@ export class RecordStore extends Context.Service<RecordStore, {
             const statements: Array<Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>> = []
             if (ids.size === 1) {
               const [[partition, group]] = ids
-              statements.push(sql.unsafe<Row>(lookup(partition, 1), [group]))
+              statements.push(db.unsafe<Row>(lookup(partition, 1), [group]))
             } else if (ids.size > 1) {
               const newest = partitions.recent(RECENT_WINDOWS[RECENT_WINDOWS.length - 1], Date.now())
               // How far back the batch's partitions reach among the newest, and how many it has there.
@@ -241,14 +243,14 @@ export class RecordStore extends Context.Service<RecordStore, {
               if (held > 1) {
                 const size = RECENT_WINDOWS.find((n) => n >= reach)!
                 const window = newest.slice(Math.max(0, newest.length - size))
-                statements.push(sql.unsafe<Row>(windowStatement(window), window.map((p) => ids.get(p.name) ?? NO_IDS)))
+                statements.push(db.unsafe<Row>(windowStatement(window), window.map((p) => ids.get(p.name) ?? NO_IDS)))
                 for (const p of window) ids.delete(p.name)
               }
               const rest = Array.from(ids)
-              if (rest.length === 1) statements.push(sql.unsafe<Row>(lookup(rest[0][0], 1), [rest[0][1]]))
+              if (rest.length === 1) statements.push(db.unsafe<Row>(lookup(rest[0][0], 1), [rest[0][1]]))
               else if (rest.length > 1) {
                 statements.push(
-                  sql.unsafe<Row>(
+                  db.unsafe<Row>(
                     rest.map(([partition], i) => lookup(partition, i + 1)).join(" UNION ALL "),
                     rest.map(([, group]) => group)
                   ).unprepared
@@ -266,7 +268,7 @@ export class RecordStore extends Context.Service<RecordStore, {
       const pagePartitions = (q: PageQuery) =>
         Effect.map(partitions.overlapping(...pageSpan(q)), (overlapping) => {
           const names = overlapping.map((p) => p.name)
-          return q.order === "desc" ? names.reverse() : names
+          return q.order === "desc" ? names.toReversed() : names
         })
 
       // A page walks the partitions the query's time bounds overlap, newest first
@@ -277,6 +279,7 @@ export class RecordStore extends Context.Service<RecordStore, {
         guard(
           "list",
           Effect.gen(function*() {
+            const db = yield* readClient(sql)
             const desc = q.order === "desc"
             const candidates = yield* pagePartitions(q)
             // The statement is written here rather than composed of fragments: a page
@@ -296,7 +299,7 @@ export class RecordStore extends Context.Service<RecordStore, {
               const chunk = candidates.slice(at, at + Math.min(size, MAX_WALK))
               at += chunk.length
               rows.push(
-                ...(yield* sql.unsafe<RecordRow>(
+                ...(yield* db.unsafe<RecordRow>(
                   `SELECT ${COLUMNS} FROM (${chunk.map(branch).join(" UNION ALL ")}) page
                     ORDER BY page.occurred_at ${direction}, page.id ${direction} LIMIT ${limit}`,
                   [...params, q.limit - rows.length]
@@ -317,6 +320,7 @@ export class RecordStore extends Context.Service<RecordStore, {
         guard(
           "listFiltered",
           Effect.gen(function*() {
+            const db = yield* readClient(sql)
             const candidates = yield* pagePartitions(q)
             const statement = filteredStatement(q)
             const records: Array<StoredRecord> = []
@@ -330,7 +334,7 @@ export class RecordStore extends Context.Service<RecordStore, {
               const chunk = candidates.slice(at, at + Math.min(size, MAX_WALK))
               at += chunk.length
               const left = q.budget - scanned
-              const rows = yield* sql.unsafe<
+              const rows = yield* db.unsafe<
                 RecordRow & { readonly hit: boolean; readonly n: string; readonly last: boolean }
               >(statement.text(chunk), [...statement.params, left, q.limit - records.length + 1]).unprepared
               let read = 0

@@ -10,11 +10,12 @@ import { Array as Arr, Context, Effect, Layer, Option, Result } from "effect"
 import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
+import { type ReadNeed, ReadReplicas } from "../platform/sql/ReadReplicas.ts"
 import { SchemaRegistry } from "../schemas/SchemaRegistry.ts"
-import { StreamIndexes } from "../schemas/StreamIndexes.ts"
+import { type IndexSpec, StreamIndexes } from "../schemas/StreamIndexes.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { ChangeLog } from "./ChangeLog.ts"
-import { Cursors } from "./Cursor.ts"
+import { Cursors, type CursorScope } from "./Cursor.ts"
 import { type Filter, filterSetKey, schemaForbids } from "./Filters.ts"
 import { Positions } from "./Positions.ts"
 import { prepareRecord } from "./Prepare.ts"
@@ -74,12 +75,15 @@ export class Records extends Context.Service<Records, {
    * the change feed's head when the page was read: a tail from there misses none
    * of what came after the page (it may repeat some of the page). With filters
    * (README: Filters), the page reads at most FILTER_SCAN_BUDGET rows and says
-   * how many it read; it may be short, or empty, with a next cursor.
+   * how many it read; it may be short, or empty, with a next cursor. Read on a
+   * replica when one fits `need` (README: Read replicas); the last page always
+   * on the primary.
    */
   readonly list: (
     tenant: string,
     query: ListQuery,
-    filters?: ReadonlyArray<Filter>
+    filters?: ReadonlyArray<Filter>,
+    need?: ReadNeed
   ) => Effect.Effect<{ readonly text: string; readonly position: string }, DbError | ValidationFailed>
   /** A validation problem naming each filter on a path the stream's schema forbids (README: Filters). */
   readonly checkFilters: (
@@ -98,6 +102,7 @@ export class Records extends Context.Service<Records, {
     | StreamSchemas
     | SchemaRegistry
     | StreamIndexes
+    | ReadReplicas
     | HttpConfig
     | Positions
     | ChangeLog
@@ -114,6 +119,7 @@ export class Records extends Context.Service<Records, {
       const log = yield* ChangeLog
       const registry = yield* SchemaRegistry
       const indexes = yield* StreamIndexes
+      const replicas = yield* ReadReplicas
 
       /** A filter on a path the stream's schema forbids can match nothing: a 400 naming it. */
       const checkPaths = (tenant: string, stream: string, filters: ReadonlyArray<Filter>) =>
@@ -175,7 +181,7 @@ export class Records extends Context.Service<Records, {
           ? Effect.succeed({ answer: Option.none<string>(), cache: "miss" as const })
           : cache.findById(tenant, id)
 
-      const list = (tenant: string, q: ListQuery, filters: ReadonlyArray<Filter> = []) =>
+      const list = (tenant: string, q: ListQuery, filters: ReadonlyArray<Filter> = [], need?: ReadNeed) =>
         Effect.gen(function*() {
           const order = q.order ?? "desc"
           const scope = { tenant, stream: q.stream, key: q.key, order, filters: filterSetKey(filters) }
@@ -188,6 +194,25 @@ export class Records extends Context.Service<Records, {
           }
           const limit = q.limit ?? DEFAULT_PAGE_LIMIT
           yield* checkPaths(tenant, q.stream, filters)
+          const indexed = filters.length > 0 ? yield* indexes.ready(tenant, q.stream) : undefined
+          // The page's head and its rows come from one node; a page that ends the
+          // stream is read on the primary (ReadReplicas: absence is confirmed there).
+          return yield* replicas.read(readPage(tenant, q, scope, filters, indexed, limit, after), {
+            need,
+            final: (answer) => !answer.last
+          })
+        })
+
+      const readPage = (
+        tenant: string,
+        q: ListQuery,
+        scope: CursorScope & { readonly order: "asc" | "desc" },
+        filters: ReadonlyArray<Filter>,
+        indexed: ReadonlyArray<IndexSpec> | undefined,
+        limit: number,
+        after: { readonly occurredAt: Date; readonly id: string } | undefined
+      ) =>
+        Effect.gen(function*() {
           // The head before the page's own statements: whatever committed before it is on the page.
           const { horizon } = yield* log.horizon
           if (filters.length > 0) {
@@ -199,7 +224,7 @@ export class Records extends Context.Service<Records, {
               after,
               filters,
               budget: config.filterScanBudget,
-              indexed: yield* indexes.ready(tenant, q.stream)
+              indexed
             })
             const page = found.records.slice(0, limit)
             const last = found.records.length > limit ? page.at(-1) : undefined
@@ -209,7 +234,8 @@ export class Records extends Context.Service<Records, {
             const nextCursor = resume === undefined ? null : cursors.encode(scope, resume)
             return {
               text: pageText(page, nextCursor, found.scanned),
-              position: positions.encode(tenant, { xid: horizon, n: 0 })
+              position: positions.encode(tenant, { xid: horizon, n: 0 }),
+              last: nextCursor === null
             }
           }
           // One more than the page: whether it exists says if there is a next page.
@@ -219,7 +245,11 @@ export class Records extends Context.Service<Records, {
           const nextCursor = rows.length > limit && last !== undefined
             ? cursors.encode(scope, { occurredAt: new Date(last.occurredAt), id: last.id })
             : null
-          return { text: pageText(page, nextCursor), position: positions.encode(tenant, { xid: horizon, n: 0 }) }
+          return {
+            text: pageText(page, nextCursor),
+            position: positions.encode(tenant, { xid: horizon, n: 0 }),
+            last: nextCursor === null
+          }
         })
 
       return Records.of({ create, createBatch, find, list, checkFilters: checkPaths })

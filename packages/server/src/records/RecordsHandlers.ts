@@ -38,11 +38,11 @@ export const RecordsHandlers = HttpApiBuilder.group(
     const bulkWrite = yield* makeBulkHandler
     const exports = yield* RecordExport
     /**
-     * Read your writes (README: Change feed): a position the read sends is checked;
-     * on one primary every write it names is visible already, so nothing waits.
+     * Read your writes (README: Read replicas): what a read that sends a position
+     * needs of a replica. On the primary every write it names is visible already.
      */
-    const readAfter = (tenant: string, position: string | undefined) =>
-      position === undefined ? Effect.void : positions.check(tenant, position, "strata-position")
+    const needOf = (tenant: string, position: string | undefined) =>
+      position === undefined ? Effect.succeed(undefined) : positions.needOf(tenant, position, "strata-position")
 
     /** Both POSTs: the body read with its limits, then stored at most once per Idempotency-Key. */
     const post = <A extends { readonly text: string; readonly location?: string; readonly position: string }>(
@@ -76,7 +76,8 @@ export const RecordsHandlers = HttpApiBuilder.group(
         Effect.gen(function*() {
           const id = params.id.toLowerCase()
           const tenant = (yield* Principal).tenant
-          yield* readAfter(tenant, headers["strata-position"])
+          // Checked, but nothing to wait for: a record a replica lacks is read on the primary.
+          yield* needOf(tenant, headers["strata-position"])
           const { answer, cache } = yield* records.find(tenant, id)
           if (Option.isNone(answer)) return yield* new NotFound({ detail: `No record ${params.id}` })
           return toResponse(recordAnswer(id, answer.value, cache, headers["if-none-match"]))
@@ -84,19 +85,19 @@ export const RecordsHandlers = HttpApiBuilder.group(
       .handle("list", ({ query, request }) =>
         Effect.gen(function*() {
           const tenant = (yield* Principal).tenant
-          yield* readAfter(tenant, request.headers["strata-position"])
+          const need = yield* needOf(tenant, request.headers["strata-position"])
           const acceptEncoding = request.headers["accept-encoding"]
           const filters = yield* queryFilters(request.url)
           if (wantsNdjson(request.headers.accept)) {
             yield* records.checkFilters(tenant, query.stream, filters)
-            const { body, position } = yield* exports.export(tenant, query, filters)
+            const { body, position } = yield* exports.export(tenant, query, filters, need)
             return streamResponse(body, {
               contentType: NDJSON_TYPE,
               headers: { "strata-position": position },
               acceptEncoding
             })
           }
-          const page = yield* records.list(tenant, query, filters)
+          const page = yield* records.list(tenant, query, filters, need)
           return textResponse(page.text, {
             contentType: JSON_TYPE,
             headers: { "strata-position": page.position },

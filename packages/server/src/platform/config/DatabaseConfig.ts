@@ -16,6 +16,16 @@ export type PlanCacheMode = (typeof PlanCacheMode)[number]
 
 export const databaseFields = {
   databaseUrl: Config.option(Config.Redacted("DATABASE_URL")),
+  // Streaming replicas for reads (README: Read replicas): comma-separated URLs.
+  databaseReadUrl: Config.Redacted("DATABASE_READ_URL").pipe(
+    Config.withDefault(Redacted.make("")),
+    Config.map((urls) =>
+      Redacted.value(urls).split(",").map((s) => s.trim()).filter((s) => s.length > 0).map((s) => Redacted.make(s))
+    )
+  ),
+  replicaMaxLag: duration("REPLICA_MAX_LAG").pipe(Config.withDefault(Duration.seconds(5))),
+  replicaWait: duration("REPLICA_WAIT").pipe(Config.withDefault(Duration.millis(50))),
+  replicaTimeout: duration("REPLICA_TIMEOUT").pipe(Config.withDefault(Duration.seconds(1))),
   dataDir: Config.String("DATA_DIR").pipe(Config.withDefault("./.strata")),
   databasePoolMax: intBetween("DATABASE_POOL_MAX", 1, 1000).pipe(Config.withDefault(10)),
   databasePlanCacheMode: oneOf(PlanCacheMode, "DATABASE_PLAN_CACHE_MODE").pipe(

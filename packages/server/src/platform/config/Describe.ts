@@ -36,6 +36,8 @@ export const effectiveConfig = (
       envName(key),
       key === "databaseUrl"
         ? Option.isSome(settings.databaseUrl) ? describeDatabase(settings.databaseUrl) : "(unset: embedded PGlite)"
+        : key === "databaseReadUrl"
+        ? settings.databaseReadUrl.map((url) => describeDatabase(Option.some(url))).join(",")
         : show(value)
     ] as const
   )

@@ -13,6 +13,7 @@ export const EX_CONFIG = 78
 /** Variables whose values never appear in a message; a test keeps every Redacted setting here. */
 export const SECRET_VARIABLES: ReadonlySet<string> = new Set([
   "DATABASE_URL",
+  "DATABASE_READ_URL",
   "REDIS_URL",
   "KAFKA_SASL_PASSWORD",
   "OTEL_EXPORTER_OTLP_HEADERS"

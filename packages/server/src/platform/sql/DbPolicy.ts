@@ -10,6 +10,8 @@
  *   after a cool-down of 1 s, doubling up to 5 s, one call probes the database
  *   (one call every 5 s costs a database that is down nothing, and bounds recovery).
  * Each call is also a span named after it and is measured (DbMetrics).
+ * A read placed on a replica (ReadTarget) gets REPLICA_TIMEOUT per attempt, one
+ * attempt and no breaker: ReadReplicas reads the primary instead when it fails.
  */
 import { Cause, Context, Duration, Effect, type Exit, Layer, Metric, Option, Result, Schedule } from "effect"
 import { CircuitBreaker } from "effect/persistence"
@@ -19,6 +21,7 @@ import { trackBreaker } from "../observability/BreakerMetrics.ts"
 import { dbCallDuration, dbCallErrors, makePoolTracker } from "../observability/DbMetrics.ts"
 import { withDeadline } from "../runtime/Deadline.ts"
 import { CircuitOpen, DbError, fromSqlError, Timeout } from "./DbError.ts"
+import { ReadTarget } from "./ReadTarget.ts"
 
 /** `idempotent` calls (reads, upserts, DDL with IF [NOT] EXISTS) may be retried after any transient failure. */
 export type CallKind = "idempotent" | "write"
@@ -65,15 +68,16 @@ export class DbPolicy extends Context.Service<DbPolicy, {
       )
 
       const timeoutMs = Duration.toMillis(config.dbTimeout)
-      const attempt = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>, size: number) =>
+      const replicaTimeoutMs = Duration.toMillis(config.replicaTimeout)
+      const attempt = <A>(name: string, effect: Effect.Effect<A, SqlError.SqlError>, size: number, ms = timeoutMs) =>
         withDeadline(
           Effect.catchTag(effect, "SqlError", (e) => Effect.fail(fromSqlError(e))),
-          timeoutMs * size,
+          ms * size,
           () =>
             Effect.fail(
               new DbError({
                 reason: new Timeout(),
-                message: `${name} timed out after ${Duration.format(Duration.millis(timeoutMs * size))}`
+                message: `${name} timed out after ${Duration.format(Duration.millis(ms * size))}`
               })
             )
         )
@@ -82,7 +86,10 @@ export class DbPolicy extends Context.Service<DbPolicy, {
       const countError = (operation: string, reason: "transient" | "permanent" | "circuit_open") =>
         Metric.update(dbCallErrors({ operation, reason }), 1)
       /** Duration by outcome and errors by reason; an interrupted call (its request went away) is neither. */
-      const measured = <A>(operation: string, effect: Effect.Effect<A, DbError | CircuitBreaker.CircuitBreakerError>) =>
+      const measured = <A, E extends DbError | CircuitBreaker.CircuitBreakerError>(
+        operation: string,
+        effect: Effect.Effect<A, E>
+      ) =>
         Effect.suspend(() => {
           const start = performance.now()
           return Effect.onExit(effect, (exit) => {
@@ -102,31 +109,52 @@ export class DbPolicy extends Context.Service<DbPolicy, {
       const retryable = (kind: CallKind) => (error: DbError) =>
         error.transient && (kind === "idempotent" || error.rolledBack)
 
+      const onReplica = <A>(
+        name: string,
+        effect: Effect.Effect<A, SqlError.SqlError>,
+        size: number
+      ): Effect.Effect<A, DbError> =>
+        measured(name, attempt(name, effect, Math.max(1, size), replicaTimeoutMs)).pipe(
+          Effect.withSpan(name, { attributes: { "db.replica": true } }, { captureStackTrace: false })
+        )
+
+      const onPrimary = <A>(
+        name: string,
+        kind: CallKind,
+        effect: Effect.Effect<A, SqlError.SqlError>,
+        size: number
+      ): Effect.Effect<A, DbError> =>
+        measured(
+          name,
+          breaker.execute(
+            attempt(name, effect, Math.max(1, size)).pipe(
+              Effect.retry({ schedule: backoff, while: retryable(kind) })
+            ),
+            {
+              key: "database",
+              // Only an unavailable database trips the breaker, never a bad statement.
+              classify: (exit: Exit.Exit<A, DbError>) =>
+                exit._tag === "Failure" && Result.getOrUndefined(Cause.findError(exit.cause))?.transient === true
+                  ? CircuitBreaker.failure()
+                  : CircuitBreaker.success
+            }
+          )
+        ).pipe(
+          Effect.catchTag("CircuitBreakerError", () =>
+            Effect.andThen(
+              countError(name, "circuit_open"),
+              Effect.fail(new DbError({ reason: new CircuitOpen(), message: "database circuit breaker is open" }))
+            )),
+          trackPool,
+          Effect.withSpan(name, undefined, { captureStackTrace: false }) // a stack per call costs on the hot path
+        )
+
       return DbPolicy.of({
         run: <A>(name: string, kind: CallKind, effect: Effect.Effect<A, SqlError.SqlError>, size = 1) =>
-          measured(
-            name,
-            breaker.execute(
-              attempt(name, effect, Math.max(1, size)).pipe(
-                Effect.retry({ schedule: backoff, while: retryable(kind) })
-              ),
-              {
-                key: "database",
-                // Only an unavailable database trips the breaker, never a bad statement.
-                classify: (exit: Exit.Exit<A, DbError>) =>
-                  exit._tag === "Failure" && Result.getOrUndefined(Cause.findError(exit.cause))?.transient === true
-                    ? CircuitBreaker.failure()
-                    : CircuitBreaker.success
-              }
-            )
-          ).pipe(
-            Effect.catchTag("CircuitBreakerError", () =>
-              Effect.andThen(
-                countError(name, "circuit_open"),
-                Effect.fail(new DbError({ reason: new CircuitOpen(), message: "database circuit breaker is open" }))
-              )),
-            trackPool,
-            Effect.withSpan(name, undefined, { captureStackTrace: false }) // a stack per call costs on the hot path
+          Effect.withFiber((fiber) =>
+            fiber.getRef(ReadTarget) === undefined
+              ? onPrimary(name, kind, effect, size)
+              : onReplica(name, effect, size)
           )
       })
     })
