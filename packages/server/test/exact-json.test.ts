@@ -183,6 +183,12 @@ describe.skipIf(!(await postgresAvailable()))("compactJsonb on PostgreSQL's json
       `{"a":[1,2.5,-0.000001,20.5,3,0,0,100],"b, c":"d: 1.50"}`
     )
   })
+
+  it("skips strings whatever their escapes: a quote after backslashes ends one only after an even run", () => {
+    const text = String.raw`{"a\\": "x\\\"y: 1.50, z\\", "b": [1.50, "\\\\"], "c\"": "\"2.50\""}`
+    expect(compactJsonb(text)).toBe(String.raw`{"a\\":"x\\\"y: 1.50, z\\","b":[1.5,"\\\\"],"c\"":"\"2.50\""}`)
+    expect(JSON.parse(compactJsonb(text)!)).toEqual(JSON.parse(text))
+  })
 })
 
 describe("isNewRecord", () => {

@@ -249,6 +249,13 @@ const asJsonText = (text: string, begin: number, end: number): string | undefine
   return written === "-0" ? "0" : written
 }
 
+/** Whether the quote at `at` is escaped: an odd run of backslashes before it. */
+const escaped = (text: string, at: number): boolean => {
+  let i = at - 1
+  while (text.charCodeAt(i) === 92) i--
+  return (at - 1 - i) % 2 === 1
+}
+
 /**
  * `jsonText(parseExact(text).value)` for the text PostgreSQL prints of a jsonb
  * value, without parsing it: jsonb already keeps keys in jsonText's order and
@@ -264,12 +271,10 @@ export const compactJsonb = (text: string): string | undefined => {
   while (i < length) {
     const c = text.charCodeAt(i)
     if (c === 34) {
-      for (i++; i < length; i++) {
-        const d = text.charCodeAt(i)
-        if (d === 92) i++
-        else if (d === 34) break
-      }
-      i++
+      // To the closing quote: indexOf skips a string's body far faster than a loop.
+      let end = text.indexOf("\"", i + 1)
+      while (end !== -1 && escaped(text, end)) end = text.indexOf("\"", end + 1)
+      i = end === -1 ? length : end + 1
     } else if (c === 32) {
       out += text.slice(from, i)
       from = ++i
