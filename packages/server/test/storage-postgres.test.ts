@@ -221,6 +221,54 @@ suite("storage on PostgreSQL", () => {
     expect(bad).toEqual([])
   })
 
+  describe("a unit larger than one statement (an atomic bulk body)", () => {
+    const unit = (stream: string, n: number) =>
+      Array.from(
+        { length: n },
+        (_, i) =>
+          record(
+            `2026-05-${String(1 + (i % 28)).padStart(2, "0")}T00:00:00.${String(i % 1000).padStart(3, "0")}Z`,
+            stream
+          )
+      ) as unknown as [RecordToStore, ...Array<RecordToStore>]
+    const counted = (stream: string) =>
+      run(
+        Effect.flatMap(PgClient.PgClient, (sql) =>
+          sql<
+            { readonly records: number; readonly outbox: number; readonly changes: number; readonly numbers: number }
+          >`
+          SELECT (SELECT count(*)::int FROM records WHERE stream = ${stream}) AS records,
+                 (SELECT count(*)::int FROM outbox o JOIN records r ON r.id = o.record_id WHERE r.stream = ${stream}) AS outbox,
+                 (SELECT count(*)::int FROM changes WHERE stream = ${stream}) AS changes,
+                 (SELECT count(DISTINCT (xid, n))::int FROM changes WHERE stream = ${stream}) AS numbers`)
+      )
+
+    it("writes it in one transaction: every change numbered once, in the unit's order", async () => {
+      const written = await run(Effect.flatMap(RecordWriter, (w) => w.writeAlone(unit("big", 12_001))))
+      expect(await counted("big")).toEqual([{ records: 12_001, outbox: 12_001, changes: 12_001, numbers: 12_001 }])
+      const rows = await run(
+        Effect.flatMap(
+          PgClient.PgClient,
+          (sql) =>
+            sql<{ readonly xid: string; readonly n: number; readonly record_id: string }>`
+          SELECT xid::text, n, record_id::text FROM changes WHERE stream = 'big' ORDER BY xid, n`
+        )
+      )
+      expect(new Set(rows.map((r) => r.xid)).size).toBe(1)
+      expect(rows.map((r) => r.record_id)).toEqual(written.records.map((r) => r.id))
+      expect(rows.map((r) => r.n)).toEqual(Array.from({ length: 12_001 }, (_, i) => i + 1))
+    }, 60_000)
+
+    it("stores none of it when a statement after the first fails", async () => {
+      const records = unit("half", 12_000)
+      // Valid to the server, refused by PostgreSQL in the third statement: the first two roll back too.
+      records[11_000] = { ...records[11_000], dataText: "{not json" }
+      const exit = await run(Effect.exit(Effect.flatMap(RecordWriter, (w) => w.writeAlone(records))))
+      expect(Exit.isFailure(exit)).toBe(true)
+      expect(await counted("half")).toEqual([{ records: 0, outbox: 0, changes: 0, numbers: 0 }])
+    }, 60_000)
+  })
+
   describe("group commit over HTTP", () => {
     let app: TestApp
     beforeAll(() => {

@@ -7,12 +7,15 @@
  * outbox events and changes like every other write.
  *
  * - `atomic`: every line is checked before anything is written; then the
- *   records go in as one unit, which RecordWriter commits in one transaction,
- *   so a bad line or a failed commit leaves nothing stored. The validated rows
- *   are held until then: MAX_BULK_BYTES bounds them.
+ *   records go in as one unit, in one transaction of their own, so a bad line
+ *   or a failed commit leaves nothing stored. The validated rows are held until
+ *   then: MAX_BULK_BYTES bounds them.
  * - `partial`: the good lines are written in chunks of BULK_CHUNK while the
- *   body still arrives, at most two chunks waiting for their commit (the body
- *   is not read further meanwhile), so memory stays flat.
+ *   body still arrives, each a transaction of its own, at most two at once (the
+ *   body is not read further meanwhile), so memory stays flat and PostgreSQL
+ *   writes on two connections.
+ * Bulk commits run beside the group commit (RecordWriter.writeAlone), never
+ * holding single POSTs behind a body.
  * - With an Idempotency-Key, the body's hash decides before anything is
  *   written, so partial mode holds its rows until the body has ended too.
  */
@@ -147,7 +150,7 @@ export class BulkIngest extends Context.Service<BulkIngest, {
           rows = []
           pending.push(
             yield* Effect.forkChild(
-              Effect.map(writer.write(chunk), (w) => ({ n: chunk.length, position: w.position }))
+              Effect.map(writer.writeAlone(chunk), (w) => ({ n: chunk.length, position: w.position }))
             )
           )
           while (pending.length >= CHUNKS_IN_FLIGHT) yield* settle(pending.shift()!)
@@ -329,7 +332,7 @@ export class BulkIngest extends Context.Service<BulkIngest, {
         for (let at = 0; at < rows.length; at += size) {
           const chunk = rows.slice(at, at + size)
           if (!Arr.isArrayNonEmpty(chunk)) break
-          const w = yield* writer.write(chunk)
+          const w = yield* writer.writeAlone(chunk)
           written += chunk.length
           position = position === undefined ? w.position : laterOf(position, w.position)
         }

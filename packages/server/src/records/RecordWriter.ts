@@ -50,6 +50,13 @@ export const writeBatchSize = Metric.histogram("strata_write_batch_records", {
 export class RecordWriter extends Context.Service<RecordWriter, {
   /** Stores the records as one unit (all or none); resolves after the commit. */
   readonly write: (records: Arr.NonEmptyReadonlyArray<RecordToStore>) => Effect.Effect<Written, DbError>
+  /**
+   * The same in a transaction of its own, started at once beside the group
+   * commits (not counted in WRITE_BATCH_CONCURRENCY): for bulk bodies, whose
+   * chunks are commits of their own anyway and must not hold the writes of
+   * single POSTs behind them. The caller bounds how many it runs at once.
+   */
+  readonly writeAlone: (records: Arr.NonEmptyReadonlyArray<RecordToStore>) => Effect.Effect<Written, DbError>
   /** The same, for callers outside a fiber: `done` is called once, after the commit or the failure. */
   readonly submitUnsafe: (
     records: Arr.NonEmptyReadonlyArray<RecordToStore>,
@@ -161,6 +168,13 @@ export class RecordWriter extends Context.Service<RecordWriter, {
             const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
             return Effect.callback<Written, DbError>((resume) => {
               enqueue({ records, done: resume, span })
+            })
+          }),
+        writeAlone: (records) =>
+          Effect.withFiber((fiber) => {
+            const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
+            return Effect.callback<Written, DbError>((resume) => {
+              runCommit(writeGroup([{ records, done: resume, span }]))
             })
           })
       })
