@@ -4,7 +4,9 @@
  * when the test runs as root (they refuse root), in a temporary directory, on
  * free ports. The replica is a `pg_basebackup -R` of the primary that streams
  * its WAL, with `recovery_min_apply_delay` when asked (a replica late on
- * purpose). Everything is removed by `stop`.
+ * purpose). `settings` are lines for both nodes' postgresql.conf after the
+ * ones here (`shared_buffers = 256MB` for a benchmark): the replica's copy of
+ * the primary's configuration carries them. Everything is removed by `stop`.
  */
 import { execFile } from "node:child_process"
 import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs"
@@ -35,6 +37,9 @@ export const replicationAvailable = (): boolean =>
 export interface ReplicatedPostgres {
   readonly primaryUrl: string
   readonly replicaUrl: string
+  /** The nodes' data directories (their postmaster.pid names each postmaster). */
+  readonly primaryDir: string
+  readonly replicaDir: string
   /** A SQL statement on the primary or the replica, through psql; its output unaligned. */
   readonly psql: (node: "primary" | "replica", statement: string) => Promise<string>
   /** Stops the replica (`pg_ctl stop -m fast`); `startReplica` starts it again. */
@@ -68,7 +73,11 @@ const SETTINGS = (port: number, dir: string) =>
   ].join("\n")
 
 export const startReplicatedPostgres = async (
-  options: { readonly applyDelay?: string } = {}
+  options: {
+    readonly applyDelay?: string
+    /** postgresql.conf lines for both nodes, after (so over) the ones above. */
+    readonly settings?: ReadonlyArray<string>
+  } = {}
 ): Promise<ReplicatedPostgres> => {
   const root = mkdtempSync(join(tmpdir(), "strata-replicas-"))
   chmodSync(root, 0o777)
@@ -79,32 +88,54 @@ export const startReplicatedPostgres = async (
   const ctl = (dir: string, ...args: ReadonlyArray<string>) =>
     run("pg_ctl", ["-D", dir, "-l", `${dir}.log`, "-w", "-t", "60", ...args])
 
-  await run("initdb", ["-D", primaryDir, "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8"])
-  await appendFile(join(primaryDir, "postgresql.conf"), `\n${SETTINGS(primaryPort, root)}\n`)
-  await ctl(primaryDir, "start")
-  await run("pg_basebackup", [
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(primaryPort),
-    "-U",
-    "postgres",
-    "-D",
-    replicaDir,
-    "-R",
-    "-X",
-    "stream",
-    "-c",
-    "fast"
-  ])
-  // The copied postgresql.conf names the primary's port: the later line wins.
-  await appendFile(
-    join(replicaDir, "postgresql.conf"),
-    `\nport = ${replicaPort}\n${
-      options.applyDelay === undefined ? "" : `recovery_min_apply_delay = '${options.applyDelay}'\n`
-    }`
-  )
-  await ctl(replicaDir, "start")
+  let stopped = false
+  const stop = async () => {
+    if (stopped) return
+    stopped = true
+    for (const dir of [replicaDir, primaryDir]) {
+      if (existsSync(join(dir, "postmaster.pid"))) await ctl(dir, "-m", "immediate", "stop").catch(() => undefined)
+    }
+    rmSync(root, { recursive: true, force: true })
+  }
+  const start = async () => {
+    await run("initdb", ["-D", primaryDir, "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8"])
+    // pg_basebackup copies this file to the replica: the settings are both nodes'.
+    await appendFile(
+      join(primaryDir, "postgresql.conf"),
+      `\n${SETTINGS(primaryPort, root)}\n${(options.settings ?? []).map((line) => `${line}\n`).join("")}`
+    )
+    await ctl(primaryDir, "start")
+    await run("pg_basebackup", [
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(primaryPort),
+      "-U",
+      "postgres",
+      "-D",
+      replicaDir,
+      "-R",
+      "-X",
+      "stream",
+      "-c",
+      "fast"
+    ])
+    // The copied postgresql.conf names the primary's port: the later line wins.
+    await appendFile(
+      join(replicaDir, "postgresql.conf"),
+      `\nport = ${replicaPort}\n${
+        options.applyDelay === undefined ? "" : `recovery_min_apply_delay = '${options.applyDelay}'\n`
+      }`
+    )
+    await ctl(replicaDir, "start")
+    // Streaming, not only started.
+    for (let i = 0;; i++) {
+      const streaming = await psql("primary", "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+      if (streaming === "1") break
+      if (i > 300) throw new Error("the replica never streamed")
+      await sleep(100)
+    }
+  }
 
   const psql = (node: "primary" | "replica", statement: string) =>
     run("psql", [
@@ -128,18 +159,17 @@ export const startReplicatedPostgres = async (
     }
     throw new Error("the replica did not catch up in 60 s")
   }
-  // Streaming, not only started.
-  for (let i = 0;; i++) {
-    const streaming = await psql("primary", "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
-    if (streaming === "1") break
-    if (i > 300) throw new Error("the replica never streamed")
-    await sleep(100)
-  }
+  // A start that fails halfway leaves nothing running behind it.
+  await start().catch(async (e: unknown) => {
+    await stop()
+    throw e
+  })
 
-  let stopped = false
   return {
     primaryUrl: url(primaryPort),
     replicaUrl: url(replicaPort),
+    primaryDir,
+    replicaDir,
     psql,
     stopReplica: () => ctl(replicaDir, "-m", "fast", "stop").then(() => undefined),
     startReplica: () => ctl(replicaDir, "start").then(() => undefined),
@@ -157,13 +187,6 @@ export const startReplicatedPostgres = async (
       await ctl(replicaDir, "reload")
     },
     caughtUp,
-    stop: async () => {
-      if (stopped) return
-      stopped = true
-      for (const dir of [replicaDir, primaryDir]) {
-        if (existsSync(join(dir, "postmaster.pid"))) await ctl(dir, "-m", "immediate", "stop").catch(() => undefined)
-      }
-      rmSync(root, { recursive: true, force: true })
-    }
+    stop
   }
 }
