@@ -19,9 +19,11 @@
  *   The ids are sampled over the whole table, not only the newest records.
  *
  * Scenarios, for `--only` (comma-separated; default all): post, post-batch,
- * get-cached, get-uncached, get-range, mix, post-plain, post-schema. The last
- * two post one body of 10 properties to a stream without a schema and to one
- * with a 10-property schema: what validation costs (README: Schemas). With `--only`, records are written
+ * get-cached, get-uncached, get-range, mix, post-plain, post-schema,
+ * post-indexed. The last three post one body of 10 properties to a stream
+ * without a schema, to one with a 10-property schema (what validation costs,
+ * README: Schemas) and to one with two declared indexes, a btree on `customer`
+ * and a GIN on `tags` (what they cost a write, README: Declared indexes). With `--only`, records are written
  * through the API only when get-cached or mix is selected or the table is empty.
  *
  * Options (main.ts; each also read from the variable named): --duration
@@ -61,7 +63,8 @@ export const SCENARIO_KEYS = [
   "get-range",
   "mix",
   "post-plain",
-  "post-schema"
+  "post-schema",
+  "post-indexed"
 ] as const
 export type ScenarioKey = (typeof SCENARIO_KEYS)[number]
 
@@ -159,6 +162,26 @@ const registerOrderSchema = async (base: string, auth: Auth): Promise<void> => {
   if (res.status !== 201 && res.status !== 200) {
     throw new Error(`PUT /streams/bench.schema/schema answered ${res.status}: ${await res.text()}`)
   }
+}
+
+/** Declares the indexes of the post-indexed scenario and waits until they are built. */
+const declareOrderIndexes = async (base: string, auth: Auth): Promise<void> => {
+  const url = `${base}/streams/bench.indexed/indexes`
+  const res = await fetch(url, {
+    method: "PUT",
+    headers: { ...auth, "content-type": "application/json" },
+    body: JSON.stringify({ indexes: [{ path: "customer" }, { path: "tags", kind: "gin" }] })
+  })
+  if (res.status !== 200) throw new Error(`PUT ${url} answered ${res.status}: ${await res.text()}`)
+  for (const started = Date.now(); Date.now() - started < 120_000;) {
+    const listed = (await (await fetch(url, { headers: auth })).json()) as {
+      readonly indexes: ReadonlyArray<{ readonly state: string }>
+    }
+    if (listed.indexes.every((i) => i.state === "ready")) return
+    if (listed.indexes.some((i) => i.state === "failed")) throw new Error(`an index of ${url} failed to build`)
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  throw new Error(`the indexes of ${url} were not ready within 2 minutes`)
 }
 
 /** Writes PRECREATE records through the API, spread over the last year, and answers their ids. */
@@ -278,6 +301,11 @@ const scenarios = (
       request: { setupRequest: postTo(orders("bench.schema")) }
     },
     {
+      key: "post-indexed",
+      name: "POST /data, 10 properties, 2 declared indexes",
+      request: { setupRequest: postTo(orders("bench.indexed")) }
+    },
+    {
       // 80% reads (60% by id, 20% range pages), 20% single writes.
       key: "mix",
       name: "mix 80% read / 20% write",
@@ -334,6 +362,7 @@ export const runBench = (options: BenchOptions): Effect.Effect<void, BenchError>
     progress(`the server is ready on ${base}`)
     const auth = yield* benchKey(databaseUrl)
     if (only.has("post-schema")) yield* attempt(() => registerOrderSchema(base, auth))
+    if (only.has("post-indexed")) yield* attempt(() => declareOrderIndexes(base, auth))
 
     // The second server starts once the first has migrated the database.
     let uncachedBase = ""
