@@ -63,6 +63,24 @@ describe("@strata/client", () => {
         assert.isNull(second.nextCursor)
       }))
 
+    it.effect("sends filters on data: one per path, or several on one path as an array", () =>
+      Effect.gen(function*() {
+        const client = yield* StrataClient
+        for (const [customer, amount] of [[42, 50], [42, 150], [42, 900], [7, 150]] as const) {
+          yield* client.records.create({ headers: {}, payload: { stream: "filtered", data: { customer, amount } } })
+        }
+        const amounts = (page: { readonly records: ReadonlyArray<{ readonly data: unknown }> }) =>
+          page.records.map((r) => (r.data as { amount: number }).amount)
+        const over100 = yield* client.records.list({
+          query: { stream: "filtered", order: "asc", "data.customer": "eq.42", "data.amount": "gte.100" }
+        })
+        assert.deepStrictEqual(amounts(over100), [150, 900])
+        const between = yield* client.records.list({
+          query: { stream: "filtered", order: "asc", "data.customer": "eq.42", "data.amount": ["gte.100", "lt.500"] }
+        })
+        assert.deepStrictEqual(amounts(between), [150])
+      }))
+
     it.effect("registers a schema and posts against it: a violation is the typed ValidationFailed", () =>
       Effect.gen(function*() {
         const client = yield* StrataClient

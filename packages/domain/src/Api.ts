@@ -79,21 +79,34 @@ export const PageLimit = Schema.String.check(
   )
 )
 
+/**
+ * Filters on data (README: Filters): `data.<path>` parameters, each `<op>.<value>`, repeated
+ * for several on one path. Declared so that clients can send them; the server parses and
+ * checks them from the URL itself (their names are the paths), naming each bad one.
+ */
+export const DataFilters = Schema.Record(
+  Schema.TemplateLiteral(["data.", Schema.String]),
+  Schema.Union([Schema.String, Schema.Array(Schema.String)])
+).annotate({ description: "Filters on data: data.<path>=<op>.<value>, ANDed (see the route's description)." })
+
 /** `GET /data`'s query: every bad parameter is named in one problem (QueryParseOptions errors: all). */
-export const ListQuery = Schema.Struct({
-  stream: StreamName,
-  key: Schema.optionalKey(RecordKey),
-  // from: the inclusive, to: the exclusive bound of occurredAt; to must not be before from.
-  from: Schema.optionalKey(DateTimeParam),
-  to: Schema.optionalKey(DateTimeParam),
-  order: Schema.optionalKey(Schema.Literals(["asc", "desc"]).annotate({ description: "desc when absent." })),
-  limit: Schema.optionalKey(PageLimit),
-  cursor: Schema.optionalKey(
-    Schema.String.check(Schema.isMaxLength(512, { message: "is not a cursor we issued" })).annotate({
-      description: "The nextCursor of the previous page, with the same stream, key and order."
-    })
-  )
-})
+export const ListQuery = Schema.StructWithRest(
+  Schema.Struct({
+    stream: StreamName,
+    key: Schema.optionalKey(RecordKey),
+    // from: the inclusive, to: the exclusive bound of occurredAt; to must not be before from.
+    from: Schema.optionalKey(DateTimeParam),
+    to: Schema.optionalKey(DateTimeParam),
+    order: Schema.optionalKey(Schema.Literals(["asc", "desc"]).annotate({ description: "desc when absent." })),
+    limit: Schema.optionalKey(PageLimit),
+    cursor: Schema.optionalKey(
+      Schema.String.check(Schema.isMaxLength(512, { message: "is not a cursor we issued" })).annotate({
+        description: "The nextCursor of the previous page, with the same stream, key and order."
+      })
+    )
+  }),
+  [DataFilters]
+)
 export type ListQuery = typeof ListQuery.Type
 
 export class RecordsGroup extends HttpApiGroup.make("records")
