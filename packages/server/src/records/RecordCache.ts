@@ -35,6 +35,7 @@ import { withDeadline } from "../platform/runtime/Deadline.ts"
 import { perTurn } from "../platform/runtime/PerTurn.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { ReadReplicas } from "../platform/sql/ReadReplicas.ts"
+import { onReplica } from "../platform/sql/ReadTarget.ts"
 import { LocalAnswers } from "./LocalAnswers.ts"
 import { recordText } from "./RecordJson.ts"
 import { RecordStore } from "./RecordStore.ts"
@@ -211,10 +212,21 @@ export class RecordCache extends Context.Service<RecordCache, {
                   for (const answer of waiting) answer(exit)
                 })
               )
+            // On a replica when one is fresh enough; the records it lacks, and only those,
+            // are asked of the primary (ReadReplicas), so a lagging replica never answers 404
+            // for what was written.
+            const found = Effect.flatMap(
+              replicas.read(Effect.all([db.findByIds(fresh), onReplica])),
+              ([records, replicated]) => {
+                const missing = replicated ? fresh.filter((_, i) => Option.isNone(records[i])) : []
+                if (missing.length === 0) return Effect.succeed(records)
+                return Effect.map(db.findByIds(missing), (again) => {
+                  let at = 0
+                  return records.map((record) => Option.isSome(record) ? record : again[at++])
+                })
+              }
+            )
             // Every waiter is answered from the exit (settle), so nothing is left to fail here.
-            // On a replica when one is fresh enough; a record it lacks is asked of the primary
-            // (ReadReplicas), so a lagging replica never answers 404 for what was written.
-            const found = replicas.read(db.findByIds(fresh), { final: (records) => records.every(Option.isSome) })
             yield* Effect.exit(
               found.pipe(
                 Effect.map((found) => found.map(Option.map(recordText))),

@@ -12,10 +12,10 @@ import { decodeAll, validationFailed } from "../platform/http/Validation.ts"
 import type { DbError } from "../platform/sql/DbError.ts"
 import { type ReadNeed, ReadReplicas } from "../platform/sql/ReadReplicas.ts"
 import { SchemaRegistry } from "../schemas/SchemaRegistry.ts"
-import { type IndexSpec, StreamIndexes } from "../schemas/StreamIndexes.ts"
+import { StreamIndexes } from "../schemas/StreamIndexes.ts"
 import { StreamSchemas } from "../schemas/StreamSchemas.ts"
 import { ChangeLog } from "./ChangeLog.ts"
-import { Cursors, type CursorScope } from "./Cursor.ts"
+import { Cursors } from "./Cursor.ts"
 import { type Filter, filterSetKey, schemaForbids } from "./Filters.ts"
 import { Positions } from "./Positions.ts"
 import { prepareRecord } from "./Prepare.ts"
@@ -197,59 +197,46 @@ export class Records extends Context.Service<Records, {
           const indexed = filters.length > 0 ? yield* indexes.ready(tenant, q.stream) : undefined
           // The page's head and its rows come from one node; a page that ends the
           // stream is read on the primary (ReadReplicas: absence is confirmed there).
-          return yield* replicas.read(readPage(tenant, q, scope, filters, indexed, limit, after), {
-            need,
-            final: (answer) => !answer.last
-          })
-        })
-
-      const readPage = (
-        tenant: string,
-        q: ListQuery,
-        scope: CursorScope & { readonly order: "asc" | "desc" },
-        filters: ReadonlyArray<Filter>,
-        indexed: ReadonlyArray<IndexSpec> | undefined,
-        limit: number,
-        after: { readonly occurredAt: Date; readonly id: string } | undefined
-      ) =>
-        Effect.gen(function*() {
-          // The head before the page's own statements: whatever committed before it is on the page.
-          const { horizon } = yield* log.horizon
-          if (filters.length > 0) {
-            const found = yield* store.listFiltered({
-              ...scope,
-              from: q.from,
-              to: q.to,
-              limit: limit + 1,
-              after,
-              filters,
-              budget: config.filterScanBudget,
-              indexed
-            })
-            const page = found.records.slice(0, limit)
-            const last = found.records.length > limit ? page.at(-1) : undefined
-            const resume = last !== undefined
-              ? { occurredAt: new Date(last.occurredAt), id: last.id }
-              : found.stoppedAt
-            const nextCursor = resume === undefined ? null : cursors.encode(scope, resume)
+          const readPage = Effect.gen(function*() {
+            // The head before the page's own statements: whatever committed before it is on the page.
+            const { horizon } = yield* log.horizon
+            if (filters.length > 0) {
+              const found = yield* store.listFiltered({
+                ...scope,
+                from: q.from,
+                to: q.to,
+                limit: limit + 1,
+                after,
+                filters,
+                budget: config.filterScanBudget,
+                indexed
+              })
+              const page = found.records.slice(0, limit)
+              const last = found.records.length > limit ? page.at(-1) : undefined
+              const resume = last !== undefined
+                ? { occurredAt: new Date(last.occurredAt), id: last.id }
+                : found.stoppedAt
+              const nextCursor = resume === undefined ? null : cursors.encode(scope, resume)
+              return {
+                text: pageText(page, nextCursor, found.scanned),
+                position: positions.encode(tenant, { xid: horizon, n: 0 }),
+                last: nextCursor === null
+              }
+            }
+            // One more than the page: whether it exists says if there is a next page.
+            const rows = yield* store.list({ ...scope, from: q.from, to: q.to, limit: limit + 1, after })
+            const page = rows.slice(0, limit)
+            const last = page.at(-1)
+            const nextCursor = rows.length > limit && last !== undefined
+              ? cursors.encode(scope, { occurredAt: new Date(last.occurredAt), id: last.id })
+              : null
             return {
-              text: pageText(page, nextCursor, found.scanned),
+              text: pageText(page, nextCursor),
               position: positions.encode(tenant, { xid: horizon, n: 0 }),
               last: nextCursor === null
             }
-          }
-          // One more than the page: whether it exists says if there is a next page.
-          const rows = yield* store.list({ ...scope, from: q.from, to: q.to, limit: limit + 1, after })
-          const page = rows.slice(0, limit)
-          const last = page.at(-1)
-          const nextCursor = rows.length > limit && last !== undefined
-            ? cursors.encode(scope, { occurredAt: new Date(last.occurredAt), id: last.id })
-            : null
-          return {
-            text: pageText(page, nextCursor),
-            position: positions.encode(tenant, { xid: horizon, n: 0 }),
-            last: nextCursor === null
-          }
+          })
+          return yield* replicas.read(readPage, { need, final: (answer) => !answer.last })
         })
 
       return Records.of({ create, createBatch, find, list, checkFilters: checkPaths })

@@ -42,13 +42,18 @@ export const startEmbedded = (dataDir: string) =>
  * by id planned in 0.094 ms and ran in 0.023. A generic plan prunes partitions
  * when it starts instead (docs/PERFORMANCE.md).
  */
+/** How this process connects to a PostgreSQL node: the primary's pool and each read replica's. */
+export const poolConfig = (url: Redacted.Redacted, maxConnections: number, planCacheMode: PlanCacheMode) => ({
+  url,
+  maxConnections,
+  applicationName,
+  ...(planCacheMode === "server" ? {} : { startupParameters: { plan_cache_mode: planCacheMode } })
+})
+
 const pool = (url: Redacted.Redacted, maxConnections: number, planCacheMode: PlanCacheMode) =>
-  layerPoolMetrics(maxConnections).pipe(Layer.provideMerge(PgClient.layer({
-    url,
-    maxConnections,
-    applicationName,
-    ...(planCacheMode === "server" ? {} : { startupParameters: { plan_cache_mode: planCacheMode } })
-  })))
+  layerPoolMetrics(maxConnections).pipe(
+    Layer.provideMerge(PgClient.layer(poolConfig(url, maxConnections, planCacheMode)))
+  )
 
 /** PgClient and SqlClient for the configured database, migrated when MIGRATE_ON_START is on. */
 export const layerConnection: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, unknown, DatabaseConfig> = Layer

@@ -28,9 +28,9 @@ import { PgClient } from "@effect/sql-pg"
 import { Cause, Context, Duration, Effect, Exit, Layer, Metric, Result, Schedule } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { DatabaseConfig } from "../config/DatabaseConfig.ts"
-import { applicationName } from "../observability/DbMetrics.ts"
 import { labelled } from "../observability/Labels.ts"
 import { withDeadline } from "../runtime/Deadline.ts"
+import { poolConfig } from "./Connection.ts"
 import { ReadTarget, type Replica } from "./ReadTarget.ts"
 
 /**
@@ -129,13 +129,8 @@ const make = Effect.gen(function*() {
     // Lazy pools (no connection until the first statement): a replica that is down
     // at startup is out of rotation, not a reason not to start.
     const sql = yield* PgClient.make({
-      url,
-      maxConnections: config.databasePoolMax,
-      applicationName,
-      connectTimeout: config.replicaTimeout,
-      ...(config.databasePlanCacheMode === "server"
-        ? {}
-        : { startupParameters: { plan_cache_mode: config.databasePlanCacheMode } })
+      ...poolConfig(url, config.databasePoolMax, config.databasePlanCacheMode),
+      connectTimeout: config.replicaTimeout
     }).pipe(Effect.provide(Reactivity.layer), Effect.orDie)
     const replica: Replica = { name: `replica-${i + 1}`, sql }
     const poll = yield* Effect.cachedWithTTL(
