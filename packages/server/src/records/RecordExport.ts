@@ -16,7 +16,7 @@ import { ChangeLog } from "./ChangeLog.ts"
 import { type Filter, matchesAll } from "./Filters.ts"
 import { Positions } from "./Positions.ts"
 import { recordText } from "./RecordJson.ts"
-import { RecordStore } from "./RecordStore.ts"
+import { RecordStore, type TextPage } from "./RecordStore.ts"
 
 /** Records a page of an export reads. */
 export const EXPORT_PAGE = 1000
@@ -74,26 +74,34 @@ export class RecordExport extends Context.Service<RecordExport, {
         // A head read on the primary keeps the export there (no page waits for a replica).
         const [{ horizon }, replicated] = yield* replicas.read(Effect.all([log.horizon, onReplica]), { need })
         const page = { tenant, stream: q.stream, key: q.key, from: q.from, to: q.to, order: q.order ?? "desc" }
+        const query = (after: After) => ({ ...page, limit: EXPORT_PAGE, after })
+        // Without filters a page goes from rows to text with no record made for each;
+        // filters read each record's data, so they check records, row by row (the
+        // export reads every page anyway).
+        const pageText: (after: After) => Effect.Effect<TextPage, DbError> = filters.length === 0
+          ? (after) => store.listText(query(after))
+          : (after) =>
+            Effect.map(store.list(query(after)), (records) => {
+              let text = ""
+              for (const record of records) if (matchesAll(filters, record.data)) text += `${recordText(record)}\n`
+              const last = records.at(-1)
+              return {
+                text,
+                count: records.length,
+                last: last && { occurredAt: new Date(last.occurredAt), id: last.id }
+              }
+            })
         const read = (after: After) =>
-          replicas.read(store.list({ ...page, limit: EXPORT_PAGE, after }), {
+          replicas.read(pageText(after), {
             need: replicated ? horizon : "primary",
-            final: (rows) => rows.length === EXPORT_PAGE
+            final: (page) => page.count === EXPORT_PAGE
           })
         const body = Stream.unfold<After | "done", Uint8Array, DbError, never>(undefined, (after) =>
           after === "done"
             ? Effect.succeed(undefined)
-            : Effect.map(read(after), (rows) => {
-              if (rows.length === 0) return undefined
-              let text = ""
-              // Filters are checked here, row by row: the export reads every page anyway.
-              for (const row of rows) {
-                if (filters.length === 0 || matchesAll(filters, row.data)) text += `${recordText(row)}\n`
-              }
-              const last = rows[rows.length - 1]
-              const next = rows.length < EXPORT_PAGE
-                ? "done" as const
-                : { occurredAt: new Date(last.occurredAt), id: last.id }
-              return [Buffer.from(text), next] as const
+            : Effect.map(read(after), (page) => {
+              if (page.count === 0) return undefined
+              return [Buffer.from(page.text), page.count < EXPORT_PAGE ? "done" as const : page.last] as const
             }))
         return { body, position: positions.encode(tenant, { xid: horizon, n: 0 }) }
       })

@@ -18,7 +18,7 @@ import { type Filter, filterSql, matchesAll, servedBy } from "./Filters.ts"
 import { MemoryTables } from "./MemoryTables.ts"
 import { nextPartition, partitionFor } from "./Partitions.ts"
 import { recordIdTime } from "./RecordId.ts"
-import { recordText } from "./RecordJson.ts"
+import { recordText, rowText } from "./RecordJson.ts"
 import { isMissingPartition, type Partition, RecordPartitions } from "./RecordPartitions.ts"
 import { COLUMNS, RAW_COLUMNS, type RecordRow, storedOf, toRecord } from "./RecordRows.ts"
 
@@ -70,6 +70,13 @@ export interface PageQuery {
   readonly after?: { readonly occurredAt: Date; readonly id: string } | undefined
 }
 
+/** A page as NDJSON: its records' text, a line each, how many, and the last one's keyset. */
+export interface TextPage {
+  readonly text: string
+  readonly count: number
+  readonly last: { readonly occurredAt: Date; readonly id: string } | undefined
+}
+
 /** A filtered page: up to `limit` matching records among at most `budget` rows read in page order. */
 export interface FilteredPageQuery extends PageQuery {
   readonly filters: ReadonlyArray<Filter>
@@ -97,6 +104,8 @@ export class RecordStore extends Context.Service<RecordStore, {
     keys: ReadonlyArray<RecordKey>
   ) => Effect.Effect<ReadonlyArray<Option.Option<StoredRecord>>, DbError>
   readonly list: (query: PageQuery) => Effect.Effect<ReadonlyArray<StoredRecord>, DbError>
+  /** The same page as NDJSON text, each record as `GET /data/{id}` answers it: what an export writes. */
+  readonly listText: (query: PageQuery) => Effect.Effect<TextPage, DbError>
   /** A page of the records whose data pass every filter, reading at most `budget` rows (README: Filters). */
   readonly listFiltered: (query: FilteredPageQuery) => Effect.Effect<FilteredPage, DbError>
   /**
@@ -290,39 +299,47 @@ export class RecordStore extends Context.Service<RecordStore, {
       // for `desc`, a few at a time in one statement (more each time while they
       // come back short), and stops when the page is full: page 1 and page 10,000
       // read the same few partitions, however many the table has.
-      const list = (q: PageQuery) =>
+      const pageRows = (q: PageQuery) =>
+        Effect.gen(function*() {
+          const db = yield* readClient(sql)
+          const desc = q.order === "desc"
+          const candidates = yield* pagePartitions(q)
+          // The statement is written here rather than composed of fragments: a page
+          // of a sparse stream sends several statements of up to MAX_WALK branches,
+          // and composing them cost the server more than PostgreSQL's work.
+          // Every branch reads the same parameters.
+          const { params, where } = pageWhere(q)
+          const limit = `$${params.length + 1}`
+          const direction = desc ? "DESC" : "ASC"
+          // Each partition's rows in the index's order, then merged: PostgreSQL
+          // reads only as many of each as the page takes from it.
+          const branch = (name: string) =>
+            `(SELECT ${RAW_COLUMNS} FROM ${quoteIdentifier(name)} WHERE ${where.join(" AND ")}
+                ORDER BY occurred_at ${direction}, id ${direction} LIMIT ${limit})`
+          const rows: Array<RecordRow> = []
+          for (let at = 0, size = FIRST_WALK; at < candidates.length && rows.length < q.limit; size *= WALK_GROWTH) {
+            const chunk = candidates.slice(at, at + Math.min(size, MAX_WALK))
+            at += chunk.length
+            rows.push(
+              ...(yield* db.unsafe<RecordRow>(
+                `SELECT ${COLUMNS} FROM (${chunk.map(branch).join(" UNION ALL ")}) page
+                    ORDER BY page.occurred_at ${direction}, page.id ${direction} LIMIT ${limit}`,
+                [...params, q.limit - rows.length]
+              ))
+            )
+          }
+          return rows
+        }).pipe(retriedOnMissingPartition)
+      const list = (q: PageQuery) => guard("list", Effect.map(pageRows(q), (rows) => rows.map(toRecord)))
+      const listText = (q: PageQuery) =>
         guard(
           "list",
-          Effect.gen(function*() {
-            const db = yield* readClient(sql)
-            const desc = q.order === "desc"
-            const candidates = yield* pagePartitions(q)
-            // The statement is written here rather than composed of fragments: a page
-            // of a sparse stream sends several statements of up to MAX_WALK branches,
-            // and composing them cost the server more than PostgreSQL's work.
-            // Every branch reads the same parameters.
-            const { params, where } = pageWhere(q)
-            const limit = `$${params.length + 1}`
-            const direction = desc ? "DESC" : "ASC"
-            // Each partition's rows in the index's order, then merged: PostgreSQL
-            // reads only as many of each as the page takes from it.
-            const branch = (name: string) =>
-              `(SELECT ${RAW_COLUMNS} FROM ${quoteIdentifier(name)} WHERE ${where.join(" AND ")}
-                ORDER BY occurred_at ${direction}, id ${direction} LIMIT ${limit})`
-            const rows: Array<RecordRow> = []
-            for (let at = 0, size = FIRST_WALK; at < candidates.length && rows.length < q.limit; size *= WALK_GROWTH) {
-              const chunk = candidates.slice(at, at + Math.min(size, MAX_WALK))
-              at += chunk.length
-              rows.push(
-                ...(yield* db.unsafe<RecordRow>(
-                  `SELECT ${COLUMNS} FROM (${chunk.map(branch).join(" UNION ALL ")}) page
-                    ORDER BY page.occurred_at ${direction}, page.id ${direction} LIMIT ${limit}`,
-                  [...params, q.limit - rows.length]
-                ))
-              )
-            }
-            return rows.map(toRecord)
-          }).pipe(retriedOnMissingPartition)
+          Effect.map(pageRows(q), (rows): TextPage => {
+            let text = ""
+            for (const row of rows) text += `${rowText(row)}\n`
+            const last = rows.at(-1)
+            return { text, count: rows.length, last: last && { occurredAt: last.occurred_at, id: last.id } }
+          })
         )
 
       // A filtered page walks the same partitions in the same order, but each
@@ -394,7 +411,7 @@ export class RecordStore extends Context.Service<RecordStore, {
           })
         )
 
-      return RecordStore.of({ insert, findByIds, list, listFiltered, maintainPartitions })
+      return RecordStore.of({ insert, findByIds, list, listText, listFiltered, maintainPartitions })
     })
   )
 
@@ -457,6 +474,16 @@ export class RecordStore extends Context.Service<RecordStore, {
             .slice(0, q.limit)
         })
 
+      const listText = (q: PageQuery) =>
+        Effect.map(list(q), (records): TextPage => {
+          const last = records.at(-1)
+          return {
+            text: records.map((r) => `${recordText(r)}\n`).join(""),
+            count: records.length,
+            last: last && { occurredAt: new Date(last.occurredAt), id: last.id }
+          }
+        })
+
       const listFiltered = (q: FilteredPageQuery) =>
         Effect.map(list({ ...q, limit: q.budget }), (rows): FilteredPage => {
           const records: Array<StoredRecord> = []
@@ -489,7 +516,7 @@ export class RecordStore extends Context.Service<RecordStore, {
           return { created: [], dropped: current.size === next.size ? [] : ["(memory)"] }
         })
 
-      return RecordStore.of({ insert, findByIds, list, listFiltered, maintainPartitions })
+      return RecordStore.of({ insert, findByIds, list, listText, listFiltered, maintainPartitions })
     })
   )
 }
