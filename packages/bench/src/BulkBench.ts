@@ -140,8 +140,9 @@ export const runBulkBench = (options: BulkBenchOptions): Effect.Effect<void, Ben
       const started = performance.now()
       const res = await fetch(`${base}/data?stream=atomic`, { headers: { ...auth, accept: "application/x-ndjson" } })
       let lines = 0
+      // Counted with indexOf: a loop over each byte made this client a rival of the server and PostgreSQL for the CPU.
       for await (const chunk of res.body! as AsyncIterable<Uint8Array>) {
-        for (const byte of chunk) if (byte === 10) lines++
+        for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) lines++
       }
       const ms = performance.now() - started
       const after = memory(pid()!)
