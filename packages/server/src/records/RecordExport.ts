@@ -16,7 +16,7 @@ import { ChangeLog } from "./ChangeLog.ts"
 import { type Filter, matchesAll } from "./Filters.ts"
 import { Positions } from "./Positions.ts"
 import { recordText } from "./RecordJson.ts"
-import { RecordStore, type TextPage } from "./RecordStore.ts"
+import { RecordStore } from "./RecordStore.ts"
 
 /** Records a page of an export reads. */
 export const EXPORT_PAGE = 1000
@@ -78,10 +78,14 @@ export class RecordExport extends Context.Service<RecordExport, {
         // Without filters a page goes from rows to text with no record made for each;
         // filters read each record's data, so they check records, row by row (the
         // export reads every page anyway).
-        const pageText: (after: After) => Effect.Effect<TextPage, DbError> = filters.length === 0
-          ? (after) => store.listText(query(after))
-          : (after) =>
-            Effect.map(store.list(query(after)), (records) => {
+        const pageText = (after: After) =>
+          filters.length === 0
+            ? Effect.map(store.listText(query(after)), ({ keyset, texts }) => ({
+              text: texts.join("\n") + "\n",
+              count: texts.length,
+              last: texts.length === 0 ? undefined : keyset(texts.length - 1)
+            }))
+            : Effect.map(store.list(query(after)), (records) => {
               let text = ""
               for (const record of records) if (matchesAll(filters, record.data)) text += `${recordText(record)}\n`
               const last = records.at(-1)

@@ -70,11 +70,10 @@ export interface PageQuery {
   readonly after?: { readonly occurredAt: Date; readonly id: string } | undefined
 }
 
-/** A page as NDJSON: its records' text, a line each, how many, and the last one's keyset. */
+/** A page as its records' answer texts (`recordText`), and where each record sits in the page's order. */
 export interface TextPage {
-  readonly text: string
-  readonly count: number
-  readonly last: { readonly occurredAt: Date; readonly id: string } | undefined
+  readonly texts: ReadonlyArray<string>
+  readonly keyset: (index: number) => { readonly occurredAt: Date; readonly id: string }
 }
 
 /** A filtered page: up to `limit` matching records among at most `budget` rows read in page order. */
@@ -104,7 +103,7 @@ export class RecordStore extends Context.Service<RecordStore, {
     keys: ReadonlyArray<RecordKey>
   ) => Effect.Effect<ReadonlyArray<Option.Option<StoredRecord>>, DbError>
   readonly list: (query: PageQuery) => Effect.Effect<ReadonlyArray<StoredRecord>, DbError>
-  /** The same page as NDJSON text, each record as `GET /data/{id}` answers it: what an export writes. */
+  /** The same page as each record's answer text, made from the rows with no record object: what pages and exports write. */
   readonly listText: (query: PageQuery) => Effect.Effect<TextPage, DbError>
   /** A page of the records whose data pass every filter, reading at most `budget` rows (README: Filters). */
   readonly listFiltered: (query: FilteredPageQuery) => Effect.Effect<FilteredPage, DbError>
@@ -334,12 +333,10 @@ export class RecordStore extends Context.Service<RecordStore, {
       const listText = (q: PageQuery) =>
         guard(
           "list",
-          Effect.map(pageRows(q), (rows): TextPage => {
-            let text = ""
-            for (const row of rows) text += `${rowText(row)}\n`
-            const last = rows.at(-1)
-            return { text, count: rows.length, last: last && { occurredAt: last.occurred_at, id: last.id } }
-          })
+          Effect.map(pageRows(q), (rows): TextPage => ({
+            texts: rows.map(rowText),
+            keyset: (i) => ({ occurredAt: rows[i].occurred_at, id: rows[i].id })
+          }))
         )
 
       // A filtered page walks the same partitions in the same order, but each
@@ -475,14 +472,10 @@ export class RecordStore extends Context.Service<RecordStore, {
         })
 
       const listText = (q: PageQuery) =>
-        Effect.map(list(q), (records): TextPage => {
-          const last = records.at(-1)
-          return {
-            text: records.map((r) => `${recordText(r)}\n`).join(""),
-            count: records.length,
-            last: last && { occurredAt: new Date(last.occurredAt), id: last.id }
-          }
-        })
+        Effect.map(list(q), (records): TextPage => ({
+          texts: records.map((r) => recordText(r)),
+          keyset: (i) => ({ occurredAt: new Date(records[i].occurredAt), id: records[i].id })
+        }))
 
       const listFiltered = (q: FilteredPageQuery) =>
         Effect.map(list({ ...q, limit: q.budget }), (rows): FilteredPage => {

@@ -44,8 +44,9 @@ export const rememberCommitted = (
   return answers
 }
 
-const pageText = (records: ReadonlyArray<StoredRecord>, nextCursor: string | null, scanned?: number) =>
-  `{"records":[${records.map((r) => recordText(r)).join(",")}],"nextCursor":${JSON.stringify(nextCursor)}${
+/** A page's answer from its records' texts (`recordText`). */
+const pageText = (texts: ReadonlyArray<string>, nextCursor: string | null, scanned?: number) =>
+  `{"records":[${texts.join(",")}],"nextCursor":${JSON.stringify(nextCursor)}${
     scanned === undefined ? "" : `,"scanned":${scanned}`
   }}`
 
@@ -218,20 +219,16 @@ export class Records extends Context.Service<Records, {
                 : found.stoppedAt
               const nextCursor = resume === undefined ? null : cursors.encode(scope, resume)
               return {
-                text: pageText(page, nextCursor, found.scanned),
+                text: pageText(page.map((r) => recordText(r)), nextCursor, found.scanned),
                 position: positions.encode(tenant, { xid: horizon, n: 0 }),
                 last: nextCursor === null
               }
             }
             // One more than the page: whether it exists says if there is a next page.
-            const rows = yield* store.list({ ...scope, from: q.from, to: q.to, limit: limit + 1, after })
-            const page = rows.slice(0, limit)
-            const last = page.at(-1)
-            const nextCursor = rows.length > limit && last !== undefined
-              ? cursors.encode(scope, { occurredAt: new Date(last.occurredAt), id: last.id })
-              : null
+            const rows = yield* store.listText({ ...scope, from: q.from, to: q.to, limit: limit + 1, after })
+            const nextCursor = rows.texts.length > limit ? cursors.encode(scope, rows.keyset(limit - 1)) : null
             return {
-              text: pageText(page, nextCursor),
+              text: pageText(rows.texts.slice(0, limit), nextCursor),
               position: positions.encode(tenant, { xid: horizon, n: 0 }),
               last: nextCursor === null
             }
