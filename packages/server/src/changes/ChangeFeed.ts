@@ -27,7 +27,6 @@ import { ChangeLog, comparePositions, type FeedPosition, laterOf } from "../reco
 import { type Filter, matchesAll } from "../records/Filters.ts"
 import { horizonNeeded, Positions } from "../records/Positions.ts"
 import { RecordCache } from "../records/RecordCache.ts"
-import { recordText } from "../records/RecordJson.ts"
 import { parseStored } from "../records/RecordRows.ts"
 import { RecordStore } from "../records/RecordStore.ts"
 import { RecordWriter } from "../records/RecordWriter.ts"
@@ -181,7 +180,7 @@ export class ChangeFeed extends Context.Service<ChangeFeed, {
             for (let i = 0; i < rows.length; i++) {
               if (answers[i] !== undefined) continue
               const record = found[at++]
-              if (Option.isSome(record)) answers[i] = recordText(record.value as StoredRecord)
+              if (Option.isSome(record)) answers[i] = record.value.text
             }
           }
           const changes: Array<Page["changes"][number]> = []

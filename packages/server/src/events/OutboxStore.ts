@@ -148,7 +148,7 @@ export class OutboxStore extends Context.Service<OutboxStore, {
           const gone: Array<string> = []
           unread.forEach((i, n) => {
             const record = found[n]
-            if (Option.isSome(record)) events[i] = fromRecord(rows[i], record.value)
+            if (Option.isSome(record)) events[i] = eventOf(rows[i], record.value)
             else gone.push(rows[i].seq)
           })
           // Events whose record retention dropped after they were read: there is

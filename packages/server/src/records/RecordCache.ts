@@ -37,7 +37,6 @@ import type { DbError } from "../platform/sql/DbError.ts"
 import { ReadReplicas } from "../platform/sql/ReadReplicas.ts"
 import { onReplica } from "../platform/sql/ReadTarget.ts"
 import { LocalAnswers } from "./LocalAnswers.ts"
-import { recordText } from "./RecordJson.ts"
 import { RecordStore } from "./RecordStore.ts"
 
 /** What answered a read, for the `Cache-Status` header (RFC 9211). */
@@ -229,7 +228,7 @@ export class RecordCache extends Context.Service<RecordCache, {
             // Every waiter is answered from the exit (settle), so nothing is left to fail here.
             yield* Effect.exit(
               found.pipe(
-                Effect.map((found) => found.map(Option.map(recordText))),
+                Effect.map((found) => found.map(Option.map((record) => record.text))),
                 // A record goes to this process's level at once, so Redis may follow later;
                 // a 404 lives in Redis alone, so the next miss must find it there.
                 Effect.tap((texts) => {

@@ -54,6 +54,14 @@ export interface RecordKey {
   readonly id: string
 }
 
+/** A row read by id as its reader takes it, with no record object made. */
+const foundOf = (row: RecordRow): FoundRecord => ({
+  id: row.id,
+  stream: row.stream,
+  schemaVersion: row.schema_version,
+  text: rowText(row)
+})
+
 /** Where a key's row is among rows read back: tenant and id (ids read back are lower case). */
 const rowKey = (tenant: string, id: string) => `${tenant} ${id.toLowerCase()}`
 
@@ -68,6 +76,14 @@ export interface PageQuery {
   readonly limit: number
   /** The last row of the previous page: results start strictly after it. */
   readonly after?: { readonly occurredAt: Date; readonly id: string } | undefined
+}
+
+/** A record read by id: its answer text (`recordText`), and the stream and schema version its event names. */
+export interface FoundRecord {
+  readonly id: string
+  readonly stream: string
+  readonly schemaVersion: number | null
+  readonly text: string
 }
 
 /** A page as its records' answer texts (`recordText`), and where each record sits in the page's order. */
@@ -98,10 +114,11 @@ export class RecordStore extends Context.Service<RecordStore, {
   /**
    * Reads records by tenant and id, many in one statement: the answer holds each
    * key's record, in the order of `keys` (none for an id no record has, in that tenant).
+   * Every reader answers or publishes the record's text, so that is what is read.
    */
   readonly findByIds: (
     keys: ReadonlyArray<RecordKey>
-  ) => Effect.Effect<ReadonlyArray<Option.Option<StoredRecord>>, DbError>
+  ) => Effect.Effect<ReadonlyArray<Option.Option<FoundRecord>>, DbError>
   readonly list: (query: PageQuery) => Effect.Effect<ReadonlyArray<StoredRecord>, DbError>
   /** The same page as each record's answer text, made from the rows with no record object: what pages and exports write. */
   readonly listText: (query: PageQuery) => Effect.Effect<TextPage, DbError>
@@ -234,7 +251,7 @@ export class RecordStore extends Context.Service<RecordStore, {
           const ms = recordIdTime(key.id)
           if (ms !== undefined) wanted.push({ key, ms })
         }
-        if (wanted.length === 0) return Effect.succeed(keys.map(() => Option.none<StoredRecord>()))
+        if (wanted.length === 0) return Effect.succeed(keys.map(() => Option.none<FoundRecord>()))
         return guard(
           "findByIds",
           Effect.gen(function*() {
@@ -282,7 +299,7 @@ export class RecordStore extends Context.Service<RecordStore, {
             }
             const rows = (yield* Effect.all(statements, { concurrency: "unbounded" })).flat()
             const found = new Map(rows.map((row) => [rowKey(row.tenant_id, row.id), row]))
-            return keys.map((k) => Option.map(Option.fromNullishOr(found.get(rowKey(k.tenant, k.id))), toRecord))
+            return keys.map((k) => Option.map(Option.fromNullishOr(found.get(rowKey(k.tenant, k.id))), foundOf))
           }).pipe(retriedOnMissingPartition)
         )
       }
@@ -449,7 +466,14 @@ export class RecordStore extends Context.Service<RecordStore, {
         Effect.sync(() =>
           keys.map(({ id, tenant }) => {
             const entry = tables.records.get(id.toLowerCase())
-            return entry !== undefined && entry.tenant === tenant ? Option.some(entry.record) : Option.none()
+            if (entry === undefined || entry.tenant !== tenant) return Option.none<FoundRecord>()
+            const { record } = entry
+            return Option.some({
+              id: record.id,
+              stream: record.stream,
+              schemaVersion: record.schemaVersion,
+              text: recordText(record)
+            })
           })
         )
 
