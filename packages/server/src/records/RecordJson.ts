@@ -19,8 +19,8 @@ export const rowText = (row: RecordRow): string =>
     row.id,
     row.stream,
     row.key,
-    row.occurred_at.toISOString(),
-    row.ingested_at.toISOString(),
+    row.occurred_at,
+    row.ingested_at,
     compactJsonb(row.data) ?? jsonText(parseStored(row.data)),
     row.schema_version
   )

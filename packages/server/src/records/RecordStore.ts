@@ -352,7 +352,7 @@ export class RecordStore extends Context.Service<RecordStore, {
           "list",
           Effect.map(pageRows(q), (rows): TextPage => ({
             texts: rows.map(rowText),
-            keyset: (i) => ({ occurredAt: rows[i].occurred_at, id: rows[i].id })
+            keyset: (i) => ({ occurredAt: new Date(rows[i].occurred_at), id: rows[i].id })
           }))
         )
 
@@ -388,7 +388,7 @@ export class RecordStore extends Context.Service<RecordStore, {
                 read = Number(row.n)
                 if (row.hit) records.push(toRecord(row))
                 if (records.length === q.limit) break
-                if (row.last && read === left) stoppedAt = { occurredAt: row.occurred_at, id: row.id }
+                if (row.last && read === left) stoppedAt = { occurredAt: new Date(row.occurred_at), id: row.id }
               }
               scanned += read
             }
