@@ -98,14 +98,14 @@ export class RecordExport extends Context.Service<RecordExport, {
         const read = (after: After) =>
           replicas.read(pageText(after), {
             need: replicated ? horizon : "primary",
-            final: (page) => page.count === EXPORT_PAGE
+            final: (chunk) => chunk.count === EXPORT_PAGE
           })
         const body = Stream.unfold<After | "done", Uint8Array, DbError, never>(undefined, (after) =>
           after === "done"
             ? Effect.succeed(undefined)
-            : Effect.map(read(after), (page) => {
-              if (page.count === 0) return undefined
-              return [Buffer.from(page.text), page.count < EXPORT_PAGE ? "done" as const : page.last] as const
+            : Effect.map(read(after), (chunk) => {
+              if (chunk.count === 0) return undefined
+              return [Buffer.from(chunk.text), chunk.count < EXPORT_PAGE ? "done" as const : chunk.last] as const
             }))
         return { body, position: positions.encode(tenant, { xid: horizon, n: 0 }) }
       })
