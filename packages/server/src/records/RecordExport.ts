@@ -16,7 +16,7 @@ import { ChangeLog } from "./ChangeLog.ts"
 import { type Filter, matchesAll } from "./Filters.ts"
 import { Positions } from "./Positions.ts"
 import { recordText } from "./RecordJson.ts"
-import { RecordStore } from "./RecordStore.ts"
+import { keysetOf, RecordStore } from "./RecordStore.ts"
 
 /** Records a page of an export reads. */
 export const EXPORT_PAGE = 1000
@@ -92,7 +92,7 @@ export class RecordExport extends Context.Service<RecordExport, {
               return {
                 text,
                 count: records.length,
-                last: last && { occurredAt: new Date(last.occurredAt), id: last.id }
+                last: last && keysetOf(last)
               }
             })
         const read = (after: After) =>

@@ -86,6 +86,12 @@ export interface FoundRecord {
   readonly text: string
 }
 
+/** Where a record sits in a page's order: what a cursor or the next page starts after. */
+export const keysetOf = (record: StoredRecord): { readonly occurredAt: Date; readonly id: string } => ({
+  occurredAt: new Date(record.occurredAt),
+  id: record.id
+})
+
 /** A page as its records' answer texts (`recordText`), and where each record sits in the page's order. */
 export interface TextPage {
   readonly texts: ReadonlyArray<string>
@@ -498,7 +504,7 @@ export class RecordStore extends Context.Service<RecordStore, {
       const listText = (q: PageQuery) =>
         Effect.map(list(q), (records): TextPage => ({
           texts: records.map((r) => recordText(r)),
-          keyset: (i) => ({ occurredAt: new Date(records[i].occurredAt), id: records[i].id })
+          keyset: (i) => keysetOf(records[i])
         }))
 
       const listFiltered = (q: FilteredPageQuery) =>
@@ -512,7 +518,7 @@ export class RecordStore extends Context.Service<RecordStore, {
           }
           const last = rows.at(-1)
           const stoppedAt = records.length < q.limit && rows.length === q.budget && last !== undefined
-            ? { occurredAt: new Date(last.occurredAt), id: last.id }
+            ? keysetOf(last)
             : undefined
           return { records, scanned, stoppedAt }
         })

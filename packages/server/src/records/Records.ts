@@ -22,7 +22,7 @@ import { prepareRecord } from "./Prepare.ts"
 import { type CacheOutcome, RecordCache } from "./RecordCache.ts"
 import { recordIdTime } from "./RecordId.ts"
 import { recordText } from "./RecordJson.ts"
-import { RecordStore } from "./RecordStore.ts"
+import { keysetOf, RecordStore } from "./RecordStore.ts"
 import { RecordWriter } from "./RecordWriter.ts"
 
 /** How many records a page holds when the query does not say. */
@@ -196,39 +196,34 @@ export class Records extends Context.Service<Records, {
           const limit = q.limit ?? DEFAULT_PAGE_LIMIT
           yield* checkPaths(tenant, q.stream, filters)
           const indexed = filters.length > 0 ? yield* indexes.ready(tenant, q.stream) : undefined
+          // One more than the page: whether it exists says if there is a next page.
+          const range = { ...scope, from: q.from, to: q.to, limit: limit + 1, after }
+          const rows = filters.length > 0
+            ? Effect.map(
+              store.listFiltered({ ...range, filters, budget: config.filterScanBudget, indexed }),
+              (found) => {
+                const page = found.records.slice(0, limit)
+                return {
+                  texts: page.map((r) => recordText(r)),
+                  resume: found.records.length > limit ? keysetOf(page.at(-1)!) : found.stoppedAt,
+                  scanned: found.scanned
+                }
+              }
+            )
+            : Effect.map(store.listText(range), (found) => ({
+              texts: found.texts.slice(0, limit),
+              resume: found.texts.length > limit ? found.keyset(limit - 1) : undefined,
+              scanned: undefined
+            }))
           // The page's head and its rows come from one node; a page that ends the
           // stream is read on the primary (ReadReplicas: absence is confirmed there).
           const readPage = Effect.gen(function*() {
             // The head before the page's own statements: whatever committed before it is on the page.
             const { horizon } = yield* log.horizon
-            if (filters.length > 0) {
-              const found = yield* store.listFiltered({
-                ...scope,
-                from: q.from,
-                to: q.to,
-                limit: limit + 1,
-                after,
-                filters,
-                budget: config.filterScanBudget,
-                indexed
-              })
-              const page = found.records.slice(0, limit)
-              const last = found.records.length > limit ? page.at(-1) : undefined
-              const resume = last !== undefined
-                ? { occurredAt: new Date(last.occurredAt), id: last.id }
-                : found.stoppedAt
-              const nextCursor = resume === undefined ? null : cursors.encode(scope, resume)
-              return {
-                text: pageText(page.map((r) => recordText(r)), nextCursor, found.scanned),
-                position: positions.encode(tenant, { xid: horizon, n: 0 }),
-                last: nextCursor === null
-              }
-            }
-            // One more than the page: whether it exists says if there is a next page.
-            const rows = yield* store.listText({ ...scope, from: q.from, to: q.to, limit: limit + 1, after })
-            const nextCursor = rows.texts.length > limit ? cursors.encode(scope, rows.keyset(limit - 1)) : null
+            const { resume, scanned, texts } = yield* rows
+            const nextCursor = resume === undefined ? null : cursors.encode(scope, resume)
             return {
-              text: pageText(rows.texts.slice(0, limit), nextCursor),
+              text: pageText(texts, nextCursor, scanned),
               position: positions.encode(tenant, { xid: horizon, n: 0 }),
               last: nextCursor === null
             }

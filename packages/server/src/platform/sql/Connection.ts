@@ -33,7 +33,8 @@ export const startEmbedded = (dataDir: string) =>
   )
 
 /**
- * A pool on `url` with the configured size, its usage sampled as metrics.
+ * How this process connects to a PostgreSQL node: the primary's pool and each
+ * read replica's.
  *
  * `plan_cache_mode` (DATABASE_PLAN_CACHE_MODE): the driver prepares every
  * statement, but on the partitioned `records` PostgreSQL's default keeps
@@ -42,7 +43,6 @@ export const startEmbedded = (dataDir: string) =>
  * by id planned in 0.094 ms and ran in 0.023. A generic plan prunes partitions
  * when it starts instead (docs/PERFORMANCE.md).
  */
-/** How this process connects to a PostgreSQL node: the primary's pool and each read replica's. */
 export const poolConfig = (url: Redacted.Redacted, maxConnections: number, planCacheMode: PlanCacheMode) => ({
   url,
   maxConnections,
@@ -50,6 +50,7 @@ export const poolConfig = (url: Redacted.Redacted, maxConnections: number, planC
   ...(planCacheMode === "server" ? {} : { startupParameters: { plan_cache_mode: planCacheMode } })
 })
 
+/** A pool on `url` with the configured size, its usage sampled as metrics. */
 const pool = (url: Redacted.Redacted, maxConnections: number, planCacheMode: PlanCacheMode) =>
   layerPoolMetrics(maxConnections).pipe(
     Layer.provideMerge(PgClient.layer(poolConfig(url, maxConnections, planCacheMode)))
