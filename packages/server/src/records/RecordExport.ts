@@ -2,9 +2,9 @@
  * `GET /data?stream=…` with `Accept: application/x-ndjson` (README: Export):
  * every record of the query (stream, key, from, to, order), one a line, each
  * exactly as `GET /data/{id}` answers it, read in keyset pages of
- * EXPORT_PAGE as the client takes them. Nothing but one page is held,
- * whatever the size, and a client that goes away stops the read: the next page
- * is read only when the answer's stream is pulled again.
+ * EXPORT_PAGE as the client takes them, a page or two ahead. No more than
+ * three pages are held, whatever the size, and a client that goes away stops
+ * the read.
  */
 import type { ListQuery, ValidationFailed } from "@strata/domain"
 import { Context, Effect, Layer, Stream } from "effect"
@@ -100,13 +100,16 @@ export class RecordExport extends Context.Service<RecordExport, {
             need: replicated ? horizon : "primary",
             final: (chunk) => chunk.count === EXPORT_PAGE
           })
+        // The next page is read while the client takes this one: PostgreSQL and the
+        // server work at once, and three pages are held at most (one being sent,
+        // one waiting, one just read).
         const body = Stream.unfold<After | "done", Uint8Array, DbError, never>(undefined, (after) =>
           after === "done"
             ? Effect.succeed(undefined)
             : Effect.map(read(after), (chunk) => {
               if (chunk.count === 0) return undefined
               return [Buffer.from(chunk.text), chunk.count < EXPORT_PAGE ? "done" as const : chunk.last] as const
-            }))
+            })).pipe(Stream.buffer({ capacity: 1 }))
         return { body, position: positions.encode(tenant, { xid: horizon, n: 0 }) }
       })
 
