@@ -8,17 +8,23 @@
  * 2. Single `POST /data` requests (autocannon, 50 connections): records/s.
  * 3. `POST /data/bulk` with `--rows` records of about 300 bytes, atomic,
  *    partial and gzipped: records/s, and the server's peak resident memory.
- * 4. The export of those records (`Accept: application/x-ndjson`): records/s.
+ * 4. The export of those records (`Accept: application/x-ndjson`), as curl asks
+ *    (no compression) and as fetch does (gzip): records/s, and how far the
+ *    server's RSS rose while it streamed; with `--export-rows`, one more export
+ *    of that many records written straight into the database.
+ * 5. A gzip bomb (1 GiB inflated) to `POST /data`: its status, how soon, and
+ *    how far the server's RSS rose.
  */
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import { readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { gzipSync } from "node:zlib"
+import { createGzip, gzipSync } from "node:zlib"
 import { attempt, type BenchError } from "./BenchError.ts"
 import { measure } from "./Measure.ts"
-import { throwawayDatabase } from "./Postgres.ts"
+import { psql, throwawayDatabase } from "./Postgres.ts"
+import { TENANT } from "./Seed.ts"
 import { benchKey, serverEnv, serverProcess, strataCli } from "./Server.ts"
 
 const log = (message: string) => console.error(`bench:bulk: ${message}`)
@@ -26,7 +32,25 @@ const log = (message: string) => console.error(`bench:bulk: ${message}`)
 export interface BulkBenchOptions {
   readonly rows: number
   readonly duration: number
+  /** Records written straight into the database for one more, large export (0: none). */
+  readonly exportRows: number
 }
+
+const LARGE_STREAM = "export-large"
+
+/**
+ * Records `from`..`to` of the large export, made in PostgreSQL (the bulk route
+ * would take minutes for ten million): the bulk bodies' shape, within the last
+ * minute, so they fall in the partition the server made for now. Times are
+ * whole milliseconds, as every record Strata writes has them (pages start after
+ * a millisecond keyset).
+ */
+const largeExportRows = (from: number, to: number) =>
+  `INSERT INTO records (tenant_id, id, stream, key, occurred_at, ingested_at, data, schema_version)
+  SELECT '${TENANT}', gen_random_uuid(), '${LARGE_STREAM}', 'k' || (g % 1000),
+    date_trunc('milliseconds', now()) - make_interval(secs => (g % 60000) / 1000.0), now(),
+    ('{"amount":' || (1250 + g) || ',"currency":"EUR","note":"${"x".repeat(200)}"}')::jsonb, NULL
+  FROM generate_series(${from}, ${to}) g`
 
 const memory = (pid: number) => {
   const status = readFileSync(`/proc/${pid}/status`, "utf8")
@@ -136,20 +160,73 @@ export const runBulkBench = (options: BulkBenchOptions): Effect.Effect<void, Ben
       const gz = gzipSync(bodyOf("gzip"))
       await post("atomic, gzip", "/data/bulk", gz, { "content-encoding": "gzip" })
 
-      const before = memory(pid()!)
-      const started = performance.now()
-      const res = await fetch(`${base}/data?stream=atomic`, { headers: { ...auth, accept: "application/x-ndjson" } })
-      let lines = 0
-      // Counted with indexOf: a loop over each byte made this client a rival of the server and PostgreSQL for the CPU.
-      for await (const chunk of res.body! as AsyncIterable<Uint8Array>) {
-        for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) lines++
+      // The export as `curl` asks for it (no compression), and as fetch does (gzip),
+      // with the server's RSS sampled while it streams.
+      const exportOf = async (label: string, stream: string, encoding: string, expected: number) => {
+        const before = memory(pid()!).rss
+        let highest = before
+        const sampler = setInterval(() => highest = Math.max(highest, memory(pid()!).rss), 100)
+        const started = performance.now()
+        const res = await fetch(`${base}/data?stream=${stream}`, {
+          headers: { ...auth, accept: "application/x-ndjson", "accept-encoding": encoding }
+        })
+        let lines = 0
+        // Counted with indexOf: a loop over each byte made this client a rival of the server and PostgreSQL for the CPU.
+        for await (const chunk of res.body! as AsyncIterable<Uint8Array>) {
+          for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) lines++
+        }
+        const ms = performance.now() - started
+        clearInterval(sampler)
+        if (lines !== expected) throw new Error(`export ${label}: ${lines} records, ${expected} written`)
+        console.log(
+          `GET /data as NDJSON, ${label}, ${lines.toLocaleString("en-US")} records: ${(ms / 1000).toFixed(2)} s, ${
+            rate(lines, ms)
+          } records/s; server RSS ${before.toFixed(0)} MiB before, at most +${(highest - before).toFixed(0)} MiB`
+        )
       }
-      const ms = performance.now() - started
-      const after = memory(pid()!)
+      await exportOf("identity", "atomic", "identity", options.rows)
+      await exportOf("gzip", "atomic", "gzip", options.rows)
+
+      // A gzip body of about 1 MB that inflates to 1 GiB, to POST /data (MAX_BODY_BYTES
+      // counts what it inflates to): refused after the limit, not after the gigabyte.
+      const deflater = createGzip()
+      const compressed: Array<Buffer> = []
+      deflater.on("data", (chunk: Buffer) => compressed.push(chunk))
+      const inflated = new Promise((resolve) => deflater.on("end", resolve))
+      deflater.write(`{"stream":"bomb","data":{"pad":"`)
+      const spaces = Buffer.alloc(1024 * 1024, 0x20)
+      for (let i = 0; i < 1024; i++) {
+        if (!deflater.write(spaces)) await new Promise((resolve) => deflater.once("drain", resolve))
+      }
+      deflater.end(`"}}`)
+      await inflated
+      const bomb = Buffer.concat(compressed)
+      const rssBefore = memory(pid()!).rss
+      let rssHighest = rssBefore
+      const watch = setInterval(() => rssHighest = Math.max(rssHighest, memory(pid()!).rss), 20)
+      const bombStarted = performance.now()
+      const refused = await fetch(`${base}/data`, {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/json", "content-encoding": "gzip" },
+        body: bomb
+      })
+      await refused.text()
+      const bombMs = performance.now() - bombStarted
+      clearInterval(watch)
+      rssHighest = Math.max(rssHighest, memory(pid()!).rss)
       console.log(
-        `GET /data as NDJSON, ${lines.toLocaleString("en-US")} records: ${(ms / 1000).toFixed(2)} s, ${
-          rate(lines, ms)
-        } records/s; server RSS ${before.rss.toFixed(0)} MiB before, ${after.rss.toFixed(0)} MiB after`
+        `POST /data, gzip bomb of ${(bomb.length / 1e6).toFixed(1)} MB inflating to 1 GiB: ${refused.status} in ${
+          bombMs.toFixed(0)
+        } ms; server RSS ${rssBefore.toFixed(0)} MiB before, at most +${(rssHighest - rssBefore).toFixed(0)} MiB`
       )
+
+      if (options.exportRows > 0) {
+        log(`loading ${options.exportRows.toLocaleString("en-US")} records for the large export`)
+        for (let from = 1; from <= options.exportRows; from += 1_000_000) {
+          await psql(databaseUrl, largeExportRows(from, Math.min(from + 999_999, options.exportRows)))
+        }
+        await psql(databaseUrl, "VACUUM ANALYZE records")
+        await exportOf("identity", LARGE_STREAM, "identity", options.exportRows)
+      }
     })
   }))

@@ -108,7 +108,11 @@ const bulk = Command.make(
     ),
     duration: count("duration", { description: "Seconds of pgbench and of single POSTs (default 10)" }).pipe(
       Flag.withDefault(10)
-    )
+    ),
+    exportRows: count("export-rows", {
+      description:
+        "Records written straight into the database for one more export, its memory watched (default 0: none)"
+    }).pipe(Flag.withDefault(0))
   },
   (options) => runBulkBench(options).pipe(reported("bench:bulk"))
 ).pipe(
