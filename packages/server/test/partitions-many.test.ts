@@ -10,7 +10,7 @@
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { freshDatabase, postgresAvailable } from "@strata/testing"
-import { Array as Arr, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
+import { Array as Arr, Duration, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { layerStorage } from "../src/App.ts"
 import { AppConfig, type ConfigServices } from "../src/platform/config/AppConfig.ts"
 import { runMigrations } from "../src/platform/sql/Migrations.ts"
@@ -75,7 +75,8 @@ suite("400 daily partitions on PostgreSQL", () => {
       layerStorage.pipe(
         Layer.provideMerge(Layer.effectDiscard(runMigrations)),
         Layer.provideMerge(PgClient.layer({ url: Redacted.make(db.url), maxConnections: 4 })),
-        Layer.provideMerge(AppConfig.layerWith({ partitionInterval: "day" }))
+        // A setup insert makes a hundred daily partitions: more than DB_TIMEOUT's 5 s on a loaded machine.
+        Layer.provideMerge(AppConfig.layerWith({ partitionInterval: "day", dbTimeout: Duration.seconds(60) }))
       )
     )
     for (let day = 0; day < DAYS; day++) daily.push(record(firstDay + day * DAY_MS + 3_600_000, "daily"))

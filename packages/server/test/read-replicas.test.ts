@@ -129,8 +129,10 @@ describe.skipIf(!available)("read replicas", () => {
       const before = await served(server)
       expect(await pairs(true, 1000)).toBe(0)
       const after = await served(server)
-      // The replica was 2 s late: the pages with a position went to the primary after REPLICA_WAIT.
-      expect(after.primary - before.primary).toBeGreaterThanOrEqual(1000)
+      // The replica was 2 s late: the pages with a position went to the primary after
+      // REPLICA_WAIT. Most of them: on a loaded machine a pair can take long enough for
+      // the replica to have caught up, and then it answers (none stale, as checked).
+      expect(after.primary - before.primary).toBeGreaterThanOrEqual(500)
       // Without the position the same pairs read the late replica (within REPLICA_MAX_LAG): some are stale.
       expect(await pairs(false, 100)).toBeGreaterThan(0)
     } finally {
