@@ -58,6 +58,22 @@ const memory = (pid: number) => {
   return { rss: kb("VmRSS"), peak: kb("VmHWM") }
 }
 
+/** The server's RSS now, and a watch of its highest from now on: `stop` answers how far it rose, in MiB. */
+const watchRss = (pid: number, everyMs: number) => {
+  const before = memory(pid).rss
+  let highest = before
+  const sample = () => highest = Math.max(highest, memory(pid).rss)
+  const timer = setInterval(sample, everyMs)
+  return {
+    before,
+    stop: () => {
+      clearInterval(timer)
+      sample()
+      return highest - before
+    }
+  }
+}
+
 /** One record's data: about 300 bytes a line with its envelope. */
 const data = (i: number) => ({ amount: 1250 + i, currency: "EUR", note: "x".repeat(200) })
 const line = (stream: string, i: number) => JSON.stringify({ stream, key: `k${i % 1000}`, data: data(i) })
@@ -163,9 +179,7 @@ export const runBulkBench = (options: BulkBenchOptions): Effect.Effect<void, Ben
       // The export as `curl` asks for it (no compression), and as fetch does (gzip),
       // with the server's RSS sampled while it streams.
       const exportOf = async (label: string, stream: string, encoding: string, expected: number) => {
-        const before = memory(pid()!).rss
-        let highest = before
-        const sampler = setInterval(() => highest = Math.max(highest, memory(pid()!).rss), 100)
+        const rss = watchRss(pid()!, 100)
         const started = performance.now()
         const res = await fetch(`${base}/data?stream=${stream}`, {
           headers: { ...auth, accept: "application/x-ndjson", "accept-encoding": encoding }
@@ -176,12 +190,12 @@ export const runBulkBench = (options: BulkBenchOptions): Effect.Effect<void, Ben
           for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) lines++
         }
         const ms = performance.now() - started
-        clearInterval(sampler)
+        const grew = rss.stop()
         if (lines !== expected) throw new Error(`export ${label}: ${lines} records, ${expected} written`)
         console.log(
           `GET /data as NDJSON, ${label}, ${lines.toLocaleString("en-US")} records: ${(ms / 1000).toFixed(2)} s, ${
             rate(lines, ms)
-          } records/s; server RSS ${before.toFixed(0)} MiB before, at most +${(highest - before).toFixed(0)} MiB`
+          } records/s; server RSS ${rss.before.toFixed(0)} MiB before, at most +${grew.toFixed(0)} MiB`
         )
       }
       await exportOf("identity", "atomic", "identity", options.rows)
@@ -201,9 +215,7 @@ export const runBulkBench = (options: BulkBenchOptions): Effect.Effect<void, Ben
       deflater.end(`"}}`)
       await inflated
       const bomb = Buffer.concat(compressed)
-      const rssBefore = memory(pid()!).rss
-      let rssHighest = rssBefore
-      const watch = setInterval(() => rssHighest = Math.max(rssHighest, memory(pid()!).rss), 20)
+      const rss = watchRss(pid()!, 20)
       const bombStarted = performance.now()
       const refused = await fetch(`${base}/data`, {
         method: "POST",
@@ -212,12 +224,11 @@ export const runBulkBench = (options: BulkBenchOptions): Effect.Effect<void, Ben
       })
       await refused.text()
       const bombMs = performance.now() - bombStarted
-      clearInterval(watch)
-      rssHighest = Math.max(rssHighest, memory(pid()!).rss)
+      const grew = rss.stop()
       console.log(
         `POST /data, gzip bomb of ${(bomb.length / 1e6).toFixed(1)} MB inflating to 1 GiB: ${refused.status} in ${
           bombMs.toFixed(0)
-        } ms; server RSS ${rssBefore.toFixed(0)} MiB before, at most +${(rssHighest - rssBefore).toFixed(0)} MiB`
+        } ms; server RSS ${rss.before.toFixed(0)} MiB before, at most +${grew.toFixed(0)} MiB`
       )
 
       if (options.exportRows > 0) {

@@ -92,6 +92,12 @@ export const keysetOf = (record: StoredRecord): { readonly occurredAt: Date; rea
   id: record.id
 })
 
+/** `keysetOf` for a row read from `records`, with no record made. */
+const keysetOfRow = (row: RecordRow): { readonly occurredAt: Date; readonly id: string } => ({
+  occurredAt: new Date(row.occurred_at),
+  id: row.id
+})
+
 /** A page as its records' answer texts (`recordText`), and where each record sits in the page's order. */
 export interface TextPage {
   readonly texts: ReadonlyArray<string>
@@ -358,7 +364,7 @@ export class RecordStore extends Context.Service<RecordStore, {
           "list",
           Effect.map(pageRows(q), (rows): TextPage => ({
             texts: rows.map(rowText),
-            keyset: (i) => ({ occurredAt: new Date(rows[i].occurred_at), id: rows[i].id })
+            keyset: (i) => keysetOfRow(rows[i])
           }))
         )
 
@@ -394,7 +400,7 @@ export class RecordStore extends Context.Service<RecordStore, {
                 read = Number(row.n)
                 if (row.hit) records.push(toRecord(row))
                 if (records.length === q.limit) break
-                if (row.last && read === left) stoppedAt = { occurredAt: new Date(row.occurred_at), id: row.id }
+                if (row.last && read === left) stoppedAt = keysetOfRow(row)
               }
               scanned += read
             }
