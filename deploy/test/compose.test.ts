@@ -136,7 +136,7 @@ describe("deploy/Containerfile", () => {
     const entrypoint = instructions.find((i) => i.startsWith("ENTRYPOINT "))!
     expect(JSON.parse(entrypoint.slice("ENTRYPOINT ".length))).toEqual(["/usr/local/bin/node"])
     const cmd = instructions.find((i) => i.startsWith("CMD "))!
-    expect(JSON.parse(cmd.slice("CMD ".length))).toEqual(["/app/server.mjs"])
+    expect(JSON.parse(cmd.slice("CMD ".length))).toEqual(["--max-semi-space-size=32", "/app/server.mjs"])
     expect(instructions.some((i) => i.startsWith("HEALTHCHECK"))).toBe(false)
   })
 

@@ -3,7 +3,7 @@
  * the scope closes), and the server's CLI for tenants and keys. Both are this
  * workspace's unless a benchmark names another checkout's (`bench scale --server-main`).
  */
-import { cliMain, serverMain } from "@strata/server"
+import { cliMain, serverMain, serverNodeFlags } from "@strata/server"
 import { Effect, type Scope } from "effect"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { once } from "node:events"
@@ -90,7 +90,11 @@ export const serverProcess = (options: {
     const port = yield* freePort
     const base = `http://${HOST}:${port}`
     const spawnOne = (): ChildProcess => {
-      const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.main ?? serverMain], {
+      const child = spawn(process.execPath, [
+        ...serverNodeFlags,
+        ...(options.nodeArgs ?? []),
+        options.main ?? serverMain
+      ], {
         stdio: ["ignore", options.output ?? "inherit", options.output ?? "inherit"],
         env: withOverrides(process.env, { ...options.env, HOST, PORT: String(port) })
       })

@@ -25,7 +25,14 @@ export { nextPartition, type PartitionBounds, partitionFor } from "./records/Par
 export { recordCacheKey } from "./records/RecordCache.ts"
 export { makeRecordId } from "./records/RecordId.ts"
 
-/** The server's program, for `node <serverMain>` (it reads the environment, as `pnpm start`). */
+/** The server's program, for `node <serverNodeFlags> <serverMain>` (it reads the environment, as `pnpm start`). */
 export const serverMain: string = fileURLToPath(new URL("./main.ts", import.meta.url))
+/**
+ * Node flags the server runs with wherever its own scripts start it (scripts/start,
+ * the image's command): V8's young generation at the size it has on a machine
+ * with memory to spare, which a memory limit would otherwise make small
+ * (docs/PERFORMANCE.md, "The young generation").
+ */
+export const serverNodeFlags: ReadonlyArray<string> = ["--max-semi-space-size=32"]
 /** The command-line tool's program, for `node <cliMain> <command>` (as `pnpm strata`). */
 export const cliMain: string = fileURLToPath(new URL("./cli/main.ts", import.meta.url))

@@ -2,6 +2,8 @@
  * The composition root: reads the configuration, picks the real layers
  * (PostgreSQL or the embedded PGlite) and serves the HTTP app.
  */
+// First: a V8 setting that must hold before the rest of the server runs.
+import "./platform/runtime/Pretenuring.ts"
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Duration, Effect, Exit, Layer, Ref, Result, Runtime } from "effect"
 import { layerServer, layerStorage, withServices } from "./App.ts"
