@@ -4,7 +4,18 @@
  */
 import { randomFillSync } from "node:crypto"
 
-const HEX: ReadonlyArray<string> = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
+/** Each byte's two hex digits, as character codes: HEX_DIGITS[2b] and HEX_DIGITS[2b + 1]. */
+const HEX_DIGITS = Uint8Array.from(
+  { length: 512 },
+  (_, i) => "0123456789abcdef".charCodeAt(i % 2 === 0 ? i >> 5 : (i >> 1) & 15)
+)
+/**
+ * Where an id's 36 characters are written before they become one string. Added
+ * up with `+=`, they made a tree of 14 string pieces, 480 bytes an id against 56
+ * flat, held by every record waiting for its commit (an atomic bulk body of
+ * 200,000 held 86 MB of them), and took four times as long.
+ */
+const TEXT = Buffer.alloc(36)
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 // Random bytes are drawn 4 KiB at a time: a system call per id showed in profiles.
@@ -26,12 +37,13 @@ export const makeRecordId = (occurredAtMs: number): string => {
   }
   bytes[6] = (bytes[6] & 0x0f) | 0x70 // version 7
   bytes[8] = (bytes[8] & 0x3f) | 0x80 // RFC 9562 variant
-  let out = ""
+  let at = 0
   for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) out += "-"
-    out += HEX[bytes[i]]
+    if (i === 4 || i === 6 || i === 8 || i === 10) TEXT[at++] = 45 // "-"
+    TEXT[at++] = HEX_DIGITS[2 * bytes[i]]
+    TEXT[at++] = HEX_DIGITS[2 * bytes[i] + 1]
   }
-  return out
+  return TEXT.toString("latin1", 0, 36)
 }
 
 /** The time prefix of a UUIDv7 in milliseconds, or undefined when `id` is not a UUIDv7. */
