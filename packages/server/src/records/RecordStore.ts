@@ -215,7 +215,6 @@ export class RecordStore extends Context.Service<RecordStore, {
             yield* partitions.ensure(records.map((r) => r.occurredAt.getTime()))
             const ingestedAt = new Date()
             const ingested = ingestedAt.toISOString()
-            const stored = records.map((r) => storedOf(r, ingested))
             const xid = records.length <= INSERT_CHUNK
               ? yield* insertChunk(records, ingestedAt, 0)
               : yield* sql.withTransaction(Effect.gen(function*() {
@@ -225,7 +224,15 @@ export class RecordStore extends Context.Service<RecordStore, {
                 }
                 return last
               }))
-            return { records: stored as unknown as Arr.NonEmptyReadonlyArray<StoredRecord>, xid }
+            // Made when asked for: a bulk body's commit never asks, and 500,000 records
+            // made at once (with their times as text) could outgrow a pod's heap.
+            let stored: Arr.NonEmptyReadonlyArray<StoredRecord> | undefined
+            return {
+              get records() {
+                return stored ??= Arr.map(records, (r) => storedOf(r, ingested))
+              },
+              xid
+            }
           }),
           "write",
           // An atomic bulk write is one transaction however many rows it has: DB_TIMEOUT for each ROWS_PER_TIMEOUT.

@@ -32,12 +32,18 @@ interface Unit {
 }
 
 /** The part of a commit that is one unit's: its records from `offset`, and its last record's position. */
-const writtenOf = (committed: Committed, offset: number, n: number): Written => ({
-  records: (offset === 0 && n === committed.records.length
-    ? committed.records
-    : committed.records.slice(offset, offset + n)) as unknown as Arr.NonEmptyReadonlyArray<StoredRecord>,
-  position: { xid: committed.xid, n: offset + n }
-})
+const writtenOf = (committed: Committed, offset: number, n: number): Written => {
+  // Made when asked for, as Committed's: a bulk body's chunks want only the position.
+  let mine: Arr.NonEmptyReadonlyArray<StoredRecord> | undefined
+  return {
+    get records() {
+      return mine ??= (offset === 0 && n === committed.records.length
+        ? committed.records
+        : committed.records.slice(offset, offset + n)) as unknown as Arr.NonEmptyReadonlyArray<StoredRecord>
+    },
+    position: { xid: committed.xid, n: offset + n }
+  }
+}
 
 /** Called after every commit of this process: the change feed's hint that there is news (never needed for correctness). */
 export type CommitListener = () => void
