@@ -29,9 +29,8 @@ export { makeRecordId } from "./records/RecordId.ts"
 export const serverMain: string = fileURLToPath(new URL("./main.ts", import.meta.url))
 /**
  * Node flags the server runs with wherever its own scripts start it (scripts/start,
- * the image's command): V8's young generation at the size it has on a machine
- * with memory to spare, which a memory limit would otherwise make small
- * (docs/PERFORMANCE.md, "The young generation").
+ * the image's command): a 32 MiB semi-space, which a memory limit would
+ * otherwise make small (docs/PERFORMANCE.md, "The young generation").
  */
 export const serverNodeFlags: ReadonlyArray<string> = ["--max-semi-space-size=32"]
 /** The command-line tool's program, for `node <cliMain> <command>` (as `pnpm strata`). */

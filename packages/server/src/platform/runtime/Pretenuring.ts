@@ -1,7 +1,7 @@
 /**
  * Turns V8's allocation-site pretenuring off for the server process; main.ts
  * imports this first, so it holds before any code has run long enough to be
- * judged (docs/PERFORMANCE.md, "Pretenuring").
+ * judged (docs/PERFORMANCE.md, "Since: pretenuring off").
  *
  * Why: pretenuring puts the objects of an allocation site straight into the old
  * generation once most of them were seen surviving a scavenge. Under a long
