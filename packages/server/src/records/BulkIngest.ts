@@ -6,10 +6,15 @@
  * good ones written through the group commit (RecordWriter) with their ids,
  * outbox events and changes like every other write.
  *
- * - `atomic`: every line is checked before anything is written; then the
- *   records go in as one unit, in one transaction of their own, so a bad line
- *   or a failed commit leaves nothing stored. The validated rows are held until
- *   then: MAX_BULK_BYTES bounds them.
+ * - `atomic`: the records go in as one unit, in one transaction of their own, so
+ *   a bad line or a failed commit leaves nothing stored. On PostgreSQL the
+ *   transaction opens with the first chunk of BULK_CHUNK good lines and takes
+ *   each chunk while the body still arrives (RecordWriter.writeStream); it
+ *   commits only once the body has ended with no bad line (and its
+ *   Idempotency-Key is claimed), and rolls back at the first bad line or when
+ *   the request ends otherwise. So memory stays flat and checking overlaps
+ *   writing. On the embedded database (one connection) the checked rows are
+ *   held and written at the end: MAX_BULK_BYTES bounds them.
  * - `partial`: the good lines are written in chunks of BULK_CHUNK while the
  *   body still arrives, each a transaction of its own, at most two at once (the
  *   body is not read further meanwhile), so memory stays flat and PostgreSQL
@@ -29,7 +34,7 @@ import {
   PayloadTooLarge,
   ValidationFailed
 } from "@strata/domain"
-import { Array as Arr, Context, Effect, Fiber, Layer, Result, Schema, Stream } from "effect"
+import { Array as Arr, type Cause, Context, Effect, Fiber, Layer, Queue, Result, Schema, Stream } from "effect"
 import { pipeline, Readable } from "node:stream"
 import { HttpConfig } from "../platform/config/HttpConfig.ts"
 import { type Coding, corruptBody, decoderFor } from "../platform/http/ContentCoding.ts"
@@ -65,6 +70,11 @@ export interface BulkInput {
   readonly onSent?: ((bytes: Uint8Array) => void) | undefined
 }
 
+/** An atomic body's open transaction (RecordWriter.writeStream): `commit` sends the rows left and ends it. */
+export interface OpenUnit {
+  readonly commit: (rest: ReadonlyArray<RecordToStore>) => Effect.Effect<FeedPosition, DbError>
+}
+
 /** What the body held, once read: the count of lines, the bad ones, and the records written or to write. */
 export interface BulkRead {
   readonly mode: BulkMode
@@ -74,6 +84,8 @@ export interface BulkRead {
   readonly errors: ReadonlyArray<LineError>
   /** Records checked and not written yet. */
   readonly rows: ReadonlyArray<RecordToStore>
+  /** An atomic body's transaction, open and holding its records but `rows`, when it streamed into one. */
+  readonly open: OpenUnit | undefined
   /** Records written while the body streamed, and the position of the latest write. */
   readonly written: number
   readonly position: FeedPosition | undefined
@@ -86,6 +98,22 @@ export interface BulkWritten {
   readonly errors: ReadonlyArray<LineError>
   readonly position: FeedPosition | undefined
 }
+
+/** An open unit as its body's reader holds it: the chunks on their way, and the fiber whose transaction takes them. */
+interface Transaction {
+  readonly queue: Queue.Queue<Arr.NonEmptyReadonlyArray<RecordToStore>, Cause.Done>
+  readonly fiber: Fiber.Fiber<FeedPosition, DbError>
+}
+
+/** Ends an open unit: its last rows, then the end of its chunks; answers once it committed. */
+const commitOf = (unit: Transaction): OpenUnit => ({
+  commit: (rest) =>
+    Effect.gen(function*() {
+      if (Arr.isReadonlyArrayNonEmpty(rest)) yield* Queue.offer(unit.queue, rest)
+      yield* Queue.end(unit.queue)
+      return yield* Fiber.join(unit.fiber)
+    })
+})
 
 export const bulkResultText = (r: BulkWritten): string =>
   JSON.stringify({ received: r.received, accepted: r.accepted, rejected: r.rejected, errors: r.errors })
@@ -106,6 +134,7 @@ export class BulkIngest extends Context.Service<BulkIngest, {
 
       const read = Effect.fnUntraced(function*(input: BulkInput) {
         const streaming = input.mode === "partial" && input.onSent === undefined
+        const writeStream = input.mode === "atomic" ? writer.writeStream : undefined
         const sent = input.onSent === undefined
           ? input.body
           : Stream.map(input.body, (bytes) => {
@@ -130,6 +159,7 @@ export class BulkIngest extends Context.Service<BulkIngest, {
         let written = 0
         let position: FeedPosition | undefined
         const pending: Array<Fiber.Fiber<{ readonly n: number; readonly position: FeedPosition }, DbError>> = []
+        let unit: Transaction | undefined
         const now = Date.now()
 
         const reject = (line: number, fieldErrors: ReadonlyArray<FieldError>) => {
@@ -154,6 +184,32 @@ export class BulkIngest extends Context.Service<BulkIngest, {
             )
           )
           while (pending.length >= CHUNKS_IN_FLIGHT) yield* settle(pending.shift()!)
+        })
+
+        /** An atomic body's chunk into its transaction, opened with the first; waits while the one before is written. */
+        const send = Effect.fnUntraced(function*() {
+          if (!Arr.isArrayNonEmpty(rows)) return
+          const chunk = rows
+          rows = []
+          if (unit === undefined) {
+            const queue = yield* Queue.bounded<Arr.NonEmptyReadonlyArray<RecordToStore>, Cause.Done>(1)
+            // Ended early (a failed statement), the transaction shuts its queue: the offer below says so.
+            const fiber = yield* Effect.forkChild(
+              Effect.ensuring(writeStream!(Stream.fromQueue(queue)), Queue.shutdown(queue))
+            )
+            unit = { queue, fiber }
+          }
+          if (!(yield* Queue.offer(unit.queue, chunk))) {
+            yield* Fiber.join(unit.fiber)
+            return yield* Effect.die(new Error("a bulk transaction ended before its body"))
+          }
+        })
+        /** The first bad line of an atomic body: nothing of it will be stored, so its transaction ends now. */
+        const abandon = Effect.fnUntraced(function*() {
+          rows = []
+          if (unit === undefined) return
+          yield* Fiber.interrupt(unit.fiber)
+          unit = undefined
         })
 
         /**
@@ -227,7 +283,8 @@ export class BulkIngest extends Context.Service<BulkIngest, {
             schema?.version ?? null
           )
           if (Result.isFailure(row)) return reject(lineNumber, [row.failure])
-          rows.push(row.success)
+          // An atomic body with a bad line stores nothing: its later rows are checked, not kept.
+          if (input.mode === "partial" || rejected === 0) rows.push(row.success)
         }
 
         const check = Effect.fnUntraced(function*(batch: ReadonlyArray<Line>) {
@@ -241,8 +298,11 @@ export class BulkIngest extends Context.Service<BulkIngest, {
             // The stream's schema as this process knows it; read once when it does not.
             const known = schemas.peekUnsafe(input.tenant, record.stream)
             keep(line.number, record, known === undefined ? yield* schemas.current(input.tenant, record.stream) : known)
-            if (streaming && rows.length >= BULK_CHUNK) yield* flush()
+            if (rows.length < BULK_CHUNK) continue
+            if (streaming) yield* flush()
+            else if (writeStream !== undefined && rejected === 0) yield* send()
           }
+          if (writeStream !== undefined && rejected > 0) yield* abandon()
         })
 
         const readAll = Effect.gen(function*() {
@@ -288,6 +348,7 @@ export class BulkIngest extends Context.Service<BulkIngest, {
             rejected,
             errors,
             rows,
+            open: unit === undefined ? undefined : commitOf(unit),
             written,
             position
           } satisfies BulkRead
@@ -323,6 +384,16 @@ export class BulkIngest extends Context.Service<BulkIngest, {
             detail: `${read.rejected} of ${read.received} lines are invalid; nothing was stored`,
             errors: read.errors
           })
+        }
+        if (read.open !== undefined) {
+          const position = yield* read.open.commit(read.rows)
+          return {
+            received: read.received,
+            accepted: position.n,
+            rejected: 0,
+            errors: read.errors,
+            position
+          } satisfies BulkWritten
         }
         let written = read.written
         let position = read.position

@@ -138,12 +138,20 @@ export class RecordPartitions extends Context.Service<RecordPartitions, {
       const overlapping = (from: number, to: number) =>
         Effect.map(refresh, () => snapshot.partitions.filter((p) => p.to > from && p.from < to))
 
+      // Made as a table of its own, then attached, in one transaction: ATTACH PARTITION
+      // takes a lock on `records` that writes and reads do not wait for, nor it for them,
+      // where CREATE TABLE ... PARTITION OF waits for every open transaction on `records`
+      // (an atomic bulk body's stays open while its body arrives) and holds up every
+      // statement after it meanwhile. Its indexes come from `records` as it attaches.
       const create = (ms: number) => {
         const p = partitionFor(partitionInterval, ms)
-        return sql`CREATE TABLE IF NOT EXISTS ${sql(p.name)} PARTITION OF records
+        return sql.withTransaction(Effect.andThen(
+          sql`CREATE TABLE IF NOT EXISTS ${sql(p.name)} (LIKE records INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`,
+          sql`ALTER TABLE records ATTACH PARTITION ${sql(p.name)}
             FOR VALUES FROM (${sql.literal(`'${p.from.toISOString()}'`)}) TO (${
-          sql.literal(`'${p.to.toISOString()}'`)
-        })`.pipe(
+            sql.literal(`'${p.to.toISOString()}'`)
+          })`
+        )).pipe(
           // Made by another process since we looked (IF NOT EXISTS), or one of
           // other bounds holds the instant (the interval was changed): either way
           // the catalog says where it lives now.

@@ -7,10 +7,10 @@
  */
 import { PgClient, PgTypes } from "@effect/sql-pg"
 import { MAX_FUTURE_MS, type StoredRecord } from "@strata/domain"
-import { Array as Arr, Clock, Context, Effect, Layer, Option, Result } from "effect"
-import type { SqlError } from "effect/sql"
+import { Array as Arr, Clock, Context, Effect, Layer, Option, Result, Semaphore, Stream } from "effect"
+import { SqlError } from "effect/sql"
 import { AppConfig } from "../platform/config/AppConfig.ts"
-import type { DbError } from "../platform/sql/DbError.ts"
+import { type DbError, fromSqlError } from "../platform/sql/DbError.ts"
 import { DbPolicy } from "../platform/sql/DbPolicy.ts"
 import { readClient } from "../platform/sql/ReadTarget.ts"
 import { indexedField, indexedRows, type IndexSpec } from "../schemas/StreamIndexes.ts"
@@ -46,6 +46,12 @@ export interface RecordToStore {
 export interface Committed {
   readonly records: Arr.NonEmptyReadonlyArray<StoredRecord>
   readonly xid: bigint
+}
+
+/** What a streamed unit committed (RecordStore.insertStream): its transaction and how many records it wrote. */
+export interface CommittedStream {
+  readonly xid: bigint
+  readonly n: number
 }
 
 /** A record as readers name it: its tenant and id. */
@@ -123,6 +129,20 @@ export interface FilteredPage {
 export class RecordStore extends Context.Service<RecordStore, {
   /** Writes the records, one outbox event and one change each, in one transaction: all or none. */
   readonly insert: (records: Arr.NonEmptyReadonlyArray<RecordToStore>) => Effect.Effect<Committed, DbError>
+  /**
+   * The same for a unit that arrives in chunks (an atomic bulk body as it
+   * streams): one transaction, kept open while the chunks arrive, each written as
+   * it comes; committed when `chunks` ends, rolled back when it fails or the
+   * caller is interrupted. It holds a connection all along, so at most half of the
+   * pool's connections are held so at once: a later unit waits for a place before
+   * it opens. Undefined on a pool of one connection (the embedded database), which
+   * an open transaction would take from every other request.
+   */
+  readonly insertStream:
+    | (<E>(
+      chunks: Stream.Stream<Arr.NonEmptyReadonlyArray<RecordToStore>, E>
+    ) => Effect.Effect<CommittedStream, E | DbError>)
+    | undefined
   /**
    * Reads records by tenant and id, many in one statement: the answer holds each
    * key's record, in the order of `keys` (none for an id no record has, in that tenant).
@@ -238,6 +258,32 @@ export class RecordStore extends Context.Service<RecordStore, {
           // An atomic bulk write is one transaction however many rows it has: DB_TIMEOUT for each ROWS_PER_TIMEOUT.
           Math.ceil(records.length / ROWS_PER_TIMEOUT)
         )
+
+      const poolSize = (sql.config as PgClient.PgPoolConfig).maxConnections ?? DEFAULT_POOL_SIZE
+      const openUnits = Semaphore.makeUnsafe(Math.max(1, Math.floor(poolSize / 2)))
+      const insertStream = <E>(chunks: Stream.Stream<Arr.NonEmptyReadonlyArray<RecordToStore>, E>) =>
+        openUnits.withPermits(1)(Effect.gen(function*() {
+          // Partitions are made outside the transaction, on a connection of the pool:
+          // made inside, they would lock `records` for every reader until it commits.
+          const outside = yield* Effect.context<never>()
+          const ingestedAt = new Date()
+          let n = 0
+          let xid = 0n
+          yield* sql.withTransaction(Stream.runForEach(chunks, (chunk) =>
+            guard(
+              "insertStream",
+              Effect.andThen(
+                Effect.provideContext(partitions.ensure(chunk.map((r) => r.occurredAt.getTime())), outside),
+                insertChunk(chunk, ingestedAt, n)
+              ),
+              "transaction",
+              Math.ceil(chunk.length / ROWS_PER_TIMEOUT)
+            ).pipe(Effect.map((last) => {
+              xid = last
+              n += chunk.length
+            })))).pipe(Effect.mapError((e) => SqlError.isSqlError(e) ? fromSqlError(e) : e))
+          return { xid, n }
+        }))
 
       // A read names the partitions it reads (RecordPartitions says why): the ids
       // of each partition are looked up through its primary key. A batch within one
@@ -444,7 +490,15 @@ export class RecordStore extends Context.Service<RecordStore, {
           })
         )
 
-      return RecordStore.of({ insert, findByIds, list, listText, listFiltered, maintainPartitions })
+      return RecordStore.of({
+        insert,
+        insertStream: poolSize >= 2 ? insertStream : undefined,
+        findByIds,
+        list,
+        listText,
+        listFiltered,
+        maintainPartitions
+      })
     })
   )
 
@@ -552,7 +606,16 @@ export class RecordStore extends Context.Service<RecordStore, {
           return { created: [], dropped: current.size === next.size ? [] : ["(memory)"] }
         })
 
-      return RecordStore.of({ insert, findByIds, list, listText, listFiltered, maintainPartitions })
+      // All at the end, as one insert: nothing here is shared while the chunks arrive.
+      const insertStream = <E>(chunks: Stream.Stream<Arr.NonEmptyReadonlyArray<RecordToStore>, E>) =>
+        Effect.flatMap(Stream.runCollect(chunks), (collected) => {
+          const all = collected.flat()
+          return Arr.isArrayNonEmpty(all)
+            ? Effect.map(insert(all), (c) => ({ xid: c.xid, n: all.length }))
+            : Effect.succeed({ xid: 0n, n: 0 })
+        })
+
+      return RecordStore.of({ insert, insertStream, findByIds, list, listText, listFiltered, maintainPartitions })
     })
   )
 }
@@ -645,6 +708,9 @@ const MAX_WALK = 64
 /** The order of GET /data pages: by occurredAt, then id. */
 const compareKeyset = (a: { occurredAt: string; id: string }, b: { occurredAt: string; id: string }) =>
   a.occurredAt === b.occurredAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.occurredAt < b.occurredAt ? -1 : 1
+
+/** The driver's pool size when none is given. */
+const DEFAULT_POOL_SIZE = 10
 
 /** The rows one DB_TIMEOUT is for in a write: group commits (WRITE_BATCH_MAX) stay within one; a bulk write gets more. */
 const ROWS_PER_TIMEOUT = 10_000

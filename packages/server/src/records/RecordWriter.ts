@@ -10,7 +10,7 @@
  * (`write`); one fiber per batch runs the transaction.
  */
 import type { StoredRecord } from "@strata/domain"
-import { Array as Arr, Context, Duration, Effect, Exit, FiberSet, Layer, Metric, Tracer } from "effect"
+import { Array as Arr, Context, Duration, Effect, Exit, FiberSet, Layer, Metric, type Stream, Tracer } from "effect"
 import { DatabaseConfig } from "../platform/config/DatabaseConfig.ts"
 import { RequestId } from "../platform/http/RequestId.ts"
 import { linksTo } from "../platform/observability/Tracing.ts"
@@ -63,6 +63,16 @@ export class RecordWriter extends Context.Service<RecordWriter, {
    * single POSTs behind them. The caller bounds how many it runs at once.
    */
   readonly writeAlone: (records: Arr.NonEmptyReadonlyArray<RecordToStore>) => Effect.Effect<Written, DbError>
+  /**
+   * The same for a unit whose records arrive in chunks: written as they come, in one
+   * transaction left open meanwhile, committed when `chunks` ends; the position is
+   * its last record's. Undefined where the store cannot (RecordStore.insertStream).
+   */
+  readonly writeStream:
+    | (<E>(
+      chunks: Stream.Stream<Arr.NonEmptyReadonlyArray<RecordToStore>, E>
+    ) => Effect.Effect<FeedPosition, E | DbError>)
+    | undefined
   /** The same, for callers outside a fiber: `done` is called once, after the commit or the failure. */
   readonly submitUnsafe: (
     records: Arr.NonEmptyReadonlyArray<RecordToStore>,
@@ -164,6 +174,14 @@ export class RecordWriter extends Context.Service<RecordWriter, {
       }
 
       return RecordWriter.of({
+        writeStream: db.insertStream === undefined ? undefined : (chunks) =>
+          db.insertStream!(chunks).pipe(
+            Effect.map((c) => {
+              notifyCommitted()
+              return { xid: c.xid, n: c.n }
+            }),
+            Effect.withSpan("RecordWriter.streamedCommit", undefined, { captureStackTrace: false })
+          ),
         submitUnsafe: (records, done) => enqueue({ records, done, span: undefined }),
         onCommitUnsafe: (listener) => {
           listeners.add(listener)

@@ -7,7 +7,7 @@
  * On PostgreSQL an index is made on the parent alone (`ON ONLY`, invalid), then
  * built on each partition with CREATE INDEX CONCURRENTLY, so writes go on, and
  * attached; once every partition's is attached the parent's is valid, and the
- * partitions made later get it when they are created (`PARTITION OF`).
+ * partitions made later get it when they are attached (RecordPartitions).
  *
  * Builds are coordinated through the database, which several processes share:
  * one process at a time builds, the one holding a session-level advisory lock

@@ -23,8 +23,11 @@ import { withDeadline } from "../runtime/Deadline.ts"
 import { CircuitOpen, DbError, fromSqlError, Timeout } from "./DbError.ts"
 import { ReadTarget } from "./ReadTarget.ts"
 
-/** `idempotent` calls (reads, upserts, DDL with IF [NOT] EXISTS) may be retried after any transient failure. */
-export type CallKind = "idempotent" | "write"
+/**
+ * `idempotent` calls (reads, upserts, DDL with IF [NOT] EXISTS) may be retried after any transient failure;
+ * `write`s only when the database rolled back; a statement of an open `transaction` never (its transaction is lost).
+ */
+export type CallKind = "idempotent" | "write" | "transaction"
 
 /**
  * A store's database calls under the policy: each named `<store>.<call>` (its span and metrics), idempotent unless said.
@@ -107,7 +110,7 @@ export class DbPolicy extends Context.Service<DbPolicy, {
         })
 
       const retryable = (kind: CallKind) => (error: DbError) =>
-        error.transient && (kind === "idempotent" || error.rolledBack)
+        kind !== "transaction" && error.transient && (kind === "idempotent" || error.rolledBack)
 
       const onReplica = <A>(
         name: string,
