@@ -28,20 +28,22 @@ export const makeRecordId = (occurredAtMs: number): string => {
     randomFillSync(POOL)
     used = 0
   }
-  const bytes = POOL.slice(used, used + 16)
+  // The id's 16 bytes are written over its place in the pool (used once), not copied out of it.
+  const base = used
   used += 16
   let ms = occurredAtMs
   for (let i = 5; i >= 0; i--) {
-    bytes[i] = ms % 256
+    POOL[base + i] = ms % 256
     ms = Math.floor(ms / 256)
   }
-  bytes[6] = (bytes[6] & 0x0f) | 0x70 // version 7
-  bytes[8] = (bytes[8] & 0x3f) | 0x80 // RFC 9562 variant
+  POOL[base + 6] = (POOL[base + 6] & 0x0f) | 0x70 // version 7
+  POOL[base + 8] = (POOL[base + 8] & 0x3f) | 0x80 // RFC 9562 variant
   let at = 0
   for (let i = 0; i < 16; i++) {
     if (i === 4 || i === 6 || i === 8 || i === 10) TEXT[at++] = 45 // "-"
-    TEXT[at++] = HEX_DIGITS[2 * bytes[i]]
-    TEXT[at++] = HEX_DIGITS[2 * bytes[i] + 1]
+    const byte = POOL[base + i]
+    TEXT[at++] = HEX_DIGITS[2 * byte]
+    TEXT[at++] = HEX_DIGITS[2 * byte + 1]
   }
   return TEXT.toString("latin1", 0, 36)
 }
