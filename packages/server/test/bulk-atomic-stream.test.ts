@@ -147,6 +147,29 @@ describe("an atomic bulk body written as it arrives, on PostgreSQL", async () =>
     expect(await openTransactions()).toBe(0)
   }, 60_000)
 
+  it.skipIf(!available)(
+    "an Idempotency-Key's retry replays the answer: the retry's transaction rolls back",
+    async () => {
+      const stream = newStream()
+      const body = lines(stream, 1, 2500)
+      const send = () =>
+        fetch(`${server!.base}/data/bulk`, {
+          method: "POST",
+          headers: dataHeaders(server!, { "content-type": "application/x-ndjson", "idempotency-key": `k-${stream}` }),
+          body
+        })
+      const first = await send()
+      expect(first.status).toBe(200)
+      const again = await send()
+      expect(again.status).toBe(200)
+      expect(again.headers.get("idempotent-replayed")).toBe("true")
+      expect(await again.text()).toBe(await first.text())
+      expect(await countIn("records", stream)).toBe(2500)
+      await eventually(async () => (await openTransactions()) === 0, 10_000)
+    },
+    60_000
+  )
+
   it.skipIf(!available)("a client that goes away mid-body leaves nothing stored and no transaction open", async () => {
     const stream = newStream()
     const { body } = gated(lines(stream, 1, 2500), "")
