@@ -3,7 +3,7 @@
  * every record of the query (stream, key, from, to, order), one a line, each
  * exactly as `GET /data/{id}` answers it, read in keyset pages of
  * EXPORT_PAGE as the client takes them, a page or two ahead. No more than
- * three pages are held, whatever the size, and a client that goes away stops
+ * five pages are held, whatever the size, and a client that goes away stops
  * the read.
  */
 import type { ListQuery, ValidationFailed } from "@strata/domain"
@@ -19,7 +19,7 @@ import { recordText } from "./RecordJson.ts"
 import { keysetOf, RecordStore } from "./RecordStore.ts"
 
 /** Records a page of an export reads. */
-export const EXPORT_PAGE = 1000
+export const EXPORT_PAGE = 5000
 
 const NDJSON_ACCEPTED = /application\/(?:x-ndjson|jsonl|x-jsonlines)(?!\s*;\s*q\s*=\s*0(?:\.0*)?\s*(?:,|$))/i
 
@@ -77,20 +77,23 @@ export class RecordExport extends Context.Service<RecordExport, {
         const query = (after: After) => ({ ...page, limit: EXPORT_PAGE, after })
         // Without filters a page goes from rows to text with no record made for each;
         // filters read each record's data, so they check records, row by row (the
-        // export reads every page anyway).
+        // export reads every page anyway). A page's text is made after the next
+        // page's read has started: that needs only this page's last keyset.
         const pageText = (after: After) =>
           filters.length === 0
-            ? Effect.map(store.listText(query(after)), ({ keyset, texts }) => ({
-              text: texts.join("\n") + "\n",
-              count: texts.length,
-              last: texts.length === 0 ? undefined : keyset(texts.length - 1)
+            ? Effect.map(store.listText(query(after)), (page) => ({
+              text: () => page.texts().join("\n") + "\n",
+              count: page.size,
+              last: page.size === 0 ? undefined : page.keyset(page.size - 1)
             }))
             : Effect.map(store.list(query(after)), (records) => {
-              let text = ""
-              for (const record of records) if (matchesAll(filters, record.data)) text += `${recordText(record)}\n`
               const last = records.at(-1)
               return {
-                text,
+                text: () => {
+                  let text = ""
+                  for (const record of records) if (matchesAll(filters, record.data)) text += `${recordText(record)}\n`
+                  return text
+                },
                 count: records.length,
                 last: last && keysetOf(last)
               }
@@ -100,16 +103,22 @@ export class RecordExport extends Context.Service<RecordExport, {
             need: replicated ? horizon : "primary",
             final: (chunk) => chunk.count === EXPORT_PAGE
           })
-        // The next page is read while the client takes this one: PostgreSQL and the
-        // server work at once, and three pages are held at most (one being sent,
-        // one waiting, one just read).
-        const body = Stream.unfold<After | "done", Uint8Array, DbError, never>(undefined, (after) =>
+        // Pages are read one after another (each starts after the last), in a fiber
+        // of their own that runs a page ahead of the one made into text, which runs a
+        // page ahead of the one the client takes: PostgreSQL reads the next page while
+        // the server writes this one out. Five pages are held at most (one being read,
+        // one read, one being made into text, one made, one being sent).
+        const body = Stream.unfold(undefined as After | "done", (after) =>
           after === "done"
             ? Effect.succeed(undefined)
             : Effect.map(read(after), (chunk) => {
               if (chunk.count === 0) return undefined
-              return [Buffer.from(chunk.text), chunk.count < EXPORT_PAGE ? "done" as const : chunk.last] as const
-            })).pipe(Stream.buffer({ capacity: 1 }))
+              return [chunk, chunk.count < EXPORT_PAGE ? "done" as const : chunk.last] as const
+            })).pipe(
+            Stream.buffer({ capacity: 1 }),
+            Stream.map((chunk): Uint8Array => Buffer.from(chunk.text())),
+            Stream.buffer({ capacity: 1 })
+          )
         return { body, position: positions.encode(tenant, { xid: horizon, n: 0 }) }
       })
 

@@ -104,9 +104,14 @@ const keysetOfRow = (row: RecordRow): { readonly occurredAt: Date; readonly id: 
   id: row.id
 })
 
-/** A page as its records' answer texts (`recordText`), and where each record sits in the page's order. */
+/**
+ * A page as its records' answer texts (`recordText`), and where each record sits in
+ * the page's order. The texts are made when asked for: an export asks for the next
+ * page (which needs only the last keyset) before it writes this one.
+ */
 export interface TextPage {
-  readonly texts: ReadonlyArray<string>
+  readonly size: number
+  readonly texts: () => ReadonlyArray<string>
   readonly keyset: (index: number) => { readonly occurredAt: Date; readonly id: string }
 }
 
@@ -416,7 +421,8 @@ export class RecordStore extends Context.Service<RecordStore, {
         guard(
           "list",
           Effect.map(pageRows(q), (rows): TextPage => ({
-            texts: rows.map(rowText),
+            size: rows.length,
+            texts: () => rows.map(rowText),
             keyset: (i) => keysetOfRow(rows[i])
           }))
         )
@@ -570,7 +576,8 @@ export class RecordStore extends Context.Service<RecordStore, {
 
       const listText = (q: PageQuery) =>
         Effect.map(list(q), (records): TextPage => ({
-          texts: records.map((r) => recordText(r)),
+          size: records.length,
+          texts: () => records.map((r) => recordText(r)),
           keyset: (i) => keysetOf(records[i])
         }))
 

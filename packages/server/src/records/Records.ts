@@ -211,8 +211,8 @@ export class Records extends Context.Service<Records, {
               }
             )
             : Effect.map(store.listText(range), (found) => ({
-              texts: found.texts.slice(0, limit),
-              resume: found.texts.length > limit ? found.keyset(limit - 1) : undefined,
+              texts: found.texts().slice(0, limit),
+              resume: found.size > limit ? found.keyset(limit - 1) : undefined,
               scanned: undefined
             }))
           // The page's head and its rows come from one node; a page that ends the
