@@ -70,11 +70,6 @@ export interface BulkInput {
   readonly onSent?: ((bytes: Uint8Array) => void) | undefined
 }
 
-/** An atomic body's open transaction (RecordWriter.writeStream): `commit` sends the rows left and ends it. */
-export interface OpenUnit {
-  readonly commit: (rest: ReadonlyArray<RecordToStore>) => Effect.Effect<FeedPosition, DbError>
-}
-
 /** What the body held, once read: the count of lines, the bad ones, and the records written or to write. */
 export interface BulkRead {
   readonly mode: BulkMode
@@ -85,7 +80,7 @@ export interface BulkRead {
   /** Records checked and not written yet. */
   readonly rows: ReadonlyArray<RecordToStore>
   /** An atomic body's transaction, open and holding its records but `rows`, when it streamed into one. */
-  readonly open: OpenUnit | undefined
+  readonly open: Transaction | undefined
   /** Records written while the body streamed, and the position of the latest write. */
   readonly written: number
   readonly position: FeedPosition | undefined
@@ -99,21 +94,14 @@ export interface BulkWritten {
   readonly position: FeedPosition | undefined
 }
 
-/** An open unit as its body's reader holds it: the chunks on their way, and the fiber whose transaction takes them. */
-interface Transaction {
+/**
+ * An atomic body's open transaction (RecordWriter.writeStream): the chunks on their
+ * way to it, and the fiber that writes them and commits once the queue ends.
+ */
+export interface Transaction {
   readonly queue: Queue.Queue<Arr.NonEmptyReadonlyArray<RecordToStore>, Cause.Done>
   readonly fiber: Fiber.Fiber<FeedPosition, DbError>
 }
-
-/** Ends an open unit: its last rows, then the end of its chunks; answers once it committed. */
-const commitOf = (unit: Transaction): OpenUnit => ({
-  commit: (rest) =>
-    Effect.gen(function*() {
-      if (Arr.isReadonlyArrayNonEmpty(rest)) yield* Queue.offer(unit.queue, rest)
-      yield* Queue.end(unit.queue)
-      return yield* Fiber.join(unit.fiber)
-    })
-})
 
 export const bulkResultText = (r: BulkWritten): string =>
   JSON.stringify({ received: r.received, accepted: r.accepted, rejected: r.rejected, errors: r.errors })
@@ -348,7 +336,7 @@ export class BulkIngest extends Context.Service<BulkIngest, {
             rejected,
             errors,
             rows,
-            open: unit === undefined ? undefined : commitOf(unit),
+            open: unit,
             written,
             position
           } satisfies BulkRead
@@ -386,7 +374,10 @@ export class BulkIngest extends Context.Service<BulkIngest, {
           })
         }
         if (read.open !== undefined) {
-          const position = yield* read.open.commit(read.rows)
+          // The rows left, then the end of the chunks: the transaction commits.
+          if (Arr.isReadonlyArrayNonEmpty(read.rows)) yield* Queue.offer(read.open.queue, read.rows)
+          yield* Queue.end(read.open.queue)
+          const position = yield* Fiber.join(read.open.fiber)
           return {
             received: read.received,
             accepted: position.n,

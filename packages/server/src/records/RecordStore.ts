@@ -48,12 +48,6 @@ export interface Committed {
   readonly xid: bigint
 }
 
-/** What a streamed unit committed (RecordStore.insertStream): its transaction and how many records it wrote. */
-export interface CommittedStream {
-  readonly xid: bigint
-  readonly n: number
-}
-
 /** A record as readers name it: its tenant and id. */
 export interface RecordKey {
   readonly tenant: string
@@ -146,7 +140,7 @@ export class RecordStore extends Context.Service<RecordStore, {
   readonly insertStream:
     | (<E>(
       chunks: Stream.Stream<Arr.NonEmptyReadonlyArray<RecordToStore>, E>
-    ) => Effect.Effect<CommittedStream, E | DbError>)
+    ) => Effect.Effect<{ readonly xid: bigint; readonly n: number }, E | DbError>)
     | undefined
   /**
    * Reads records by tenant and id, many in one statement: the answer holds each

@@ -176,10 +176,7 @@ export class RecordWriter extends Context.Service<RecordWriter, {
       return RecordWriter.of({
         writeStream: db.insertStream === undefined ? undefined : (chunks) =>
           db.insertStream!(chunks).pipe(
-            Effect.map((c) => {
-              notifyCommitted()
-              return { xid: c.xid, n: c.n }
-            }),
+            Effect.tap(() => Effect.sync(notifyCommitted)),
             Effect.withSpan("RecordWriter.streamedCommit", undefined, { captureStackTrace: false })
           ),
         submitUnsafe: (records, done) => enqueue({ records, done, span: undefined }),
